@@ -1,0 +1,45 @@
+"""Command lines for the litellm service: `docker compose` (v2) where the host has it, else
+`docker-compose` (v1). Only built here, as argv lists; remote runs them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import RemoteError
+from .facts import HostFacts
+from .inventory import Host
+
+
+@dataclass(frozen=True)
+class ComposeCommands:
+    flavour: str
+    file: str
+    project: str | None
+    service: str
+
+    def _base(self) -> list[str]:
+        words = ["docker", "compose"] if self.flavour == "v2" else ["docker-compose"]
+        words += ["-f", self.file]
+        if self.project:
+            words += ["-p", self.project]
+        return words
+
+    def up(self) -> list[str]:
+        """Creates or recreates the service alone: the only verb that applies compose and env changes."""
+        return self._base() + ["up", "-d", "--no-deps", self.service]
+
+    def restart(self) -> list[str]:
+        return self._base() + ["restart", self.service]
+
+
+def compose_commands(host: Host, facts: HostFacts) -> ComposeCommands:
+    if facts.compose_flavour is None:
+        raise RemoteError(f"{host.name}: neither 'docker compose' nor 'docker-compose' is installed")
+    # Keep the project the running container belongs to, or compose would create a second one.
+    running_project = facts.container.compose_project if facts.container else None
+    return ComposeCommands(facts.compose_flavour, host.compose_file,
+                           host.compose_project or running_project, host.service_name)
+
+
+def container_logs(host: Host, tail: int) -> list[str]:
+    return ["docker", "logs", "--tail", str(tail), host.container_name]

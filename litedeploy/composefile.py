@@ -1,0 +1,115 @@
+"""The managed block in the host's compose file, edited like Ansible's blockinfile (pure text -> text).
+
+Only the lines between our markers are ours; every other byte of the file is kept. A new block goes
+at the end of the top-level `services:` mapping, so files with `volumes:` or `networks:` after it
+stay valid (blockinfile's append-at-end would not).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import yaml
+
+from .errors import ComposeFileError
+
+_TOP_LEVEL_KEY = re.compile(r"^[^\s#][^:]*:")
+_SERVICES_KEY = re.compile(r"^services:\s*(#.*)?$")
+
+
+@dataclass(frozen=True)
+class Markers:
+    begin: str
+    end: str
+
+    @classmethod
+    def from_template(cls, template: str) -> "Markers":
+        return cls(template.replace("{mark}", "BEGIN"), template.replace("{mark}", "END"))
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """A file split into lines, remembering its line ending and whether it ended with one."""
+
+    lines: list[str]
+    newline: str
+    trailing_newline: bool
+
+    @classmethod
+    def of(cls, text: str) -> "_Lines":
+        newline = "\r\n" if "\r\n" in text else "\n"
+        return cls(text.split(newline) if text else [], newline, text.endswith(newline))
+
+    def text(self, lines: list[str], ends_with_newline: bool) -> str:
+        joined = self.newline.join(lines)
+        if ends_with_newline and lines:
+            joined += self.newline
+        return joined
+
+
+def find_block(text: str, markers: Markers, source: str) -> tuple[int, int] | None:
+    """Line indexes of the BEGIN and END markers, or None when the file has no block."""
+    lines = _Lines.of(text).lines
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    begins = [i for i, line in enumerate(lines) if line.rstrip() == markers.begin]
+    ends = [i for i, line in enumerate(lines) if line.rstrip() == markers.end]
+    if not begins and not ends:
+        return None
+    if len(begins) > 1 or len(ends) > 1:
+        raise ComposeFileError(f"{source}: the marker {markers.begin!r} appears more than once; "
+                               "remove the duplicated block by hand")
+    if len(begins) != len(ends) or ends[0] < begins[0]:
+        raise ComposeFileError(f"{source}: the markers {markers.begin!r} and {markers.end!r} "
+                               "do not enclose a block; repair them by hand")
+    return begins[0], ends[0]
+
+
+def replace_block(text: str, block: str, markers: Markers, source: str) -> str:
+    """The file with our block in place: replaced where it was, else added to `services:`."""
+    parsed = _Lines.of(text)
+    lines = parsed.lines[:-1] if parsed.trailing_newline else parsed.lines
+    ours = [markers.begin, *block.rstrip("\r\n").splitlines(), markers.end]
+    found = find_block(text, markers, source)
+    if found:
+        begin, end = found
+        return parsed.text(lines[:begin] + ours + lines[end + 1:], parsed.trailing_newline or end + 1 == len(lines))
+    if not text.strip():
+        return parsed.text(["services:", *ours], True)
+    at = _end_of_services(lines, source)
+    return parsed.text(lines[:at] + ours + lines[at:], parsed.trailing_newline or at == len(lines))
+
+
+def remove_block(text: str, markers: Markers, source: str) -> str:
+    parsed = _Lines.of(text)
+    lines = parsed.lines[:-1] if parsed.trailing_newline else parsed.lines
+    found = find_block(text, markers, source)
+    if not found:
+        return text
+    begin, end = found
+    return parsed.text(lines[:begin] + lines[end + 1:], parsed.trailing_newline)
+
+
+def _end_of_services(lines: list[str], source: str) -> int:
+    """Index just past the last line of the top-level `services:` mapping (before trailing blanks)."""
+    start = next((i for i, line in enumerate(lines) if _SERVICES_KEY.match(line)), None)
+    if start is None:
+        raise ComposeFileError(f"{source}: no top-level 'services:' mapping to add the litellm service to")
+    end = next((i for i in range(start + 1, len(lines)) if _TOP_LEVEL_KEY.match(lines[i])), len(lines))
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    return end
+
+
+def check_compose(text: str, service: str, source: str) -> None:
+    """The edited file must still be a compose file with our service in it."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ComposeFileError(f"{source}:{where} is not valid YAML") from None
+    services = data.get("services") if isinstance(data, dict) else None
+    if not isinstance(services, dict) or service not in services:
+        raise ComposeFileError(f"{source}: service {service!r} is not under 'services:' after the edit")

@@ -1,0 +1,98 @@
+"""What is on the host now, gathered by one shell script in one round trip (no remote Python).
+
+The script prints one `key value` line per fact; file contents travel base64-encoded. The env file
+never travels: only its hash, which is all change detection needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shlex
+from dataclasses import dataclass
+
+from .inventory import Host
+
+# Only these parts of `docker inspect`: its full output holds the container's secret environment.
+_INSPECT_FORMAT = ('{"state": {{json .State}}, "restart_count": {{json .RestartCount}}, '
+                   '"labels": {{json .Config.Labels}}, "image": {{json .Config.Image}}, '
+                   '"image_id": {{json .Image}}}')
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    status: str
+    running: bool
+    started_at: str
+    restart_count: int
+    exit_code: int
+    health: str | None
+    image: str
+    image_id: str
+    compose_project: str | None
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    compose_text: str | None
+    config_text: str | None
+    env_sha256: str | None
+    compose_flavour: str | None  # "v2" (`docker compose`), "v1" (`docker-compose`) or None
+    container: ContainerState | None
+
+
+def facts_script(host: Host) -> str:
+    q = shlex.quote
+    return "\n".join([
+        "f() { if [ -f \"$2\" ]; then printf '%s ' \"$1\"; base64 -w0 < \"$2\"; echo; fi; }",
+        f"f compose_file {q(host.compose_file)}",
+        f"f config_file {q(host.config_path)}",
+        f"if [ -f {q(host.env_path)} ]; then printf 'env_sha256 '; sha256sum < {q(host.env_path)} | cut -c1-64; fi",
+        "if docker compose version >/dev/null 2>&1; then echo 'flavour v2';"
+        " elif docker-compose version >/dev/null 2>&1; then echo 'flavour v1'; fi",
+        f"c=$(docker inspect --type container --format {q(_INSPECT_FORMAT)} {q(host.container_name)} 2>/dev/null)"
+        " && printf 'container %s\\n' \"$(printf '%s' \"$c\" | base64 -w0)\"",
+        "true",
+    ])
+
+
+def parse_facts(output: str) -> HostFacts:
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        key, _, value = line.partition(" ")
+        found[key] = value.strip()
+    container = None
+    if "container" in found:
+        container = _container(json.loads(_decode(found["container"])))
+    return HostFacts(
+        compose_text=_decode(found["compose_file"]) if "compose_file" in found else None,
+        config_text=_decode(found["config_file"]) if "config_file" in found else None,
+        env_sha256=found.get("env_sha256"),
+        compose_flavour=found.get("flavour"),
+        container=container,
+    )
+
+
+def _decode(value: str) -> str:
+    return base64.b64decode(value).decode("utf-8")
+
+
+def _container(data: dict) -> ContainerState:
+    state = data["state"]
+    labels = data.get("labels") or {}
+    return ContainerState(
+        status=state.get("Status", "unknown"),
+        running=bool(state.get("Running")),
+        started_at=state.get("StartedAt", ""),
+        restart_count=int(data.get("restart_count") or 0),
+        exit_code=int(state.get("ExitCode", 0)),
+        health=(state.get("Health") or {}).get("Status"),
+        image=data.get("image", ""),
+        image_id=data.get("image_id", ""),
+        compose_project=labels.get("com.docker.compose.project"),
+    )
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

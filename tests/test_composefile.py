@@ -1,0 +1,105 @@
+import pytest
+
+from litedeploy.composefile import Markers, check_compose, find_block, remove_block, replace_block
+from litedeploy.errors import ComposeFileError
+
+MARKERS = Markers.from_template("# {mark} ANSIBLE MANAGED BLOCK litellm")
+BLOCK = "  litellm:\n    image: new\n"
+
+USER_FILE = """\
+# the team's services
+services:
+  web:
+    image: nginx   # keep this comment
+
+volumes:
+  data: {}
+"""
+
+ANSIBLE_FILE = """\
+services:
+  web:
+    image: nginx
+# BEGIN ANSIBLE MANAGED BLOCK litellm
+  litellm:
+    container_name: litellm
+    image: ghcr.io/berriai/litellm:main-stable
+    environment:
+      - LITELLM_MASTER_KEY=sk-old
+# END ANSIBLE MANAGED BLOCK litellm
+"""
+
+
+def test_block_goes_at_the_end_of_services_not_after_other_top_level_keys():
+    edited = replace_block(USER_FILE, BLOCK, MARKERS, "f")
+    assert edited == USER_FILE.replace(
+        "    image: nginx   # keep this comment\n",
+        "    image: nginx   # keep this comment\n"
+        "# BEGIN ANSIBLE MANAGED BLOCK litellm\n  litellm:\n    image: new\n# END ANSIBLE MANAGED BLOCK litellm\n")
+    check_compose(edited, "litellm", "f")
+
+
+def test_an_ansible_managed_block_is_taken_over_in_place():
+    edited = replace_block(ANSIBLE_FILE, BLOCK, MARKERS, "f")
+    assert edited == ("services:\n  web:\n    image: nginx\n# BEGIN ANSIBLE MANAGED BLOCK litellm\n"
+                      "  litellm:\n    image: new\n# END ANSIBLE MANAGED BLOCK litellm\n")
+    assert "sk-old" not in edited
+
+
+def test_replacing_with_the_same_block_changes_no_byte():
+    once = replace_block(USER_FILE, BLOCK, MARKERS, "f")
+    assert replace_block(once, BLOCK, MARKERS, "f") == once
+
+
+def test_everything_around_the_block_is_kept_byte_for_byte():
+    before, after = "services:\n  a: {image: x}\n\n\n", "\nnetworks:\n  n: {}  # trailing\n"
+    text = before + "# BEGIN ANSIBLE MANAGED BLOCK litellm\n  old: 1\n# END ANSIBLE MANAGED BLOCK litellm\n" + after
+    edited = replace_block(text, BLOCK, MARKERS, "f")
+    assert edited.startswith(before) and edited.endswith(after)
+
+
+def test_file_without_trailing_newline_gets_the_block_on_lines_of_its_own():
+    edited = replace_block("services:\n  web:\n    image: nginx", BLOCK, MARKERS, "f")
+    assert edited == ("services:\n  web:\n    image: nginx\n# BEGIN ANSIBLE MANAGED BLOCK litellm\n"
+                      "  litellm:\n    image: new\n# END ANSIBLE MANAGED BLOCK litellm\n")
+
+
+def test_crlf_file_stays_crlf():
+    edited = replace_block(USER_FILE.replace("\n", "\r\n"), BLOCK, MARKERS, "f")
+    assert "\r\n# END ANSIBLE MANAGED BLOCK litellm\r\n" in edited
+    assert edited.count("\n") == edited.count("\r\n")
+
+
+def test_missing_or_empty_file_becomes_a_compose_file_with_only_our_service():
+    assert replace_block("", BLOCK, MARKERS, "f") == (
+        "services:\n# BEGIN ANSIBLE MANAGED BLOCK litellm\n  litellm:\n    image: new\n"
+        "# END ANSIBLE MANAGED BLOCK litellm\n")
+
+
+def test_remove_takes_out_exactly_the_block():
+    assert remove_block(replace_block(USER_FILE, BLOCK, MARKERS, "f"), MARKERS, "f") == USER_FILE
+    assert remove_block(USER_FILE, MARKERS, "f") == USER_FILE
+
+
+@pytest.mark.parametrize("text, message", [
+    (ANSIBLE_FILE + ANSIBLE_FILE.split("nginx\n")[1], "appears more than once"),
+    (ANSIBLE_FILE.replace("# END ANSIBLE MANAGED BLOCK litellm\n", ""), "do not enclose a block"),
+    ("# END ANSIBLE MANAGED BLOCK litellm\n# BEGIN ANSIBLE MANAGED BLOCK litellm\n", "do not enclose a block"),
+])
+def test_broken_markers_are_refused_not_guessed(text, message):
+    with pytest.raises(ComposeFileError, match=message):
+        replace_block(text, BLOCK, MARKERS, "fox:/etc/compose.yml")
+
+
+def test_file_without_services_is_refused():
+    with pytest.raises(ComposeFileError, match="no top-level 'services:'"):
+        replace_block("version: '3'\nvolumes: {}\n", BLOCK, MARKERS, "f")
+
+
+def test_find_block_reports_marker_lines():
+    assert find_block(ANSIBLE_FILE, MARKERS, "f") == (3, 9)
+
+
+def test_check_compose_names_the_file_on_bad_yaml():
+    with pytest.raises(ComposeFileError, match="fox:/etc/compose.yml: line 2 is not valid YAML"):
+        check_compose("services:\n  a: b: c\n", "litellm", "fox:/etc/compose.yml")

@@ -1,0 +1,68 @@
+import base64
+import json
+import subprocess
+
+import pytest
+
+from litedeploy.compose import compose_commands
+from litedeploy.errors import RemoteError
+from litedeploy.facts import HostFacts, facts_script, parse_facts
+from litedeploy.inventory import load_inventory
+
+
+@pytest.fixture
+def lab(repo):
+    return load_inventory(repo / "hosts.yaml").host("lab")
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_facts_output_parses_into_files_hash_flavour_and_container():
+    inspect = {"state": {"Status": "running", "Running": True, "StartedAt": "2026-01-01T00:00:00Z",
+                         "ExitCode": 0, "Health": {"Status": "healthy"}},
+               "restart_count": 2, "labels": {"com.docker.compose.project": "etc"},
+               "image": "img", "image_id": "sha256:1"}
+    compose, config = b64("services: {}\n"), b64("a: ü\n")
+    facts = parse_facts(f"compose_file {compose}\nconfig_file {config}\n"
+                        f"env_sha256 {'a' * 64}\nflavour v1\ncontainer {b64(json.dumps(inspect))}\n")
+    assert facts.compose_text == "services: {}\n" and facts.config_text == "a: ü\n"
+    assert facts.env_sha256 == "a" * 64 and facts.compose_flavour == "v1"
+    assert (facts.container.running, facts.container.restart_count, facts.container.health,
+            facts.container.compose_project) == (True, 2, "healthy", "etc")
+
+
+def test_facts_of_a_bare_host_are_all_absent():
+    assert parse_facts("") == HostFacts(None, None, None, None, None)
+
+
+def test_facts_script_runs_in_plain_sh_on_a_host_without_our_files(lab, tmp_path):
+    # Run the real script locally with the paths pointed into an empty folder.
+    from dataclasses import replace
+    host = replace(lab, compose_file=str(tmp_path / "none.yml"), config_dir=str(tmp_path / "gw"),
+                   container_name="no-such-container-litedeploy")
+    (tmp_path / "none.yml").write_text("services:\n  web: {}\n")
+    output = subprocess.run(["sh", "-c", facts_script(host)], capture_output=True, text=True, check=True).stdout
+    facts = parse_facts(output)
+    assert facts.compose_text == "services:\n  web: {}\n"
+    assert facts.config_text is None and facts.env_sha256 is None and facts.container is None
+
+
+def test_compose_v2_and_v1_command_lines(lab):
+    v2 = compose_commands(lab, HostFacts(None, None, None, "v2", None))
+    v1 = compose_commands(lab, HostFacts(None, None, None, "v1", None))
+    assert v2.up() == ["docker", "compose", "-f", "/srv/litellm-lab/compose.yml", "up", "-d", "--no-deps", "litellm"]
+    assert v1.restart() == ["docker-compose", "-f", "/srv/litellm-lab/compose.yml", "restart", "litellm"]
+
+
+def test_the_running_containers_project_is_kept(repo):
+    from litedeploy.facts import ContainerState
+    fox = load_inventory(repo / "hosts.yaml").host("fox")
+    state = ContainerState("running", True, "", 0, 0, None, "", "", "etc")
+    assert compose_commands(fox, HostFacts(None, None, None, "v2", state)).up()[4:6] == ["-p", "etc"]
+
+
+def test_a_host_without_compose_is_a_clear_error(lab):
+    with pytest.raises(RemoteError, match="lab: neither 'docker compose' nor 'docker-compose' is installed"):
+        compose_commands(lab, HostFacts(None, None, None, None, None))

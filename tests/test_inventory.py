@@ -1,0 +1,89 @@
+from pathlib import Path
+
+import pytest
+
+from litedeploy.errors import InventoryError
+from litedeploy.inventory import load_inventory, parse_inventory
+
+MINIMAL = """
+defaults:
+  vars:
+    aws_region: us-east-1
+    models:
+      - {name: a, model: bedrock/x}
+hosts:
+  one:
+    address: one.example
+"""
+
+
+def parse(text: str):
+    return parse_inventory(text, Path("/inv/hosts.yaml"))
+
+
+def test_repo_inventory_has_fox_as_in_the_source_documents(repo):
+    fox = load_inventory(repo / "hosts.yaml").host("fox")
+    assert (fox.address, fox.compose_file, fox.config_dir, fox.port) == \
+        ("fox.rewse.jp", "/etc/compose.yml", "/srv/litellm", 4000)
+    assert fox.image == "ghcr.io/berriai/litellm:main-stable"
+    assert fox.vars["aws_region"] == "us-east-1"
+    assert fox.models == ["claude-3-7-sonnet", "claude-sonnet-4", "claude-opus-4"]
+
+
+def test_lab_never_touches_the_machines_real_compose_file(repo):
+    lab = load_inventory(repo / "hosts.yaml").host("lab")
+    assert lab.compose_file != "/etc/compose.yml"
+    assert lab.network_mode == "host" and lab.bind.startswith("127.")
+
+
+def test_defaults_apply_and_hosts_override_them():
+    inventory = parse(MINIMAL + "  two:\n    address: two.example\n    port: 8080\n    vars: {aws_region: eu-west-1}\n")
+    one, two = inventory.host("one"), inventory.host("two")
+    assert (one.port, two.port) == (4000, 8080)
+    assert one.vars["aws_region"] == "us-east-1"
+    # vars merge per key: the override keeps the models from the defaults
+    assert two.vars["aws_region"] == "eu-west-1" and two.models == ["a"]
+
+
+def test_local_paths_are_taken_from_the_inventory_folder():
+    host = parse(MINIMAL + "    ssh_key: keys/id\n    secrets_file: /abs/s.yaml\n").host("one")
+    assert host.ssh_key == "/inv/keys/id"
+    assert host.secrets_file == "/abs/s.yaml"
+
+
+def test_derived_paths_follow_config_dir():
+    host = parse(MINIMAL + "    config_dir: /opt/gw\n").host("one")
+    assert (host.config_path, host.env_path, host.backup_dir) == \
+        ("/opt/gw/config.yaml", "/opt/gw/litellm.env", "/opt/gw/backups")
+
+
+def test_fab_address_finds_the_entry_and_refuses_ambiguity():
+    inventory = parse(MINIMAL + "  two:\n    address: one.example\n    ssh_port: 2222\n")
+    assert inventory.host_at("one.example", 2222).name == "two"
+    with pytest.raises(InventoryError, match="several hosts have address one.example"):
+        inventory.host_at("one.example", None)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("hosts: [", "line 1 is not valid YAML"),
+    ("- a\n- b\n", "expected a mapping"),
+    ("hosts: {}\n", "'hosts' must map host names"),
+    (MINIMAL + "    compose_fle: /x\n", "host 'one': unknown key 'compose_fle'"),
+    (MINIMAL.replace("address: one.example", "port: 4000"), "host 'one': 'address' is required"),
+    (MINIMAL + "    port: http\n", "'port' must be a port number"),
+    (MINIMAL + "    network_mode: overlay\n", "'network_mode' must be one of"),
+    (MINIMAL + "    config_dir: srv/litellm\n", "'config_dir' must be an absolute path"),
+    (MINIMAL + "    marker: '# litellm'\n", "'marker' must contain {mark}"),
+    (MINIMAL + "    vars: {models: [{name: a, model: x}, {name: a, model: y}]}\n", "model name 'a' appears twice"),
+    (MINIMAL + "    vars: {models: [{name: a}]}\n", r"vars.models\[0\] needs 'name' and 'model'"),
+])
+def test_malformed_inventory_is_one_clear_error_naming_file_and_key(text, message):
+    with pytest.raises(InventoryError, match=message) as caught:
+        parse(text)
+    assert str(caught.value).startswith("/inv/hosts.yaml:")
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_host_lists_the_known_ones():
+    with pytest.raises(InventoryError, match=r"unknown host 'fax' \(known: one\)"):
+        parse(MINIMAL).host("fax")

@@ -1,0 +1,60 @@
+import pytest
+
+from litedeploy.composefile import Markers, replace_block
+from litedeploy.facts import ContainerState, HostFacts, sha256
+from litedeploy.inventory import load_inventory
+from litedeploy.plan import plan_deploy
+from litedeploy.render import DesiredFiles
+
+DESIRED = DesiredFiles(config="model_list: []\n", env="K=v\n", block="  litellm:\n    image: x\n")
+
+
+@pytest.fixture
+def fox(repo):
+    return load_inventory(repo / "hosts.yaml").host("fox")
+
+
+def running(up: bool = True) -> ContainerState:
+    return ContainerState("running" if up else "exited", up, "t0", 0, 0, "healthy", "x", "sha", "etc")
+
+
+def facts_matching(host, desired=DESIRED, **changes) -> HostFacts:
+    compose = replace_block("services:\n  web: {image: nginx}\n", desired.block,
+                            Markers.from_template(host.marker), "f")
+    return HostFacts(**{"compose_text": compose, "config_text": desired.config,
+                        "env_sha256": sha256(desired.env), "compose_flavour": "v2",
+                        "container": running(), **changes})
+
+
+def test_nothing_differs_so_nothing_is_written_or_restarted(fox):
+    plan = plan_deploy(fox, DESIRED, facts_matching(fox))
+    assert plan.changes == () and plan.restart is None and not plan.changed
+
+
+def test_config_only_change_restarts(fox):
+    plan = plan_deploy(fox, DESIRED, facts_matching(fox, config_text="old: 1\n"))
+    assert [c.path for c in plan.changes] == ["/srv/litellm/config.yaml"] and plan.restart == "restart"
+
+
+def test_env_change_recreates_because_restart_keeps_the_old_environment(fox):
+    plan = plan_deploy(fox, DESIRED, facts_matching(fox, env_sha256="0" * 64))
+    assert [(c.path, c.mode, c.secret) for c in plan.changes] == [("/srv/litellm/litellm.env", "0600", True)]
+    assert plan.restart == "up"
+
+
+def test_block_change_recreates(fox):
+    old = facts_matching(fox, DesiredFiles(DESIRED.config, DESIRED.env, "  litellm:\n    image: old\n"))
+    plan = plan_deploy(fox, DESIRED, old)
+    assert [c.path for c in plan.changes] == ["/etc/compose.yml"] and plan.restart == "up"
+    assert plan.changes[0].keep_owner
+
+
+def test_first_deploy_writes_everything_and_ups(fox):
+    plan = plan_deploy(fox, DESIRED, HostFacts(None, None, None, "v1", None))
+    assert {c.name for c in plan.changes} == {"compose.yml", "litellm.env", "config.yaml"}
+    assert plan.restart == "up"
+    assert plan.changes[0].new.startswith("services:\n# BEGIN ANSIBLE MANAGED BLOCK litellm\n")
+
+
+def test_a_stopped_container_is_brought_up_even_when_no_file_changed(fox):
+    assert plan_deploy(fox, DESIRED, facts_matching(fox, container=running(False))).restart == "up"

@@ -1,0 +1,85 @@
+import pytest
+import yaml
+
+from litedeploy.errors import RenderError
+from litedeploy.inventory import load_inventory
+from litedeploy.render import render_host, template_environment
+from litedeploy.secrets import SecretValues
+
+SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
+                        "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456"},
+                       "secrets.enc.yaml")
+
+
+@pytest.fixture
+def hosts(repo):
+    return load_inventory(repo / "hosts.yaml")
+
+
+@pytest.fixture
+def templates(repo):
+    return template_environment(repo / "templates")
+
+
+def test_fox_config_has_the_three_inference_profiles_and_no_secret(templates, hosts):
+    files = render_host(templates, hosts.host("fox"), SECRETS)
+    config = yaml.safe_load(files.config)
+    assert [(m["model_name"], m["litellm_params"]["model"], m["litellm_params"]["aws_region_name"])
+            for m in config["model_list"]] == [
+        ("claude-3-7-sonnet", "bedrock/us.anthropic.claude-3-7-sonnet-20250219-v1:0", "us-east-1"),
+        ("claude-sonnet-4", "bedrock/us.anthropic.claude-sonnet-4-20250514-v1:0", "us-east-1"),
+        ("claude-opus-4", "bedrock/us.anthropic.claude-opus-4-20250514-v1:0", "us-east-1")]
+    assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+    for value in SECRETS.values():
+        assert value not in files.config and value not in files.block
+
+
+def test_fox_service_block_matches_the_source_design(templates, hosts):
+    service = yaml.safe_load(render_host(templates, hosts.host("fox"), SECRETS).block)["litellm"]
+    assert service["container_name"] == "litellm"
+    assert service["image"] == "ghcr.io/berriai/litellm:main-stable"
+    assert service["ports"] == ["4000:4000"]
+    assert service["volumes"] == ["/srv/litellm/config.yaml:/app/config.yaml:ro"]
+    assert service["env_file"] == ["/srv/litellm/litellm.env"]
+    assert service["restart"] == "unless-stopped"
+    assert service["command"] == ["--config", "/app/config.yaml", "--port", "4000"]
+    assert service["healthcheck"]["test"][:2] == ["CMD", "python3"]
+    assert "environment" not in service
+
+
+def test_env_file_carries_every_secret_and_the_region(templates, hosts):
+    env = render_host(templates, hosts.host("fox"), SECRETS).env
+    pairs = dict(line.split("=", 1) for line in env.splitlines() if line and not line.startswith("#"))
+    assert pairs == {**SECRETS, "AWS_REGION_NAME": "us-east-1"}
+
+
+def test_lab_models_are_mocked_and_listen_on_loopback_only(templates, hosts):
+    files = render_host(templates, hosts.host("lab"), SECRETS)
+    assert all("mock_response" in m["litellm_params"] for m in yaml.safe_load(files.config)["model_list"])
+    service = yaml.safe_load(files.block)["litellm"]
+    assert service["network_mode"] == "host" and "ports" not in service
+    assert service["command"][service["command"].index("--host") + 1] == "127.0.0.1"
+
+
+def test_a_missing_secret_is_named_with_its_file(templates, hosts):
+    partial = SecretValues({k: v for k, v in SECRETS.items() if k != "LITELLM_SALT_KEY"}, "secrets.enc.yaml")
+    with pytest.raises(RenderError, match=r"templates/litellm.env.j2 \(host fox\): secret 'LITELLM_SALT_KEY' "
+                                          r"is missing from secrets.enc.yaml"):
+        render_host(templates, hosts.host("fox"), partial)
+
+
+def test_an_undefined_variable_is_named(tmp_path, hosts, repo):
+    for name in ("litellm.env.j2", "compose-service.yml.j2"):
+        (tmp_path / name).write_text((repo / "templates" / name).read_text())
+    (tmp_path / "config.yaml.j2").write_text("region: {{ vars.aws_zone }}\n")
+    with pytest.raises(RenderError, match="variable 'aws_zone' is not defined"):
+        render_host(template_environment(tmp_path), hosts.host("fox"), SECRETS)
+
+
+def test_a_config_with_the_master_key_inline_is_refused(tmp_path, hosts, repo):
+    for name in ("litellm.env.j2", "compose-service.yml.j2"):
+        (tmp_path / name).write_text((repo / "templates" / name).read_text())
+    (tmp_path / "config.yaml.j2").write_text(
+        "model_list: [{model_name: a}]\ngeneral_settings: {master_key: '{{ secrets.LITELLM_MASTER_KEY }}'}\n")
+    with pytest.raises(RenderError, match="master_key must be an os.environ/ reference"):
+        render_host(template_environment(tmp_path), hosts.host("fox"), SECRETS)
