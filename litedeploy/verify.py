@@ -1,0 +1,158 @@
+"""Proof the gateway answers: liveliness, the models it lists, a chat answer.
+
+Requests travel through the deploy's own SSH connection (a direct-tcpip channel), so they work where
+the gateway's port is firewalled and open no second connection. LiteLLM's `/health` is never called:
+it makes a billed call to every model.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, TextIO
+
+from .errors import VerifyError
+from .inventory import Host
+from .remote import Remote
+
+REQUEST_TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class _TunnelledHTTP(http.client.HTTPConnection):
+    def __init__(self, remote: Remote, port: int, timeout: float) -> None:
+        super().__init__(remote.host.local_address, port, timeout=timeout)
+        self._remote = remote
+
+    def connect(self) -> None:
+        self.sock = self._remote.tunnel(self.port, self.timeout)
+        self.sock.settimeout(self.timeout)
+
+
+@dataclass
+class Gateway:
+    """The LiteLLM HTTP API of one host, reached through its SSH connection."""
+
+    remote: Remote
+    master_key: str
+
+    def request(self, method: str, path: str, body: dict | None = None, *, auth: bool = True,
+                timeout: float = REQUEST_TIMEOUT) -> Response:
+        connection = _TunnelledHTTP(self.remote, self.remote.host.port, timeout)
+        headers = {"Content-Type": "application/json", "Connection": "close"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.master_key}"
+        try:
+            connection.request(method, path, body=json.dumps(body) if body is not None else None,
+                               headers=headers)
+            reply = connection.getresponse()
+            return Response(reply.status, reply.read())
+        finally:
+            connection.close()
+
+
+def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
+                    clock: Callable[[], float] = time.monotonic) -> float:
+    """Seconds until /health/liveliness answered 200; a progress line shows the wait."""
+    host = gateway.remote.host
+    start = clock()
+    next_report = 0.0
+    while True:
+        waited = clock() - start
+        try:
+            if gateway.request("GET", "/health/liveliness", auth=False, timeout=5).status == 200:
+                return waited
+        except (OSError, http.client.HTTPException):
+            pass  # not listening yet: the container is still starting
+        if waited > timeout:
+            raise VerifyError(f"{host.name}: litellm did not answer /health/liveliness within {timeout:.0f} s")
+        if waited >= next_report:
+            out.write(f"{host.name}: waiting for litellm to answer ({waited:.0f}s of {timeout:.0f}s)\n")
+            out.flush()
+            next_report += 5
+        time.sleep(0.5)
+
+
+def listed_models(gateway: Gateway) -> list[str]:
+    reply = gateway.request("GET", "/v1/models")
+    if reply.status != 200:
+        raise VerifyError(f"{gateway.remote.host.name}: /v1/models answered {reply.status}")
+    return [entry["id"] for entry in (reply.json() or {}).get("data", [])]
+
+
+def check_models(gateway: Gateway, host: Host) -> list[str]:
+    listed = listed_models(gateway)
+    missing = [name for name in host.models if name not in listed]
+    if missing:
+        raise VerifyError(f"{host.name}: /v1/models does not list {', '.join(missing)}")
+    return listed
+
+
+def chat(gateway: Gateway, model: str) -> str:
+    reply = gateway.request("POST", "/v1/chat/completions",
+                            {"model": model, "messages": [{"role": "user", "content": "ping"}],
+                             "max_tokens": 16})
+    data = reply.json() or {}
+    if reply.status != 200 or not data.get("choices"):
+        error = (data.get("error") or {}).get("message", "") if isinstance(data, dict) else ""
+        raise VerifyError(f"{gateway.remote.host.name}: chat with {model} answered {reply.status} "
+                          f"{str(error)[:200]}".rstrip())
+    return str(data["choices"][0]["message"]["content"])
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+def smoke(gateway: Gateway, host: Host) -> list[Check]:
+    """Each check runs even when an earlier one failed, so the table shows the whole picture."""
+    def readiness() -> str:
+        reply = gateway.request("GET", "/health/readiness", auth=False)
+        if reply.status != 200:
+            raise VerifyError(f"answered {reply.status}")
+        return str((reply.json() or {}).get("status", "ok"))
+
+    def models() -> str:
+        return f"{len(check_models(gateway, host))} listed, all {len(host.models)} configured present"
+
+    first = host.models[0]
+    checks = [("liveliness", lambda: f"answered in {wait_until_live(gateway, 10, _Silent()):.1f} s"),
+              ("readiness", readiness),
+              ("models", models),
+              (f"chat {first}", lambda: repr(chat(gateway, first)[:60]))]
+    return [_timed(name, probe) for name, probe in checks]
+
+
+def _timed(name: str, probe: Callable[[], str]) -> Check:
+    start = time.monotonic()
+    try:
+        detail, ok = probe(), True
+    except (VerifyError, OSError, http.client.HTTPException) as exc:
+        detail, ok = str(exc), False
+    return Check(name, ok, detail, time.monotonic() - start)
+
+
+class _Silent:
+    def write(self, text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
