@@ -81,10 +81,15 @@ def up(lab: Lab, say: Say) -> set[str]:
     return started
 
 
-def down(lab: Lab, say: Say, daemons: Iterable[str] = ("sshd", "dockerd")) -> None:
+def down(lab: Lab, say: Say) -> None:
     if _docker_answers():
         subprocess.run(["docker", "stop", lab.host.container_name], capture_output=True, check=False)
-    for name in daemons:
+    stop_daemons(lab, say, ("sshd", "dockerd"))
+
+
+def stop_daemons(lab: Lab, say: Say, names: Iterable[str]) -> None:
+    """Stops those of the named daemons that the lab started (it records their pids)."""
+    for name in names:
         _stop(lab.state / f"{name}.pid", name, say)
 
 

@@ -33,16 +33,6 @@ class Response:
             return None
 
 
-class _TunnelledHTTP(http.client.HTTPConnection):
-    def __init__(self, remote: Remote, port: int, timeout: float) -> None:
-        super().__init__(remote.host.local_address, port, timeout=timeout)
-        self._remote = remote
-
-    def connect(self) -> None:
-        self.sock = self._remote.tunnel(self.port, self.timeout)
-        self.sock.settimeout(self.timeout)
-
-
 @dataclass
 class Gateway:
     """The LiteLLM HTTP API of one host, reached through its SSH connection."""
@@ -52,17 +42,22 @@ class Gateway:
 
     def request(self, method: str, path: str, body: dict | None = None, *, auth: bool = True,
                 timeout: float = REQUEST_TIMEOUT) -> Response:
-        connection = _TunnelledHTTP(self.remote, self.remote.host.port, timeout)
-        headers = {"Content-Type": "application/json", "Connection": "close"}
+        """One request on its own channel. The channel is closed only after the whole body is read:
+        http.client's connection object would close it on `Connection: close` before that."""
+        payload = json.dumps(body).encode() if body is not None else b""
+        headers = [f"{method} {path} HTTP/1.1", f"Host: {self.remote.host.local_address}",
+                   "Content-Type: application/json", f"Content-Length: {len(payload)}", "Connection: close"]
         if auth:
-            headers["Authorization"] = f"Bearer {self.master_key}"
+            headers.append(f"Authorization: Bearer {self.master_key}")
+        channel = self.remote.tunnel(self.remote.host.port, timeout)
         try:
-            connection.request(method, path, body=json.dumps(body) if body is not None else None,
-                               headers=headers)
-            reply = connection.getresponse()
+            channel.settimeout(timeout)
+            channel.sendall("\r\n".join(headers).encode() + b"\r\n\r\n" + payload)
+            reply = http.client.HTTPResponse(channel)
+            reply.begin()
             return Response(reply.status, reply.read())
         finally:
-            connection.close()
+            channel.close()
 
 
 def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,

@@ -1,10 +1,24 @@
-"""Shared fixtures: the repo's own project files, and (for lab tests) the real local target."""
+"""Shared fixtures: the repo's project files, and for lab tests the real local target.
+
+Lab tests deploy to hosts of their own (own compose file, config dir, container and loopback port)
+through the real sshd and dockerd of the lab, so they never touch the user's `lab` deployment.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
+
+from litedeploy import lab as local_lab
+from litedeploy.inventory import LOCAL_PATHS, load_inventory
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -12,3 +26,73 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def lab() -> local_lab.Lab:
+    """The lab target, brought up once; what this run started is stopped at the end."""
+    target = local_lab.Lab(REPO / ".lab", load_inventory(REPO / "hosts.yaml").host("lab"))
+    started = local_lab.up(target, print)
+    yield target
+    local_lab.stop_daemons(target, print, started)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class LabHost:
+    """A deploy target on the lab's sshd with its own inventory file and paths."""
+
+    name: str
+    root: Path
+    inventory: Path
+    entry: dict
+
+    @property
+    def container(self) -> str:
+        return self.entry["container_name"]
+
+    @property
+    def port(self) -> int:
+        return self.entry["port"]
+
+    def write_inventory(self, **vars_overrides) -> None:
+        data = yaml.safe_load((REPO / "hosts.yaml").read_text())
+        entry = {**self.entry, "vars": {**self.entry.get("vars", {}), **vars_overrides}}
+        self.inventory.write_text(yaml.safe_dump({"defaults": data["defaults"], "hosts": {self.name: entry}}))
+
+    def run(self, *argv: str, program: str = "invoke") -> subprocess.CompletedProcess:
+        """`inv ARGV` (or `fab`) from the repo, pointed at this host's inventory through Invoke's config."""
+        prefix = "INVOKE" if program == "invoke" else "FABRIC"
+        env = {**os.environ, f"{prefix}_LITELLM_INVENTORY": str(self.inventory)}
+        return subprocess.run([sys.executable, "-m", program, *argv], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+    def inspect(self) -> dict:
+        out = subprocess.run(["docker", "inspect", self.container], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)[0]
+
+
+def make_lab_host(lab: local_lab.Lab, root: Path, name: str) -> LabHost:
+    data = yaml.safe_load((REPO / "hosts.yaml").read_text())
+    entry = dict(data["hosts"]["lab"])
+    for key in LOCAL_PATHS:
+        if key in entry:
+            entry[key] = str(REPO / entry[key])
+    entry.update(compose_file=str(root / "compose.yml"), config_dir=str(root / "litellm"),
+                 container_name=f"litedeploy-test-{name}", port=free_port())
+    host = LabHost(name, root, root / "hosts.yaml", entry)
+    host.write_inventory()
+    return host
+
+
+@pytest.fixture(scope="module")
+def lab_host(lab, tmp_path_factory, request) -> LabHost:
+    name = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
+    host = make_lab_host(lab, tmp_path_factory.mktemp(name), name)
+    yield host
+    subprocess.run(["docker", "rm", "-f", host.container], capture_output=True)
