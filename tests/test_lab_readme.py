@@ -1,0 +1,32 @@
+"""The README's main command, run as a new user would run it, against the real lab."""
+
+import shlex
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+MAIN_JOB = "inv lab.up deploy --host lab ops.smoke --host lab"
+TEST_JOB = "pip install -e '.[test]' && python -m pytest"
+
+
+def test_readme_and_ci_give_the_commands_tested_here(repo):
+    readme = (repo / "README.md").read_text()
+    assert f"    pip install -e . && {MAIN_JOB}\n" in readme
+    assert f"    {TEST_JOB}\n" in readme
+    assert TEST_JOB in (repo / ".ci/run").read_text()
+
+
+def test_readme_main_job_deploys_to_the_lab_and_smoke_passes(lab, repo):
+    existed = subprocess.run(["docker", "inspect", lab.host.container_name], capture_output=True).returncode == 0
+    try:
+        run = subprocess.run(shlex.split(MAIN_JOB), cwd=repo, capture_output=True, text=True, timeout=900,
+                             stdin=subprocess.DEVNULL)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "lab: up" in run.stdout
+        assert "lab: ok," in run.stdout
+        assert [line.split()[1] for line in run.stdout.splitlines() if line.startswith("lab  ")] == ["ok"] * 4
+    finally:
+        if not existed:
+            subprocess.run(["docker", "rm", "-f", lab.host.container_name], capture_output=True)
