@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import RemoteError
 from .facts import HostFacts
@@ -30,6 +30,14 @@ class ComposeCommands:
 
     def restart(self) -> list[str]:
         return self._base() + ["restart", self.service]
+
+    def validate(self, file: str) -> list[str]:
+        """Checks a candidate compose file (in the real one's folder) without touching anything."""
+        return replace(self, file=file)._base() + ["config", "-q"]
+
+    def remove(self) -> list[str]:
+        """Stops and removes the service's container, leaving the user's other services alone."""
+        return self._base() + ["rm", "--stop", "--force", self.service]
 
 
 def compose_commands(host: Host, facts: HostFacts) -> ComposeCommands:

@@ -102,8 +102,8 @@ def _end_of_services(lines: list[str], source: str) -> int:
     return end
 
 
-def check_compose(text: str, service: str, source: str) -> None:
-    """The edited file must still be a compose file with our service in it."""
+def check_compose(text: str, service: str | None, source: str) -> None:
+    """A compose file must parse and have `services:`; after our edit, our service must be in it."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -111,5 +111,7 @@ def check_compose(text: str, service: str, source: str) -> None:
         where = f" line {mark.line + 1}" if mark else ""
         raise ComposeFileError(f"{source}:{where} is not valid YAML") from None
     services = data.get("services") if isinstance(data, dict) else None
-    if not isinstance(services, dict) or service not in services:
-        raise ComposeFileError(f"{source}: service {service!r} is not under 'services:' after the edit")
+    if not isinstance(services, dict):
+        raise ComposeFileError(f"{source}: has no top-level 'services:' mapping")
+    if service is not None and service not in services:
+        raise ComposeFileError(f"{source}: service {service!r} is not under 'services:'")

@@ -1,41 +1,198 @@
-"""The deploy pipeline: secrets, render, facts, plan, install, restart, verify — one connection."""
+"""The deploy pipeline: secrets, render, lock + facts, plan, install, restart, verify, and on failure
+roll back — all over one connection, with one audit line per deploy on the host."""
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
+import subprocess
 import sys
+import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TextIO
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, TextIO
 
-from .compose import compose_commands
+from .compose import ComposeCommands, compose_commands, container_logs
+from .composefile import Markers, find_block, remove_block
+from .errors import DeployError, DeployFailed, RemoteError, VerifyError
+from .facts import HostFacts
+from .hostcommands import audit_script, restore_script, unlock_script
 from .inventory import Host
-from .plan import plan_deploy
+from .plan import FileChange, Plan, file_diff, plan_deploy
 from .project import Project
 from .render import render_host
-from .session import host_secrets, opened
-from .verify import check_models, wait_until_live
+from .session import Session, host_secrets, opened
+from .verify import check_models, container_failure, smoke, wait_until_live
+
+LOCK_POLL_SECONDS = 2
+LOG_LINES_ON_FAILURE = 30
 
 
 @dataclass(frozen=True)
 class DeployResult:
     host: str
-    changed: tuple[str, ...]
-    restart: str | None
-    health_seconds: float
+    plan: Plan
+    health_seconds: float | None
     models: tuple[str, ...]
+    # (path, unified diff with every secret masked) per changed file
+    diffs: tuple[tuple[str, str], ...]
 
 
-def deploy(project: Project, host: Host, out: TextIO = sys.stderr) -> DeployResult:
+def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: bool = False,
+           break_lock: bool = False, lock_timeout: float = 60) -> DeployResult:
+    """With check, stops after the plan: nothing on the host changes and no lock is taken."""
     secrets = host_secrets(host)
     desired = render_host(project.templates, host, secrets)
     with opened(host, secrets) as session:
-        facts = session.remote.gather_facts()
-        plan = plan_deploy(host, desired, facts)
+        if check:
+            plan = plan_deploy(host, desired, session.remote.gather_facts())
+            return DeployResult(host.name, plan, None, (), _diffs(plan, session))
+        with locked(session, project.root, "deploy", out, break_lock, lock_timeout) as (facts, record):
+            result = _apply(session, desired, facts, record["id"], out)
+            record.update(changed=[c.path for c in result.plan.changes], restart=result.plan.restart)
+            return result
+
+
+def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock: bool = False,
+           lock_timeout: float = 60) -> list[str]:
+    """Like blockinfile's state=absent: stops and removes the container, takes our block out of the
+    compose file (backed up, validated); config and env stay, so a deploy brings it all back."""
+    with opened(host) as session, \
+            locked(session, project.root, "remove", out, break_lock, lock_timeout) as (facts, record):
+        done = []
+        if facts.container:
+            session.remote.run(compose_commands(host, facts).remove())
+            done.append(f"removed container {host.container_name}")
+        source = f"{host.name}:{host.compose_file}"
+        markers = Markers.from_template(host.marker)
+        if facts.compose_text and find_block(facts.compose_text, markers, source):
+            change = FileChange(host.compose_file, facts.compose_text,
+                                remove_block(facts.compose_text, markers, source), "0644", keep_owner=True)
+            session.remote.install([change], record["id"], compose_commands(host, facts))
+            record["changed"] = [host.compose_file]
+            done.append(f"took the {host.service_name} block out of {host.compose_file}")
+        record["restart"] = "removed" if facts.container else None
+        return done
+
+
+@contextmanager
+def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: bool,
+           lock_timeout: float) -> Iterator[tuple[HostFacts, dict]]:
+    """Holds the host's deploy lock (facts come with it, in the same round trip) and appends the
+    audit line when done, whatever the outcome."""
+    if break_lock:
+        session.remote.run(["sh", "-c", unlock_script(session.host)])
+    facts = _take_lock(session, lock_timeout, out)
+    now = datetime.now(timezone.utc)
+    record = {"id": now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+              "time": now.isoformat(timespec="seconds"), "action": action, "host": session.host.name,
+              "user": getpass.getuser(), "from": socket.gethostname(), "commit": _commit(root),
+              "changed": [], "restart": None, "rolled_back": False}
+    try:
+        yield facts, record
+        record["result"] = "ok"
+    except DeployError as exc:
+        record.update(result="failed", error=session.redact(str(exc)),
+                      rolled_back=getattr(exc, "rolled_back", False))
+        raise
+    finally:
+        try:
+            session.remote.run(["sh", "-c", f"{audit_script(session.host, record)}\n{unlock_script(session.host)}"])
+        except RemoteError:
+            pass  # the connection is gone: the lock stays, and the next deploy says who holds it
+
+
+def _take_lock(session: Session, timeout: float, out: TextIO) -> HostFacts:
+    owner = {"user": getpass.getuser(), "from": socket.gethostname(), "pid": os.getpid(),
+             "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    deadline = time.monotonic() + timeout
+    while True:
+        facts = session.remote.gather_facts(lock_owner=owner)
+        if facts.lock_acquired:
+            return facts
+        holder = facts.lock_holder or {}
+        who = (f"{holder.get('user', '?')}@{holder.get('from', '?')} (pid {holder.get('pid', '?')}) "
+               f"since {holder.get('since', '?')}")
+        if time.monotonic() > deadline:
+            raise DeployError(f"{session.host.name}: another deploy holds the lock: {who}; if it is stale, "
+                              "run again with --break-lock")
+        out.write(f"{session.host.name}: waiting for the deploy lock held by {who}\n")
+        out.flush()
+        time.sleep(LOCK_POLL_SECONDS)
+
+
+def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: TextIO) -> DeployResult:
+    host, remote = session.host, session.remote
+    plan = plan_deploy(host, desired, facts)
+    commands = compose_commands(host, facts) if plan.changed else None
+    if plan.changes:
+        remote.install(plan.changes, deploy_id, commands)
+    try:
+        health, models = _restart_and_verify(session, plan, commands, out)
+    except DeployError as failure:
+        if not plan.changed:
+            raise  # we changed nothing: there is nothing to roll back to
+        logs = remote.run(container_logs(host, LOG_LINES_ON_FAILURE), check=False)
+        tail = session.redact(logs.stdout + logs.stderr)
+        rolled_back, how = _roll_back(session, plan, facts, commands, deploy_id, out)
+        raise DeployFailed(f"{failure}; {how}", details=tail, rolled_back=rolled_back) from None
+    return DeployResult(host.name, plan, health, models, _diffs(plan, session))
+
+
+def _restart_and_verify(session: Session, plan: Plan, commands: ComposeCommands | None,
+                        out: TextIO) -> tuple[float, tuple[str, ...]]:
+    """After a restart the full smoke (a chat answer proves the credentials); else the models list."""
+    host, remote, gateway = session.host, session.remote, session.gateway
+    if not plan.restart:
+        return wait_until_live(gateway, host.health_timeout, out), tuple(check_models(gateway, host))
+    baseline = remote.restart(commands.up() if plan.restart == "up" else commands.restart())
+    health = wait_until_live(gateway, host.health_timeout, out,
+                             watch=lambda: container_failure(remote.container_state(), baseline))
+    failed = [check for check in smoke(gateway, host) if not check.ok]
+    if failed:
+        raise VerifyError(f"{host.name}: smoke failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+    return health, tuple(host.models)
+
+
+def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: ComposeCommands | None,
+               deploy_id: str, out: TextIO) -> tuple[bool, str]:
+    """Restores this deploy's backups and brings the container back as it was; says how that went."""
+    host, remote = session.host, session.remote
+    try:
         if plan.changes:
-            session.remote.install(plan.changes)
-        if plan.restart:
-            commands = compose_commands(host, facts)
-            session.remote.run(commands.up() if plan.restart == "up" else commands.restart())
-        health = wait_until_live(session.gateway, host.health_timeout, out)
-        models = check_models(session.gateway, host)
-    return DeployResult(host.name, tuple(change.name for change in plan.changes), plan.restart,
-                        health, tuple(models))
+            remote.run(["sh", "-c", restore_script(host, plan.changes, deploy_id)])
+        if before.container is None:
+            remote.run(["docker", "rm", "-f", host.container_name], check=False)
+            return True, "rolled back: previous files restored, the new container removed"
+        if not before.container.running:
+            remote.run(["docker", "stop", host.container_name], check=False)
+            return True, "rolled back: previous files restored, the container left stopped as it was"
+        config_only = plan.restart == "restart"
+        baseline = remote.restart(commands.restart() if config_only else commands.up())
+        seconds = wait_until_live(session.gateway, host.health_timeout, out,
+                                  watch=lambda: container_failure(remote.container_state(), baseline))
+        return True, f"rolled back: previous files and container restored, answering again after {seconds:.1f} s"
+    except DeployError as exc:
+        return False, f"ROLLBACK FAILED too: {exc}"
+
+
+def _diffs(plan: Plan, session: Session) -> tuple[tuple[str, str], ...]:
+    return tuple((change.path, file_diff(change, session.redact)) for change in plan.changes)
+
+
+def _commit(root: Path) -> str | None:
+    """The repo's commit, marked dirty when the working tree has changes, for the audit line."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")

@@ -31,3 +31,13 @@ class RemoteError(DeployError):
 
 class VerifyError(DeployError):
     """The gateway did not become healthy or did not answer as configured."""
+
+
+class DeployFailed(DeployError):
+    """A deploy that reached the host and failed; `details` (the container's last log lines) are
+    shown before the one-line message."""
+
+    def __init__(self, message: str, details: str = "", rolled_back: bool = False) -> None:
+        super().__init__(message)
+        self.details = details
+        self.rolled_back = rolled_back

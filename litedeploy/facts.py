@@ -1,13 +1,12 @@
 """What is on the host now, gathered by one shell script in one round trip (no remote Python).
 
 The script prints one `key value` line per fact; file contents travel base64-encoded. The env file
-never travels: only its hash, which is all change detection needs.
+comes too, so a diff can name the keys that changed; it stays in memory and is never printed.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import shlex
 from dataclasses import dataclass
@@ -37,9 +36,12 @@ class ContainerState:
 class HostFacts:
     compose_text: str | None
     config_text: str | None
-    env_sha256: str | None
+    env_text: str | None
     compose_flavour: str | None  # "v2" (`docker compose`), "v1" (`docker-compose`) or None
     container: ContainerState | None
+    # Set when the facts were gathered together with an attempt to take the deploy lock.
+    lock_acquired: bool = False
+    lock_holder: dict | None = None
 
 
 def facts_script(host: Host) -> str:
@@ -48,13 +50,19 @@ def facts_script(host: Host) -> str:
         "f() { if [ -f \"$2\" ]; then printf '%s ' \"$1\"; base64 -w0 < \"$2\"; echo; fi; }",
         f"f compose_file {q(host.compose_file)}",
         f"f config_file {q(host.config_path)}",
-        f"if [ -f {q(host.env_path)} ]; then printf 'env_sha256 '; sha256sum < {q(host.env_path)} | cut -c1-64; fi",
+        f"f env_file {q(host.env_path)}",
         "if docker compose version >/dev/null 2>&1; then echo 'flavour v2';"
         " elif docker-compose version >/dev/null 2>&1; then echo 'flavour v1'; fi",
-        f"c=$(docker inspect --type container --format {q(_INSPECT_FORMAT)} {q(host.container_name)} 2>/dev/null)"
-        " && printf 'container %s\\n' \"$(printf '%s' \"$c\" | base64 -w0)\"",
+        container_script(host),
         "true",
     ])
+
+
+def container_script(host: Host) -> str:
+    """Prints a `container` fact line, or nothing when there is no such container."""
+    return (f"c=$(docker inspect --type container --format {shlex.quote(_INSPECT_FORMAT)} "
+            f"{shlex.quote(host.container_name)} 2>/dev/null)"
+            " && printf 'container %s\\n' \"$(printf '%s' \"$c\" | base64 -w0)\"")
 
 
 def parse_facts(output: str) -> HostFacts:
@@ -65,12 +73,21 @@ def parse_facts(output: str) -> HostFacts:
     container = None
     if "container" in found:
         container = _container(json.loads(_decode(found["container"])))
+    holder = None
+    if found.get("lock", "").startswith("held"):
+        encoded = found["lock"].partition(" ")[2]
+        try:
+            holder = json.loads(_decode(encoded)) if encoded else {}
+        except ValueError:
+            holder = {}
     return HostFacts(
         compose_text=_decode(found["compose_file"]) if "compose_file" in found else None,
         config_text=_decode(found["config_file"]) if "config_file" in found else None,
-        env_sha256=found.get("env_sha256"),
+        env_text=_decode(found["env_file"]) if "env_file" in found else None,
         compose_flavour=found.get("flavour"),
         container=container,
+        lock_acquired=found.get("lock") == "acquired",
+        lock_holder=holder,
     )
 
 
@@ -92,7 +109,3 @@ def _container(data: dict) -> ContainerState:
         image_id=data.get("image_id", ""),
         compose_project=labels.get("com.docker.compose.project"),
     )
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
 import posixpath
 from dataclasses import dataclass
+from typing import Callable
 
 from .composefile import Markers, check_compose, replace_block
-from .facts import HostFacts, sha256
+from .facts import HostFacts
 from .inventory import Host
 from .render import DesiredFiles
+from .secrets import REDACTED
 
 
 @dataclass(frozen=True)
 class FileChange:
     path: str
+    old: str | None
     new: str
     mode: str
     secret: bool = False
@@ -36,16 +40,18 @@ class Plan:
 
 
 def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
-    compose_text = replace_block(facts.compose_text or "", desired.block,
-                                 Markers.from_template(host.marker), f"{host.name}:{host.compose_file}")
-    check_compose(compose_text, host.service_name, f"{host.name}:{host.compose_file} (after the edit)")
+    source = f"{host.name}:{host.compose_file}"
+    if facts.compose_text and facts.compose_text.strip():
+        check_compose(facts.compose_text, None, source)
+    compose_text = replace_block(facts.compose_text or "", desired.block, Markers.from_template(host.marker), source)
+    check_compose(compose_text, host.service_name, f"{source} (after the edit)")
     changes = []
     if compose_text != facts.compose_text:
-        changes.append(FileChange(host.compose_file, compose_text, "0644", keep_owner=True))
-    if sha256(desired.env) != facts.env_sha256:
-        changes.append(FileChange(host.env_path, desired.env, "0600", secret=True))
+        changes.append(FileChange(host.compose_file, facts.compose_text, compose_text, "0644", keep_owner=True))
+    if desired.env != facts.env_text:
+        changes.append(FileChange(host.env_path, facts.env_text, desired.env, "0600", secret=True))
     if desired.config != facts.config_text:
-        changes.append(FileChange(host.config_path, desired.config, "0644"))
+        changes.append(FileChange(host.config_path, facts.config_text, desired.config, "0644"))
     return Plan(tuple(changes), restart_verb(host, changes, facts))
 
 
@@ -59,3 +65,30 @@ def restart_verb(host: Host, changes: list[FileChange], facts: HostFacts) -> str
     if host.config_path in changed:
         return "restart"
     return None
+
+
+def file_diff(change: FileChange, redact: Callable[[str], str]) -> str:
+    """A unified diff of what the host holds against what we render, every secret value masked.
+
+    In the env file each value is masked, old and new alike; a changed value stays visible as a
+    changed line, so the diff says which keys change without saying to what."""
+    if change.secret:
+        old, new = _masked_env(change.old or "", change.new, "old"), _masked_env(change.new, change.old or "", "new")
+    else:
+        old, new = redact(change.old or ""), redact(change.new)
+    label = "(absent)" if change.old is None else "(on host)"
+    return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                        f"{change.path} {label}", f"{change.path} (rendered)"))
+
+
+def _masked_env(text: str, other: str, side: str) -> str:
+    others = dict(line.split("=", 1) for line in other.splitlines() if "=" in line and not line.startswith("#"))
+    masked = []
+    for line in text.splitlines(True):
+        if "=" not in line or line.startswith("#"):
+            masked.append(line)
+            continue
+        key, value = line.rstrip("\n").split("=", 1)
+        mark = "" if others.get(key) == value else f"  ({side} value)"
+        masked.append(f"{key}={REDACTED}{mark}\n")
+    return "".join(masked)

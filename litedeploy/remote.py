@@ -13,13 +13,14 @@ from typing import Callable, Sequence
 import paramiko
 from fabric import Connection
 
-from .errors import RemoteError
-from .facts import HostFacts, facts_script, parse_facts
+from .compose import ComposeCommands
+from .errors import ComposeFileError, RemoteError
+from .facts import ContainerState, HostFacts, container_script, facts_script, parse_facts
+from .hostcommands import COMPOSE_REJECTED, install_script, lock_script
 from .inventory import Host
 from .plan import FileChange
 
 CONNECT_TIMEOUT = 10
-BACKUPS_KEPT = 5
 # Paramiko logs every refused tunnel at ERROR; while the gateway starts, refusals are expected.
 # Its records still reach a handler configured with --debug.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -81,28 +82,59 @@ class Remote:
     def run(self, command: Sequence[str] | str, *, check: bool = True):
         """Runs argv (or a script) as root: directly, or through sudo where the host says so."""
         line = command if isinstance(command, str) else shlex.join(command)
-        if self.host.sudo:
-            result = self.connection.sudo(line, hide=True, warn=True, in_stream=False)
-        else:
-            result = self.connection.run(line, hide=True, warn=True, in_stream=False)
+        try:
+            if self.host.sudo:
+                result = self.connection.sudo(line, hide=True, warn=True, in_stream=False)
+            else:
+                result = self.connection.run(line, hide=True, warn=True, in_stream=False)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise RemoteError(f"{self.host.name}: connection lost ({exc or type(exc).__name__})") from None
         if check and result.failed:
             what = line.split()[0] if not isinstance(command, str) else "script"
-            detail = self.redact(result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [""]
-            raise RemoteError(f"{self.host.name}: {what} failed (exit {result.exited}): {detail[0]}")
+            raise RemoteError(f"{self.host.name}: {what} failed (exit {result.exited}): {self._last_line(result)}")
         return result
 
-    def gather_facts(self) -> HostFacts:
-        return parse_facts(self.run(["sh", "-c", facts_script(self.host)]).stdout)
+    def _last_line(self, result) -> str:
+        lines = self.redact(result.stderr.strip() or result.stdout.strip()).splitlines()
+        return lines[-1] if lines else ""
 
-    def install(self, changes: Sequence[FileChange]) -> None:
-        """Stages every file in a private directory over SFTP, then swaps them in with one command."""
+    def gather_facts(self, lock_owner: dict | None = None) -> HostFacts:
+        """One round trip; with an owner it also tries to take the deploy lock in the same script."""
+        script = facts_script(self.host)
+        if lock_owner is not None:
+            script = f"{lock_script(self.host, lock_owner)}\n{script}"
+        return parse_facts(self.run(["sh", "-c", script]).stdout)
+
+    def container_state(self) -> ContainerState | None:
+        return parse_facts(self.run(["sh", "-c", container_script(self.host)]).stdout).container
+
+    def restart(self, command: Sequence[str]) -> ContainerState | None:
+        """Runs a compose verb and reads the container's state right after, in one round trip: the
+        baseline against which a crash loop is recognised."""
+        script = f"set -e\n{shlex.join(command)} >&2\n{container_script(self.host)} || true"
+        return parse_facts(self.run(["sh", "-c", script]).stdout).container
+
+    def install(self, changes: Sequence[FileChange], deploy_id: str, commands: ComposeCommands) -> None:
+        """Stages every file in a private directory over SFTP (secrets never on a command line), then
+        swaps them in with one script."""
         stage = f"/tmp/.litedeploy-{secrets.token_hex(8)}"
         sftp = self.connection.sftp()
-        sftp.mkdir(stage, 0o700)
-        for index, change in enumerate(changes):
-            with sftp.open(f"{stage}/{index}", "w") as staged:
-                staged.write(change.new.encode())
-        self.run(["sh", "-c", install_script(self.host, changes, stage)])
+        try:
+            sftp.mkdir(stage, 0o700)
+            for index, change in enumerate(changes):
+                with sftp.open(f"{stage}/{index}", "w") as staged:
+                    staged.write(change.new.encode())
+        except OSError as exc:
+            self.run(["rm", "-rf", stage], check=False)
+            raise RemoteError(f"{self.host.name}: cannot stage files in /tmp: {exc}") from None
+        result = self.run(["sh", "-c", install_script(self.host, changes, stage, deploy_id, commands)],
+                          check=False)
+        if result.exited == COMPOSE_REJECTED:
+            raise ComposeFileError(f"{self.host.name}:{self.host.compose_file}: "
+                                   f"{self.redact(result.stderr.strip().splitlines()[-1])}")
+        if result.failed:
+            raise RemoteError(f"{self.host.name}: writing the files failed, the previous ones are in place: "
+                              f"{self._last_line(result)}")
 
     def tunnel(self, port: int, timeout: float) -> paramiko.Channel:
         """A stream to ADDRESS:PORT as seen from the host, so a firewalled port still answers."""
@@ -112,30 +144,3 @@ class Remote:
                                           ("127.0.0.1", 0), timeout=timeout)
         except paramiko.ChannelException as exc:
             raise ConnectionRefusedError(f"{self.host.local_address}:{port}: {exc}") from None
-
-
-def install_script(host: Host, changes: Sequence[FileChange], stage: str) -> str:
-    """Backs up each target, installs the staged copy beside it with its mode, renames it in place."""
-    q = shlex.quote
-    lines = [
-        "set -e", f"trap 'rm -rf {q(stage)}' EXIT", "umask 077",
-        f"[ -d {q(host.config_dir)} ] || install -d -m 0755 -o root -g root {q(host.config_dir)}",
-        f"[ -d {q(host.backup_dir)} ] || install -d -m 0700 -o root -g root {q(host.backup_dir)}",
-        "stamp=$(date -u +%Y%m%dT%H%M%S.%NZ)",
-    ]
-    for index, change in enumerate(changes):
-        target, backup = q(change.path), q(f"{host.backup_dir}/{change.name}")
-        temp = q(f"{os.path.dirname(change.path)}/.{change.name}.litedeploy-new")
-        owner = "-o root -g root"
-        lines += [
-            f"mkdir -p {q(os.path.dirname(change.path))}",
-            f"mode={change.mode}; owner='{owner}'",
-            f"if [ -f {target} ]; then cp -p {target} {backup}.$stamp;"
-            + (f" mode=$(stat -c %a {target}); owner=\"-o $(stat -c %u {target}) -g $(stat -c %g {target})\";"
-               if change.keep_owner else "")
-            + " fi",
-            f"install -m $mode $owner {q(f'{stage}/{index}')} {temp}",
-            f"mv -f {temp} {target}",
-            f"ls -1t {backup}.* 2>/dev/null | tail -n +{BACKUPS_KEPT + 1} | xargs -r rm -f --",
-        ]
-    return "\n".join(lines)

@@ -8,6 +8,7 @@ it makes a billed call to every model.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import sys
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TextIO
 
 from .errors import VerifyError
+from .facts import ContainerState
 from .inventory import Host
 from .remote import Remote
 
@@ -61,13 +63,15 @@ class Gateway:
 
 
 def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
-                    clock: Callable[[], float] = time.monotonic) -> float:
-    """Seconds until /health/liveliness answered 200; a progress line shows the wait."""
+                    watch: Callable[[], str | None] | None = None) -> float:
+    """Seconds until /health/liveliness answered 200; a progress line shows the wait. `watch` is
+    asked every few seconds whether the container has failed, so a crash loop ends the wait early
+    instead of after the whole timeout (`docker ps` shows a crash-looping container as Up)."""
     host = gateway.remote.host
-    start = clock()
-    next_report = 0.0
+    start = time.monotonic()
+    next_report = next_watch = 0.0
     while True:
-        waited = clock() - start
+        waited = time.monotonic() - start
         try:
             if gateway.request("GET", "/health/liveliness", auth=False, timeout=5).status == 200:
                 return waited
@@ -75,11 +79,27 @@ def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
             pass  # not listening yet: the container is still starting
         if waited > timeout:
             raise VerifyError(f"{host.name}: litellm did not answer /health/liveliness within {timeout:.0f} s")
+        if watch and waited >= next_watch:
+            failure = watch()
+            if failure:
+                raise VerifyError(f"{host.name}: {failure}")
+            next_watch += 2
         if waited >= next_report:
             out.write(f"{host.name}: waiting for litellm to answer ({waited:.0f}s of {timeout:.0f}s)\n")
             out.flush()
             next_report += 5
         time.sleep(0.5)
+
+
+def container_failure(state: ContainerState | None, baseline: ContainerState | None) -> str | None:
+    """Why the container counts as failed, or None while it may still be starting."""
+    if state is None:
+        return "the litellm container is gone"
+    restarts = state.restart_count - (baseline.restart_count if baseline else 0)
+    if state.status in ("restarting", "exited", "dead") or restarts > 0:
+        return (f"the litellm container is crash-looping (status {state.status}, exit code "
+                f"{state.exit_code}, {max(restarts, 0)} restarts since the deploy)")
+    return None
 
 
 def listed_models(gateway: Gateway) -> list[str]:
@@ -129,7 +149,7 @@ def smoke(gateway: Gateway, host: Host) -> list[Check]:
         return f"{len(check_models(gateway, host))} listed, all {len(host.models)} configured present"
 
     first = host.models[0]
-    checks = [("liveliness", lambda: f"answered in {wait_until_live(gateway, 10, _Silent()):.1f} s"),
+    checks = [("liveliness", lambda: f"answered in {wait_until_live(gateway, 10, io.StringIO()):.1f} s"),
               ("readiness", readiness),
               ("models", models),
               (f"chat {first}", lambda: repr(chat(gateway, first)[:60]))]
@@ -143,11 +163,3 @@ def _timed(name: str, probe: Callable[[], str]) -> Check:
     except (VerifyError, OSError, http.client.HTTPException) as exc:
         detail, ok = str(exc), False
     return Check(name, ok, detail, time.monotonic() - start)
-
-
-class _Silent:
-    def write(self, text: str) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass

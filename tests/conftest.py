@@ -60,10 +60,20 @@ class LabHost:
     def port(self) -> int:
         return self.entry["port"]
 
-    def write_inventory(self, **vars_overrides) -> None:
+    def write_inventory(self, settings: dict | None = None, **vars_overrides) -> None:
+        """This host's inventory: the repo's defaults, its own entry, optional overrides."""
         data = yaml.safe_load((REPO / "hosts.yaml").read_text())
-        entry = {**self.entry, "vars": {**self.entry.get("vars", {}), **vars_overrides}}
+        entry = {**self.entry, **(settings or {}), "vars": {**self.entry.get("vars", {}), **vars_overrides}}
         self.inventory.write_text(yaml.safe_dump({"defaults": data["defaults"], "hosts": {self.name: entry}}))
+
+    def snapshot(self) -> dict:
+        """Every file we manage (bytes) and the container's identity: equal snapshots, unchanged host."""
+        files = [self.root / "compose.yml", self.root / "litellm/config.yaml", self.root / "litellm/litellm.env"]
+        state = {str(path): path.read_bytes() if path.exists() else None for path in files}
+        found = subprocess.run(["docker", "inspect", self.container], capture_output=True, text=True)
+        container = json.loads(found.stdout)[0] if found.returncode == 0 else None
+        state["container"] = (container["Id"], container["State"]["StartedAt"]) if container else None
+        return state
 
     def run(self, *argv: str, program: str = "invoke") -> subprocess.CompletedProcess:
         """`inv ARGV` (or `fab`) from the repo, pointed at this host's inventory through Invoke's config."""
@@ -88,6 +98,37 @@ def make_lab_host(lab: local_lab.Lab, root: Path, name: str) -> LabHost:
     host = LabHost(name, root, root / "hosts.yaml", entry)
     host.write_inventory()
     return host
+
+
+def encrypt_for_lab(values: dict, path: Path) -> Path:
+    """A secrets file the lab key decrypts, made with the real sops binary."""
+    recipient = next(line.split(": ")[1].strip() for line in (REPO / "lab/age-key.lab.txt").read_text().splitlines()
+                     if line.startswith("# public key:"))
+    path.write_text(yaml.safe_dump(values))
+    # From the file's own folder: the repo's .sops.yaml has no rule for a path outside it.
+    subprocess.run(["sops", "--encrypt", "--in-place", "--age", recipient, path.name], check=True,
+                   capture_output=True, cwd=path.parent)
+    return path
+
+
+def lab_secrets(**changes) -> dict:
+    from litedeploy.secrets import decrypt_secrets
+    return {**decrypt_secrets(str(REPO / "lab/secrets.lab.enc.yaml"), str(REPO / "lab/age-key.lab.txt")), **changes}
+
+
+@pytest.fixture
+def fresh_lab_host(lab, tmp_path_factory, request):
+    """A host of its own for one test; its container is removed afterwards."""
+    made = []
+
+    def make(suffix: str = "") -> LabHost:
+        name = (request.node.name.replace("test_", "").replace("_", "-")[:40] + suffix).strip("-")
+        host = make_lab_host(lab, tmp_path_factory.mktemp(name), name)
+        made.append(host)
+        return host
+    yield make
+    for host in made:
+        subprocess.run(["docker", "rm", "-f", host.container], capture_output=True)
 
 
 @pytest.fixture(scope="module")

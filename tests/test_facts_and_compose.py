@@ -26,15 +26,20 @@ def test_facts_output_parses_into_files_hash_flavour_and_container():
                "image": "img", "image_id": "sha256:1"}
     compose, config = b64("services: {}\n"), b64("a: ü\n")
     facts = parse_facts(f"compose_file {compose}\nconfig_file {config}\n"
-                        f"env_sha256 {'a' * 64}\nflavour v1\ncontainer {b64(json.dumps(inspect))}\n")
+                        f"env_file {b64('K=v')}\nlock acquired\nflavour v1\ncontainer {b64(json.dumps(inspect))}\n")
     assert facts.compose_text == "services: {}\n" and facts.config_text == "a: ü\n"
-    assert facts.env_sha256 == "a" * 64 and facts.compose_flavour == "v1"
+    assert facts.env_text == "K=v" and facts.compose_flavour == "v1" and facts.lock_acquired
     assert (facts.container.running, facts.container.restart_count, facts.container.health,
             facts.container.compose_project) == (True, 2, "healthy", "etc")
 
 
 def test_facts_of_a_bare_host_are_all_absent():
     assert parse_facts("") == HostFacts(None, None, None, None, None)
+
+
+def test_a_held_lock_reports_its_holder():
+    facts = parse_facts(f"lock held {b64(json.dumps({'user': 'ana', 'since': 't'}))}\n")
+    assert not facts.lock_acquired and facts.lock_holder == {"user": "ana", "since": "t"}
 
 
 def test_facts_script_runs_in_plain_sh_on_a_host_without_our_files(lab, tmp_path):
@@ -46,7 +51,7 @@ def test_facts_script_runs_in_plain_sh_on_a_host_without_our_files(lab, tmp_path
     output = subprocess.run(["sh", "-c", facts_script(host)], capture_output=True, text=True, check=True).stdout
     facts = parse_facts(output)
     assert facts.compose_text == "services:\n  web: {}\n"
-    assert facts.config_text is None and facts.env_sha256 is None and facts.container is None
+    assert facts.config_text is None and facts.env_text is None and facts.container is None
 
 
 def test_compose_v2_and_v1_command_lines(lab):

@@ -1,7 +1,7 @@
 import pytest
 
 from litedeploy.composefile import Markers, replace_block
-from litedeploy.facts import ContainerState, HostFacts, sha256
+from litedeploy.facts import ContainerState, HostFacts
 from litedeploy.inventory import load_inventory
 from litedeploy.plan import plan_deploy
 from litedeploy.render import DesiredFiles
@@ -22,7 +22,7 @@ def facts_matching(host, desired=DESIRED, **changes) -> HostFacts:
     compose = replace_block("services:\n  web: {image: nginx}\n", desired.block,
                             Markers.from_template(host.marker), "f")
     return HostFacts(**{"compose_text": compose, "config_text": desired.config,
-                        "env_sha256": sha256(desired.env), "compose_flavour": "v2",
+                        "env_text": desired.env, "compose_flavour": "v2",
                         "container": running(), **changes})
 
 
@@ -37,7 +37,7 @@ def test_config_only_change_restarts(fox):
 
 
 def test_env_change_recreates_because_restart_keeps_the_old_environment(fox):
-    plan = plan_deploy(fox, DESIRED, facts_matching(fox, env_sha256="0" * 64))
+    plan = plan_deploy(fox, DESIRED, facts_matching(fox, env_text="K=old\n"))
     assert [(c.path, c.mode, c.secret) for c in plan.changes] == [("/srv/litellm/litellm.env", "0600", True)]
     assert plan.restart == "up"
 
@@ -54,6 +54,17 @@ def test_first_deploy_writes_everything_and_ups(fox):
     assert {c.name for c in plan.changes} == {"compose.yml", "litellm.env", "config.yaml"}
     assert plan.restart == "up"
     assert plan.changes[0].new.startswith("services:\n# BEGIN ANSIBLE MANAGED BLOCK litellm\n")
+    assert all(change.old is None for change in plan.changes)
+
+
+@pytest.mark.parametrize("compose, message", [
+    ("services: [\n", "fox:/etc/compose.yml: line 2 is not valid YAML"),
+    ("volumes: {}\n", "fox:/etc/compose.yml: has no top-level 'services:' mapping"),
+])
+def test_a_broken_compose_file_on_the_host_is_refused_before_any_edit(fox, compose, message):
+    from litedeploy.errors import ComposeFileError
+    with pytest.raises(ComposeFileError, match=message):
+        plan_deploy(fox, DESIRED, HostFacts(compose, None, None, "v2", None))
 
 
 def test_a_stopped_container_is_brought_up_even_when_no_file_changed(fox):

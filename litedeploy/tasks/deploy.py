@@ -1,18 +1,63 @@
 """The top-level `deploy` task."""
 
+import sys
+
 from invoke import task
 
-from ..deploy import deploy as run_deploy
+from ..deploy import DeployResult, deploy as run_deploy
+from ..errors import DeployError
 from .target import host_of, project_of, reports_errors
 
+MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
 
-@task(help={"host": "inventory name of the host to deploy to"})
+
+@task(help={"host": "inventory name of the host to deploy to",
+            "check": "change nothing: say what would change (with --diff, how) and exit",
+            "diff": "show a unified diff of each changed file, secret values masked",
+            "break-lock": "remove a stale deploy lock left by a deploy that died",
+            "lock-timeout": "seconds to wait for another deploy's lock (default 60)"})
 @reports_errors
-def deploy(c, host=None):
-    """Render, upload what changed, restart only if needed, and verify the gateway answers."""
+def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout=60):
+    """Render, upload what changed, restart only if needed, verify; roll back if the gateway fails."""
     project = project_of(c)
-    result = run_deploy(project, host_of(c, project, host))
-    changed = f"changed {', '.join(result.changed)}" if result.changed else "nothing changed"
-    restarted = f"; {'recreated' if result.restart == 'up' else 'restarted'} litellm" if result.restart else ""
-    print(f"{result.host}: ok, {changed}{restarted}; answering after {result.health_seconds:.1f} s; "
-          f"{len(result.models)} models listed")
+    target = host_of(c, project, host)
+    try:
+        result = run_deploy(project, target, check=check, break_lock=break_lock, lock_timeout=float(lock_timeout))
+    except DeployError as exc:
+        print(recap(target.name, changed=0, failed=True, rolled_back=getattr(exc, "rolled_back", False)),
+              file=sys.stderr)
+        raise
+    if check or diff:
+        for path, text in result.diffs:
+            print(f"{target.name}: {'would change' if check else 'changed'} {path}")
+            if diff:
+                print(text, end="" if text.endswith("\n") else "\n")
+    if check:
+        restart = {"up": "create or recreate litellm", "restart": "restart litellm"}.get(result.plan.restart)
+        print(f"{target.name}: check: {'would ' + restart if restart else 'would not restart'}; "
+              f"{'nothing would change' if not result.plan.changes else ''}".rstrip("; "))
+        return
+    print(summary(result))
+    print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
+                health=result.health_seconds))
+
+
+def summary(result: DeployResult) -> str:
+    names = [path.rsplit("/", 1)[-1] for path, _ in result.diffs]
+    changed = f"changed {', '.join(names)}" if names else "nothing changed"
+    verb = {"up": "; recreated litellm", "restart": "; restarted litellm"}.get(result.plan.restart, "")
+    return (f"{result.host}: ok, {changed}{verb}; answering after {result.health_seconds:.1f} s; "
+            f"{len(result.models)} models listed")
+
+
+def recap(host: str, changed: int, restart: str | None = None, health: float | None = None,
+          failed: bool = False, rolled_back: bool = False) -> str:
+    """One Ansible-style recap line per host."""
+    ok = 0 if failed else MANAGED_FILES - changed
+    parts = [f"RECAP {host:<12} ok={ok} changed={changed} failed={int(failed)}",
+             f"restarted={restart or 'no'}"]
+    if health is not None:
+        parts.append(f"health={health:.1f}s")
+    if failed:
+        parts.append(f"rolled_back={'yes' if rolled_back else 'no'}")
+    return "  ".join(parts)

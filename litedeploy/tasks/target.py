@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -44,5 +45,8 @@ def reports_errors(body: Callable) -> Callable:
         except DeployError as exc:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 raise
+            details = getattr(exc, "details", "")
+            if details:
+                print(f"--- last lines of the container's log ---\n{details.rstrip()}\n---", file=sys.stderr)
             raise Exit(f"error: {exc}", code=1) from None
     return run

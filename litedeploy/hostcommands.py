@@ -1,0 +1,116 @@
+"""The shell scripts a deploy runs on the host, built as text so tests can read them without a host
+(Kamal's commands-as-data): install with backups and compose validation, restore, lock, audit.
+
+No script ever carries a secret: secret files are staged over SFTP and only their paths appear here.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shlex
+from typing import Sequence
+
+from .compose import ComposeCommands
+from .inventory import Host
+from .plan import FileChange
+
+BACKUPS_KEPT = 5
+# Exit status of an install whose new compose file the compose CLI rejected.
+COMPOSE_REJECTED = 3
+q = shlex.quote
+
+
+def backup_path(host: Host, change: FileChange, deploy_id: str) -> str:
+    return f"{host.backup_dir}/{change.name}.{deploy_id}"
+
+
+def _temp_path(change: FileChange) -> str:
+    """Beside the target, so the final rename is atomic and the compose CLI resolves relative paths
+    of a file being validated exactly as it will for the real one."""
+    return posixpath.join(posixpath.dirname(change.path), f".{change.name}.litedeploy-new")
+
+
+def _restore(host: Host, changes: Sequence[FileChange], deploy_id: str) -> list[str]:
+    """Puts back what each target held before this deploy: its backup, or nothing if it was new."""
+    lines = []
+    for change in changes:
+        backup, temp, target = q(backup_path(host, change, deploy_id)), q(_temp_path(change)), q(change.path)
+        lines.append(f"if [ -f {backup} ]; then cp -p {backup} {temp} && mv -f {temp} {target}; "
+                     f"else rm -f {target}; fi")
+    return lines
+
+
+def install_script(host: Host, changes: Sequence[FileChange], stage: str, deploy_id: str,
+                   commands: ComposeCommands) -> str:
+    """Backs up, writes every new file beside its target (a full disk or a read-only path fails here,
+    before any target is touched), moves our files in, validates the new compose file with the compose
+    CLI and only then moves it in; a rejected compose file puts our files back."""
+    temps = " ".join(q(_temp_path(change)) for change in changes)
+    ours = [change for change in changes if change.path != host.compose_file]
+    compose = [change for change in changes if change.path == host.compose_file]
+    lines = [
+        "set -e", "umask 077",
+        f"cleanup() {{ rm -rf {q(stage)}; rm -f {temps}; }}", "trap cleanup EXIT",
+        f"[ -d {q(host.config_dir)} ] || install -d -m 0755 -o root -g root {q(host.config_dir)}",
+        f"[ -d {q(host.backup_dir)} ] || install -d -m 0700 -o root -g root {q(host.backup_dir)}",
+    ]
+    for change in changes:
+        target = q(change.path)
+        lines.append(f"if [ -f {target} ]; then cp -p {target} {q(backup_path(host, change, deploy_id))}; fi")
+    for index, change in enumerate(changes):
+        target, temp = q(change.path), q(_temp_path(change))
+        lines.append(f"mkdir -p {q(posixpath.dirname(change.path))}")
+        owner = "-o root -g root"
+        if change.keep_owner:
+            owner = (f"$(if [ -f {target} ]; then stat -c '-m %a -o %u -g %g' {target}; "
+                     f"else echo '-m {change.mode} -o root -g root'; fi)")
+            lines.append(f"install {owner} {q(f'{stage}/{index}')} {temp}")
+        else:
+            lines.append(f"install -m {change.mode} {owner} {q(f'{stage}/{index}')} {temp}")
+    lines += [f"mv -f {q(_temp_path(change))} {q(change.path)}" for change in ours]
+    if compose:
+        temp = q(_temp_path(compose[0]))
+        log = q(f"{stage}/validate.log")
+        lines += [
+            f"if ! {shlex.join(commands.validate(_temp_path(compose[0])))} >{log} 2>&1; then",
+            *[f"  {line}" for line in _restore(host, ours, deploy_id)],
+            f"  echo \"the new compose file was rejected: $(grep -v '^\\s*$' {log} | tail -n 1)\" >&2",
+            f"  exit {COMPOSE_REJECTED}",
+            "fi",
+            f"mv -f {temp} {q(compose[0].path)}",
+        ]
+    for change in changes:
+        prefix = q(f"{host.backup_dir}/{change.name}.")
+        lines.append(f"ls -1t {prefix}* 2>/dev/null | tail -n +{BACKUPS_KEPT + 1} | xargs -r rm -f --")
+    return "\n".join(lines)
+
+
+def restore_script(host: Host, changes: Sequence[FileChange], deploy_id: str) -> str:
+    return "\n".join(["set -e", "umask 077", *_restore(host, changes, deploy_id)])
+
+
+def lock_path(host: Host) -> str:
+    """In /run/lock, which a reboot empties: after a reboot no deploy can still be running."""
+    return f"/run/lock/litedeploy{host.config_dir.replace('/', '_')}"
+
+
+def lock_script(host: Host, owner: dict) -> str:
+    """Takes the lock atomically (mkdir) and says so, or prints who holds it."""
+    lock = q(lock_path(host))
+    return "\n".join([
+        f"if mkdir {lock} 2>/dev/null; then printf '%s\\n' {q(json.dumps(owner))} > {lock}/owner;"
+        " echo 'lock acquired';",
+        f"else printf 'lock held '; base64 -w0 < {lock}/owner 2>/dev/null; echo; fi",
+    ])
+
+
+def unlock_script(host: Host) -> str:
+    return f"rm -rf {q(lock_path(host))}"
+
+
+def audit_script(host: Host, record: dict) -> str:
+    """Appends one JSON line to the deploy log, where the host already has our config folder."""
+    log = q(f"{host.config_dir}/deploys.log")
+    return (f"if [ -d {q(host.config_dir)} ]; then [ -f {log} ] || install -m 0640 -o root -g root /dev/null {log};"
+            f" printf '%s\\n' {q(json.dumps(record, sort_keys=True))} >> {log}; fi")
