@@ -18,6 +18,7 @@ SETTINGS: Mapping[str, Any] = {
     "ssh_port": 22,
     "ssh_key": None,
     "known_hosts": None,
+    "host_key": "strict",
     "sudo": False,
     "compose_file": "/etc/compose.yml",
     "compose_project": None,
@@ -37,6 +38,9 @@ SETTINGS: Mapping[str, Any] = {
 # Settings that name local files: relative paths are taken from the inventory's folder.
 LOCAL_PATHS = ("ssh_key", "known_hosts", "secrets_file", "age_key_file")
 NETWORK_MODES = ("bridge", "host")
+# strict: an unknown host key is refused; accept-new: recorded on first contact (OpenSSH's
+# StrictHostKeyChecking=accept-new). A changed key is refused either way.
+HOST_KEY_POLICIES = ("strict", "accept-new")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Host:
     ssh_port: int
     ssh_key: str | None
     known_hosts: str | None
+    host_key: str
     sudo: bool
     compose_file: str
     compose_project: str | None
@@ -164,6 +169,8 @@ def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
         raise InventoryError(f"{path}: {where}: 'health_timeout' must be a positive number of seconds")
     if not isinstance(settings["sudo"], bool):
         raise InventoryError(f"{path}: {where}: 'sudo' must be true or false")
+    if settings["host_key"] not in HOST_KEY_POLICIES:
+        raise InventoryError(f"{path}: {where}: 'host_key' must be one of {', '.join(HOST_KEY_POLICIES)}")
     if settings["network_mode"] not in NETWORK_MODES:
         raise InventoryError(f"{path}: {where}: 'network_mode' must be one of {', '.join(NETWORK_MODES)}")
     if "{mark}" not in str(settings["marker"]):

@@ -27,7 +27,9 @@ LITELLM_REQUIREMENTS = ("litellm[proxy]==1.106.2", "prisma==0.15.0")
 # Binary -> the Debian package that provides it.
 APT_PACKAGES = {"/usr/sbin/sshd": "openssh-server", "/usr/bin/ssh-keygen": "openssh-client",
                 "/usr/sbin/dockerd": "docker.io",
-                "/usr/bin/docker-compose": "docker-compose", "/usr/sbin/debootstrap": "debootstrap"}
+                "/usr/bin/docker-compose": "docker-compose", "/usr/sbin/debootstrap": "debootstrap",
+                # for targets reached as a non-root user
+                "/usr/bin/sudo": "sudo"}
 IMAGE_PATH = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IMAGE_CHANGES = (
     "WORKDIR /app",

@@ -11,7 +11,8 @@ import socket
 from typing import Callable, Sequence
 
 import paramiko
-from fabric import Connection
+from fabric import Config, Connection
+from invoke.exceptions import AuthFailure
 
 from .compose import ComposeCommands
 from .errors import ComposeFileError, RemoteError
@@ -26,30 +27,50 @@ CONNECT_TIMEOUT = 10
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
-def connect(host: Host) -> Connection:
-    """A Fabric connection that refuses unknown host keys (Fabric's own default accepts any)."""
+def connect(host: Host, sudo_password: str | None = None) -> Connection:
+    """A Fabric connection that checks host keys (Fabric's own default accepts any)."""
     connect_kwargs: dict = {"banner_timeout": CONNECT_TIMEOUT, "auth_timeout": CONNECT_TIMEOUT}
     if host.ssh_key:
         connect_kwargs.update(key_filename=[host.ssh_key], look_for_keys=False, allow_agent=False)
-    connection = Connection(host.address, user=host.ssh_user, port=host.ssh_port,
+    config = Config(overrides={"sudo": {"password": sudo_password}}) if sudo_password else None
+    connection = Connection(host.address, user=host.ssh_user, port=host.ssh_port, config=config,
                             connect_timeout=CONNECT_TIMEOUT, connect_kwargs=connect_kwargs)
     client = connection.client
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    if host.known_hosts:
-        if os.path.exists(host.known_hosts):
-            client.load_host_keys(host.known_hosts)
+    known_hosts = host.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
+    if host.host_key == "accept-new":
+        os.makedirs(os.path.dirname(known_hosts), mode=0o700, exist_ok=True)
+        open(known_hosts, "a").close()
+        client.set_missing_host_key_policy(_AcceptNew(known_hosts))
     else:
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    if os.path.exists(known_hosts):
+        client.load_host_keys(known_hosts)
+    if not host.known_hosts:
         client.load_system_host_keys()
     return connection
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """Records an unknown key by appending one line, leaving the rest of known_hosts as it was
+    (paramiko's AutoAddPolicy would rewrite the whole file)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        with open(self.path, "a") as known:
+            known.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
 
 
 class Remote:
     """A host reached over one connection; opened on entry, closed on exit."""
 
-    def __init__(self, host: Host, redact: Callable[[str], str] = lambda text: text) -> None:
+    def __init__(self, host: Host, redact: Callable[[str], str] = lambda text: text,
+                 sudo_password: str | None = None) -> None:
         self.host = host
         self.redact = redact
-        self.connection = connect(host)
+        self.connection = connect(host, sudo_password)
 
     def __enter__(self) -> "Remote":
         self.open()
@@ -68,6 +89,9 @@ class Remote:
         except paramiko.AuthenticationException:
             raise RemoteError(f"{where}: SSH authentication failed") from None
         except paramiko.SSHException as exc:
+            transport = self.connection.client.get_transport()
+            if transport is None or not transport.remote_version:
+                raise RemoteError(f"{where}: no SSH greeting within {CONNECT_TIMEOUT} s") from None
             if "known_hosts" in str(exc):
                 raise RemoteError(f"{where}: host key is not in "
                                   f"{self.host.known_hosts or '~/.ssh/known_hosts'}; refusing to connect") from None
@@ -87,8 +111,12 @@ class Remote:
                 result = self.connection.sudo(line, hide=True, warn=True, in_stream=False)
             else:
                 result = self.connection.run(line, hide=True, warn=True, in_stream=False)
+        except AuthFailure:
+            raise RemoteError(f"{self.host.name}: sudo refused the password for {self.host.ssh_user}") from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise RemoteError(f"{self.host.name}: connection lost ({exc or type(exc).__name__})") from None
+        if result.failed and not self.connection.is_connected:
+            raise RemoteError(f"{self.host.name}: connection lost while a command ran")
         if check and result.failed:
             what = line.split()[0] if not isinstance(command, str) else "script"
             raise RemoteError(f"{self.host.name}: {what} failed (exit {result.exited}): {self._last_line(result)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -10,6 +11,8 @@ from .inventory import Host
 from .remote import Remote
 from .secrets import Redactor, SecretValues, decrypt_secrets
 from .verify import Gateway
+
+SUDO_PASSWORD = "SUDO_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,10 @@ def host_secrets(host: Host) -> SecretValues:
 
 @contextmanager
 def opened(host: Host, secrets: SecretValues | None = None) -> Iterator[Session]:
+    """The sudo password, where the host needs one, comes from its secrets (SUDO_PASSWORD) or the
+    environment (LITEDEPLOY_SUDO_PASSWORD); Fabric answers sudo's prompt with it on stdin."""
     secrets = secrets if secrets is not None else host_secrets(host)
-    with Remote(host, Redactor.of(secrets)) as remote:
+    sudo_password = secrets.get(SUDO_PASSWORD) or os.environ.get(f"LITEDEPLOY_{SUDO_PASSWORD}")
+    redact = Redactor.of({**secrets, SUDO_PASSWORD: sudo_password or ""})
+    with Remote(host, redact, sudo_password if host.sudo else None) as remote:
         yield Session(host, secrets, remote)

@@ -75,10 +75,10 @@ class LabHost:
         state["container"] = (container["Id"], container["State"]["StartedAt"]) if container else None
         return state
 
-    def run(self, *argv: str, program: str = "invoke") -> subprocess.CompletedProcess:
+    def run(self, *argv: str, program: str = "invoke", env: dict | None = None) -> subprocess.CompletedProcess:
         """`inv ARGV` (or `fab`) from the repo, pointed at this host's inventory through Invoke's config."""
         prefix = "INVOKE" if program == "invoke" else "FABRIC"
-        env = {**os.environ, f"{prefix}_LITELLM_INVENTORY": str(self.inventory)}
+        env = {**os.environ, f"{prefix}_LITELLM_INVENTORY": str(self.inventory), **(env or {})}
         return subprocess.run([sys.executable, "-m", program, *argv], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
 
