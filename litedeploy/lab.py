@@ -133,7 +133,8 @@ def sshd_config(lab: Lab) -> str:
         f"Port {lab.host.ssh_port}",
         f"HostKey {lab.host_key}",
         f"PidFile {lab.sshd_pid}",
-        f"AuthorizedKeysFile {lab.state / 'authorized_keys'}",
+        # root's key is the lab's own; other users (a sudo user, say) bring their own file.
+        f"AuthorizedKeysFile {lab.state / 'authorized_keys'} .ssh/authorized_keys",
         "PermitRootLogin prohibit-password",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",

@@ -82,6 +82,13 @@ def check_config(text: str, host: Host) -> None:
     duplicated = {name for name in names if names.count(name) > 1}
     if duplicated:
         raise RenderError(f"{where}: model_name {sorted(duplicated)[0]!r} appears twice")
+    for section in ("router_settings", "litellm_settings"):
+        for rule in (config.get(section) or {}).get("fallbacks") or []:
+            for source, targets in (rule.items() if isinstance(rule, dict) else []):
+                for name in [source, *(targets if isinstance(targets, list) else [targets])]:
+                    if name not in names:
+                        raise RenderError(f"{where}: {section}.fallbacks names {name!r}, which is not a "
+                                          "configured model_name")
     master_key = (config.get("general_settings") or {}).get("master_key")
     if not str(master_key or "").startswith("os.environ/"):
         raise RenderError(f"{where}: general_settings.master_key must be an os.environ/ reference, "

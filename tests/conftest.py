@@ -37,6 +37,13 @@ def lab() -> local_lab.Lab:
     local_lab.stop_daemons(target, print, started)
 
 
+def copy_templates(folder: Path) -> Path:
+    """A copy of the repo's templates that a test may change."""
+    for template in (REPO / "templates").iterdir():
+        (folder / template.name).write_text(template.read_text())
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

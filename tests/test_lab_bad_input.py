@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, encrypt_for_lab, lab_secrets
+from conftest import REPO, copy_templates, encrypt_for_lab, lab_secrets
 
 pytestmark = pytest.mark.lab
 
@@ -58,16 +58,14 @@ def test_unknown_host(host):
 
 
 def test_template_with_an_undefined_variable(host, tmp_path):
-    for name in ("litellm.env.j2", "compose-service.yml.j2"):
-        (tmp_path / name).write_text((REPO / "templates" / name).read_text())
+    copy_templates(tmp_path)
     (tmp_path / "config.yaml.j2").write_text("model_list: {{ vars.model_catalog }}\n")
     run = host.run("deploy", "--host", host.name, env={"INVOKE_LITELLM_TEMPLATES": str(tmp_path)})
     fails_with(run, "templates/config.yaml.j2", f"host {host.name}", "variable 'model_catalog' is not defined")
 
 
 def test_rendered_config_litellm_would_reject(host, tmp_path):
-    for name in ("litellm.env.j2", "compose-service.yml.j2", "config.yaml.j2"):
-        (tmp_path / name).write_text((REPO / "templates" / name).read_text())
+    copy_templates(tmp_path)
     doubled = (tmp_path / "config.yaml.j2").read_text().replace("{% for model in vars.models %}",
                                                                 "{% for model in vars.models + vars.models %}")
     (tmp_path / "config.yaml.j2").write_text(doubled)

@@ -1,6 +1,7 @@
 import pytest
 import yaml
 
+from conftest import copy_templates
 from litedeploy.errors import RenderError
 from litedeploy.inventory import load_inventory
 from litedeploy.render import render_host, template_environment
@@ -19,6 +20,11 @@ def hosts(repo):
 @pytest.fixture
 def templates(repo):
     return template_environment(repo / "templates")
+
+
+@pytest.fixture
+def own_templates(tmp_path):
+    return copy_templates(tmp_path)
 
 
 def test_fox_config_has_the_three_inference_profiles_and_no_secret(templates, hosts):
@@ -68,18 +74,31 @@ def test_a_missing_secret_is_named_with_its_file(templates, hosts):
         render_host(templates, hosts.host("fox"), partial)
 
 
-def test_an_undefined_variable_is_named(tmp_path, hosts, repo):
-    for name in ("litellm.env.j2", "compose-service.yml.j2"):
-        (tmp_path / name).write_text((repo / "templates" / name).read_text())
-    (tmp_path / "config.yaml.j2").write_text("region: {{ vars.aws_zone }}\n")
+def test_an_undefined_variable_is_named(own_templates, hosts):
+    (own_templates / "config.yaml.j2").write_text("region: {{ vars.aws_zone }}\n")
     with pytest.raises(RenderError, match="variable 'aws_zone' is not defined"):
-        render_host(template_environment(tmp_path), hosts.host("fox"), SECRETS)
+        render_host(template_environment(own_templates), hosts.host("fox"), SECRETS)
 
 
-def test_a_config_with_the_master_key_inline_is_refused(tmp_path, hosts, repo):
-    for name in ("litellm.env.j2", "compose-service.yml.j2"):
-        (tmp_path / name).write_text((repo / "templates" / name).read_text())
-    (tmp_path / "config.yaml.j2").write_text(
+def test_a_config_with_the_master_key_inline_is_refused(own_templates, hosts):
+    (own_templates / "config.yaml.j2").write_text(
         "model_list: [{model_name: a}]\ngeneral_settings: {master_key: '{{ secrets.LITELLM_MASTER_KEY }}'}\n")
     with pytest.raises(RenderError, match="master_key must be an os.environ/ reference"):
-        render_host(template_environment(tmp_path), hosts.host("fox"), SECRETS)
+        render_host(template_environment(own_templates), hosts.host("fox"), SECRETS)
+
+
+@pytest.mark.parametrize("fallbacks, message", [
+    ("[{claude-3-7-sonnet: [claude-sonnet-5]}]", "router_settings.fallbacks names 'claude-sonnet-5'"),
+    ("[{claude-4: [claude-sonnet-4]}]", "router_settings.fallbacks names 'claude-4'"),
+])
+def test_fallbacks_must_name_configured_models(own_templates, hosts, fallbacks, message):
+    with open(own_templates / "config.yaml.j2", "a") as config:
+        config.write(f"router_settings:\n  fallbacks: {fallbacks}\n")
+    with pytest.raises(RenderError, match=message):
+        render_host(template_environment(own_templates), hosts.host("fox"), SECRETS)
+
+
+def test_fallbacks_between_configured_models_pass(own_templates, hosts):
+    with open(own_templates / "config.yaml.j2", "a") as config:
+        config.write("router_settings:\n  fallbacks: [{claude-3-7-sonnet: [claude-sonnet-4, claude-opus-4]}]\n")
+    assert "fallbacks" in render_host(template_environment(own_templates), hosts.host("fox"), SECRETS).config
