@@ -31,6 +31,18 @@ class ComposeCommands:
     def restart(self) -> list[str]:
         return self._base() + ["restart", self.service]
 
+    def stop(self) -> list[str]:
+        return self._base() + ["stop", self.service]
+
+    def start(self) -> list[str]:
+        return self._base() + ["start", self.service]
+
+    def pull(self) -> list[str]:
+        return self._base() + ["pull", self.service]
+
+    def ps(self) -> list[str]:
+        return self._base() + ["ps", self.service]
+
     def validate(self, file: str) -> list[str]:
         """Checks a candidate compose file (in the real one's folder) without touching anything."""
         return replace(self, file=file)._base() + ["config", "-q"]
@@ -49,5 +61,10 @@ def compose_commands(host: Host, facts: HostFacts) -> ComposeCommands:
                            host.compose_project or running_project, host.service_name)
 
 
-def container_logs(host: Host, tail: int) -> list[str]:
-    return ["docker", "logs", "--tail", str(tail), host.container_name]
+def container_logs(host: Host, tail: int, follow: bool = False, since: str | None = None) -> list[str]:
+    words = ["docker", "logs", "--tail", str(tail)]
+    if follow:
+        words.append("--follow")
+    if since:
+        words += ["--since", since]
+    return words + [host.container_name]

@@ -26,7 +26,7 @@ from .plan import FileChange, Plan, file_diff, plan_deploy
 from .project import Project
 from .render import render_host
 from .session import Session, host_secrets, opened
-from .verify import check_models, container_failure, smoke, wait_until_live
+from .verify import SmokePlan, check_models, container_failure, smoke, wait_until_live
 
 LOCK_POLL_SECONDS = 2
 LOG_LINES_ON_FAILURE = 30
@@ -132,7 +132,7 @@ def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: Tex
     if plan.changes:
         remote.install(plan.changes, deploy_id, commands)
     try:
-        health, models = _restart_and_verify(session, plan, commands, out)
+        health, models = _restart_and_verify(session, plan, SmokePlan.of(desired.config), commands, out)
     except DeployError as failure:
         if not plan.changed:
             raise  # we changed nothing: there is nothing to roll back to
@@ -143,19 +143,19 @@ def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: Tex
     return DeployResult(host.name, plan, health, models, _diffs(plan, session))
 
 
-def _restart_and_verify(session: Session, plan: Plan, commands: ComposeCommands | None,
+def _restart_and_verify(session: Session, plan: Plan, expected: SmokePlan, commands: ComposeCommands | None,
                         out: TextIO) -> tuple[float, tuple[str, ...]]:
     """After a restart the full smoke (a chat answer proves the credentials); else the models list."""
     host, remote, gateway = session.host, session.remote, session.gateway
     if not plan.restart:
-        return wait_until_live(gateway, host.health_timeout, out), tuple(check_models(gateway, host))
+        return wait_until_live(gateway, host.health_timeout, out), tuple(check_models(gateway, expected.models))
     baseline = remote.restart(commands.up() if plan.restart == "up" else commands.restart())
     health = wait_until_live(gateway, host.health_timeout, out,
                              watch=lambda: container_failure(remote.container_state(), baseline))
-    failed = [check for check in smoke(gateway, host) if not check.ok]
+    failed = [check for check in smoke(gateway, expected, expected.models[:1]) if not check.ok]
     if failed:
         raise VerifyError(f"{host.name}: smoke failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
-    return health, tuple(host.models)
+    return health, tuple(expected.models)
 
 
 def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: ComposeCommands | None,

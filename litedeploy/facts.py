@@ -16,7 +16,8 @@ from .inventory import Host
 # Only these parts of `docker inspect`: its full output holds the container's secret environment.
 _INSPECT_FORMAT = ('{"state": {{json .State}}, "restart_count": {{json .RestartCount}}, '
                    '"labels": {{json .Config.Labels}}, "image": {{json .Config.Image}}, '
-                   '"image_id": {{json .Image}}}')
+                   '"image_id": {{json .Image}}, "ports": {{json .NetworkSettings.Ports}}, '
+                   '"network_mode": {{json .HostConfig.NetworkMode}}}')
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class ContainerState:
     image: str
     image_id: str
     compose_project: str | None
+    network_mode: str = ""
+    ports: tuple[str, ...] = ()  # "HOST_IP:HOST_PORT->CONTAINER_PORT/PROTO"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class HostFacts:
     env_text: str | None
     compose_flavour: str | None  # "v2" (`docker compose`), "v1" (`docker-compose`) or None
     container: ContainerState | None
+    config_mtime: float | None = None
+    image_digests: tuple[str, ...] = ()
     # Set when the facts were gathered together with an attempt to take the deploy lock.
     lock_acquired: bool = False
     lock_holder: dict | None = None
@@ -51,9 +56,11 @@ def facts_script(host: Host) -> str:
         f"f compose_file {q(host.compose_file)}",
         f"f config_file {q(host.config_path)}",
         f"f env_file {q(host.env_path)}",
+        f"[ -f {q(host.config_path)} ] && echo \"config_mtime $(stat -c %Y {q(host.config_path)})\"",
         "if docker compose version >/dev/null 2>&1; then echo 'flavour v2';"
         " elif docker-compose version >/dev/null 2>&1; then echo 'flavour v1'; fi",
         container_script(host),
+        image_script(host),
         "true",
     ])
 
@@ -63,6 +70,13 @@ def container_script(host: Host) -> str:
     return (f"c=$(docker inspect --type container --format {shlex.quote(_INSPECT_FORMAT)} "
             f"{shlex.quote(host.container_name)} 2>/dev/null)"
             " && printf 'container %s\\n' \"$(printf '%s' \"$c\" | base64 -w0)\"")
+
+
+def image_script(host: Host) -> str:
+    """The registry digests of the image the container runs (none for a locally built image)."""
+    return (f"i=$(docker inspect --type container --format '{{{{.Image}}}}' {shlex.quote(host.container_name)} "
+            "2>/dev/null) && printf 'image_digests %s\\n' "
+            "\"$(docker image inspect --format '{{json .RepoDigests}}' \"$i\" | base64 -w0)\"")
 
 
 def parse_facts(output: str) -> HostFacts:
@@ -86,6 +100,8 @@ def parse_facts(output: str) -> HostFacts:
         env_text=_decode(found["env_file"]) if "env_file" in found else None,
         compose_flavour=found.get("flavour"),
         container=container,
+        config_mtime=float(found["config_mtime"]) if "config_mtime" in found else None,
+        image_digests=tuple(json.loads(_decode(found["image_digests"])) or ()) if found.get("image_digests") else (),
         lock_acquired=found.get("lock") == "acquired",
         lock_holder=holder,
     )
@@ -108,4 +124,7 @@ def _container(data: dict) -> ContainerState:
         image=data.get("image", ""),
         image_id=data.get("image_id", ""),
         compose_project=labels.get("com.docker.compose.project"),
+        network_mode=data.get("network_mode") or "",
+        ports=tuple(f"{bind.get('HostIp') or '0.0.0.0'}:{bind.get('HostPort')}->{port}"
+                    for port, binds in (data.get("ports") or {}).items() for bind in (binds or [])),
     )

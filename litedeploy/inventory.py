@@ -87,10 +87,6 @@ class Host:
         """Where the gateway answers on the host itself (a wildcard bind answers on loopback)."""
         return "127.0.0.1" if self.bind in ("0.0.0.0", "::", "") else self.bind
 
-    @property
-    def models(self) -> list[str]:
-        return [model["name"] for model in self.vars.get("models", [])]
-
 
 @dataclass(frozen=True)
 class Inventory:

@@ -133,6 +133,15 @@ class Remote:
             script = f"{lock_script(self.host, lock_owner)}\n{script}"
         return parse_facts(self.run(["sh", "-c", script]).stdout)
 
+    def stream(self, command: Sequence[str], out) -> int:
+        """Runs argv with its stdout and stderr written to `out` as they arrive; returns the exit code."""
+        runner = self.connection.sudo if self.host.sudo else self.connection.run
+        try:
+            result = runner(shlex.join(command), warn=True, in_stream=False, out_stream=out, err_stream=out)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise RemoteError(f"{self.host.name}: connection lost ({exc or type(exc).__name__})") from None
+        return result.exited
+
     def container_state(self) -> ContainerState | None:
         return parse_facts(self.run(["sh", "-c", container_script(self.host)]).stdout).container
 

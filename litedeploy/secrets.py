@@ -11,7 +11,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from .errors import SecretsError
 
@@ -95,3 +95,31 @@ class Redactor:
         for value in self.values:
             text = text.replace(value, REDACTED)
         return text
+
+
+class RedactedLines:
+    """A writable stream that masks secrets line by line: a value split across two chunks of a
+    streamed log is still masked. Lines not matching `keep` (a --grep filter) are dropped."""
+
+    def __init__(self, out, redact: Redactor, keep: Callable[[str], bool] = lambda line: True) -> None:
+        self.out, self.redact, self.keep = out, redact, keep
+        self.pending = ""
+
+    def write(self, text: str) -> None:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            self._emit(line + "\n")
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.pending:
+            self._emit(self.pending + "\n")
+            self.pending = ""
+        self.flush()
+
+    def _emit(self, line: str) -> None:
+        masked = self.redact(line)
+        if self.keep(masked):
+            self.out.write(masked)

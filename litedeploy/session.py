@@ -10,7 +10,7 @@ from typing import Iterator
 from .inventory import Host
 from .remote import Remote
 from .secrets import Redactor, SecretValues, decrypt_secrets
-from .verify import Gateway
+from .verify import Gateway, tunnel_gateway
 
 SUDO_PASSWORD = "SUDO_PASSWORD"
 
@@ -27,7 +27,7 @@ class Session:
 
     @property
     def gateway(self) -> Gateway:
-        return Gateway(self.remote, self.secrets["LITELLM_MASTER_KEY"])
+        return tunnel_gateway(self.remote, self.secrets["LITELLM_MASTER_KEY"])
 
 
 def host_secrets(host: Host) -> SecretValues:

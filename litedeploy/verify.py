@@ -1,8 +1,10 @@
-"""Proof the gateway answers: liveliness, the models it lists, a chat answer.
+"""Proof the gateway answers: liveliness, readiness, auth, the models it lists, chat answers, the
+fallback path.
 
-Requests travel through the deploy's own SSH connection (a direct-tcpip channel), so they work where
-the gateway's port is firewalled and open no second connection. LiteLLM's `/health` is never called:
-it makes a billed call to every model.
+By default requests travel through the task's own SSH connection (a direct-tcpip channel), so they
+work where the gateway's port is firewalled and open no second connection; `--direct URL` goes
+straight to the gateway from here instead. LiteLLM's `/health` is never called: it makes a billed
+call to every model.
 """
 
 from __future__ import annotations
@@ -10,23 +12,29 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import socket
+import ssl
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
+from urllib.parse import urlsplit
+
+import yaml
 
 from .errors import VerifyError
 from .facts import ContainerState
-from .inventory import Host
 from .remote import Remote
 
 REQUEST_TIMEOUT = 30
+Stream = Any  # a connected socket or paramiko channel: sendall, makefile, settimeout, close
 
 
 @dataclass(frozen=True)
 class Response:
     status: int
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         try:
@@ -35,31 +43,54 @@ class Response:
             return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Gateway:
-    """The LiteLLM HTTP API of one host, reached through its SSH connection."""
+    """The LiteLLM HTTP API of one host: `connect` opens a fresh stream to it for each request."""
 
-    remote: Remote
+    name: str
+    connect: Callable[[float], Stream]
+    host_header: str
     master_key: str
 
     def request(self, method: str, path: str, body: dict | None = None, *, auth: bool = True,
-                timeout: float = REQUEST_TIMEOUT) -> Response:
-        """One request on its own channel. The channel is closed only after the whole body is read:
-        http.client's connection object would close it on `Connection: close` before that."""
+                key: str | None = None, timeout: float = REQUEST_TIMEOUT) -> Response:
+        """One request on its own stream, closed only after the whole body is read (http.client's
+        connection object would close a channel on `Connection: close` before that)."""
         payload = json.dumps(body).encode() if body is not None else b""
-        headers = [f"{method} {path} HTTP/1.1", f"Host: {self.remote.host.local_address}",
-                   "Content-Type: application/json", f"Content-Length: {len(payload)}", "Connection: close"]
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}", "Content-Type: application/json",
+                 f"Content-Length: {len(payload)}", "Connection: close"]
         if auth:
-            headers.append(f"Authorization: Bearer {self.master_key}")
-        channel = self.remote.tunnel(self.remote.host.port, timeout)
+            lines.append(f"Authorization: Bearer {key or self.master_key}")
+        stream = self.connect(timeout)
         try:
-            channel.settimeout(timeout)
-            channel.sendall("\r\n".join(headers).encode() + b"\r\n\r\n" + payload)
-            reply = http.client.HTTPResponse(channel)
+            stream.settimeout(timeout)
+            stream.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + payload)
+            reply = http.client.HTTPResponse(stream)
             reply.begin()
-            return Response(reply.status, reply.read())
+            return Response(reply.status, reply.read(), {k.lower(): v for k, v in reply.getheaders()})
         finally:
-            channel.close()
+            stream.close()
+
+
+def tunnel_gateway(remote: Remote, master_key: str) -> Gateway:
+    host = remote.host
+    return Gateway(host.name, lambda timeout: remote.tunnel(host.port, timeout),
+                   f"{host.local_address}:{host.port}", master_key)
+
+
+def direct_gateway(name: str, url: str, master_key: str) -> Gateway:
+    """Straight to URL (http or https) from this machine, as the source documents' curl does."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise VerifyError(f"{name}: --direct needs an http:// or https:// URL, not {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+
+    def connect(timeout: float) -> Stream:
+        stream = socket.create_connection((parts.hostname, port), timeout=timeout)
+        if parts.scheme == "https":
+            stream = ssl.create_default_context().wrap_socket(stream, server_hostname=parts.hostname)
+        return stream
+    return Gateway(name, connect, parts.netloc, master_key)
 
 
 def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
@@ -67,7 +98,6 @@ def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
     """Seconds until /health/liveliness answered 200; a progress line shows the wait. `watch` is
     asked every few seconds whether the container has failed, so a crash loop ends the wait early
     instead of after the whole timeout (`docker ps` shows a crash-looping container as Up)."""
-    host = gateway.remote.host
     start = time.monotonic()
     next_report = next_watch = 0.0
     while True:
@@ -78,14 +108,14 @@ def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
         except (OSError, http.client.HTTPException):
             pass  # not listening yet: the container is still starting
         if waited > timeout:
-            raise VerifyError(f"{host.name}: litellm did not answer /health/liveliness within {timeout:.0f} s")
+            raise VerifyError(f"{gateway.name}: litellm did not answer /health/liveliness within {timeout:.0f} s")
         if watch and waited >= next_watch:
             failure = watch()
             if failure:
-                raise VerifyError(f"{host.name}: {failure}")
+                raise VerifyError(f"{gateway.name}: {failure}")
             next_watch += 2
         if waited >= next_report:
-            out.write(f"{host.name}: waiting for litellm to answer ({waited:.0f}s of {timeout:.0f}s)\n")
+            out.write(f"{gateway.name}: waiting for litellm to answer ({waited:.0f}s of {timeout:.0f}s)\n")
             out.flush()
             next_report += 5
         time.sleep(0.5)
@@ -105,28 +135,56 @@ def container_failure(state: ContainerState | None, baseline: ContainerState | N
 def listed_models(gateway: Gateway) -> list[str]:
     reply = gateway.request("GET", "/v1/models")
     if reply.status != 200:
-        raise VerifyError(f"{gateway.remote.host.name}: /v1/models answered {reply.status}")
+        raise VerifyError(f"{gateway.name}: /v1/models answered {reply.status}{_error_of(reply)}")
     return [entry["id"] for entry in (reply.json() or {}).get("data", [])]
 
 
-def check_models(gateway: Gateway, host: Host) -> list[str]:
+def check_models(gateway: Gateway, configured: list[str]) -> list[str]:
+    """The gateway must list exactly the configured models: a missing one was dropped by LiteLLM
+    (an unknown provider prefix is dropped silently), an extra one is not ours."""
     listed = listed_models(gateway)
-    missing = [name for name in host.models if name not in listed]
+    missing = [name for name in configured if name not in listed]
+    extra = [name for name in listed if name not in configured]
     if missing:
-        raise VerifyError(f"{host.name}: /v1/models does not list {', '.join(missing)}")
+        raise VerifyError(f"{gateway.name}: /v1/models does not list {', '.join(missing)}")
+    if extra:
+        raise VerifyError(f"{gateway.name}: /v1/models lists models not configured: {', '.join(extra)}")
     return listed
 
 
-def chat(gateway: Gateway, model: str) -> str:
+def chat(gateway: Gateway, model: str, **extra: Any) -> Response:
     reply = gateway.request("POST", "/v1/chat/completions",
                             {"model": model, "messages": [{"role": "user", "content": "ping"}],
-                             "max_tokens": 16})
+                             "max_tokens": 16, **extra})
     data = reply.json() or {}
     if reply.status != 200 or not data.get("choices"):
-        error = (data.get("error") or {}).get("message", "") if isinstance(data, dict) else ""
-        raise VerifyError(f"{gateway.remote.host.name}: chat with {model} answered {reply.status} "
-                          f"{str(error)[:200]}".rstrip())
-    return str(data["choices"][0]["message"]["content"])
+        raise VerifyError(f"{gateway.name}: chat with {model} answered {reply.status}{_error_of(reply)}")
+    return reply
+
+
+def _error_of(reply: Response) -> str:
+    data = reply.json()
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    return f": {str(message)[:200]}" if message else ""
+
+
+@dataclass(frozen=True)
+class SmokePlan:
+    """What to prove, read from the config the repo renders for the host."""
+
+    models: list[str]
+    fallback_from: str | None  # a model with fallbacks configured
+    mock_fallbacks_allowed: bool
+
+    @classmethod
+    def of(cls, config_text: str) -> "SmokePlan":
+        config = yaml.safe_load(config_text) or {}
+        models = [m["model_name"] for m in config.get("model_list") or []]
+        rules = [rule for section in ("router_settings", "litellm_settings")
+                 for rule in (config.get(section) or {}).get("fallbacks") or [] if isinstance(rule, dict)]
+        allowed = bool((config.get("general_settings") or {}).get("dangerously_allow_mock_testing_request_params"))
+        return cls(models, next(iter(rules[0])) if rules else None, allowed)
 
 
 @dataclass(frozen=True)
@@ -135,9 +193,10 @@ class Check:
     ok: bool
     detail: str
     seconds: float
+    skipped: bool = False
 
 
-def smoke(gateway: Gateway, host: Host) -> list[Check]:
+def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str]) -> list[Check]:
     """Each check runs even when an earlier one failed, so the table shows the whole picture."""
     def readiness() -> str:
         reply = gateway.request("GET", "/health/readiness", auth=False)
@@ -145,15 +204,35 @@ def smoke(gateway: Gateway, host: Host) -> list[Check]:
             raise VerifyError(f"answered {reply.status}")
         return str((reply.json() or {}).get("status", "ok"))
 
-    def models() -> str:
-        return f"{len(check_models(gateway, host))} listed, all {len(host.models)} configured present"
+    def auth_enforced() -> str:
+        status = gateway.request("GET", "/v1/models", auth=False).status
+        if status == 200:
+            raise VerifyError("answered /v1/models without a key")
+        return f"no key -> {status}"
 
-    first = host.models[0]
+    def models() -> str:
+        return f"exactly the {len(check_models(gateway, plan.models))} configured models"
+
+    def answer(model: str) -> Callable[[], str]:
+        return lambda: repr(chat(gateway, model).json()["choices"][0]["message"]["content"][:60])
+
+    def fallback() -> str:
+        reply = chat(gateway, plan.fallback_from, mock_testing_fallbacks=True)
+        attempted = reply.headers.get("x-litellm-attempted-fallbacks", "0")
+        if attempted in ("", "0"):
+            raise VerifyError("answered without trying a fallback")
+        return f"answered by {reply.json().get('model')} after {attempted} fallback(s)"
+
     checks = [("liveliness", lambda: f"answered in {wait_until_live(gateway, 10, io.StringIO()):.1f} s"),
-              ("readiness", readiness),
-              ("models", models),
-              (f"chat {first}", lambda: repr(chat(gateway, first)[:60]))]
-    return [_timed(name, probe) for name, probe in checks]
+              ("readiness", readiness), ("auth enforced", auth_enforced), ("models", models)]
+    checks += [(f"chat {model}", answer(model)) for model in chat_models]
+    results = [_timed(name, probe) for name, probe in checks]
+    if plan.fallback_from and plan.mock_fallbacks_allowed:
+        results.append(_timed(f"fallback from {plan.fallback_from}", fallback))
+    elif plan.fallback_from:
+        results.append(Check(f"fallback from {plan.fallback_from}", True,
+                             "skipped: the host does not allow mock_testing_fallbacks", 0.0, skipped=True))
+    return results
 
 
 def _timed(name: str, probe: Callable[[], str]) -> Check:
@@ -161,5 +240,5 @@ def _timed(name: str, probe: Callable[[], str]) -> Check:
     try:
         detail, ok = probe(), True
     except (VerifyError, OSError, http.client.HTTPException) as exc:
-        detail, ok = str(exc), False
+        detail, ok = str(exc).removeprefix("VerifyError: "), False
     return Check(name, ok, detail, time.monotonic() - start)

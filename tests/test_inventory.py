@@ -27,7 +27,7 @@ def test_repo_inventory_has_fox_as_in_the_source_documents(repo):
         ("fox.rewse.jp", "/etc/compose.yml", "/srv/litellm", 4000)
     assert fox.image == "ghcr.io/berriai/litellm:main-stable"
     assert fox.vars["aws_region"] == "us-east-1"
-    assert fox.models == ["claude-3-7-sonnet", "claude-sonnet-4", "claude-opus-4"]
+    assert [m["name"] for m in fox.vars["models"]] == ["claude-3-7-sonnet", "claude-sonnet-4", "claude-opus-4"]
 
 
 def test_lab_never_touches_the_machines_real_compose_file(repo):
@@ -42,7 +42,7 @@ def test_defaults_apply_and_hosts_override_them():
     assert (one.port, two.port) == (4000, 8080)
     assert one.vars["aws_region"] == "us-east-1"
     # vars merge per key: the override keeps the models from the defaults
-    assert two.vars["aws_region"] == "eu-west-1" and two.models == ["a"]
+    assert two.vars["aws_region"] == "eu-west-1" and two.vars["models"] == [{"name": "a", "model": "bedrock/x"}]
 
 
 def test_local_paths_are_taken_from_the_inventory_folder():

@@ -26,7 +26,8 @@ def test_readme_main_job_deploys_to_the_lab_and_smoke_passes(lab, repo):
         assert run.returncode == 0, run.stdout + run.stderr
         assert "lab: up" in run.stdout
         assert "lab: ok," in run.stdout
-        assert [line.split()[1] for line in run.stdout.splitlines() if line.startswith("lab  ")] == ["ok"] * 4
+        marks = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("lab  ")]
+        assert marks and set(marks) == {"ok"}
     finally:
         if not existed:
             subprocess.run(["docker", "rm", "-f", lab.host.container_name], capture_output=True)

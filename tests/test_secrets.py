@@ -24,3 +24,14 @@ def test_placeholders_are_refused():
 
 def test_aws_style_values_pass():
     assert parse_secrets('{"K": "wJalr/XUtnFEMI+K7MDENG=", "N": 12}', "s")["N"] == "12"
+
+
+def test_streamed_lines_are_masked_even_when_a_value_is_split_across_chunks():
+    import io
+    from litedeploy.secrets import RedactedLines
+    out = io.StringIO()
+    stream = RedactedLines(out, Redactor.of({"k": "sk-secret-value"}), keep=lambda line: "GET" in line)
+    for chunk in ["GET /a key=sk-sec", "ret-value\nPOST /b\nGET /c", " done"]:
+        stream.write(chunk)
+    stream.close()
+    assert out.getvalue() == "GET /a key=********\nGET /c done\n"

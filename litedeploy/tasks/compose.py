@@ -1,33 +1,82 @@
-"""The litellm service in the host's compose file, and only that service."""
+"""The litellm service in the host's compose file, and only that service: the user's other services
+are never named, so compose never touches them."""
+
+from __future__ import annotations
+
+from typing import Callable
 
 from invoke import task
 
-from ..compose import compose_commands
+from ..compose import ComposeCommands, compose_commands
 from ..deploy import remove as remove_service
 from ..session import opened
 from ..verify import wait_until_live
-from .target import host_of, project_of, reports_errors
+from .target import on_each_host, reports_errors
+
+HOSTS = "inventory name of the host, or several: a,b"
 
 
-@task(help={"host": "inventory name of the host"})
+def _on_service(c, host: str | None, verb: Callable[[ComposeCommands], list[str]], done: str,
+                wait: bool = False, show_output: bool = False) -> None:
+    def act(project, target):
+        with opened(target) as session:
+            result = session.remote.run(verb(compose_commands(target, session.remote.gather_facts())))
+            if show_output:
+                print(session.redact(result.stdout), end="")
+            seconds = wait_until_live(session.gateway, target.health_timeout) if wait else None
+        print(f"{target.name}: {done}" + (f"; answering after {seconds:.1f} s" if wait else ""))
+    on_each_host(c, host, act)
+
+
+@task(help={"host": HOSTS})
 @reports_errors
 def restart(c, host=None):
     """Restart the litellm container and wait until it answers again."""
-    target = host_of(c, project_of(c), host)
-    with opened(target) as session:
-        commands = compose_commands(target, session.remote.gather_facts())
-        session.remote.run(commands.restart())
-        seconds = wait_until_live(session.gateway, target.health_timeout)
-    print(f"{target.name}: restarted litellm; answering after {seconds:.1f} s")
+    _on_service(c, host, ComposeCommands.restart, "restarted litellm", wait=True)
 
 
-@task(help={"host": "inventory name of the host",
-            "break-lock": "remove a stale deploy lock left by a deploy that died"})
+@task(help={"host": HOSTS})
+@reports_errors
+def up(c, host=None):
+    """Create or recreate the litellm container from the compose file as it is, and wait for it."""
+    _on_service(c, host, ComposeCommands.up, "litellm is up", wait=True)
+
+
+@task(help={"host": HOSTS})
+@reports_errors
+def stop(c, host=None):
+    """Stop the litellm container (it stays stopped across reboots until started)."""
+    _on_service(c, host, ComposeCommands.stop, "stopped litellm")
+
+
+@task(help={"host": HOSTS})
+@reports_errors
+def start(c, host=None):
+    """Start the stopped litellm container and wait until it answers."""
+    _on_service(c, host, ComposeCommands.start, "started litellm", wait=True)
+
+
+@task(help={"host": HOSTS})
+@reports_errors
+def pull(c, host=None):
+    """Pull the litellm image (apply it with compose.up or a deploy)."""
+    _on_service(c, host, ComposeCommands.pull, "pulled the litellm image")
+
+
+@task(help={"host": HOSTS})
+@reports_errors
+def ps(c, host=None):
+    """The litellm service as compose sees it."""
+    _on_service(c, host, ComposeCommands.ps, "listed", show_output=True)
+
+
+@task(help={"host": HOSTS, "break-lock": "remove a stale deploy lock left by a deploy that died"})
 @reports_errors
 def remove(c, host=None, break_lock=False):
-    """Stop and remove the litellm container and take its block out of the compose file (the rest of
-    the file, config.yaml and the env file stay; backups are kept)."""
-    project = project_of(c)
-    target = host_of(c, project, host)
-    done = remove_service(project, target, break_lock=break_lock)
-    print(f"{target.name}: " + ("; ".join(done) if done else "nothing to remove"))
+    """Remove the litellm container and its block from the compose file (like state=absent).
+
+    The rest of the compose file, config.yaml and the env file stay; backups are kept."""
+    def act(project, target):
+        done = remove_service(project, target, break_lock=break_lock)
+        print(f"{target.name}: " + ("; ".join(done) if done else "nothing to remove"))
+    on_each_host(c, host, act)

@@ -1,22 +1,69 @@
-"""LiteLLM's config as the repo renders it, without deploying."""
+"""LiteLLM's config: what the host holds, what the repo would render, and the difference — all
+usable without deploying, all with secret values masked."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 from invoke import task
 
+from ..plan import file_diff, plan_deploy
 from ..render import render_host
-from ..secrets import REDACTED
-from ..session import host_secrets
-from .target import host_of, project_of, reports_errors
+from ..secrets import REDACTED, Redactor
+from ..session import host_secrets, opened
+from .target import on_each_host, reports_errors
+
+HOSTS = "inventory name of the host, or several: a,b"
 
 
-@task(help={"host": "inventory name of the host"})
+@task(help={"host": HOSTS})
 @reports_errors
-def render(c, host=None):
-    """Print config.yaml and the compose service block for a host; the env file shows names only."""
-    project = project_of(c)
-    target = host_of(c, project, host)
-    files = render_host(project.templates, target, host_secrets(target))
-    env_names = [line.split("=", 1)[0] + "=" + REDACTED for line in files.env.splitlines()
-                 if "=" in line and not line.startswith("#")]
-    print(f"# {target.config_path}\n{files.config}")
-    print(f"# {target.env_path}\n" + "\n".join(env_names) + "\n")
-    print(f"# {target.compose_file} (the managed block)\n{files.block}", end="")
+def show(c, host=None):
+    """Print the config.yaml the host holds now."""
+    def act(project, target):
+        with opened(target) as session:
+            facts = session.remote.gather_facts()
+        if facts.config_text is None:
+            print(f"# {target.name}:{target.config_path}: absent (not deployed)")
+        else:
+            print(f"# {target.name}:{target.config_path}\n{session.redact(facts.config_text)}", end="")
+    on_each_host(c, host, act)
+
+
+@task(help={"host": HOSTS})
+@reports_errors
+def diff(c, host=None):
+    """Unified diffs of the host's files against what the repo would render (env values masked)."""
+    def act(project, target):
+        secrets = host_secrets(target)
+        desired = render_host(project.templates, target, secrets)
+        with opened(target, secrets) as session:
+            changes = plan_deploy(target, desired, session.remote.gather_facts()).changes
+        for change in changes:
+            print(file_diff(change, session.redact), end="")
+        if not changes:
+            print(f"{target.name}: no difference")
+    on_each_host(c, host, act)
+
+
+@task(help={"host": HOSTS, "output": "write the files into this folder (one subfolder per host) instead"})
+@reports_errors
+def render(c, host=None, output=None):
+    """Render a host's config.yaml, env file (values masked) and compose service block locally."""
+    def act(project, target):
+        secrets = host_secrets(target)
+        files = render_host(project.templates, target, secrets)
+        masked_env = "".join(line.split("=", 1)[0] + "=" + REDACTED + "\n" if "=" in line and not line.startswith("#")
+                             else line + "\n" for line in files.env.splitlines())
+        rendered = {"config.yaml": Redactor.of(secrets)(files.config), "litellm.env": masked_env,
+                    "compose-service.yml": files.block}
+        if output:
+            folder = Path(output) / target.name
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, text in rendered.items():
+                (folder / name).write_text(text)
+            print(f"{target.name}: wrote {', '.join(rendered)} to {folder}")
+        else:
+            for name, text in rendered.items():
+                print(f"# {target.name}: {name}\n{text}", end="" if text.endswith("\n") else "\n")
+    on_each_host(c, host, act)

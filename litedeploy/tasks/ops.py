@@ -1,35 +1,179 @@
-"""Operating a deployed gateway: prove it answers, read its logs."""
+"""Everything an admin checks after the deploy, each better than the manual command it replaces:
+`docker ps | grep litellm`, `docker logs litellm`, `docker exec litellm env | grep AWS`, the curl
+checks of /v1/models and a chat completion, and the client settings for Cline or an OpenAI SDK."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
 
 from invoke import task
-from invoke.exceptions import Exit
 
 from ..compose import container_logs
-from ..session import opened
-from ..verify import smoke as run_smoke
-from .target import host_of, project_of, reports_errors
+from ..errors import DeployError, VerifyError
+from ..render import render_host
+from ..secrets import REDACTED, RedactedLines
+from ..session import host_secrets, opened
+from ..status import describe, uptime
+from ..verify import SmokePlan, direct_gateway, smoke as run_smoke, wait_until_live
+from .target import on_each_host, reports_errors
+
+HOSTS = "inventory name of the host, or several: a,b"
 
 
-@task(help={"host": "inventory name of the host"})
+@task(help={"host": HOSTS, "json": "print one JSON object per host instead of text"})
 @reports_errors
-def smoke(c, host=None):
-    """Liveliness, readiness, every configured model listed, one chat answer (never the billed /health)."""
-    target = host_of(c, project_of(c), host)
-    with opened(target) as session:
-        checks = run_smoke(session.gateway, target)
-    for check in checks:
-        print(f"{target.name}  {'ok  ' if check.ok else 'FAIL'}  {check.name:<28} {check.seconds:6.2f}s  "
-              f"{session.redact(check.detail)}")
-    failed = [check.name for check in checks if not check.ok]
-    if failed:
-        raise Exit(f"error: {target.name}: smoke failed: {', '.join(failed)}", code=1)
+def status(c, host=None, json_=False):
+    """State, health, image, uptime, restarts, ports, and drift from the repo; exit 1 if off.
+
+    Drift compares the files on the host with what the repo renders now; a config.yaml newer than
+    the container's start means a restart is pending."""
+    def show(project, target):
+        secrets = host_secrets(target)
+        desired = render_host(project.templates, target, secrets)
+        with opened(target, secrets) as session:
+            facts = session.remote.gather_facts()
+            try:
+                answering = facts.container is not None and wait_until_live(session.gateway, 3, io.StringIO()) >= 0
+            except (VerifyError, OSError):
+                answering = False
+        report = describe(target, facts, desired, answering, datetime.now(timezone.utc))
+        if json_:
+            print(json.dumps(asdict(report)))
+        else:
+            health = f" ({report.health})" if report.health else ""
+            print(f"{report.host}: {report.state}{health}, {'answering' if report.answering else 'NOT answering'}, "
+                  f"up {uptime(report.uptime_seconds)}, restarts {report.restarts}, exit code {report.exit_code}")
+            print(f"  image   {report.image}  {report.image_id[:19]}  "
+                  f"{', '.join(report.digests) or 'no registry digest (local image)'}")
+            print(f"  ports   {', '.join(report.ports) or '-'}")
+            drift = f"drift in {', '.join(report.drift)}: run deploy" if report.drift else "no drift"
+            print(f"  config  host {report.config_on_host or 'absent'}, repo {report.config_in_repo}; {drift}"
+                  + ("; config.yaml changed after the container started: restart pending"
+                     if report.restart_pending else ""))
+        if not report.ok:
+            raise DeployError(f"{target.name}: {_trouble(report)}")
+    on_each_host(c, host, show)
 
 
-@task(help={"host": "inventory name of the host", "tail": "how many recent lines (default 100)"})
+def _trouble(report) -> str:
+    if report.state != "running":
+        return f"litellm is {report.state}"
+    if not report.answering:
+        return "litellm does not answer /health/liveliness"
+    return "the host differs from the repo" if report.drift else "a restart is pending"
+
+
+@task(help={"host": HOSTS, "tail": "how many recent lines (default 100)", "follow": "keep streaming new lines",
+            "since": "only lines since this time (10m, 2h, 2026-11-22T10:00)",
+            "grep": "only lines matching this regular expression"})
 @reports_errors
-def logs(c, host=None, tail=100):
-    """The litellm container's recent log lines, with every secret value masked."""
-    target = host_of(c, project_of(c), host)
-    with opened(target) as session:
-        result = session.remote.run(container_logs(target, int(tail)))
-    # docker logs writes the container's stdout and stderr to ours separately; both are log lines.
-    print(session.redact(result.stdout + result.stderr), end="")
+def logs(c, host=None, tail=100, follow=False, since=None, grep=None):
+    """The litellm container's log lines, with every secret value masked."""
+    pattern = re.compile(grep) if grep else None
+
+    def show(project, target):
+        with opened(target) as session:
+            out = RedactedLines(sys.stdout, session.redact, pattern.search if pattern else lambda line: True)
+            code = session.remote.stream(container_logs(target, int(tail), follow, since), out)
+            out.close()
+        if code not in (0, None):
+            raise DeployError(f"{target.name}: docker logs failed (exit {code}): is the container there?")
+    on_each_host(c, host, show)
+
+
+@task(help={"host": HOSTS})
+@reports_errors
+def env(c, host=None):
+    """Which expected variables the container has, masked, and whether they match the repo.
+
+    Each shows only a short fingerprint, so AWS credential problems show without leaking them."""
+    def show(project, target):
+        secrets = host_secrets(target)
+        expected = _env_pairs(render_host(project.templates, target, secrets).env)
+        with opened(target, secrets) as session:
+            result = session.remote.run(["docker", "exec", target.container_name, "env"], check=False)
+        if result.failed:
+            raise DeployError(f"{target.name}: cannot read the environment of {target.container_name}: "
+                              "is it running?")
+        running = _env_pairs(result.stdout)
+        wrong = []
+        for name, value in expected.items():
+            if name not in running:
+                state = "MISSING"
+                wrong.append(name)
+            elif running[name] == value:
+                state = f"set {_fingerprint(running[name])}, matches the repo"
+            else:
+                state = f"set {_fingerprint(running[name])}, DIFFERS from the repo ({_fingerprint(value)})"
+                wrong.append(name)
+            print(f"{target.name}  {name:<24} {state}")
+        if wrong:
+            raise DeployError(f"{target.name}: {', '.join(wrong)} not as the repo has them: deploy to fix")
+    on_each_host(c, host, show)
+
+
+def _env_pairs(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def _fingerprint(value: str) -> str:
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:8]
+
+
+@task(help={"host": HOSTS, "model": "chat with this model (default: the first configured)",
+            "all-models": "chat with every configured model", "json": "print the results as JSON",
+            "direct": "reach the gateway at this URL from here instead of through SSH"})
+@reports_errors
+def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None):
+    """Prove the gateway answers: health, auth, models, chat, fallback; exit 1 on any failure.
+
+    Liveliness, readiness, no key rejected, exactly the configured models listed, chat answers with
+    latency, and the fallback path where configured. Never LiteLLM's billed /health."""
+    def check(project, target):
+        secrets = host_secrets(target)
+        expected = SmokePlan.of(render_host(project.templates, target, secrets).config)
+        chats = expected.models if all_models else [model or expected.models[0]]
+        if direct:
+            checks = run_smoke(direct_gateway(target.name, direct, secrets["LITELLM_MASTER_KEY"]), expected, chats)
+        else:
+            with opened(target, secrets) as session:
+                checks = run_smoke(session.gateway, expected, chats)
+        if json_:
+            print(json.dumps({"host": target.name, "ok": all(c.ok for c in checks),
+                              "checks": [asdict(check) for check in checks]}))
+        else:
+            for check in checks:
+                mark = "skip" if check.skipped else "ok  " if check.ok else "FAIL"
+                print(f"{target.name}  {mark}  {check.name:<32} {check.seconds:6.2f}s  {check.detail}")
+        failed = [check.name for check in checks if not check.ok]
+        if failed:
+            raise DeployError(f"{target.name}: smoke failed: {', '.join(failed)}")
+    on_each_host(c, host, check)
+
+
+@task(help={"host": HOSTS, "show-key": "also print the master key (it is a secret: mind your terminal)"})
+@reports_errors
+def endpoints(c, host=None, show_key=False):
+    """What a client (Cline, an OpenAI SDK) needs: base URL and model IDs; the key on request."""
+    def show(project, target):
+        secrets = host_secrets(target)
+        models = SmokePlan.of(render_host(project.templates, target, secrets).config).models
+        if target.bind in ("0.0.0.0", "::", ""):
+            base = f"http://{target.address}:{target.port}"
+            reach = ""
+        else:
+            base = f"http://127.0.0.1:{target.port}"
+            reach = (f"  (listens on {target.bind} only; from elsewhere: ssh -N -L {target.port}:"
+                     f"{target.local_address}:{target.port} -p {target.ssh_port} {target.ssh_user}@{target.address})")
+        print(f"{target.name}: base URL  {base}{reach}")
+        print(f"{target.name}: OpenAI SDK base_url  {base}/v1")
+        key = secrets["LITELLM_MASTER_KEY"] if show_key else f"{REDACTED} (--show-key prints it)"
+        print(f"{target.name}: API key   {key}")
+        print(f"{target.name}: model IDs {', '.join(models)}")
+    on_each_host(c, host, show)

@@ -36,6 +36,39 @@ def host_of(c, project: Project, host: str | None) -> Host:
     raise DeployError("no host given: use --host NAME (inv) or -H NAME (fab)")
 
 
+def hosts_of(c, project: Project, host: str | None) -> list[Host]:
+    """`--host a,b` names several hosts; `fab -H a,b` calls the task once per host instead."""
+    if host:
+        return [project.inventory.host(name.strip()) for name in host.split(",") if name.strip()]
+    return [host_of(c, project, None)]
+
+
+def on_each_host(c, host: str | None, action: Callable[[Project, Host], None]) -> None:
+    """Runs the action for each named host in turn. A failing host is reported and the others still
+    run; the task then fails naming every host that failed."""
+    project = project_of(c)
+    targets = hosts_of(c, project, host)
+    if len(targets) == 1:
+        action(project, targets[0])
+        return
+    failed = []
+    for target in targets:
+        try:
+            action(project, target)
+        except DeployError as exc:
+            _show_details(exc)
+            print(f"error: {exc}", file=sys.stderr)
+            failed.append(target.name)
+    if failed:
+        raise DeployError(f"failed on {len(failed)} of {len(targets)} hosts: {', '.join(failed)}")
+
+
+def _show_details(exc: DeployError) -> None:
+    details = getattr(exc, "details", "")
+    if details:
+        print(f"--- last lines of the container's log ---\n{details.rstrip()}\n---", file=sys.stderr)
+
+
 def reports_errors(body: Callable) -> Callable:
     """A DeployError ends the task with its one-line message and exit 1; --debug keeps the traceback."""
     @functools.wraps(body)
@@ -45,8 +78,6 @@ def reports_errors(body: Callable) -> Callable:
         except DeployError as exc:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 raise
-            details = getattr(exc, "details", "")
-            if details:
-                print(f"--- last lines of the container's log ---\n{details.rstrip()}\n---", file=sys.stderr)
+            _show_details(exc)
             raise Exit(f"error: {exc}", code=1) from None
     return run

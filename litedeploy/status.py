@@ -1,0 +1,77 @@
+"""What `ops.status` reports, decided from facts and the rendered files (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from .facts import HostFacts
+from .inventory import Host
+from .plan import plan_deploy
+from .render import DesiredFiles
+
+
+@dataclass(frozen=True)
+class Status:
+    host: str
+    state: str  # running, exited, restarting, ... or "absent"
+    health: str | None
+    uptime_seconds: float | None
+    restarts: int
+    exit_code: int | None
+    image: str
+    image_id: str
+    digests: tuple[str, ...]
+    ports: tuple[str, ...]
+    config_on_host: str | None  # sha256 prefixes
+    config_in_repo: str
+    drift: tuple[str, ...]  # files the repo would change
+    restart_pending: bool  # config.yaml changed after the container started
+    answering: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "running" and self.answering and not self.drift and not self.restart_pending
+
+
+def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: bool, now: datetime) -> Status:
+    container = facts.container
+    started = _parse_time(container.started_at) if container and container.running else None
+    drift = tuple(change.name for change in plan_deploy(host, desired, facts).changes)
+    pending = bool(started and facts.config_mtime and facts.config_mtime > started.timestamp())
+    if container and container.network_mode == "host":
+        ports = (f"host network, {host.local_address}:{host.port}",)
+    else:
+        ports = container.ports if container else ()
+    return Status(
+        host=host.name, state=container.status if container else "absent",
+        health=container.health if container else None,
+        uptime_seconds=(now - started).total_seconds() if started else None,
+        restarts=container.restart_count if container else 0,
+        exit_code=container.exit_code if container else None,
+        image=container.image if container else host.image, image_id=container.image_id if container else "",
+        digests=facts.image_digests, ports=ports,
+        config_on_host=_digest(facts.config_text) if facts.config_text is not None else None,
+        config_in_repo=_digest(desired.config), drift=drift, restart_pending=pending, answering=answering)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _parse_time(stamp: str) -> datetime | None:
+    """Docker's RFC 3339 times carry nanoseconds, which datetime does not take."""
+    if not stamp or stamp.startswith("0001-"):
+        return None
+    return datetime.fromisoformat(re.sub(r"\.(\d{1,6})\d*", r".\1", stamp).replace("Z", "+00:00"))
+
+
+def uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h{minutes}m" if days else f"{hours}h{minutes}m" if hours else f"{minutes}m{int(seconds) % 60}s"
