@@ -26,7 +26,7 @@ from .plan import FileChange, Plan, file_diff, plan_deploy
 from .project import Project
 from .render import render_host
 from .session import Session, host_secrets, opened
-from .verify import SmokePlan, check_models, container_failure, smoke, wait_until_live
+from .verify import SmokePlan, check_models, smoke, wait_until_live
 
 LOCK_POLL_SECONDS = 2
 LOG_LINES_ON_FAILURE = 30
@@ -146,12 +146,10 @@ def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: Tex
 def _restart_and_verify(session: Session, plan: Plan, expected: SmokePlan, commands: ComposeCommands | None,
                         out: TextIO) -> tuple[float, tuple[str, ...]]:
     """After a restart the full smoke (a chat answer proves the credentials); else the models list."""
-    host, remote, gateway = session.host, session.remote, session.gateway
+    host, gateway = session.host, session.gateway
     if not plan.restart:
         return wait_until_live(gateway, host.health_timeout, out), tuple(check_models(gateway, expected.models))
-    baseline = remote.restart(commands.up() if plan.restart == "up" else commands.restart())
-    health = wait_until_live(gateway, host.health_timeout, out,
-                             watch=lambda: container_failure(remote.container_state(), baseline))
+    health = session.start_and_wait(commands.up() if plan.restart == "up" else commands.restart(), out)
     failed = [check for check in smoke(gateway, expected, expected.models[:1]) if not check.ok]
     if failed:
         raise VerifyError(f"{host.name}: smoke failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
@@ -171,10 +169,7 @@ def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: Compos
         if not before.container.running:
             remote.run(["docker", "stop", host.container_name], check=False)
             return True, "rolled back: previous files restored, the container left stopped as it was"
-        config_only = plan.restart == "restart"
-        baseline = remote.restart(commands.restart() if config_only else commands.up())
-        seconds = wait_until_live(session.gateway, host.health_timeout, out,
-                                  watch=lambda: container_failure(remote.container_state(), baseline))
+        seconds = session.start_and_wait(commands.restart() if plan.restart == "restart" else commands.up(), out)
         return True, f"rolled back: previous files and container restored, answering again after {seconds:.1f} s"
     except DeployError as exc:
         return False, f"ROLLBACK FAILED too: {exc}"

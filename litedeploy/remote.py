@@ -145,7 +145,7 @@ class Remote:
     def container_state(self) -> ContainerState | None:
         return parse_facts(self.run(["sh", "-c", container_script(self.host)]).stdout).container
 
-    def restart(self, command: Sequence[str]) -> ContainerState | None:
+    def run_and_inspect(self, command: Sequence[str]) -> ContainerState | None:
         """Runs a compose verb and reads the container's state right after, in one round trip: the
         baseline against which a crash loop is recognised."""
         script = f"set -e\n{shlex.join(command)} >&2\n{container_script(self.host)} || true"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence, TextIO
 
 from .inventory import Host
 from .remote import Remote
 from .secrets import Redactor, SecretValues, decrypt_secrets
-from .verify import Gateway, tunnel_gateway
+from .verify import Gateway, container_failure, tunnel_gateway, wait_until_live
 
 SUDO_PASSWORD = "SUDO_PASSWORD"
 
@@ -28,6 +29,13 @@ class Session:
     @property
     def gateway(self) -> Gateway:
         return tunnel_gateway(self.remote, self.secrets["LITELLM_MASTER_KEY"])
+
+    def start_and_wait(self, command: Sequence[str], out: TextIO = sys.stderr) -> float:
+        """Runs a compose verb that (re)starts the container and waits until it answers; a crash loop
+        ends the wait early."""
+        baseline = self.remote.run_and_inspect(command)
+        return wait_until_live(self.gateway, self.host.health_timeout, out,
+                               watch=lambda: container_failure(self.remote.container_state(), baseline))
 
 
 def host_secrets(host: Host) -> SecretValues:

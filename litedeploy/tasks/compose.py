@@ -10,7 +10,6 @@ from invoke import task
 from ..compose import ComposeCommands, compose_commands
 from ..deploy import remove as remove_service
 from ..session import opened
-from ..verify import wait_until_live
 from .target import on_each_host, reports_errors
 
 HOSTS = "inventory name of the host, or several: a,b"
@@ -20,10 +19,15 @@ def _on_service(c, host: str | None, verb: Callable[[ComposeCommands], list[str]
                 wait: bool = False, show_output: bool = False) -> None:
     def act(project, target):
         with opened(target) as session:
-            result = session.remote.run(verb(compose_commands(target, session.remote.gather_facts())))
-            if show_output:
-                print(session.redact(result.stdout), end="")
-            seconds = wait_until_live(session.gateway, target.health_timeout) if wait else None
+            remote = session.remote
+            command = verb(compose_commands(target, remote.gather_facts()))
+            seconds = None
+            if wait:
+                seconds = session.start_and_wait(command)
+            else:
+                output = remote.run(command).stdout
+                if show_output:
+                    print(session.redact(output), end="")
         print(f"{target.name}: {done}" + (f"; answering after {seconds:.1f} s" if wait else ""))
     on_each_host(c, host, act)
 
