@@ -56,15 +56,15 @@ def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
 
 
 def restart_verb(host: Host, changes: list[FileChange], facts: HostFacts) -> str | None:
-    """`restart` re-reads config.yaml but keeps the container; compose or env changes need `up`."""
-    if facts.container is None or not facts.container.running:
-        return "up"
+    """`restart` re-reads config.yaml but keeps the container; compose or env changes need `up`.
+    A config-only change to a stopped or crash-looping container also takes `restart`: `up` would
+    see an unchanged service and leave it as it is."""
     changed = {change.path for change in changes}
-    if changed & {host.compose_file, host.env_path}:
+    if facts.container is None or changed & {host.compose_file, host.env_path}:
         return "up"
     if host.config_path in changed:
         return "restart"
-    return None
+    return None if facts.container.running else "up"
 
 
 def file_diff(change: FileChange, redact: Callable[[str], str]) -> str:

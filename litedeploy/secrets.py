@@ -123,3 +123,4 @@ class RedactedLines:
         masked = self.redact(line)
         if self.keep(masked):
             self.out.write(masked)
+            self.out.flush()  # a followed log is read as it comes, often through a pipe

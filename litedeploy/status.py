@@ -28,12 +28,14 @@ class Status:
     config_on_host: str | None  # sha256 prefixes
     config_in_repo: str
     drift: tuple[str, ...]  # files the repo would change
-    restart_pending: bool  # config.yaml changed after the container started
+    # config.yaml is newer than the container's start. A hint, not a failure: LiteLLM reads its config
+    # seconds after the process starts, so a file written in that window is already in use.
+    restart_pending: bool
     answering: bool
 
     @property
     def ok(self) -> bool:
-        return self.state == "running" and self.answering and not self.drift and not self.restart_pending
+        return self.state == "running" and self.answering and not self.drift
 
 
 def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: bool, now: datetime) -> Status:

@@ -69,3 +69,8 @@ def test_a_broken_compose_file_on_the_host_is_refused_before_any_edit(fox, compo
 
 def test_a_stopped_container_is_brought_up_even_when_no_file_changed(fox):
     assert plan_deploy(fox, DESIRED, facts_matching(fox, container=running(False))).restart == "up"
+
+
+def test_a_config_change_to_a_crash_looping_container_restarts_it(fox):
+    plan = plan_deploy(fox, DESIRED, facts_matching(fox, config_text="broken: [\n", container=running(False)))
+    assert plan.restart == "restart"

@@ -102,3 +102,15 @@ def test_fallbacks_between_configured_models_pass(own_templates, hosts):
     with open(own_templates / "config.yaml.j2", "a") as config:
         config.write("router_settings:\n  fallbacks: [{claude-3-7-sonnet: [claude-sonnet-4, claude-opus-4]}]\n")
     assert "fallbacks" in render_host(template_environment(own_templates), hosts.host("fox"), SECRETS).config
+
+
+def test_fallbacks_and_the_mock_testing_switch_come_from_vars(templates, hosts):
+    from dataclasses import replace
+    fox = hosts.host("fox")
+    plain = yaml.safe_load(render_host(templates, fox, SECRETS).config)
+    assert "router_settings" not in plain and set(plain["general_settings"]) == {"master_key"}
+    opted = replace(fox, vars={**fox.vars, "fallbacks": {"claude-3-7-sonnet": ["claude-sonnet-4"]},
+                               "allow_mock_testing": True})
+    config = yaml.safe_load(render_host(templates, opted, SECRETS).config)
+    assert config["router_settings"]["fallbacks"] == [{"claude-3-7-sonnet": ["claude-sonnet-4"]}]
+    assert config["general_settings"]["dangerously_allow_mock_testing_request_params"] is True

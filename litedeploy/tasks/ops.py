@@ -54,7 +54,7 @@ def status(c, host=None, json_=False):
             print(f"  ports   {', '.join(report.ports) or '-'}")
             drift = f"drift in {', '.join(report.drift)}: run deploy" if report.drift else "no drift"
             print(f"  config  host {report.config_on_host or 'absent'}, repo {report.config_in_repo}; {drift}"
-                  + ("; config.yaml changed after the container started: restart pending"
+                  + ("; config.yaml is newer than the container: a restart may be pending"
                      if report.restart_pending else ""))
         if not report.ok:
             raise DeployError(f"{target.name}: {_trouble(report)}")
@@ -66,7 +66,7 @@ def _trouble(report) -> str:
         return f"litellm is {report.state}"
     if not report.answering:
         return "litellm does not answer /health/liveliness"
-    return "the host differs from the repo" if report.drift else "a restart is pending"
+    return "the host differs from the repo"
 
 
 @task(help={"host": HOSTS, "tail": "how many recent lines (default 100)", "follow": "keep streaming new lines",
