@@ -10,9 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import yaml
-
-from .errors import ComposeFileError
+from .errors import ComposeFileError, parse_yaml
 
 _TOP_LEVEL_KEY = re.compile(r"^[^\s#][^:]*:")
 _SERVICES_KEY = re.compile(r"^services:\s*(#.*)?$")
@@ -104,12 +102,7 @@ def _end_of_services(lines: list[str], source: str) -> int:
 
 def check_compose(text: str, service: str | None, source: str) -> None:
     """A compose file must parse and have `services:`; after our edit, our service must be in it."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ComposeFileError(f"{source}:{where} is not valid YAML") from None
+    data = parse_yaml(text, source, ComposeFileError)
     services = data.get("services") if isinstance(data, dict) else None
     if not isinstance(services, dict):
         raise ComposeFileError(f"{source}: has no top-level 'services:' mapping")

@@ -4,6 +4,10 @@ Tasks turn a DeployError into a one-line message and a non-zero exit; anything e
 keeps its traceback.
 """
 
+from typing import Any
+
+import yaml
+
 
 class DeployError(Exception):
     """A problem the user can fix: the message names the file, host or key at fault."""
@@ -41,3 +45,13 @@ class DeployFailed(DeployError):
         super().__init__(message)
         self.details = details
         self.rolled_back = rolled_back
+
+
+def parse_yaml(text: str, source: str, error: type[DeployError]) -> Any:
+    """YAML, or `error` naming the file and line where it breaks."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise error(f"{source}:{where} is not valid YAML") from None

@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from .errors import InventoryError
+from .errors import InventoryError, parse_yaml
 
 # Every per-host setting and its default; a key not listed here is a typo and an error.
 SETTINGS: Mapping[str, Any] = {
@@ -122,12 +120,7 @@ def load_inventory(path: Path) -> Inventory:
 
 
 def parse_inventory(text: str, path: Path) -> Inventory:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise InventoryError(f"{path}:{where} is not valid YAML") from None
+    data = parse_yaml(text, str(path), InventoryError)
     if not isinstance(data, dict):
         raise InventoryError(f"{path}: expected a mapping with 'defaults' and 'hosts'")
     unknown = set(data) - {"defaults", "hosts"}

@@ -11,7 +11,7 @@ from .composefile import Markers, check_compose, replace_block
 from .facts import HostFacts
 from .inventory import Host
 from .render import DesiredFiles
-from .secrets import REDACTED
+from .secrets import masked_env
 
 
 @dataclass(frozen=True)
@@ -73,22 +73,10 @@ def file_diff(change: FileChange, redact: Callable[[str], str]) -> str:
     In the env file each value is masked, old and new alike; a changed value stays visible as a
     changed line, so the diff says which keys change without saying to what."""
     if change.secret:
-        old, new = _masked_env(change.old or "", change.new, "old"), _masked_env(change.new, change.old or "", "new")
+        old, new = masked_env(change.old or "", change.new, "old"), masked_env(change.new, change.old or "", "new")
     else:
         old, new = redact(change.old or ""), redact(change.new)
     label = "(absent)" if change.old is None else "(on host)"
     return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
                                         f"{change.path} {label}", f"{change.path} (rendered)"))
 
-
-def _masked_env(text: str, other: str, side: str) -> str:
-    others = dict(line.split("=", 1) for line in other.splitlines() if "=" in line and not line.startswith("#"))
-    masked = []
-    for line in text.splitlines(True):
-        if "=" not in line or line.startswith("#"):
-            masked.append(line)
-            continue
-        key, value = line.rstrip("\n").split("=", 1)
-        mark = "" if others.get(key) == value else f"  ({side} value)"
-        masked.append(f"{key}={REDACTED}{mark}\n")
-    return "".join(masked)

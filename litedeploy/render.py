@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Mapping
 
 import jinja2
-import yaml
 
-from .errors import RenderError
+from .errors import RenderError, parse_yaml
 from .inventory import Host
 from .secrets import SecretValues
 
@@ -71,10 +70,7 @@ def _render(templates: jinja2.Environment, name: str, context: dict, host: Host)
 def check_config(text: str, host: Host) -> None:
     """What LiteLLM would refuse at start, caught before anything is sent."""
     where = f"templates/{CONFIG_TEMPLATE} (host {host.name})"
-    try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise RenderError(f"{where}: rendered config.yaml is not valid YAML") from None
+    config = parse_yaml(text, f"{where}: the rendered config.yaml", RenderError)
     models = config.get("model_list") if isinstance(config, dict) else None
     if not isinstance(models, list) or not models:
         raise RenderError(f"{where}: rendered config.yaml has no model_list")
@@ -97,9 +93,6 @@ def check_config(text: str, host: Host) -> None:
 
 def check_block(text: str, host: Host) -> None:
     where = f"templates/{BLOCK_TEMPLATE} (host {host.name})"
-    try:
-        block = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise RenderError(f"{where}: rendered service block is not valid YAML") from None
+    block = parse_yaml(text, f"{where}: the rendered service block", RenderError)
     if not isinstance(block, dict) or list(block) != [host.service_name]:
         raise RenderError(f"{where}: must render exactly one service named {host.service_name!r}")

@@ -124,3 +124,23 @@ class RedactedLines:
         if self.keep(masked):
             self.out.write(masked)
             self.out.flush()  # a followed log is read as it comes, often through a pipe
+
+
+def env_pairs(text: str) -> dict[str, str]:
+    """NAME=value lines of an env file (comments skipped)."""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def masked_env(text: str, compared_with: str | None = None, side: str = "") -> str:
+    """The env file with every value masked. Against another version of it, a line whose value
+    differs is marked with `side`, so a diff shows which keys change without saying to what."""
+    others = env_pairs(compared_with) if compared_with is not None else None
+    lines = []
+    for line in text.splitlines():
+        if "=" not in line or line.startswith("#"):
+            lines.append(line + "\n")
+            continue
+        key, value = line.split("=", 1)
+        mark = f"  ({side} value)" if others is not None and others.get(key) != value else ""
+        lines.append(f"{key}={REDACTED}{mark}\n")
+    return "".join(lines)

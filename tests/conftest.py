@@ -11,6 +11,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,33 @@ def lab() -> local_lab.Lab:
     started = local_lab.up(target, print)
     yield target
     local_lab.stop_daemons(target, print, started)
+
+
+@contextmanager
+def command_lines_seen():
+    """Every process command line on this machine (the lab's host too) while the block runs."""
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines())
+            time.sleep(0.02)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()
+
+
+def deployed_once(host: "LabHost", compose: str) -> "LabHost":
+    """The host with the admin's compose file in place and a first deploy done."""
+    host.root.joinpath("compose.yml").write_text(compose)
+    first = host.run("deploy", "--host", host.name)
+    assert first.returncode == 0, first.stderr
+    return host
 
 
 def copy_templates(folder: Path) -> Path:

@@ -11,17 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, copy_templates, encrypt_for_lab, lab_secrets
+from conftest import REPO, deployed_once, copy_templates, encrypt_for_lab, lab_secrets
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
 def deployed(lab_host):
-    lab_host.root.joinpath("compose.yml").write_text("services:\n  web:\n    image: nginx:alpine\n")
-    first = lab_host.run("deploy", "--host", lab_host.name)
-    assert first.returncode == 0, first.stderr
-    return lab_host
+    return deployed_once(lab_host, "services:\n  web:\n    image: nginx:alpine\n")
 
 
 @pytest.fixture

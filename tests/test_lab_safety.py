@@ -7,14 +7,13 @@ import json
 import os
 import socket
 import stat
-import subprocess
 import threading
 import time
 
 import pytest
 import yaml
 
-from conftest import encrypt_for_lab, lab_secrets
+from conftest import command_lines_seen, deployed_once, encrypt_for_lab, lab_secrets
 
 pytestmark = pytest.mark.lab
 
@@ -23,10 +22,7 @@ USER_COMPOSE = "services:\n  web:\n    image: nginx:alpine\n    network_mode: ho
 
 @pytest.fixture(scope="module")
 def deployed(lab_host):
-    lab_host.root.joinpath("compose.yml").write_text(USER_COMPOSE)
-    first = lab_host.run("deploy", "--host", lab_host.name)
-    assert first.returncode == 0, first.stderr
-    return lab_host
+    return deployed_once(lab_host, USER_COMPOSE)
 
 
 @pytest.fixture
@@ -160,20 +156,8 @@ def test_each_deploy_appends_one_audit_line_to_a_0640_log(host):
 def test_no_secret_appears_in_any_process_command_line_during_a_deploy(host, tmp_path):
     secrets = lab_secrets(LITELLM_SALT_KEY="lab-salt-for-the-ps-test-98765")
     host.write_inventory({"secrets_file": str(encrypt_for_lab(secrets, tmp_path / "s.enc.yaml"))})
-    seen: set[str] = set()
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            seen.update(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines())
-            time.sleep(0.02)
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
+    with command_lines_seen() as seen:
         run = host.run("deploy", "--host", host.name)
-    finally:
-        done.set()
-        watcher.join()
     assert run.returncode == 0, run.stderr
     assert any("sh -c" in line for line in seen), "the watcher saw the deploy's remote commands"
     for value in secrets.values():

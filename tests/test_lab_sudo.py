@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import secrets as random
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import encrypt_for_lab, lab_secrets, make_lab_host
+from conftest import command_lines_seen, encrypt_for_lab, lab_secrets, make_lab_host
 
 pytestmark = pytest.mark.lab
 
@@ -48,20 +46,8 @@ def sudo_host(lab, sudo_password, tmp_path_factory):
 
 
 def test_deploy_as_a_sudo_user_writes_root_owned_files_and_never_shows_the_password(sudo_host, sudo_password):
-    seen: set[str] = set()
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            seen.update(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines())
-            time.sleep(0.02)
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
+    with command_lines_seen() as seen:
         run = sudo_host.run("deploy", "--host", sudo_host.name)
-    finally:
-        done.set()
-        watcher.join()
     assert run.returncode == 0, run.stdout + run.stderr
     assert any(line.startswith("sudo -S") for line in seen), "commands went through sudo"
     assert not [line for line in seen if sudo_password in line]

@@ -10,9 +10,7 @@ from invoke import task
 from ..compose import ComposeCommands, compose_commands
 from ..deploy import remove as remove_service
 from ..session import opened
-from .target import on_each_host, reports_errors
-
-HOSTS = "inventory name of the host, or several: a,b"
+from .target import HOSTS, on_each_host, reports_errors
 
 
 def _on_service(c, host: str | None, verb: Callable[[ComposeCommands], list[str]], done: str,

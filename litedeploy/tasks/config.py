@@ -9,11 +9,9 @@ from invoke import task
 
 from ..plan import file_diff, plan_deploy
 from ..render import render_host
-from ..secrets import REDACTED, Redactor
+from ..secrets import Redactor, masked_env
 from ..session import host_secrets, opened
-from .target import on_each_host, reports_errors
-
-HOSTS = "inventory name of the host, or several: a,b"
+from .target import HOSTS, on_each_host, reports_errors
 
 
 @task(help={"host": HOSTS})
@@ -53,9 +51,7 @@ def render(c, host=None, output=None):
     def act(project, target):
         secrets = host_secrets(target)
         files = render_host(project.templates, target, secrets)
-        masked_env = "".join(line.split("=", 1)[0] + "=" + REDACTED + "\n" if "=" in line and not line.startswith("#")
-                             else line + "\n" for line in files.env.splitlines())
-        rendered = {"config.yaml": Redactor.of(secrets)(files.config), "litellm.env": masked_env,
+        rendered = {"config.yaml": Redactor.of(secrets)(files.config), "litellm.env": masked_env(files.env),
                     "compose-service.yml": files.block}
         if output:
             folder = Path(output) / target.name

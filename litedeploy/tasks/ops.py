@@ -17,13 +17,11 @@ from invoke import task
 from ..compose import container_logs
 from ..errors import DeployError, VerifyError
 from ..render import render_host
-from ..secrets import REDACTED, RedactedLines
+from ..secrets import REDACTED, RedactedLines, env_pairs
 from ..session import host_secrets, opened
 from ..status import describe, uptime
 from ..verify import SmokePlan, direct_gateway, smoke as run_smoke, wait_until_live
-from .target import on_each_host, reports_errors
-
-HOSTS = "inventory name of the host, or several: a,b"
+from .target import HOSTS, on_each_host, reports_errors
 
 
 @task(help={"host": HOSTS, "json": "print one JSON object per host instead of text"})
@@ -95,13 +93,13 @@ def env(c, host=None):
     Each shows only a short fingerprint, so AWS credential problems show without leaking them."""
     def show(project, target):
         secrets = host_secrets(target)
-        expected = _env_pairs(render_host(project.templates, target, secrets).env)
+        expected = env_pairs(render_host(project.templates, target, secrets).env)
         with opened(target, secrets) as session:
             result = session.remote.run(["docker", "exec", target.container_name, "env"], check=False)
         if result.failed:
             raise DeployError(f"{target.name}: cannot read the environment of {target.container_name}: "
                               "is it running?")
-        running = _env_pairs(result.stdout)
+        running = env_pairs(result.stdout)
         wrong = []
         for name, value in expected.items():
             if name not in running:
@@ -116,10 +114,6 @@ def env(c, host=None):
         if wrong:
             raise DeployError(f"{target.name}: {', '.join(wrong)} not as the repo has them: deploy to fix")
     on_each_host(c, host, show)
-
-
-def _env_pairs(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
 
 
 def _fingerprint(value: str) -> str:

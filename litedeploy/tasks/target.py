@@ -19,6 +19,9 @@ from ..inventory import Host
 from ..project import Project, load_project
 
 
+HOSTS = "inventory name of the host, or several: a,b"
+
+
 def project_of(c) -> Project:
     settings = c.config.litellm
     return load_project(Path(settings.project), settings.inventory, settings.templates)
