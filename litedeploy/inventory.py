@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,6 +31,7 @@ SETTINGS: Mapping[str, Any] = {
     "secrets_file": "secrets.enc.yaml",
     "age_key_file": None,
     "health_timeout": 180,
+    "profile": None,
     "vars": {},
 }
 # Settings that name local files: relative paths are taken from the inventory's folder.
@@ -66,6 +67,8 @@ class Host:
     secrets_file: str
     age_key_file: str | None
     health_timeout: float
+    # A named set of vars from the inventory's `profiles`, applied over the host's own vars.
+    profile: str | None = None
     vars: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -90,13 +93,26 @@ class Host:
 class Inventory:
     path: Path
     hosts: Mapping[str, Host]
+    profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
-    def host(self, name: str) -> Host:
+    def host(self, name: str, profile: str | None = None) -> Host:
+        """The host, with `profile` (or its own default profile) applied over its vars."""
         try:
-            return self.hosts[name]
+            host = self.hosts[name]
         except KeyError:
             known = ", ".join(sorted(self.hosts)) or "none"
             raise InventoryError(f"{self.path}: unknown host {name!r} (known: {known})") from None
+        return self.with_profile(host, profile or host.profile)
+
+    def with_profile(self, host: Host, profile: str | None) -> Host:
+        if profile is None:
+            return host
+        if profile not in self.profiles:
+            known = ", ".join(sorted(self.profiles)) or "none"
+            raise InventoryError(f"{self.path}: unknown profile {profile!r} (known: {known})")
+        merged = {**host.vars, **self.profiles[profile]}
+        _check_models(merged.get("models"), self.path, f"host {host.name!r} with profile {profile!r}")
+        return replace(host, profile=profile, vars=merged)
 
     def host_at(self, address: str, port: int | None) -> Host:
         """The entry for `fab -H ADDRESS[:PORT]`, which names an address rather than an entry."""
@@ -123,15 +139,21 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     data = parse_yaml(text, str(path), InventoryError)
     if not isinstance(data, dict):
         raise InventoryError(f"{path}: expected a mapping with 'defaults' and 'hosts'")
-    unknown = set(data) - {"defaults", "hosts"}
+    unknown = set(data) - {"defaults", "hosts", "profiles"}
     if unknown:
         raise InventoryError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}")
+    profiles = data.get("profiles") or {}
+    if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
+        raise InventoryError(f"{path}: 'profiles' must map profile names to vars")
     defaults = _entry(data.get("defaults") or {}, path, "defaults")
     hosts = data.get("hosts")
     if not isinstance(hosts, dict) or not hosts:
         raise InventoryError(f"{path}: 'hosts' must map host names to settings")
-    return Inventory(path, {str(name): _host(str(name), entry, defaults, path)
-                            for name, entry in hosts.items()})
+    inventory = Inventory(path, {str(name): _host(str(name), entry, defaults, path)
+                                 for name, entry in hosts.items()}, profiles)
+    for host in inventory.hosts.values():
+        inventory.with_profile(host, host.profile)  # a default profile that does not exist is an error now
+    return inventory
 
 
 def _entry(entry: Any, path: Path, where: str) -> dict[str, Any]:
@@ -179,9 +201,8 @@ def _check_models(models: Any, path: Path, where: str) -> None:
         raise InventoryError(f"{path}: {where}: vars.models must be a non-empty list")
     seen: set[str] = set()
     for index, model in enumerate(models):
-        if not isinstance(model, dict) or not isinstance(model.get("name"), str) \
-                or not isinstance(model.get("model"), str):
-            raise InventoryError(f"{path}: {where}: vars.models[{index}] needs 'name' and 'model' strings")
+        if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+            raise InventoryError(f"{path}: {where}: vars.models[{index}] needs a 'name'")
         if model["name"] in seen:
             raise InventoryError(f"{path}: {where}: model name {model['name']!r} appears twice")
         seen.add(model["name"])

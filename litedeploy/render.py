@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import jinja2
+import yaml
 
+from .catalog import load_catalog, resolve_models
 from .errors import RenderError, parse_yaml
 from .inventory import Host
 from .secrets import SecretValues
@@ -40,14 +42,37 @@ class _NamedUndefined(jinja2.StrictUndefined):
         return super()._undefined_message
 
 
-def template_environment(templates_dir: Path) -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir)),
-                              undefined=_NamedUndefined, keep_trailing_newline=True,
-                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
+@dataclass(frozen=True)
+class Templates:
+    """The project's templates and its model catalog: everything a render reads besides the host."""
+
+    environment: jinja2.Environment
+    catalog: Mapping[str, dict]
 
 
-def render_host(templates: jinja2.Environment, host: Host, secrets: SecretValues) -> DesiredFiles:
-    context = {"host": host, "vars": host.vars, "secrets": secrets}
+def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir)),
+                                     undefined=_NamedUndefined, keep_trailing_newline=True,
+                                     trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    environment.filters["yaml_block"] = yaml_block
+    return Templates(environment, load_catalog(catalog_file))
+
+
+def yaml_block(value: Any, indent: int) -> str:
+    """A mapping as block YAML on lines of its own, indented to sit under the key before it."""
+    dumped = yaml.safe_dump(value, default_flow_style=False, sort_keys=False).rstrip("\n")
+    return "".join(f"\n{' ' * indent}{line}" for line in dumped.splitlines())
+
+
+AWS_AUTH = ("keys", "iam-role")
+
+
+def render_host(templates: Templates, host: Host, secrets: SecretValues) -> DesiredFiles:
+    where = f"hosts.yaml (host {host.name})"
+    if host.vars.get("aws_auth", "keys") not in AWS_AUTH:
+        raise RenderError(f"{where}: vars.aws_auth must be one of {', '.join(AWS_AUTH)}")
+    models = resolve_models(host.vars, templates.catalog, where)
+    context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models}
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host),
                          env=_render(templates, ENV_TEMPLATE, context, host),
                          block=_render(templates, BLOCK_TEMPLATE, context, host))
@@ -56,9 +81,9 @@ def render_host(templates: jinja2.Environment, host: Host, secrets: SecretValues
     return files
 
 
-def _render(templates: jinja2.Environment, name: str, context: dict, host: Host) -> str:
+def _render(templates: Templates, name: str, context: dict, host: Host) -> str:
     try:
-        return templates.get_template(name).render(context)
+        return templates.environment.get_template(name).render(context)
     except jinja2.TemplateNotFound:
         raise RenderError(f"templates/{name}: template not found") from None
     except jinja2.UndefinedError as exc:
@@ -75,9 +100,11 @@ def check_config(text: str, host: Host) -> None:
     if not isinstance(models, list) or not models:
         raise RenderError(f"{where}: rendered config.yaml has no model_list")
     names = [m.get("model_name") for m in models if isinstance(m, dict)]
-    duplicated = {name for name in names if names.count(name) > 1}
+    # A name may repeat for load balancing, but each deployment under it must go somewhere else.
+    entries = [(m.get("model_name"), repr(m.get("litellm_params"))) for m in models if isinstance(m, dict)]
+    duplicated = {name for name, params in entries if entries.count((name, params)) > 1}
     if duplicated:
-        raise RenderError(f"{where}: model_name {sorted(duplicated)[0]!r} appears twice")
+        raise RenderError(f"{where}: model_name {sorted(duplicated)[0]!r} appears twice with the same settings")
     for section in ("router_settings", "litellm_settings"):
         for rule in (config.get(section) or {}).get("fallbacks") or []:
             for source, targets in (rule.items() if isinstance(rule, dict) else []):

@@ -16,6 +16,7 @@ from .render import DesiredFiles
 @dataclass(frozen=True)
 class Status:
     host: str
+    profile: str
     state: str  # running, exited, restarting, ... or "absent"
     health: str | None
     uptime_seconds: float | None
@@ -48,7 +49,7 @@ def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: boo
     else:
         ports = container.ports if container else ()
     return Status(
-        host=host.name, state=container.status if container else "absent",
+        host=host.name, profile=host.profile or "default", state=container.status if container else "absent",
         health=container.health if container else None,
         uptime_seconds=(now - started).total_seconds() if started else None,
         restarts=container.restart_count if container else 0,
@@ -57,6 +58,12 @@ def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: boo
         digests=facts.image_digests, ports=ports,
         config_on_host=_digest(facts.config_text) if facts.config_text is not None else None,
         config_in_repo=_digest(desired.config), drift=drift, restart_pending=pending, answering=answering)
+
+
+def deployed_profile(config_text: str | None) -> str | None:
+    """The profile named in the header of a config.yaml we rendered ("default": the host's vars)."""
+    found = re.search(r"^# profile: (\S+)$", config_text or "", re.MULTILINE)
+    return found.group(1) if found and found.group(1) != "default" else None
 
 
 def _digest(text: str) -> str:

@@ -75,7 +75,7 @@ def test_fab_address_finds_the_entry_and_refuses_ambiguity():
     (MINIMAL + "    config_dir: srv/litellm\n", "'config_dir' must be an absolute path"),
     (MINIMAL + "    marker: '# litellm'\n", "'marker' must contain {mark}"),
     (MINIMAL + "    vars: {models: [{name: a, model: x}, {name: a, model: y}]}\n", "model name 'a' appears twice"),
-    (MINIMAL + "    vars: {models: [{name: a}]}\n", r"vars.models\[0\] needs 'name' and 'model'"),
+    (MINIMAL + "    vars: {models: [{model: a}]}\n", r"vars.models\[0\] needs a .name."),
 ])
 def test_malformed_inventory_is_one_clear_error_naming_file_and_key(text, message):
     with pytest.raises(InventoryError, match=message) as caught:

@@ -1,10 +1,10 @@
 import pytest
 import yaml
 
-from conftest import copy_templates
+from conftest import REPO, copy_templates
 from litedeploy.errors import RenderError
 from litedeploy.inventory import load_inventory
-from litedeploy.render import render_host, template_environment
+from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
 
 SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
@@ -19,7 +19,7 @@ def hosts(repo):
 
 @pytest.fixture
 def templates(repo):
-    return template_environment(repo / "templates")
+    return load_templates(repo / "templates", repo / "models.yaml")
 
 
 @pytest.fixture
@@ -77,14 +77,14 @@ def test_a_missing_secret_is_named_with_its_file(templates, hosts):
 def test_an_undefined_variable_is_named(own_templates, hosts):
     (own_templates / "config.yaml.j2").write_text("region: {{ vars.aws_zone }}\n")
     with pytest.raises(RenderError, match="variable 'aws_zone' is not defined"):
-        render_host(template_environment(own_templates), hosts.host("fox"), SECRETS)
+        render_host(load_templates(own_templates, REPO / "models.yaml"), hosts.host("fox"), SECRETS)
 
 
 def test_a_config_with_the_master_key_inline_is_refused(own_templates, hosts):
     (own_templates / "config.yaml.j2").write_text(
         "model_list: [{model_name: a}]\ngeneral_settings: {master_key: '{{ secrets.LITELLM_MASTER_KEY }}'}\n")
     with pytest.raises(RenderError, match="master_key must be an os.environ/ reference"):
-        render_host(template_environment(own_templates), hosts.host("fox"), SECRETS)
+        render_host(load_templates(own_templates, REPO / "models.yaml"), hosts.host("fox"), SECRETS)
 
 
 @pytest.mark.parametrize("fallbacks, message", [
@@ -95,13 +95,13 @@ def test_fallbacks_must_name_configured_models(own_templates, hosts, fallbacks, 
     with open(own_templates / "config.yaml.j2", "a") as config:
         config.write(f"router_settings:\n  fallbacks: {fallbacks}\n")
     with pytest.raises(RenderError, match=message):
-        render_host(template_environment(own_templates), hosts.host("fox"), SECRETS)
+        render_host(load_templates(own_templates, REPO / "models.yaml"), hosts.host("fox"), SECRETS)
 
 
 def test_fallbacks_between_configured_models_pass(own_templates, hosts):
     with open(own_templates / "config.yaml.j2", "a") as config:
         config.write("router_settings:\n  fallbacks: [{claude-3-7-sonnet: [claude-sonnet-4, claude-opus-4]}]\n")
-    assert "fallbacks" in render_host(template_environment(own_templates), hosts.host("fox"), SECRETS).config
+    assert "fallbacks" in render_host(load_templates(own_templates, REPO / "models.yaml"), hosts.host("fox"), SECRETS).config
 
 
 def test_fallbacks_and_the_mock_testing_switch_come_from_vars(templates, hosts):

@@ -12,5 +12,5 @@ def namespace(project: Path) -> Collection:
     ns = Collection(deploy, Collection.from_module(config), Collection.from_module(compose),
                     Collection.from_module(ops), Collection.from_module(lab))
     ns.configure({"litellm": {"project": str(project), "inventory": "hosts.yaml",
-                              "templates": "templates"}})
+                              "templates": "templates", "catalog": "models.yaml"}})
     return ns

@@ -11,7 +11,7 @@ from ..plan import file_diff, plan_deploy
 from ..render import render_host
 from ..secrets import Redactor, masked_env
 from ..session import host_secrets, opened
-from .target import HOSTS, on_each_host, reports_errors
+from .target import HOSTS, PROFILE, on_each_host, reports_errors
 
 
 @task(help={"host": HOSTS})
@@ -28,9 +28,9 @@ def show(c, host=None):
     on_each_host(c, host, act)
 
 
-@task(help={"host": HOSTS})
+@task(help={"host": HOSTS, "profile": PROFILE})
 @reports_errors
-def diff(c, host=None):
+def diff(c, host=None, profile=None):
     """Unified diffs of the host's files against what the repo would render (env values masked)."""
     def act(project, target):
         secrets = host_secrets(target)
@@ -41,12 +41,13 @@ def diff(c, host=None):
             print(file_diff(change, session.redact), end="")
         if not changes:
             print(f"{target.name}: no difference")
-    on_each_host(c, host, act)
+    on_each_host(c, host, act, profile)
 
 
-@task(help={"host": HOSTS, "output": "write the files into this folder (one subfolder per host) instead"})
+@task(help={"host": HOSTS, "output": "write the files into this folder (one subfolder per host) instead",
+            "profile": PROFILE})
 @reports_errors
-def render(c, host=None, output=None):
+def render(c, host=None, output=None, profile=None):
     """Render a host's config.yaml, env file (values masked) and compose service block locally."""
     def act(project, target):
         secrets = host_secrets(target)
@@ -62,4 +63,4 @@ def render(c, host=None, output=None):
         else:
             for name, text in rendered.items():
                 print(f"# {target.name}: {name}\n{text}", end="" if text.endswith("\n") else "\n")
-    on_each_host(c, host, act)
+    on_each_host(c, host, act, profile)

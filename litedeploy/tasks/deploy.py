@@ -6,7 +6,7 @@ from invoke import task
 
 from ..deploy import DeployResult, deploy as run_deploy
 from ..errors import DeployError
-from .target import host_of, project_of, reports_errors
+from .target import PROFILE, host_of, project_of, reports_errors
 
 MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
 
@@ -15,12 +15,13 @@ MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
             "check": "change nothing: say what would change (with --diff, how) and exit",
             "diff": "show a unified diff of each changed file, secret values masked",
             "break-lock": "remove a stale deploy lock left by a deploy that died",
-            "lock-timeout": "seconds to wait for another deploy's lock (default 60)"})
+            "lock-timeout": "seconds to wait for another deploy's lock (default 60)",
+            "profile": PROFILE})
 @reports_errors
-def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout=60):
+def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout=60, profile=None):
     """Render, upload what changed, restart only if needed, verify; roll back if the gateway fails."""
     project = project_of(c)
-    target = host_of(c, project, host)
+    target = host_of(c, project, host, profile)
     try:
         result = run_deploy(project, target, check=check, break_lock=break_lock, lock_timeout=float(lock_timeout))
     except DeployError as exc:

@@ -19,7 +19,7 @@ from ..errors import DeployError, VerifyError
 from ..render import render_host
 from ..secrets import REDACTED, RedactedLines, env_pairs
 from ..session import host_secrets, opened
-from ..status import describe, uptime
+from ..status import deployed_profile, describe, uptime
 from ..verify import SmokePlan, direct_gateway, smoke as run_smoke, wait_until_live
 from .target import HOSTS, on_each_host, reports_errors
 
@@ -33,20 +33,23 @@ def status(c, host=None, json_=False):
     the container's start means a restart is pending."""
     def show(project, target):
         secrets = host_secrets(target)
-        desired = render_host(project.templates, target, secrets)
         with opened(target, secrets) as session:
             facts = session.remote.gather_facts()
             try:
                 answering = facts.container is not None and wait_until_live(session.gateway, 3, io.StringIO()) >= 0
             except (VerifyError, OSError):
                 answering = False
+        # Drift is measured against the profile the host runs, which a deploy may have chosen.
+        target = project.inventory.with_profile(target, deployed_profile(facts.config_text) or target.profile)
+        desired = render_host(project.templates, target, secrets)
         report = describe(target, facts, desired, answering, datetime.now(timezone.utc))
         if json_:
             print(json.dumps(asdict(report)))
         else:
             health = f" ({report.health})" if report.health else ""
             print(f"{report.host}: {report.state}{health}, {'answering' if report.answering else 'NOT answering'}, "
-                  f"up {uptime(report.uptime_seconds)}, restarts {report.restarts}, exit code {report.exit_code}")
+                  f"up {uptime(report.uptime_seconds)}, restarts {report.restarts}, exit code {report.exit_code}, "
+                  f"profile {report.profile}")
             print(f"  image   {report.image}  {report.image_id[:19]}  "
                   f"{', '.join(report.digests) or 'no registry digest (local image)'}")
             print(f"  ports   {', '.join(report.ports) or '-'}")

@@ -20,37 +20,40 @@ from ..project import Project, load_project
 
 
 HOSTS = "inventory name of the host, or several: a,b"
+PROFILE = "a profile from hosts.yaml's profiles (default: the host's own)"
 
 
 def project_of(c) -> Project:
     settings = c.config.litellm
-    return load_project(Path(settings.project), settings.inventory, settings.templates)
+    return load_project(Path(settings.project), settings.inventory, settings.templates, settings.catalog)
 
 
-def host_of(c, project: Project, host: str | None) -> Host:
+def host_of(c, project: Project, host: str | None, profile: str | None = None) -> Host:
+    inventory = project.inventory
     if host:
-        return project.inventory.host(host)
+        return inventory.host(host, profile)
     named = getattr(c, "original_host", None)  # set when Fabric's -H made this a Connection
     if named:
         name = named.rsplit("@", 1)[-1]
-        if name in project.inventory.hosts:
-            return project.inventory.host(name)
-        return project.inventory.host_at(c.host, c.port if ":" in name else None)
+        if name in inventory.hosts:
+            return inventory.host(name, profile)
+        found = inventory.host_at(c.host, c.port if ":" in name else None)
+        return inventory.with_profile(found, profile or found.profile)
     raise DeployError("no host given: use --host NAME (inv) or -H NAME (fab)")
 
 
-def hosts_of(c, project: Project, host: str | None) -> list[Host]:
+def hosts_of(c, project: Project, host: str | None, profile: str | None = None) -> list[Host]:
     """`--host a,b` names several hosts; `fab -H a,b` calls the task once per host instead."""
     if host:
-        return [project.inventory.host(name.strip()) for name in host.split(",") if name.strip()]
-    return [host_of(c, project, None)]
+        return [project.inventory.host(name.strip(), profile) for name in host.split(",") if name.strip()]
+    return [host_of(c, project, None, profile)]
 
 
-def on_each_host(c, host: str | None, action: Callable[[Project, Host], None]) -> None:
+def on_each_host(c, host: str | None, action: Callable[[Project, Host], None], profile: str | None = None) -> None:
     """Runs the action for each named host in turn. A failing host is reported and the others still
     run; the task then fails naming every host that failed."""
     project = project_of(c)
-    targets = hosts_of(c, project, host)
+    targets = hosts_of(c, project, host, profile)
     if len(targets) == 1:
         action(project, targets[0])
         return

@@ -1,0 +1,117 @@
+"""A host's models list -> LiteLLM deployments (pure): Bedrock inference profiles from the catalog
+with the prefix the host's region calls for, explicit provider models, Ollama backends, per-model
+limits, and prompt caching with the workshop's rule that a fallback must cache too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import RenderError, parse_yaml
+
+# Region family -> the prefix of Bedrock's cross-region inference profiles.
+REGION_PREFIXES = {"us": "us", "eu": "eu", "ap": "apac"}
+# Per-model settings passed to LiteLLM as they are.
+LIMITS = ("max_tokens", "rpm", "tpm", "timeout")
+MODEL_KEYS = {"name", "catalog", "model", "provider", *LIMITS}
+# Where LiteLLM puts the cache_control marker: the system prompt, which is what a coding agent repeats.
+CACHE_POINTS = [{"location": "message", "role": "system"}]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One entry of LiteLLM's model_list. Several may share a name: LiteLLM balances between them."""
+
+    name: str
+    params: dict[str, Any]
+    caching: bool
+
+
+def load_catalog(path: Path) -> dict[str, dict]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RenderError(f"{path}: cannot read the model catalog ({exc.strerror})") from None
+    catalog = parse_yaml(text, str(path), RenderError) or {}
+    for key, entry in catalog.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("bedrock_id"), str) \
+                or not isinstance(entry.get("prefixes"), list):
+            raise RenderError(f"{path}: {key} needs bedrock_id and a list of prefixes")
+    return catalog
+
+
+def resolve_models(variables: Mapping[str, Any], catalog: Mapping[str, dict], where: str) -> list[Deployment]:
+    entries = {**catalog, **(variables.get("catalog") or {})}
+    caching_on = bool(variables.get("prompt_caching", False))
+    deployments: list[Deployment] = []
+    for index, spec in enumerate(variables["models"]):
+        unknown = set(spec) - MODEL_KEYS
+        if unknown:
+            raise RenderError(f"{where}: vars.models[{index}] has unknown key {sorted(unknown)[0]!r}")
+        limits = {key: spec[key] for key in LIMITS if key in spec}
+        if spec.get("provider") == "ollama":
+            deployments += _ollama(spec, variables, limits, where)
+            continue
+        if spec.get("provider"):
+            raise RenderError(f"{where}: vars.models[{index}]: unknown provider {spec['provider']!r} "
+                              "(ollama, or give the LiteLLM model string as 'model')")
+        if "model" in spec:
+            params, caching = {"model": spec["model"]}, False
+            if spec["model"].startswith("bedrock/"):
+                params["aws_region_name"] = variables["aws_region"]
+        else:
+            params, caching = _bedrock(spec.get("catalog", spec["name"]), entries, variables, where)
+        params.update(limits)
+        if "mock_response" in variables:
+            params["mock_response"] = variables["mock_response"]
+        if caching_on and caching:
+            params["cache_control_injection_points"] = CACHE_POINTS
+        deployments.append(Deployment(spec["name"], params, caching))
+    if caching_on:
+        _check_caching_fallbacks(deployments, variables.get("fallbacks") or {}, where)
+    return deployments
+
+
+def inference_prefix(variables: Mapping[str, Any], where: str) -> str:
+    if variables.get("inference_prefix"):
+        return str(variables["inference_prefix"])
+    region = str(variables.get("aws_region", ""))
+    family = region.split("-", 1)[0]
+    if family not in REGION_PREFIXES:
+        raise RenderError(f"{where}: no Bedrock inference profile prefix for region {region!r}; "
+                          "set vars.inference_prefix")
+    return REGION_PREFIXES[family]
+
+
+def _bedrock(key: str, entries: Mapping[str, dict], variables: Mapping[str, Any],
+             where: str) -> tuple[dict[str, Any], bool]:
+    entry = entries.get(key)
+    if entry is None:
+        raise RenderError(f"{where}: unknown model {key!r}: not in models.yaml or vars.catalog "
+                          f"(known: {', '.join(sorted(entries))})")
+    prefix = inference_prefix(variables, where)
+    if prefix not in entry["prefixes"]:
+        raise RenderError(f"{where}: {key} is not offered through the {prefix}. inference profile "
+                          f"(region {variables.get('aws_region')}); it is offered as "
+                          f"{', '.join(p + '.' for p in entry['prefixes'])}")
+    return ({"model": f"bedrock/{prefix}.{entry['bedrock_id']}", "aws_region_name": variables["aws_region"]},
+            bool(entry.get("caching", False)))
+
+
+def _ollama(spec: Mapping[str, Any], variables: Mapping[str, Any], limits: dict, where: str) -> list[Deployment]:
+    """One deployment per backend under the same name: LiteLLM spreads requests across them."""
+    backends = variables.get("ollama_backends") or []
+    if not backends or not isinstance(spec.get("model"), str):
+        raise RenderError(f"{where}: Ollama model {spec['name']!r} needs 'model' and vars.ollama_backends")
+    return [Deployment(spec["name"], {"model": f"ollama_chat/{spec['model']}", "api_base": base, **limits}, False)
+            for base in backends]
+
+
+def _check_caching_fallbacks(deployments: list[Deployment], fallbacks: Mapping[str, list], where: str) -> None:
+    caches = {d.name: d.caching for d in deployments}
+    for source, targets in fallbacks.items():
+        for target in targets:
+            if caches.get(source) and target in caches and not caches[target]:
+                raise RenderError(f"{where}: prompt caching is on, but fallback {target!r} of {source!r} "
+                                  "does not support it; choose a fallback that does")
