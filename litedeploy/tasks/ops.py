@@ -21,7 +21,9 @@ from ..secrets import REDACTED, RedactedLines, env_pairs
 from ..session import host_secrets, opened
 from ..status import deployed_profile, describe, uptime
 from ..verify import SmokePlan, direct_gateway, smoke as run_smoke, wait_until_live
-from .target import HOSTS, on_each_host, reports_errors
+from .target import HOSTS, PROFILE, on_each_host, reports_errors
+
+PROFILE_RUNNING = "check against this profile (default: the one the host was last deployed with)"
 
 
 @task(help={"host": HOSTS, "json": "print one JSON object per host instead of text"})
@@ -39,8 +41,7 @@ def status(c, host=None, json_=False):
                 answering = facts.container is not None and wait_until_live(session.gateway, 3, io.StringIO()) >= 0
             except (VerifyError, OSError):
                 answering = False
-        # Drift is measured against the profile the host runs, which a deploy may have chosen.
-        target = project.inventory.with_profile(target, deployed_profile(facts.config_text) or target.profile)
+        target = running_profile(project, target, facts)
         desired = render_host(project.templates, target, secrets)
         report = describe(target, facts, desired, answering, datetime.now(timezone.utc))
         if json_:
@@ -60,6 +61,12 @@ def status(c, host=None, json_=False):
         if not report.ok:
             raise DeployError(f"{target.name}: {_trouble(report)}")
     on_each_host(c, host, show)
+
+
+def running_profile(project, target, facts, profile: str | None = None):
+    """The host with the profile asked for, else the one its last deploy used (named in config.yaml):
+    checks are made against what the host was deployed to run."""
+    return project.inventory.with_profile(target, profile or deployed_profile(facts.config_text) or target.profile)
 
 
 def _trouble(report) -> str:
@@ -88,17 +95,18 @@ def logs(c, host=None, tail=100, follow=False, since=None, grep=None):
     on_each_host(c, host, show)
 
 
-@task(help={"host": HOSTS})
+@task(help={"host": HOSTS, "profile": PROFILE_RUNNING})
 @reports_errors
-def env(c, host=None):
+def env(c, host=None, profile=None):
     """Which expected variables the container has, masked, and whether they match the repo.
 
     Each shows only a short fingerprint, so AWS credential problems show without leaking them."""
     def show(project, target):
         secrets = host_secrets(target)
-        expected = env_pairs(render_host(project.templates, target, secrets).env)
         with opened(target, secrets) as session:
+            target = running_profile(project, target, session.remote.gather_facts(), profile)
             result = session.remote.run(["docker", "exec", target.container_name, "env"], check=False)
+        expected = env_pairs(render_host(project.templates, target, secrets).env)
         if result.failed:
             raise DeployError(f"{target.name}: cannot read the environment of {target.container_name}: "
                               "is it running?")
@@ -125,22 +133,26 @@ def _fingerprint(value: str) -> str:
 
 @task(help={"host": HOSTS, "model": "chat with this model (default: the first configured)",
             "all-models": "chat with every configured model", "json": "print the results as JSON",
-            "direct": "reach the gateway at this URL from here instead of through SSH"})
+            "direct": "reach the gateway at this URL from here instead of through SSH",
+            "profile": PROFILE_RUNNING})
 @reports_errors
-def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None):
+def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None, profile=None):
     """Prove the gateway answers: health, auth, models, chat, fallback; exit 1 on any failure.
 
     Liveliness, readiness, no key rejected, exactly the configured models listed, chat answers with
     latency, and the fallback path where configured. Never LiteLLM's billed /health."""
     def check(project, target):
         secrets = host_secrets(target)
-        expected = SmokePlan.of(render_host(project.templates, target, secrets).config)
-        chats = expected.models if all_models else [model or expected.models[0]]
+
+        def run(gateway, deployed):
+            expected = SmokePlan.of(render_host(project.templates, deployed, secrets).config)
+            return run_smoke(gateway, expected, expected.models if all_models else [model or expected.models[0]])
         if direct:
-            checks = run_smoke(direct_gateway(target.name, direct, secrets["LITELLM_MASTER_KEY"]), expected, chats)
+            gateway = direct_gateway(target.name, direct, secrets["LITELLM_MASTER_KEY"])
+            checks = run(gateway, project.inventory.with_profile(target, profile or target.profile))
         else:
             with opened(target, secrets) as session:
-                checks = run_smoke(session.gateway, expected, chats)
+                checks = run(session.gateway, running_profile(project, target, session.remote.gather_facts(), profile))
         if json_:
             print(json.dumps({"host": target.name, "ok": all(c.ok for c in checks),
                               "checks": [asdict(check) for check in checks]}))
@@ -154,9 +166,10 @@ def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None):
     on_each_host(c, host, check)
 
 
-@task(help={"host": HOSTS, "show-key": "also print the master key (it is a secret: mind your terminal)"})
+@task(help={"host": HOSTS, "show-key": "also print the master key (it is a secret: mind your terminal)",
+            "profile": PROFILE})
 @reports_errors
-def endpoints(c, host=None, show_key=False):
+def endpoints(c, host=None, show_key=False, profile=None):
     """What a client (Cline, an OpenAI SDK) needs: base URL and model IDs; the key on request."""
     def show(project, target):
         secrets = host_secrets(target)
@@ -173,4 +186,4 @@ def endpoints(c, host=None, show_key=False):
         key = secrets["LITELLM_MASTER_KEY"] if show_key else f"{REDACTED} (--show-key prints it)"
         print(f"{target.name}: API key   {key}")
         print(f"{target.name}: model IDs {', '.join(models)}")
-    on_each_host(c, host, show)
+    on_each_host(c, host, show, profile)
