@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Iterator, Sequence, TextIO
 
@@ -38,8 +39,18 @@ class Session:
                                watch=lambda: container_failure(self.remote.container_state(), baseline))
 
 
+def host_file(host: Host) -> Path:
+    """secrets.<host>.enc.yaml beside the shared file: values there override the shared ones."""
+    return Path(host.secrets_file).with_name(f"secrets.{host.name}.enc.yaml")
+
+
 def host_secrets(host: Host) -> SecretValues:
-    return decrypt_secrets(host.secrets_file, host.age_key_file)
+    shared = decrypt_secrets(host.secrets_file, host.age_key_file)
+    own = host_file(host)
+    if own == Path(host.secrets_file) or not own.exists():
+        return shared
+    overrides = decrypt_secrets(str(own), host.age_key_file)
+    return SecretValues({**shared, **overrides}, f"{host.secrets_file} + {own}")
 
 
 @contextmanager

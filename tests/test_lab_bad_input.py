@@ -63,8 +63,10 @@ def test_template_with_an_undefined_variable(host, tmp_path):
 
 def test_rendered_config_litellm_would_reject(host, tmp_path):
     copy_templates(tmp_path)
-    doubled = (tmp_path / "config.yaml.j2").read_text().replace("{% for model in vars.models %}",
-                                                                "{% for model in vars.models + vars.models %}")
+    template = (tmp_path / "config.yaml.j2").read_text()
+    assert "{% for model in models %}" in template
+    doubled = template.replace("{% for model in models %}",
+                                                                "{% for model in models + models %}")
     (tmp_path / "config.yaml.j2").write_text(doubled)
     run = host.run("deploy", "--host", host.name, env={"INVOKE_LITELLM_TEMPLATES": str(tmp_path)})
     fails_with(run, "model_name 'claude-3-7-sonnet' appears twice")

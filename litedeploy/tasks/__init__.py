@@ -2,15 +2,19 @@
 
 from pathlib import Path
 
+from dotenv import load_dotenv
 from invoke import Collection
 
-from . import compose, config, lab, ops
+from . import compose, config, lab, ops, secrets
 from .deploy import deploy
 
 
 def namespace(project: Path) -> Collection:
+    """Local settings come from the project's .env (never committed): SOPS_AGE_KEY_FILE, and
+    LITEDEPLOY_HOST / LITEDEPLOY_PROFILE as the default host and profile. The environment wins."""
+    load_dotenv(project / ".env")
     ns = Collection(deploy, Collection.from_module(config), Collection.from_module(compose),
-                    Collection.from_module(ops), Collection.from_module(lab))
+                    Collection.from_module(ops), Collection.from_module(secrets), Collection.from_module(lab))
     ns.configure({"litellm": {"project": str(project), "inventory": "hosts.yaml",
                               "templates": "templates", "catalog": "models.yaml"}})
     return ns

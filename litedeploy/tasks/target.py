@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -29,24 +30,27 @@ def project_of(c) -> Project:
 
 
 def host_of(c, project: Project, host: str | None, profile: str | None = None) -> Host:
+    """--host, else fab's -H, else LITEDEPLOY_HOST (from the environment or .env)."""
     inventory = project.inventory
-    if host:
-        return inventory.host(host, profile)
+    profile = profile or os.environ.get("LITEDEPLOY_PROFILE") or None
     named = getattr(c, "original_host", None)  # set when Fabric's -H made this a Connection
-    if named:
+    if not host and named:
         name = named.rsplit("@", 1)[-1]
         if name in inventory.hosts:
             return inventory.host(name, profile)
         found = inventory.host_at(c.host, c.port if ":" in name else None)
         return inventory.with_profile(found, profile or found.profile)
-    raise DeployError("no host given: use --host NAME (inv) or -H NAME (fab)")
+    host = host or os.environ.get("LITEDEPLOY_HOST")
+    if host:
+        return inventory.host(host, profile)
+    raise DeployError("no host given: use --host NAME (inv), -H NAME (fab), or LITEDEPLOY_HOST in .env")
 
 
 def hosts_of(c, project: Project, host: str | None, profile: str | None = None) -> list[Host]:
     """`--host a,b` names several hosts; `fab -H a,b` calls the task once per host instead."""
-    if host:
-        return [project.inventory.host(name.strip(), profile) for name in host.split(",") if name.strip()]
-    return [host_of(c, project, None, profile)]
+    if host and "," in host:
+        return [host_of(c, project, name.strip(), profile) for name in host.split(",") if name.strip()]
+    return [host_of(c, project, host, profile)]
 
 
 def on_each_host(c, host: str | None, action: Callable[[Project, Host], None], profile: str | None = None) -> None:

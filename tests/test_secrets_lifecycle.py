@@ -1,0 +1,134 @@
+"""The secrets chores with the real sops binary and age keys made here, in a project of their own."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pyrage
+import pytest
+import yaml
+
+from conftest import REPO
+
+INVENTORY = {
+    "defaults": {"vars": {"aws_region": "us-east-1", "models": [{"name": "claude-sonnet-4"}]}},
+    "profiles": {"ui": {"admin_ui": True}},
+    "hosts": {"fox": {"address": "fox.example"}, "ui": {"address": "ui.example", "profile": "ui"}},
+}
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copytree(REPO / "templates", root / "templates")
+    shutil.copy(REPO / "models.yaml", root / "models.yaml")
+    (root / "hosts.yaml").write_text(yaml.safe_dump(INVENTORY))
+    (tmp_path / "aws").write_text("[team]\naws_access_key_id = AKIATEAMEXAMPLE1\n"
+                                  "aws_secret_access_key = team/secret+value0123\n")
+    return root
+
+
+def inv(project: Path, *argv: str, key_file: Path | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("SOPS_AGE_KEY_FILE", "AWS_ACCESS_KEY_ID",
+                                                           "AWS_SECRET_ACCESS_KEY")}
+    env.update(HOME=str(project.parent / "home"), INVOKE_LITELLM_PROJECT=str(project),
+               AWS_SHARED_CREDENTIALS_FILE=str(project.parent / "aws"))
+    if key_file:
+        env["SOPS_AGE_KEY_FILE"] = str(key_file)
+    return subprocess.run([sys.executable, "-m", "invoke", *argv], cwd=REPO, env=env, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL)
+
+
+def decrypt(path: Path, key_file: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["sops", "--decrypt", "--output-type", "json", str(path)], capture_output=True,
+                          text=True, env={**os.environ, "SOPS_AGE_KEY_FILE": str(key_file)})
+
+
+def own_key(project: Path) -> Path:
+    return project.parent / "home/.config/sops/age/keys.txt"
+
+
+def test_init_makes_a_key_the_sops_rule_and_fresh_encrypted_secrets(project):
+    run = inv(project, "secrets.init", "--aws-profile", "team")
+    assert run.returncode == 0, run.stderr
+    key = own_key(project)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    recipient = next(line.split(": ")[1] for line in key.read_text().splitlines() if "public key" in line)
+    assert recipient in (project / ".sops.yaml").read_text()
+    values = json.loads(decrypt(project / "secrets.enc.yaml", key).stdout)
+    assert values["LITELLM_MASTER_KEY"].startswith("sk-") and len(values["LITELLM_MASTER_KEY"]) > 40
+    assert values["AWS_ACCESS_KEY_ID"] == "AKIATEAMEXAMPLE1"
+    generated = [values["LITELLM_MASTER_KEY"], values["LITELLM_SALT_KEY"]]
+    for path in project.parent.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            leaked = [v for v in generated + (list(values.values()) if project in path.parents else []) if v in text]
+            assert not leaked, f"{path} holds a secret in plaintext"
+    again = inv(project, "secrets.init", "--no-aws")
+    assert again.returncode == 1 and "exists; run with --force" in again.stderr
+
+
+def test_init_without_aws_keys_refuses_unless_told_it_is_an_iam_role_host(project):
+    refused = inv(project, "secrets.init")
+    assert refused.returncode == 1 and "--no-aws for IAM-role hosts" in refused.stderr
+    assert inv(project, "secrets.init", "--no-aws").returncode == 0
+    values = json.loads(decrypt(project / "secrets.enc.yaml", own_key(project)).stdout)
+    assert set(values) == {"LITELLM_MASTER_KEY", "LITELLM_SALT_KEY"}
+
+
+def test_show_names_keys_and_their_use_and_reveals_only_when_asked(project):
+    assert inv(project, "secrets.init", "--aws-profile", "team").returncode == 0
+    shown = inv(project, "secrets.show", "--host", "ui")
+    assert "LITELLM_MASTER_KEY       used  ********" in shown.stdout
+    assert "UI_PASSWORD              MISSING" in shown.stdout
+    master = json.loads(decrypt(project / "secrets.enc.yaml", own_key(project)).stdout)["LITELLM_MASTER_KEY"]
+    assert master not in shown.stdout
+    assert master in inv(project, "secrets.show", "--host", "fox", "--reveal").stdout
+
+
+def test_check_names_the_secret_a_host_lacks(project):
+    assert inv(project, "secrets.init", "--aws-profile", "team").returncode == 0
+    checked = inv(project, "secrets.check")
+    assert "fox: ok" in checked.stdout
+    assert "secret 'UI_USERNAME' is missing" in checked.stderr and checked.returncode == 1
+
+
+def test_a_host_file_overrides_the_shared_one_for_that_host_only(project):
+    from litedeploy.inventory import load_inventory
+    from litedeploy.session import host_secrets
+    from litedeploy.sopsfile import recipients_of, write_encrypted
+    assert inv(project, "secrets.init", "--aws-profile", "team").returncode == 0
+    shared = project / "secrets.enc.yaml"
+    write_encrypted(project / "secrets.fox.enc.yaml", {"LITELLM_MASTER_KEY": "sk-fox-only-0123456789"},
+                    recipients_of(shared))
+    os.environ["SOPS_AGE_KEY_FILE"] = str(own_key(project))
+    try:
+        inventory = load_inventory(project / "hosts.yaml")
+        assert host_secrets(inventory.host("fox"))["LITELLM_MASTER_KEY"] == "sk-fox-only-0123456789"
+        assert host_secrets(inventory.host("ui"))["LITELLM_MASTER_KEY"] != "sk-fox-only-0123456789"
+    finally:
+        del os.environ["SOPS_AGE_KEY_FILE"]
+
+
+def test_a_second_recipient_decrypts_after_add_and_not_after_remove(project, tmp_path):
+    assert inv(project, "secrets.init", "--aws-profile", "team").returncode == 0
+    colleague = pyrage.x25519.Identity.generate()
+    colleague_key = tmp_path / "colleague.txt"
+    colleague_key.write_text(f"{colleague}\n")
+    secrets_file = project / "secrets.enc.yaml"
+    assert decrypt(secrets_file, colleague_key).returncode == 128
+    added = inv(project, "secrets.recipients", "--add", str(colleague.to_public()), key_file=own_key(project))
+    assert added.returncode == 0, added.stderr
+    assert decrypt(secrets_file, colleague_key).returncode == 0
+    removed = inv(project, "secrets.recipients", "--remove", str(colleague.to_public()), key_file=own_key(project))
+    assert removed.returncode == 0, removed.stderr
+    assert decrypt(secrets_file, colleague_key).returncode == 128
+    assert decrypt(secrets_file, own_key(project)).returncode == 0
+    assert str(colleague.to_public()) not in (project / ".sops.yaml").read_text()
