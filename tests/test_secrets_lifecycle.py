@@ -132,3 +132,22 @@ def test_a_second_recipient_decrypts_after_add_and_not_after_remove(project, tmp
     assert decrypt(secrets_file, colleague_key).returncode == 128
     assert decrypt(secrets_file, own_key(project)).returncode == 0
     assert str(colleague.to_public()) not in (project / ".sops.yaml").read_text()
+
+
+def test_dotenv_supplies_local_settings_and_the_environment_wins(tmp_path, monkeypatch):
+    from litedeploy.tasks import namespace
+    (tmp_path / ".env").write_text("LITEDEPLOY_HOST=lab\nLITEDEPLOY_TEST_SETTING=from-dotenv\n")
+    monkeypatch.setenv("LITEDEPLOY_HOST", "fox")
+    monkeypatch.delenv("LITEDEPLOY_TEST_SETTING", raising=False)
+    namespace(tmp_path)
+    assert os.environ["LITEDEPLOY_TEST_SETTING"] == "from-dotenv"
+    assert os.environ["LITEDEPLOY_HOST"] == "fox"
+    monkeypatch.delenv("LITEDEPLOY_TEST_SETTING")
+
+
+def test_the_default_host_comes_from_litedeploy_host():
+    env = {**os.environ, "LITEDEPLOY_HOST": "lab"}
+    run = subprocess.run([sys.executable, "-m", "invoke", "config.render"], cwd=REPO, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "# lab: config.yaml" in run.stdout
