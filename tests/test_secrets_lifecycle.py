@@ -151,3 +151,31 @@ def test_the_default_host_comes_from_litedeploy_host():
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "# lab: config.yaml" in run.stdout
+
+
+def test_edit_runs_sops_editor_and_the_file_stays_encrypted(project, tmp_path):
+    assert inv(project, "secrets.init", "--aws-profile", "team").returncode == 0
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/^LITELLM_SALT_KEY: .*/LITELLM_SALT_KEY: edited-salt-0123456789/' \"$1\"\n")
+    editor.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "SOPS_AGE_KEY_FILE"}
+    env.update(HOME=str(project.parent / "home"), INVOKE_LITELLM_PROJECT=str(project), EDITOR=str(editor))
+    run = subprocess.run([sys.executable, "-m", "invoke", "secrets.edit"], cwd=REPO, env=env, capture_output=True,
+                         text=True, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr
+    assert "edited-salt-0123456789" not in (project / "secrets.enc.yaml").read_text()
+    values = json.loads(decrypt(project / "secrets.enc.yaml", own_key(project)).stdout)
+    assert values["LITELLM_SALT_KEY"] == "edited-salt-0123456789"
+
+
+@pytest.mark.parametrize("version, message", [("sops 3.7.3", "sops 3.7 is too old"), (None, "sops is not installed")])
+def test_a_missing_or_old_sops_is_a_clear_error(tmp_path, monkeypatch, version, message):
+    from litedeploy.errors import SecretsError
+    from litedeploy.sopsfile import check_sops
+    if version:
+        fake = tmp_path / "sops"
+        fake.write_text(f"#!/bin/sh\necho '{version}'\n")
+        fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SecretsError, match=message):
+        check_sops()
