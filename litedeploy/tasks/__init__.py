@@ -1,4 +1,8 @@
-"""The task namespace shared by `inv` (tasks.py) and `fab` (fabfile.py)."""
+"""The task namespace shared by `inv` (tasks.py) and `fab` (fabfile.py).
+
+Task modules import the SSH, template and sops code inside each task, so `inv --list` and
+`inv --help TASK` load none of it.
+"""
 
 from pathlib import Path
 

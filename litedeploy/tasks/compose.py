@@ -8,13 +8,13 @@ from typing import Callable
 from invoke import task
 
 from ..compose import ComposeCommands, compose_commands
-from ..deploy import remove as remove_service
-from ..session import opened
 from .target import HOSTS, on_each_host, reports_errors
 
 
 def _on_service(c, host: str | None, verb: Callable[[ComposeCommands], list[str]], done: str,
                 wait: bool = False, show_output: bool = False) -> None:
+    from ..session import opened
+
     def act(project, target):
         with opened(target) as session:
             remote = session.remote
@@ -78,6 +78,8 @@ def remove(c, host=None, break_lock=False):
     """Remove the litellm container and its block from the compose file (like state=absent).
 
     The rest of the compose file, config.yaml and the env file stay; backups are kept."""
+    from ..deploy import remove as remove_service
+
     def act(project, target):
         done = remove_service(project, target, break_lock=break_lock)
         print(f"{target.name}: " + ("; ".join(done) if done else "nothing to remove"))

@@ -7,10 +7,6 @@ from pathlib import Path
 
 from invoke import task
 
-from ..plan import file_diff, plan_deploy
-from ..render import render_host
-from ..secrets import Redactor, masked_env
-from ..session import host_secrets, opened
 from .target import HOSTS, PROFILE, on_each_host, reports_errors
 
 
@@ -18,6 +14,8 @@ from .target import HOSTS, PROFILE, on_each_host, reports_errors
 @reports_errors
 def show(c, host=None):
     """Print the config.yaml the host holds now."""
+    from ..session import opened
+
     def act(project, target):
         with opened(target) as session:
             facts = session.remote.gather_facts()
@@ -32,6 +30,10 @@ def show(c, host=None):
 @reports_errors
 def diff(c, host=None, profile=None):
     """Unified diffs of the host's files against what the repo would render (env values masked)."""
+    from ..plan import file_diff, plan_deploy
+    from ..render import render_host
+    from ..session import host_secrets, opened
+
     def act(project, target):
         secrets = host_secrets(target)
         desired = render_host(project.templates, target, secrets)
@@ -49,6 +51,10 @@ def diff(c, host=None, profile=None):
 @reports_errors
 def render(c, host=None, output=None, profile=None):
     """Render a host's config.yaml, env file (values masked) and compose service block locally."""
+    from ..render import render_host
+    from ..secrets import Redactor, masked_env
+    from ..session import host_secrets
+
     def act(project, target):
         secrets = host_secrets(target)
         files = render_host(project.templates, target, secrets)

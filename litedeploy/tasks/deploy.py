@@ -4,7 +4,6 @@ import sys
 
 from invoke import task
 
-from ..deploy import DeployResult, deploy as run_deploy
 from ..errors import DeployError
 from .target import PROFILE, host_of, project_of, reports_errors
 
@@ -20,6 +19,7 @@ MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
 @reports_errors
 def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout=60, profile=None):
     """Render, upload what changed, restart only if needed, verify; roll back if the gateway fails."""
+    from ..deploy import deploy as run_deploy
     project = project_of(c)
     target = host_of(c, project, host, profile)
     try:
@@ -43,7 +43,7 @@ def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout
                 health=result.health_seconds))
 
 
-def summary(result: DeployResult) -> str:
+def summary(result) -> str:
     names = [path.rsplit("/", 1)[-1] for path, _ in result.diffs]
     changed = f"changed {', '.join(names)}" if names else "nothing changed"
     verb = {"up": "; recreated litellm", "restart": "; restarted litellm"}.get(result.plan.restart, "")

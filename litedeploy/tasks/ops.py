@@ -15,12 +15,8 @@ from datetime import datetime, timezone
 from invoke import task
 
 from ..compose import container_logs
-from ..errors import DeployError, VerifyError
-from ..render import render_host
+from ..errors import DeployError
 from ..secrets import REDACTED, RedactedLines, env_pairs
-from ..session import host_secrets, opened
-from ..status import deployed_profile, describe, uptime
-from ..verify import SmokePlan, direct_gateway, smoke as run_smoke, wait_until_live
 from .target import HOSTS, PROFILE, on_each_host, reports_errors
 
 PROFILE_RUNNING = "check against this profile (default: the one the host was last deployed with)"
@@ -33,6 +29,12 @@ def status(c, host=None, json_=False):
 
     Drift compares the files on the host with what the repo renders now; a config.yaml newer than
     the container's start means a restart is pending."""
+    from ..errors import VerifyError
+    from ..render import render_host
+    from ..session import host_secrets, opened
+    from ..status import describe, uptime
+    from ..verify import wait_until_live
+
     def show(project, target):
         secrets = host_secrets(target)
         with opened(target, secrets) as session:
@@ -66,6 +68,7 @@ def status(c, host=None, json_=False):
 def running_profile(project, target, facts, profile: str | None = None):
     """The host with the profile asked for, else the one its last deploy used (named in config.yaml):
     checks are made against what the host was deployed to run."""
+    from ..status import deployed_profile
     return project.inventory.with_profile(target, profile or deployed_profile(facts.config_text) or target.profile)
 
 
@@ -83,6 +86,7 @@ def _trouble(report) -> str:
 @reports_errors
 def logs(c, host=None, tail=100, follow=False, since=None, grep=None):
     """The litellm container's log lines, with every secret value masked."""
+    from ..session import opened
     pattern = re.compile(grep) if grep else None
 
     def show(project, target):
@@ -101,6 +105,9 @@ def env(c, host=None, profile=None):
     """Which expected variables the container has, masked, and whether they match the repo.
 
     Each shows only a short fingerprint, so AWS credential problems show without leaking them."""
+    from ..render import render_host
+    from ..session import host_secrets, opened
+
     def show(project, target):
         secrets = host_secrets(target)
         with opened(target, secrets) as session:
@@ -141,6 +148,10 @@ def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None, 
 
     Liveliness, readiness, no key rejected, exactly the configured models listed, chat answers with
     latency, and the fallback path where configured. Never LiteLLM's billed /health."""
+    from ..render import render_host
+    from ..session import host_secrets, opened
+    from ..verify import SmokePlan, direct_gateway, smoke as run_smoke
+
     def check(project, target):
         secrets = host_secrets(target)
 
@@ -171,6 +182,10 @@ def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None, 
 @reports_errors
 def endpoints(c, host=None, show_key=False, profile=None):
     """What a client (Cline, an OpenAI SDK) needs: base URL and model IDs; the key on request."""
+    from ..render import render_host
+    from ..session import host_secrets
+    from ..verify import SmokePlan
+
     def show(project, target):
         secrets = host_secrets(target)
         models = SmokePlan.of(render_host(project.templates, target, secrets).config).models

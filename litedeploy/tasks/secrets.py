@@ -11,11 +11,8 @@ from pathlib import Path
 
 from invoke import task
 
-from ..deploy import deploy as run_deploy
 from ..errors import DeployError, SecretsError
-from ..render import render_host
 from ..secrets import REDACTED, SecretValues, decrypt_secrets
-from ..session import host_file, host_secrets, opened
 from ..sopsfile import (age_recipient, aws_profile_keys, check_sops, create_age_key, default_key_file,
                         is_encrypted, new_master_key, new_salt_key, recipients_of, sops_config_recipients,
                         sops_config_with, update_recipients, write_encrypted)
@@ -67,6 +64,7 @@ def _aws_keys_from_environment_or_prompt() -> dict[str, str]:
 @reports_errors
 def show(c, host=None, reveal=False):
     """The secret names each host's files hold and which of them its templates use."""
+    from ..session import host_secrets
     project = project_of(c)
     targets = hosts_of(c, project, host) if host else list(project.inventory.hosts.values())
     for target in targets:
@@ -82,6 +80,7 @@ def show(c, host=None, reveal=False):
 
 def needed_secrets(project, target) -> set[str]:
     """The secret names the templates read for this host, found by rendering with a recorder."""
+    from ..render import render_host
     recorder = _Recorder({}, "recorder")
     render_host(project.templates, target, recorder)
     return recorder.asked
@@ -106,6 +105,8 @@ class _Recorder(SecretValues):
 @reports_errors
 def check(c, host=None):
     """Each host's secrets are encrypted, decryptable here, and complete for its templates."""
+    from ..render import render_host
+    from ..session import host_file, host_secrets
     project = project_of(c)
     names = host or ",".join(project.inventory.hosts)
 
@@ -122,6 +123,7 @@ def check(c, host=None):
 @reports_errors
 def edit(c, host=None):
     """Open a secrets file in sops' editor ($EDITOR); sops re-encrypts it on save."""
+    from ..session import host_file
     project = project_of(c)
     env = dict(os.environ)
     if not host:
@@ -138,6 +140,8 @@ def edit(c, host=None):
 @reports_errors
 def rotate(c, host=None, key="master"):
     """Give a host a new master (or salt) key, deploy it, and prove the old key is refused."""
+    from ..deploy import deploy as run_deploy
+    from ..session import host_file, host_secrets, opened
     if key not in ROTATABLE:
         raise SecretsError(f"--key must be one of {', '.join(ROTATABLE)}")
     project = project_of(c)

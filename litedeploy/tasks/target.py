@@ -11,13 +11,15 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from invoke.exceptions import Exit
 
 from ..errors import DeployError
 from ..inventory import Host
-from ..project import Project, load_project
+
+if TYPE_CHECKING:
+    from ..project import Project
 
 
 HOSTS = "inventory name of the host, or several: a,b"
@@ -25,6 +27,7 @@ PROFILE = "a profile from hosts.yaml's profiles (default: the host's own)"
 
 
 def project_of(c) -> Project:
+    from ..project import load_project
     settings = c.config.litellm
     return load_project(Path(settings.project), settings.inventory, settings.templates, settings.catalog)
 
