@@ -94,6 +94,11 @@ class Inventory:
     path: Path
     hosts: Mapping[str, Host]
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    groups: Mapping[str, list[str]] = field(default_factory=dict)
+
+    def names(self, name: str) -> list[str]:
+        """A group's hosts, or the one host named."""
+        return list(self.groups[name]) if name in self.groups else [name]
 
     def host(self, name: str, profile: str | None = None) -> Host:
         """The host, with `profile` (or its own default profile) applied over its vars."""
@@ -139,7 +144,7 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     data = parse_yaml(text, str(path), InventoryError)
     if not isinstance(data, dict):
         raise InventoryError(f"{path}: expected a mapping with 'defaults' and 'hosts'")
-    unknown = set(data) - {"defaults", "hosts", "profiles"}
+    unknown = set(data) - {"defaults", "hosts", "profiles", "groups"}
     if unknown:
         raise InventoryError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}")
     profiles = data.get("profiles") or {}
@@ -149,8 +154,17 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     hosts = data.get("hosts")
     if not isinstance(hosts, dict) or not hosts:
         raise InventoryError(f"{path}: 'hosts' must map host names to settings")
+    groups = data.get("groups") or {}
+    if not isinstance(groups, dict) or not all(isinstance(m, list) for m in groups.values()):
+        raise InventoryError(f"{path}: 'groups' must map group names to lists of hosts")
+    for group, members in groups.items():
+        if group in hosts:
+            raise InventoryError(f"{path}: {group!r} is both a host and a group")
+        for member in members:
+            if member not in hosts:
+                raise InventoryError(f"{path}: group {group!r} names unknown host {member!r}")
     inventory = Inventory(path, {str(name): _host(str(name), entry, defaults, path)
-                                 for name, entry in hosts.items()}, profiles)
+                                 for name, entry in hosts.items()}, profiles, groups)
     for host in inventory.hosts.values():
         inventory.with_profile(host, host.profile)  # a default profile that does not exist is an error now
     return inventory

@@ -87,3 +87,12 @@ def test_malformed_inventory_is_one_clear_error_naming_file_and_key(text, messag
 def test_unknown_host_lists_the_known_ones():
     with pytest.raises(InventoryError, match=r"unknown host 'fax' \(known: one\)"):
         parse(MINIMAL).host("fax")
+
+
+def test_groups_expand_to_their_hosts_and_are_checked():
+    inventory = parse(MINIMAL + "  two:\n    address: two.example\ngroups:\n  prod: [one, two]\n")
+    assert inventory.names("prod") == ["one", "two"] and inventory.names("one") == ["one"]
+    with pytest.raises(InventoryError, match="group 'prod' names unknown host 'three'"):
+        parse(MINIMAL + "groups:\n  prod: [one, three]\n")
+    with pytest.raises(InventoryError, match="'one' is both a host and a group"):
+        parse(MINIMAL + "groups:\n  one: [one]\n")

@@ -5,23 +5,31 @@ import sys
 from invoke import task
 
 from ..errors import DeployError
-from .target import PROFILE, host_of, project_of, reports_errors
+from .target import HOSTS, PROFILE, hosts_of, project_of, reports_errors
 
 MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
 
 
-@task(help={"host": "inventory name of the host to deploy to",
+@task(help={"host": HOSTS,
             "check": "change nothing: say what would change (with --diff, how) and exit",
             "diff": "show a unified diff of each changed file, secret values masked",
             "break-lock": "remove a stale deploy lock left by a deploy that died",
             "lock-timeout": "seconds to wait for another deploy's lock (default 60)",
-            "profile": PROFILE})
+            "profile": PROFILE,
+            "parallel": "how many hosts deploy at once (default 10)",
+            "serial": "rolling: deploy N hosts at a time and stop after a batch with a failure"})
 @reports_errors
-def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout=60, profile=None):
+def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout=60, profile=None,
+           parallel=10, serial=0):
     """Render, upload what changed, restart only if needed, verify; roll back if the gateway fails."""
     from ..deploy import deploy as run_deploy
     project = project_of(c)
-    target = host_of(c, project, host, profile)
+    targets = hosts_of(c, project, host, profile)
+    if len(targets) > 1:
+        _deploy_many(project, targets, int(parallel), int(serial) or None, check=check, break_lock=break_lock,
+                     lock_timeout=float(lock_timeout))
+        return
+    target = targets[0]
     try:
         result = run_deploy(project, target, check=check, break_lock=break_lock, lock_timeout=float(lock_timeout))
     except DeployError as exc:
@@ -41,6 +49,26 @@ def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout
     print(summary(result))
     print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
                 health=result.health_seconds))
+
+
+def _deploy_many(project, targets, parallel, serial, **options) -> None:
+    from ..deploy import deploy as run_deploy
+    from ..fleet import deploy_all, recap_table
+
+    def one(target):
+        result = run_deploy(project, target, **options)
+        print(summary(result) if not options["check"] else
+              f"{target.name}: check: {len(result.plan.changes)} files would change, "
+              f"restart: {result.plan.restart or 'no'}", flush=True)
+        return result
+    outcomes = deploy_all(targets, one, parallel, serial)
+    for outcome in outcomes:
+        if outcome.error:
+            print(f"error: {outcome.error}", file=sys.stderr)
+    print(recap_table(outcomes))
+    failed = [o.host for o in outcomes if not o.ok]
+    if failed:
+        raise DeployError(f"deploy did not succeed on {len(failed)} of {len(outcomes)} hosts: {', '.join(failed)}")
 
 
 def summary(result) -> str:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..project import Project
 
 
-HOSTS = "inventory name of the host, or several: a,b"
+HOSTS = "inventory name of the host, a group, or several: a,b"
 PROFILE = "a profile from hosts.yaml's profiles (default: the host's own)"
 
 
@@ -50,10 +50,12 @@ def host_of(c, project: Project, host: str | None, profile: str | None = None) -
 
 
 def hosts_of(c, project: Project, host: str | None, profile: str | None = None) -> list[Host]:
-    """`--host a,b` names several hosts; `fab -H a,b` calls the task once per host instead."""
-    if host and "," in host:
-        return [host_of(c, project, name.strip(), profile) for name in host.split(",") if name.strip()]
-    return [host_of(c, project, host, profile)]
+    """`--host a,b` or a group names several hosts; `fab -H a,b` calls the task once per host instead."""
+    names = [name.strip() for name in (host or os.environ.get("LITEDEPLOY_HOST") or "").split(",") if name.strip()]
+    expanded = list(dict.fromkeys(member for name in names for member in project.inventory.names(name)))
+    if len(expanded) > 1:
+        return [host_of(c, project, name, profile) for name in expanded]
+    return [host_of(c, project, expanded[0] if expanded else None, profile)]
 
 
 def on_each_host(c, host: str | None, action: Callable[[Project, Host], None], profile: str | None = None) -> None:

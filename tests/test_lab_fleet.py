@@ -1,0 +1,75 @@
+"""Several hosts at once: parallel by default, rolling with --serial, one recap line per host, and
+one host's failure never hiding the others'."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import make_lab_host
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def fleet(lab, tmp_path_factory):
+    hosts = [make_lab_host(lab, tmp_path_factory.mktemp(f"fleet{i}"), f"fleet{i}") for i in range(3)]
+    for host in hosts:
+        (host.root / "compose.yml").write_text("services:\n  web:\n    image: nginx:alpine\n")
+    first = hosts[0]
+    data = yaml.safe_load(first.inventory.read_text())
+    data["hosts"] = {host.name: host.entry for host in hosts}
+    data["groups"] = {"fleet": [host.name for host in hosts]}
+    first.inventory.write_text(yaml.safe_dump(data))
+    yield first, hosts, data
+    for host in hosts:
+        subprocess.run(["docker", "rm", "-f", host.container], capture_output=True)
+
+
+def accepted_connections(lab) -> int:
+    return (lab.state / "sshd.log").read_text().count("Accepted publickey")
+
+
+def recap(run) -> dict[str, str]:
+    rows = [line.split() for line in run.stdout.splitlines() if line.startswith("RECAP ")][1:]
+    return {row[1]: " ".join(row[2:4]) if row[2] == "rolled" else row[2] for row in rows}
+
+
+def test_a_group_deploys_in_parallel_with_one_connection_per_host(lab, fleet):
+    first, hosts, _ = fleet
+    before = accepted_connections(lab)
+    run = first.run("deploy", "--host", "fleet")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert recap(run) == {host.name: "ok" for host in hosts}
+    assert accepted_connections(lab) - before == len(hosts)
+    for host in hosts:
+        assert host.inspect()["State"]["Running"]
+
+
+def test_one_broken_host_fails_alone_and_the_others_still_report(fleet):
+    first, hosts, data = fleet
+    broken = {**data, "hosts": {**data["hosts"], hosts[1].name: {**data["hosts"][hosts[1].name],
+                                                                   "image": "127.0.0.1:1/litedeploy-missing:0"}}}
+    first.inventory.write_text(yaml.safe_dump(broken))
+    try:
+        run = first.run("deploy", "--host", ",".join(host.name for host in hosts))
+    finally:
+        first.inventory.write_text(yaml.safe_dump(data))
+    assert run.returncode == 1
+    assert recap(run) == {hosts[0].name: "ok", hosts[1].name: "rolled back", hosts[2].name: "ok"}
+    assert run.stderr.strip().splitlines()[-1] == f"error: deploy did not succeed on 1 of 3 hosts: {hosts[1].name}"
+
+
+def test_rolling_deploy_stops_after_the_first_failed_batch(fleet):
+    first, hosts, data = fleet
+    broken = {**data, "hosts": {**data["hosts"], hosts[0].name: {**data["hosts"][hosts[0].name],
+                                                                   "image": "127.0.0.1:1/litedeploy-missing:0"}}}
+    first.inventory.write_text(yaml.safe_dump(broken))
+    try:
+        run = first.run("deploy", "--host", "fleet", "--serial", "1")
+    finally:
+        first.inventory.write_text(yaml.safe_dump(data))
+    assert run.returncode == 1
+    assert recap(run) == {hosts[0].name: "rolled back", hosts[1].name: "skipped", hosts[2].name: "skipped"}
