@@ -142,6 +142,9 @@ def sshd_config(lab: Lab) -> str:
         # The state folder lives in the user's checkout, whose modes sshd cannot vouch for.
         "StrictModes no",
         "Subsystem sftp internal-sftp",
+        # One sshd stands in for every host of a fleet benchmark; OpenSSH's default (10:30:100)
+        # drops connections at random beyond ten that are still authenticating.
+        "MaxStartups 100",
         "LogLevel VERBOSE",
         "",
     ])

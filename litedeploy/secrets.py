@@ -5,6 +5,7 @@ sops writes the plaintext to our stdout pipe and nowhere else: no temp file, no 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -41,11 +42,19 @@ def sops_binary() -> str:
 
 
 def decrypt_secrets(path: str, age_key_file: str | None = None) -> SecretValues:
+    """Once per file version and key per process: a fleet of hosts sharing a file costs one sops run."""
+    try:
+        version = os.stat(path).st_mtime_ns
+    except OSError:
+        raise SecretsError(f"{path}: secrets file not found") from None
+    return _decrypt(path, age_key_file, version)
+
+
+@functools.lru_cache(maxsize=64)
+def _decrypt(path: str, age_key_file: str | None, version: int) -> SecretValues:
     env = dict(os.environ)
     if age_key_file:
         env["SOPS_AGE_KEY_FILE"] = age_key_file
-    if not os.path.exists(path):
-        raise SecretsError(f"{path}: secrets file not found")
     proc = subprocess.run([sops_binary(), "--decrypt", "--output-type", "json", path],
                           capture_output=True, env=env, check=False)
     if proc.returncode == SOPS_NO_KEY:
