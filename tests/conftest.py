@@ -174,3 +174,12 @@ def lab_host(lab, tmp_path_factory, request) -> LabHost:
     host = make_lab_host(lab, tmp_path_factory.mktemp(name), name)
     yield host
     subprocess.run(["docker", "rm", "-f", host.container], capture_output=True)
+
+
+TEAM_COMPOSE = "services:\n  web:\n    image: nginx:alpine\n"
+
+
+@pytest.fixture(scope="module")
+def deployed(lab_host) -> LabHost:
+    """The module's host with a team's compose file and a first deploy done."""
+    return deployed_once(lab_host, TEAM_COMPOSE)

@@ -11,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, deployed_once, copy_templates, encrypt_for_lab, lab_secrets
+from conftest import REPO, copy_templates, encrypt_for_lab, lab_secrets
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture(scope="module")
-def deployed(lab_host):
-    return deployed_once(lab_host, "services:\n  web:\n    image: nginx:alpine\n")
 
 
 @pytest.fixture

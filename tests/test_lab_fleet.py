@@ -48,11 +48,14 @@ def test_a_group_deploys_in_parallel_with_one_connection_per_host(lab, fleet):
         assert host.inspect()["State"]["Running"]
 
 
+def with_unpullable_image(data: dict, name: str) -> dict:
+    """The inventory with one host's image on a registry that refuses at once (a closed loopback port)."""
+    return {**data, "hosts": {**data["hosts"], name: {**data["hosts"][name], "image": "127.0.0.1:1/litedeploy-missing:0"}}}
+
+
 def test_one_broken_host_fails_alone_and_the_others_still_report(fleet):
     first, hosts, data = fleet
-    broken = {**data, "hosts": {**data["hosts"], hosts[1].name: {**data["hosts"][hosts[1].name],
-                                                                   "image": "127.0.0.1:1/litedeploy-missing:0"}}}
-    first.inventory.write_text(yaml.safe_dump(broken))
+    first.inventory.write_text(yaml.safe_dump(with_unpullable_image(data, hosts[1].name)))
     try:
         run = first.run("deploy", "--host", ",".join(host.name for host in hosts))
     finally:
@@ -64,9 +67,7 @@ def test_one_broken_host_fails_alone_and_the_others_still_report(fleet):
 
 def test_rolling_deploy_stops_after_the_first_failed_batch(fleet):
     first, hosts, data = fleet
-    broken = {**data, "hosts": {**data["hosts"], hosts[0].name: {**data["hosts"][hosts[0].name],
-                                                                   "image": "127.0.0.1:1/litedeploy-missing:0"}}}
-    first.inventory.write_text(yaml.safe_dump(broken))
+    first.inventory.write_text(yaml.safe_dump(with_unpullable_image(data, hosts[0].name)))
     try:
         run = first.run("deploy", "--host", "fleet", "--serial", "1")
     finally:

@@ -14,14 +14,9 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import REPO, deployed_once, encrypt_for_lab, lab_secrets
+from conftest import REPO, encrypt_for_lab, lab_secrets
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture(scope="module")
-def deployed(lab_host):
-    return deployed_once(lab_host, "services:\n  web:\n    image: nginx:alpine\n")
 
 
 @pytest.fixture

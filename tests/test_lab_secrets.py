@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import deployed_once, encrypt_for_lab, lab_secrets
+from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, lab_secrets
 
 pytestmark = pytest.mark.lab
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.lab
 def host(lab_host, tmp_path_factory):
     lab_host.entry["secrets_file"] = str(encrypt_for_lab(lab_secrets(), tmp_path_factory.mktemp("s") / "shared.enc.yaml"))
     lab_host.write_inventory()
-    return deployed_once(lab_host, "services:\n  web:\n    image: nginx:alpine\n")
+    return deployed_once(lab_host, TEAM_COMPOSE)
 
 
 def models_status(host, key: str) -> int:

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import deployed_once, encrypt_for_lab, lab_secrets
+from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, lab_secrets
 from ollama_standin import OllamaStandIn
 
 pytestmark = pytest.mark.lab
@@ -43,7 +43,7 @@ def host(lab_host, tmp_path_factory):
     secrets = lab_secrets(UI_USERNAME="admin", UI_PASSWORD="lab-ui-password-123")
     lab_host.entry["secrets_file"] = str(encrypt_for_lab(secrets, tmp_path_factory.mktemp("s") / "s.enc.yaml"))
     write_profiles(lab_host, PROFILES)
-    return deployed_once(lab_host, "services:\n  web:\n    image: nginx:alpine\n")
+    return deployed_once(lab_host, TEAM_COMPOSE)
 
 
 def write_profiles(host, profiles: dict) -> None:
