@@ -51,6 +51,8 @@ def host_of(c, project: Project, host: str | None, profile: str | None = None) -
 
 def hosts_of(c, project: Project, host: str | None, profile: str | None = None) -> list[Host]:
     """`--host a,b` or a group names several hosts; `fab -H a,b` calls the task once per host instead."""
+    if not host and getattr(c, "original_host", None):
+        return [host_of(c, project, None, profile)]  # fab -H: explicit, so it wins over LITEDEPLOY_HOST
     names = [name.strip() for name in (host or os.environ.get("LITEDEPLOY_HOST") or "").split(",") if name.strip()]
     expanded = list(dict.fromkeys(member for name in names for member in project.inventory.names(name)))
     if len(expanded) > 1:
