@@ -31,6 +31,10 @@ class ComposeCommands:
     def restart(self) -> list[str]:
         return self._base() + ["restart", self.service]
 
+    def bringing_up(self, verb: str) -> list[str]:
+        """The command for a plan's restart verb: "restart" (config only) or "up" (create/recreate)."""
+        return self.restart() if verb == "restart" else self.up()
+
     def stop(self) -> list[str]:
         return self._base() + ["stop", self.service]
 

@@ -64,15 +64,16 @@ def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock
     with opened(host) as session, \
             locked(session, project.root, "remove", out, break_lock, lock_timeout) as (facts, record):
         done = []
+        commands = compose_commands(host, facts)
         if facts.container:
-            session.remote.run(compose_commands(host, facts).remove())
+            session.remote.run(commands.remove())
             done.append(f"removed container {host.container_name}")
         source = f"{host.name}:{host.compose_file}"
         markers = Markers.from_template(host.marker)
         if facts.compose_text and find_block(facts.compose_text, markers, source):
             change = FileChange(host.compose_file, facts.compose_text,
                                 remove_block(facts.compose_text, markers, source), "0644", keep_owner=True)
-            session.remote.install([change], record["id"], compose_commands(host, facts))
+            session.remote.install([change], record["id"], commands)
             record["changed"] = [host.compose_file]
             done.append(f"took the {host.service_name} block out of {host.compose_file}")
         record["restart"] = "removed" if facts.container else None
@@ -84,9 +85,7 @@ def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: b
            lock_timeout: float) -> Iterator[tuple[HostFacts, dict]]:
     """Holds the host's deploy lock (facts come with it, in the same round trip) and appends the
     audit line when done, whatever the outcome."""
-    if break_lock:
-        session.remote.run(["sh", "-c", unlock_script(session.host)])
-    facts = _take_lock(session, lock_timeout, out)
+    facts = _take_lock(session, lock_timeout, out, break_lock)
     now = datetime.now(timezone.utc)
     record = {"id": now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
               "time": now.isoformat(timespec="seconds"), "action": action, "host": session.host.name,
@@ -106,12 +105,13 @@ def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: b
             pass  # the connection is gone: the lock stays, and the next deploy says who holds it
 
 
-def _take_lock(session: Session, timeout: float, out: TextIO) -> HostFacts:
+def _take_lock(session: Session, timeout: float, out: TextIO, break_lock: bool) -> HostFacts:
     owner = {"user": getpass.getuser(), "from": socket.gethostname(), "pid": os.getpid(),
              "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     deadline = time.monotonic() + timeout
     while True:
-        facts = session.remote.gather_facts(lock_owner=owner)
+        facts = session.remote.gather_facts(lock_owner=owner, break_lock=break_lock)
+        break_lock = False  # only the stale lock found at the start, never a live deploy's
         if facts.lock_acquired:
             return facts
         holder = facts.lock_holder or {}
@@ -149,7 +149,7 @@ def _restart_and_verify(session: Session, plan: Plan, expected: SmokePlan, comma
     host, gateway = session.host, session.gateway
     if not plan.restart:
         return wait_until_live(gateway, host.health_timeout, out), tuple(check_models(gateway, expected.models))
-    health = session.start_and_wait(commands.up() if plan.restart == "up" else commands.restart(), out)
+    health = session.start_and_wait(commands.bringing_up(plan.restart), out)
     failed = [check for check in smoke(gateway, expected, expected.models[:1]) if not check.ok]
     if failed:
         raise VerifyError(f"{host.name}: smoke failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
@@ -169,7 +169,7 @@ def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: Compos
         if not before.container.running:
             remote.run(["docker", "stop", host.container_name], check=False)
             return True, "rolled back: previous files restored, the container left stopped as it was"
-        seconds = session.start_and_wait(commands.restart() if plan.restart == "restart" else commands.up(), out)
+        seconds = session.start_and_wait(commands.bringing_up(plan.restart), out)
         return True, f"rolled back: previous files and container restored, answering again after {seconds:.1f} s"
     except DeployError as exc:
         return False, f"ROLLBACK FAILED too: {exc}"

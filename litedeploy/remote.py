@@ -17,7 +17,7 @@ from invoke.exceptions import AuthFailure
 from .compose import ComposeCommands
 from .errors import ComposeFileError, RemoteError
 from .facts import ContainerState, HostFacts, container_script, facts_script, parse_facts
-from .hostcommands import COMPOSE_REJECTED, install_script, lock_script
+from .hostcommands import COMPOSE_REJECTED, install_script, lock_script, unlock_script
 from .inventory import Host
 from .plan import FileChange
 
@@ -103,20 +103,24 @@ class Remote:
         except OSError as exc:
             raise RemoteError(f"{where}: unreachable ({exc.strerror or exc})") from None
 
-    def run(self, command: Sequence[str] | str, *, check: bool = True):
-        """Runs argv (or a script) as root: directly, or through sudo where the host says so."""
-        line = command if isinstance(command, str) else shlex.join(command)
+    def _execute(self, line: str, **options):
+        """Runs a command line as root (directly, or through sudo where the host says so) and turns a
+        refused sudo password or a lost connection into a RemoteError."""
+        runner = self.connection.sudo if self.host.sudo else self.connection.run
         try:
-            if self.host.sudo:
-                result = self.connection.sudo(line, hide=True, warn=True, in_stream=False)
-            else:
-                result = self.connection.run(line, hide=True, warn=True, in_stream=False)
+            result = runner(line, warn=True, in_stream=False, **options)
         except AuthFailure:
             raise RemoteError(f"{self.host.name}: sudo refused the password for {self.host.ssh_user}") from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise RemoteError(f"{self.host.name}: connection lost ({exc or type(exc).__name__})") from None
         if result.failed and not self.connection.is_connected:
             raise RemoteError(f"{self.host.name}: connection lost while a command ran")
+        return result
+
+    def run(self, command: Sequence[str] | str, *, check: bool = True):
+        """Runs argv (or a script) and returns its output; with check, a failure is a RemoteError."""
+        line = command if isinstance(command, str) else shlex.join(command)
+        result = self._execute(line, hide=True)
         if check and result.failed:
             what = line.split()[0] if not isinstance(command, str) else "script"
             raise RemoteError(f"{self.host.name}: {what} failed (exit {result.exited}): {self._last_line(result)}")
@@ -126,21 +130,19 @@ class Remote:
         lines = self.redact(result.stderr.strip() or result.stdout.strip()).splitlines()
         return lines[-1] if lines else ""
 
-    def gather_facts(self, lock_owner: dict | None = None) -> HostFacts:
-        """One round trip; with an owner it also tries to take the deploy lock in the same script."""
+    def gather_facts(self, lock_owner: dict | None = None, break_lock: bool = False) -> HostFacts:
+        """One round trip; with an owner it also tries to take the deploy lock in the same script,
+        first removing a stale one when told to."""
         script = facts_script(self.host)
         if lock_owner is not None:
             script = f"{lock_script(self.host, lock_owner)}\n{script}"
+        if break_lock:
+            script = f"{unlock_script(self.host)}\n{script}"
         return parse_facts(self.run(["sh", "-c", script]).stdout)
 
     def stream(self, command: Sequence[str], out) -> int:
         """Runs argv with its stdout and stderr written to `out` as they arrive; returns the exit code."""
-        runner = self.connection.sudo if self.host.sudo else self.connection.run
-        try:
-            result = runner(shlex.join(command), warn=True, in_stream=False, out_stream=out, err_stream=out)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise RemoteError(f"{self.host.name}: connection lost ({exc or type(exc).__name__})") from None
-        return result.exited
+        return self._execute(shlex.join(command), out_stream=out, err_stream=out).exited
 
     def container_state(self) -> ContainerState | None:
         return parse_facts(self.run(["sh", "-c", container_script(self.host)]).stdout).container

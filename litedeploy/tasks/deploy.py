@@ -72,7 +72,7 @@ def _deploy_many(project, targets, parallel, serial, **options) -> None:
 
 
 def summary(result) -> str:
-    names = [path.rsplit("/", 1)[-1] for path, _ in result.diffs]
+    names = [change.name for change in result.plan.changes]
     changed = f"changed {', '.join(names)}" if names else "nothing changed"
     verb = {"up": "; recreated litellm", "restart": "; restarted litellm"}.get(result.plan.restart, "")
     return (f"{result.host}: ok, {changed}{verb}; answering after {result.health_seconds:.1f} s; "
