@@ -114,3 +114,14 @@ def audit_script(host: Host, record: dict) -> str:
     log = q(f"{host.config_dir}/deploys.log")
     return (f"if [ -d {q(host.config_dir)} ]; then [ -f {log} ] || install -m 0640 -o root -g root /dev/null {log};"
             f" printf '%s\\n' {q(json.dumps(record, sort_keys=True))} >> {log}; fi")
+
+
+# The relay prints this once it holds the TCP connection; anything before it is the login shell's.
+RELAY_READY = "litedeploy-relay-ready"
+
+
+def relay_command(address: str, port: int) -> str:
+    """Joins the exec channel to ADDRESS:PORT on the host with bash's /dev/tcp (no nc, socat or
+    Python needed): socket to stdout in the background, stdin to the socket in the foreground."""
+    script = f"exec 3<>{q(f'/dev/tcp/{address}/{int(port)}')} || exit 1; echo {RELAY_READY}; cat <&3 & cat >&3; wait"
+    return shlex.join(["bash", "-c", script])

@@ -1,5 +1,5 @@
 """One SSH connection per host per task: facts, staged atomic installs with backups, commands, and
-tunnels to the gateway's port. Everything that crosses the wire goes through here."""
+streams to the gateway's port (tunnels, or relays where sshd forbids tunnels). Everything that crosses the wire goes through here."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from invoke.exceptions import AuthFailure
 from .compose import ComposeCommands
 from .errors import ComposeFileError, RemoteError
 from .facts import ContainerState, HostFacts, container_script, facts_script, parse_facts
-from .hostcommands import COMPOSE_REJECTED, install_script, lock_script, unlock_script
+from .hostcommands import COMPOSE_REJECTED, RELAY_READY, install_script, lock_script, relay_command, unlock_script
 from .inventory import Host
 from .plan import FileChange
 
@@ -71,6 +71,8 @@ class Remote:
         self.host = host
         self.redact = redact
         self.connection = connect(host, sudo_password)
+        # Until sshd refuses a direct-tcpip channel; then verification relays over exec instead.
+        self.tunnels_allowed = True
 
     def __enter__(self) -> "Remote":
         self.open()
@@ -175,11 +177,56 @@ class Remote:
             raise RemoteError(f"{self.host.name}: writing the files failed, the previous ones are in place: "
                               f"{self._last_line(result)}")
 
-    def tunnel(self, port: int, timeout: float) -> paramiko.Channel:
-        """A stream to ADDRESS:PORT as seen from the host, so a firewalled port still answers."""
-        transport = self.connection.client.get_transport()
-        try:
-            return transport.open_channel("direct-tcpip", (self.host.local_address, port),
-                                          ("127.0.0.1", 0), timeout=timeout)
-        except paramiko.ChannelException as exc:
-            raise ConnectionRefusedError(f"{self.host.local_address}:{port}: {exc}") from None
+    def stream_to(self, port: int, timeout: float) -> "paramiko.Channel | RelayStream":
+        """A stream to ADDRESS:PORT as seen from the host, so a firewalled port still answers: a
+        direct-tcpip tunnel, or where sshd forbids those (`AllowTcpForwarding no`, refused at once)
+        a relay through bash on the host, over an exec channel of the same connection."""
+        if self.tunnels_allowed:
+            transport = self.connection.client.get_transport()
+            try:
+                return transport.open_channel("direct-tcpip", (self.host.local_address, port),
+                                              ("127.0.0.1", 0), timeout=timeout)
+            except paramiko.ChannelException as exc:
+                if exc.code != paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED:
+                    raise ConnectionRefusedError(f"{self.host.local_address}:{port}: {exc}") from None
+                self.tunnels_allowed = False
+        return self._relay(port, timeout)
+
+    def _relay(self, port: int, timeout: float) -> "RelayStream":
+        channel = self.connection.client.get_transport().open_session(timeout=timeout)
+        channel.settimeout(timeout)
+        channel.exec_command(relay_command(self.host.local_address, port))
+        reader = channel.makefile("rb")
+        # The login shell may print text of its own (a motd in .bashrc) before the relay's word.
+        for line in reader:
+            if line.rstrip(b"\r\n") == RELAY_READY.encode():
+                return RelayStream(channel, reader)
+        status = channel.recv_exit_status()
+        problem = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
+        channel.close()
+        if status == 127:
+            raise RemoteError(f"{self.host.name}: sshd refuses TCP forwarding and the host has no bash to "
+                              f"reach port {port} through: {problem.splitlines()[-1] if problem else 'not found'}")
+        raise ConnectionRefusedError(f"{self.host.local_address}:{port}: {problem or 'refused'}")
+
+
+class RelayStream:
+    """One HTTP exchange relayed by bash on the host: the request is sent whole, then the host's
+    side of stdin is closed (the relay keeps the TCP connection open until the answer is read)."""
+
+    def __init__(self, channel: paramiko.Channel, reader) -> None:
+        self.channel = channel
+        self.reader = reader
+
+    def settimeout(self, timeout: float) -> None:
+        self.channel.settimeout(timeout)
+
+    def sendall(self, data: bytes) -> None:
+        self.channel.sendall(data)
+        self.channel.shutdown_write()
+
+    def makefile(self, *_mode):
+        return self.reader
+
+    def close(self) -> None:
+        self.channel.close()

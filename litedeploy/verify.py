@@ -1,8 +1,9 @@
 """Proof the gateway answers: liveliness, readiness, auth, the models it lists, chat answers, the
 fallback path.
 
-By default requests travel through the task's own SSH connection (a direct-tcpip channel), so they
-work where the gateway's port is firewalled and open no second connection; `--direct URL` goes
+By default requests travel through the task's own SSH connection (a direct-tcpip channel, or a bash
+relay over exec where sshd forbids tunnels), so they work where the gateway's port is firewalled and
+open no second connection; `--direct URL` goes
 straight to the gateway from here instead. LiteLLM's `/health` is never called: it makes a billed
 call to every model.
 """
@@ -74,7 +75,7 @@ class Gateway:
 
 def tunnel_gateway(remote: Remote, master_key: str) -> Gateway:
     host = remote.host
-    return Gateway(host.name, lambda timeout: remote.tunnel(host.port, timeout),
+    return Gateway(host.name, lambda timeout: remote.stream_to(host.port, timeout),
                    f"{host.local_address}:{host.port}", master_key)
 
 

@@ -1,10 +1,11 @@
-"""The local target `lab`: this machine as a deploy host on 127.0.0.1."""
+"""The local target `lab`: this machine as deploy hosts shaped like production ones."""
 
 from pathlib import Path
 
 from invoke import task
 
 from .. import lab as local_lab
+from ..errors import DeployError
 from .target import project_of, reports_errors
 
 LAB_HOST = "lab"
@@ -15,17 +16,21 @@ def _lab(c) -> local_lab.Lab:
     return local_lab.Lab(Path(project.root) / ".lab", project.inventory.host(LAB_HOST))
 
 
-@task
+@task(help={"hosts": "also start N hosts in network namespaces (lab1..labN at 10.213.N.2), each with "
+                     "its own sshd and Docker engine"})
 @reports_errors
-def up(c):
-    """Install and start what the lab needs (sshd, dockerd, the local LiteLLM image); idempotent."""
-    local_lab.up(_lab(c), print)
+def up(c, hosts=0):
+    """Install and start what the lab needs (sshds per host profile, dockerd, the local LiteLLM image,
+    compose v2); idempotent."""
+    if not 0 <= hosts <= 200:
+        raise DeployError(f"lab.up: --hosts must be between 0 and 200, not {hosts}")
+    local_lab.up(_lab(c), print, hosts=hosts)
     print("lab: up")
 
 
 @task
 @reports_errors
 def down(c):
-    """Stop the lab's container, and the sshd and dockerd that `lab.up` started."""
+    """Stop the lab's container, the namespace hosts, and the sshds and dockerd that `lab.up` started."""
     local_lab.down(_lab(c), print)
     print("lab: down")
