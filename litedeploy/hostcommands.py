@@ -116,12 +116,25 @@ def audit_script(host: Host, record: dict) -> str:
             f" printf '%s\\n' {q(json.dumps(record, sort_keys=True))} >> {log}; fi")
 
 
-# The relay prints this once it holds the TCP connection; anything before it is the login shell's.
-RELAY_READY = "litedeploy-relay-ready"
+# Printed (on stdout and stderr) where a command's own output starts: a login shell may print text
+# of its own first (a motd in root's .bashrc), which is not the command's.
+OUTPUT_STARTS = "litedeploy-output-starts"
+
+
+def marked(line: str) -> str:
+    """The command line run by sh after the output-start mark; inside sudo's command when sudo
+    prefixes it, so the whole line still runs as root."""
+    return shlex.join(["sh", "-c", f"echo {OUTPUT_STARTS}; echo {OUTPUT_STARTS} >&2; {line}"])
+
+
+def after_output_start(text: str) -> str:
+    """The text after the first output-start mark (all of it when there is none)."""
+    head, mark, rest = text.partition(f"{OUTPUT_STARTS}\n")
+    return rest if mark else text
 
 
 def relay_command(address: str, port: int) -> str:
     """Joins the exec channel to ADDRESS:PORT on the host with bash's /dev/tcp (no nc, socat or
     Python needed): socket to stdout in the background, stdin to the socket in the foreground."""
-    script = f"exec 3<>{q(f'/dev/tcp/{address}/{int(port)}')} || exit 1; echo {RELAY_READY}; cat <&3 & cat >&3; wait"
+    script = f"exec 3<>{q(f'/dev/tcp/{address}/{int(port)}')} || exit 1; echo {OUTPUT_STARTS}; cat <&3 & cat >&3; wait"
     return shlex.join(["bash", "-c", script])

@@ -17,7 +17,8 @@ from invoke.exceptions import AuthFailure
 from .compose import ComposeCommands
 from .errors import ComposeFileError, RemoteError
 from .facts import ContainerState, HostFacts, container_script, facts_script, parse_facts
-from .hostcommands import COMPOSE_REJECTED, RELAY_READY, install_script, lock_script, relay_command, unlock_script
+from .hostcommands import (COMPOSE_REJECTED, OUTPUT_STARTS, after_output_start, install_script, lock_script, marked,
+                           relay_command, unlock_script)
 from .inventory import Host
 from .plan import FileChange
 
@@ -107,16 +108,21 @@ class Remote:
 
     def _execute(self, line: str, **options):
         """Runs a command line as root (directly, or through sudo where the host says so) and turns a
-        refused sudo password or a lost connection into a RemoteError."""
+        refused sudo password or a lost connection into a RemoteError. What the login shell prints
+        before the command (a motd in root's .bashrc) is dropped, from streams and results alike."""
         runner = self.connection.sudo if self.host.sudo else self.connection.run
+        for stream in ("out_stream", "err_stream"):
+            if stream in options:
+                options[stream] = FromOutputStart(options[stream])
         try:
-            result = runner(line, warn=True, in_stream=False, **options)
+            result = runner(marked(line), warn=True, in_stream=False, **options)
         except AuthFailure:
             raise RemoteError(f"{self.host.name}: sudo refused the password for {self.host.ssh_user}") from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise RemoteError(f"{self.host.name}: connection lost ({exc or type(exc).__name__})") from None
         if result.failed and not self.connection.is_connected:
             raise RemoteError(f"{self.host.name}: connection lost while a command ran")
+        result.stdout, result.stderr = after_output_start(result.stdout), after_output_start(result.stderr)
         return result
 
     def run(self, command: Sequence[str] | str, *, check: bool = True):
@@ -199,7 +205,7 @@ class Remote:
         reader = channel.makefile("rb")
         # The login shell may print text of its own (a motd in .bashrc) before the relay's word.
         for line in reader:
-            if line.rstrip(b"\r\n") == RELAY_READY.encode():
+            if line.rstrip(b"\r\n") == OUTPUT_STARTS.encode():
                 return RelayStream(channel, reader)
         status = channel.recv_exit_status()
         problem = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
@@ -208,6 +214,30 @@ class Remote:
             raise RemoteError(f"{self.host.name}: sshd refuses TCP forwarding and the host has no bash to "
                               f"reach port {port} through: {problem.splitlines()[-1] if problem else 'not found'}")
         raise ConnectionRefusedError(f"{self.host.local_address}:{port}: {problem or 'refused'}")
+
+
+class FromOutputStart:
+    """Passes a stream on from the output-start mark: anything before it is the login shell's."""
+
+    def __init__(self, out) -> None:
+        self.out = out
+        self.started = False
+        self.held = ""
+
+    def write(self, text: str) -> None:
+        if self.started:
+            self.out.write(text)
+            return
+        self.held += text
+        if f"{OUTPUT_STARTS}\n" in self.held:
+            self.started = True
+            rest = after_output_start(self.held)
+            self.held = ""
+            if rest:
+                self.out.write(rest)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 class RelayStream:

@@ -31,11 +31,26 @@ def repo() -> Path:
     return REPO
 
 
+# Namespace hosts the suite brings up: the fleet tests need three separate hosts.
+NAMESPACE_HOSTS = 3
+# The lab's sshd profile that offers each compose flavour: v2 as on current hosts, v1 alone as on
+# older ones.
+FLAVOUR_PROFILES = {"v2": "standard", "v1": "compose-v1"}
+
+
+def pytest_generate_tests(metafunc):
+    """Every test on a lab host runs under compose v2 and v1, unless its module lists fewer in
+    COMPOSE_FLAVOURS (where compose plays no part)."""
+    if "compose_flavour" in metafunc.fixturenames:
+        flavours = getattr(metafunc.module, "COMPOSE_FLAVOURS", tuple(FLAVOUR_PROFILES))
+        metafunc.parametrize("compose_flavour", flavours, scope="module")
+
+
 @pytest.fixture(scope="session")
 def lab() -> local_lab.Lab:
     """The lab target, brought up once; what this run started is stopped at the end."""
     target = local_lab.Lab(REPO / ".lab", load_inventory(REPO / "hosts.yaml").host("lab"))
-    started = local_lab.up(target, print)
+    started = local_lab.up(target, print, hosts=NAMESPACE_HOSTS)
     yield target
     local_lab.stop_daemons(target, print, started)
 
@@ -88,6 +103,8 @@ class LabHost:
     root: Path
     inventory: Path
     entry: dict
+    # The docker CLI of the host's engine: the machine's own, or a namespace host's.
+    docker: tuple[str, ...] = ("docker",)
 
     @property
     def container(self) -> str:
@@ -107,7 +124,7 @@ class LabHost:
         """Every file we manage (bytes) and the container's identity: equal snapshots, unchanged host."""
         files = [self.root / "compose.yml", self.root / "litellm/config.yaml", self.root / "litellm/litellm.env"]
         state = {str(path): path.read_bytes() if path.exists() else None for path in files}
-        found = subprocess.run(["docker", "inspect", self.container], capture_output=True, text=True)
+        found = subprocess.run([*self.docker, "inspect", self.container], capture_output=True, text=True)
         container = json.loads(found.stdout)[0] if found.returncode == 0 else None
         state["container"] = (container["Id"], container["State"]["StartedAt"]) if container else None
         return state
@@ -120,19 +137,34 @@ class LabHost:
                               capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
 
     def inspect(self) -> dict:
-        out = subprocess.run(["docker", "inspect", self.container], capture_output=True, text=True, check=True)
+        out = subprocess.run([*self.docker, "inspect", self.container], capture_output=True, text=True, check=True)
         return json.loads(out.stdout)[0]
 
+    def remove_container(self) -> None:
+        subprocess.run([*self.docker, "rm", "-f", self.container], capture_output=True)
 
-def make_lab_host(lab: local_lab.Lab, root: Path, name: str) -> LabHost:
+
+def make_lab_host(lab: local_lab.Lab, root: Path, name: str, profile: str = "standard") -> LabHost:
+    """A host on the machine's own Docker engine, reached through the sshd of a host profile."""
     data = yaml.safe_load((REPO / "hosts.yaml").read_text())
     entry = dict(data["hosts"]["lab"])
     for key in LOCAL_PATHS:
         if key in entry:
             entry[key] = str(REPO / entry[key])
     entry.update(compose_file=str(root / "compose.yml"), config_dir=str(root / "litellm"),
-                 container_name=f"litedeploy-test-{name}", port=free_port())
+                 container_name=f"litedeploy-test-{name}", port=free_port(), ssh_port=lab.port(profile))
     host = LabHost(name, root, root / "hosts.yaml", entry)
+    host.write_inventory()
+    return host
+
+
+def make_namespace_host(lab: local_lab.Lab, root: Path, name: str, index: int) -> LabHost:
+    """A host on namespace host N of the lab (its own address, hardened sshd and Docker engine),
+    shaped like fox: bridge networking with the gateway's port published on every address."""
+    host = make_lab_host(lab, root, name)
+    where = lab.namespace_host(index)
+    host.entry.update(address=where.address, ssh_port=22, network_mode="bridge", bind="0.0.0.0")
+    host.docker = where.docker
     host.write_inventory()
     return host
 
@@ -153,27 +185,32 @@ def lab_secrets(**changes) -> dict:
     return {**decrypt_secrets(str(REPO / "lab/secrets.lab.enc.yaml"), str(REPO / "lab/age-key.lab.txt")), **changes}
 
 
+def _name_of(text: str) -> str:
+    """A name Docker accepts for a container, from a test's or module's name."""
+    return "".join(c if c.isalnum() else "-" for c in text.replace("test_", "")).strip("-")[:48]
+
+
 @pytest.fixture
-def fresh_lab_host(lab, tmp_path_factory, request):
+def fresh_lab_host(lab, tmp_path_factory, request, compose_flavour):
     """A host of its own for one test; its container is removed afterwards."""
     made = []
 
     def make(suffix: str = "") -> LabHost:
-        name = (request.node.name.replace("test_", "").replace("_", "-")[:40] + suffix).strip("-")
-        host = make_lab_host(lab, tmp_path_factory.mktemp(name), name)
+        name = _name_of(request.node.name)[:40] + suffix
+        host = make_lab_host(lab, tmp_path_factory.mktemp(name), name, FLAVOUR_PROFILES[compose_flavour])
         made.append(host)
         return host
     yield make
     for host in made:
-        subprocess.run(["docker", "rm", "-f", host.container], capture_output=True)
+        host.remove_container()
 
 
 @pytest.fixture(scope="module")
-def lab_host(lab, tmp_path_factory, request) -> LabHost:
-    name = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
-    host = make_lab_host(lab, tmp_path_factory.mktemp(name), name)
+def lab_host(lab, tmp_path_factory, request, compose_flavour) -> LabHost:
+    name = _name_of(f"{request.module.__name__.rsplit('.', 1)[-1]}-{compose_flavour}")
+    host = make_lab_host(lab, tmp_path_factory.mktemp(name), name, FLAVOUR_PROFILES[compose_flavour])
     yield host
-    subprocess.run(["docker", "rm", "-f", host.container], capture_output=True)
+    host.remove_container()
 
 
 TEAM_COMPOSE = "services:\n  web:\n    image: nginx:alpine\n"

@@ -56,6 +56,11 @@ def test_first_deploy_creates_the_container_and_it_answers(lab_host, first_deplo
     assert listed_models(lab_host, secrets) == ["claude-3-7-sonnet", "claude-sonnet-4", "claude-opus-4"]
 
 
+def test_the_container_is_made_by_the_compose_the_host_offers(lab_host, first_deploy, compose_flavour):
+    made_by = lab_host.inspect()["Config"]["Labels"]["com.docker.compose.version"]
+    assert made_by.split(".")[0] == {"v2": "2", "v1": "1"}[compose_flavour]
+
+
 def test_first_deploy_keeps_the_users_compose_file_and_adds_a_marked_block(lab_host, first_deploy):
     text = lab_host.root.joinpath("compose.yml").read_text()
     before, block_and_after = text.split("# BEGIN ANSIBLE MANAGED BLOCK litellm\n")

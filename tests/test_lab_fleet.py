@@ -1,21 +1,22 @@
 """Several hosts at once: parallel by default, rolling with --serial, one recap line per host, and
-one host's failure never hiding the others'."""
+one host's failure never hiding the others'. The hosts are the lab's namespace hosts: separate
+addresses, sshds and Docker engines across a (veth) network."""
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 import yaml
 
-from conftest import make_lab_host
+from conftest import NAMESPACE_HOSTS, make_namespace_host
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
 def fleet(lab, tmp_path_factory):
-    hosts = [make_lab_host(lab, tmp_path_factory.mktemp(f"fleet{i}"), f"fleet{i}") for i in range(3)]
+    hosts = [make_namespace_host(lab, tmp_path_factory.mktemp(f"fleet{i}"), f"fleet{i}", i)
+             for i in range(1, NAMESPACE_HOSTS + 1)]
     for host in hosts:
         (host.root / "compose.yml").write_text("services:\n  web:\n    image: nginx:alpine\n")
     first = hosts[0]
@@ -25,11 +26,11 @@ def fleet(lab, tmp_path_factory):
     first.inventory.write_text(yaml.safe_dump(data))
     yield first, hosts, data
     for host in hosts:
-        subprocess.run(["docker", "rm", "-f", host.container], capture_output=True)
+        host.remove_container()
 
 
-def accepted_connections(lab) -> int:
-    return (lab.state / "sshd.log").read_text().count("Accepted publickey")
+def accepted_connections(lab, index: int) -> int:
+    return (lab.namespace_host(index).folder / "sshd.log").read_text().count("Accepted publickey")
 
 
 def recap(run) -> dict[str, str]:
@@ -39,11 +40,12 @@ def recap(run) -> dict[str, str]:
 
 def test_a_group_deploys_in_parallel_with_one_connection_per_host(lab, fleet):
     first, hosts, _ = fleet
-    before = accepted_connections(lab)
+    indexes = range(1, len(hosts) + 1)
+    before = [accepted_connections(lab, index) for index in indexes]
     run = first.run("deploy", "--host", "fleet")
     assert run.returncode == 0, run.stdout + run.stderr
     assert recap(run) == {host.name: "ok" for host in hosts}
-    assert accepted_connections(lab) - before == len(hosts)
+    assert [accepted_connections(lab, index) for index in indexes] == [count + 1 for count in before]
     for host in hosts:
         assert host.inspect()["State"]["Running"]
 

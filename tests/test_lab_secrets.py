@@ -12,6 +12,8 @@ import pytest
 from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, lab_secrets
 
 pytestmark = pytest.mark.lab
+# What this proves does not depend on the compose CLI.
+COMPOSE_FLAVOURS = ("v2",)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, lab_secrets
 from ollama_standin import OllamaStandIn
 
 pytestmark = pytest.mark.lab
+# What this proves does not depend on the compose CLI.
+COMPOSE_FLAVOURS = ("v2",)
 
 PROFILES = {
     # The workshop's default_config.yml: newer models, per-model limits, retries, fallbacks.

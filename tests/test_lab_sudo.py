@@ -3,46 +3,38 @@
 from __future__ import annotations
 
 import os
-import secrets as random
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from conftest import command_lines_seen, encrypt_for_lab, lab_secrets, make_lab_host
+from conftest import command_lines_seen, encrypt_for_lab, lab_secrets, make_lab_host, make_namespace_host
+from litedeploy import lab as local_lab
 
 pytestmark = pytest.mark.lab
 
-USER = "litedeploy-sudoer"
+USER = local_lab.SUDO_USER
 
 
 @pytest.fixture(scope="module")
 def sudo_password(lab):
-    password = "pw-" + random.token_urlsafe(12)
-    subprocess.run(["useradd", "-m", "-s", "/bin/bash", USER], check=True)
-    subprocess.run(["chpasswd"], input=f"{USER}:{password}", text=True, check=True)
-    ssh_dir = Path(f"/home/{USER}/.ssh")
-    ssh_dir.mkdir(mode=0o700)
-    (ssh_dir / "authorized_keys").write_text(Path(f"{lab.client_key}.pub").read_text())
-    subprocess.run(["chown", "-R", f"{USER}:{USER}", str(ssh_dir)], check=True)
-    rule = Path(f"/etc/sudoers.d/{USER}")
-    rule.write_text(f"{USER} ALL=(ALL) ALL\n")
-    rule.chmod(0o440)
-    yield password
-    rule.unlink()
-    subprocess.run(["userdel", "-r", USER], capture_output=True)
+    """The lab's sudo user, removed again if this module created it."""
+    existed = lab.sudo_password_file.exists()
+    yield local_lab.ensure_sudo_user(lab, print)
+    if not existed:
+        local_lab.remove_sudo_user(lab, print)
+
+
+def as_sudo_user(host, password: str):
+    host.entry.update(ssh_user=USER, sudo=True,
+                      secrets_file=str(encrypt_for_lab(lab_secrets(SUDO_PASSWORD=password), host.root / "s.enc.yaml")))
+    host.write_inventory()
+    return host
 
 
 @pytest.fixture(scope="module")
 def sudo_host(lab, sudo_password, tmp_path_factory):
-    root = tmp_path_factory.mktemp("sudo")
-    host = make_lab_host(lab, root, "sudo")
-    host.entry.update(ssh_user=USER, sudo=True,
-                      secrets_file=str(encrypt_for_lab(lab_secrets(SUDO_PASSWORD=sudo_password),
-                                                       root / "s.enc.yaml")))
-    host.write_inventory()
+    host = as_sudo_user(make_lab_host(lab, tmp_path_factory.mktemp("sudo"), "sudo"), sudo_password)
     yield host
-    subprocess.run(["docker", "rm", "-f", host.container], capture_output=True)
+    host.remove_container()
 
 
 def test_deploy_as_a_sudo_user_writes_root_owned_files_and_never_shows_the_password(sudo_host, sudo_password):
@@ -65,3 +57,18 @@ def test_a_wrong_sudo_password_is_a_clear_error(sudo_host, tmp_path):
     assert run.returncode == 1
     assert run.stderr.strip().splitlines()[-1] == f"error: {sudo_host.name}: sudo refused the password for {USER}"
     assert "not-the-password" not in run.stderr
+
+
+def test_sudo_user_on_a_hardened_namespace_host_with_bridge_networking(lab, sudo_password, tmp_path):
+    """The production shape at once: another host, sshd without TCP forwarding, a sudo user whose
+    sudo keeps the host's Docker settings, a published port."""
+    host = as_sudo_user(make_namespace_host(lab, tmp_path, "sudo-ns", 2), sudo_password)
+    try:
+        (host.root / "compose.yml").write_text("services:\n  web:\n    image: nginx:alpine\n")
+        run = host.run("deploy", "--host", host.name)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert host.inspect()["HostConfig"]["NetworkMode"] != "host"
+        assert host.run("ops.smoke", "--host", host.name).returncode == 0
+        assert sudo_password not in run.stdout + run.stderr
+    finally:
+        host.remove_container()
