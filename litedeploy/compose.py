@@ -45,7 +45,8 @@ class ComposeCommands:
         return self._base() + ["pull", self.service]
 
     def ps(self) -> list[str]:
-        return self._base() + ["ps", self.service]
+        """Stopped containers too: v2's `ps` hides them unless asked."""
+        return self._base() + ["ps", "--all", self.service]
 
     def validate(self, file: str) -> list[str]:
         """Checks a candidate compose file (in the real one's folder) without touching anything."""

@@ -25,7 +25,7 @@ def backup_path(host: Host, change: FileChange, deploy_id: str) -> str:
     return f"{host.backup_dir}/{change.name}.{deploy_id}"
 
 
-def _temp_path(change: FileChange) -> str:
+def temp_path(change: FileChange) -> str:
     """Beside the target, so the final rename is atomic and the compose CLI resolves relative paths
     of a file being validated exactly as it will for the real one."""
     return posixpath.join(posixpath.dirname(change.path), f".{change.name}.litedeploy-new")
@@ -35,7 +35,7 @@ def _restore(host: Host, changes: Sequence[FileChange], deploy_id: str) -> list[
     """Puts back what each target held before this deploy: its backup, or nothing if it was new."""
     lines = []
     for change in changes:
-        backup, temp, target = q(backup_path(host, change, deploy_id)), q(_temp_path(change)), q(change.path)
+        backup, temp, target = q(backup_path(host, change, deploy_id)), q(temp_path(change)), q(change.path)
         lines.append(f"if [ -f {backup} ]; then cp -p {backup} {temp} && mv -f {temp} {target}; "
                      f"else rm -f {target}; fi")
     return lines
@@ -46,7 +46,7 @@ def install_script(host: Host, changes: Sequence[FileChange], stage: str, deploy
     """Backs up, writes every new file beside its target (a full disk or a read-only path fails here,
     before any target is touched), moves our files in, validates the new compose file with the compose
     CLI and only then moves it in; a rejected compose file puts our files back."""
-    temps = " ".join(q(_temp_path(change)) for change in changes)
+    temps = " ".join(q(temp_path(change)) for change in changes)
     ours = [change for change in changes if change.path != host.compose_file]
     compose = [change for change in changes if change.path == host.compose_file]
     lines = [
@@ -59,7 +59,7 @@ def install_script(host: Host, changes: Sequence[FileChange], stage: str, deploy
         target = q(change.path)
         lines.append(f"if [ -f {target} ]; then cp -p {target} {q(backup_path(host, change, deploy_id))}; fi")
     for index, change in enumerate(changes):
-        target, temp = q(change.path), q(_temp_path(change))
+        target, temp = q(change.path), q(temp_path(change))
         lines.append(f"mkdir -p {q(posixpath.dirname(change.path))}")
         owner = "-o root -g root"
         if change.keep_owner:
@@ -68,12 +68,12 @@ def install_script(host: Host, changes: Sequence[FileChange], stage: str, deploy
             lines.append(f"install {owner} {q(f'{stage}/{index}')} {temp}")
         else:
             lines.append(f"install -m {change.mode} {owner} {q(f'{stage}/{index}')} {temp}")
-    lines += [f"mv -f {q(_temp_path(change))} {q(change.path)}" for change in ours]
+    lines += [f"mv -f {q(temp_path(change))} {q(change.path)}" for change in ours]
     if compose:
-        temp = q(_temp_path(compose[0]))
+        temp = q(temp_path(compose[0]))
         log = q(f"{stage}/validate.log")
         lines += [
-            f"if ! {shlex.join(commands.validate(_temp_path(compose[0])))} >{log} 2>&1; then",
+            f"if ! {shlex.join(commands.validate(temp_path(compose[0])))} >{log} 2>&1; then",
             *[f"  {line}" for line in _restore(host, ours, deploy_id)],
             f"  echo \"the new compose file was rejected: $(grep -v '^\\s*$' {log} | tail -n 1)\" >&2",
             f"  exit {COMPOSE_REJECTED}",

@@ -18,7 +18,7 @@ from .compose import ComposeCommands
 from .errors import ComposeFileError, RemoteError
 from .facts import ContainerState, HostFacts, container_script, facts_script, parse_facts
 from .hostcommands import (COMPOSE_REJECTED, OUTPUT_STARTS, after_output_start, install_script, lock_script, marked,
-                           relay_command, unlock_script)
+                           relay_command, temp_path, unlock_script)
 from .inventory import Host
 from .plan import FileChange
 
@@ -130,8 +130,8 @@ class Remote:
         line = command if isinstance(command, str) else shlex.join(command)
         result = self._execute(line, hide=True)
         if check and result.failed:
-            what = line.split()[0] if not isinstance(command, str) else "script"
-            raise RemoteError(f"{self.host.name}: {what} failed (exit {result.exited}): {self._last_line(result)}")
+            raise RemoteError(f"{self.host.name}: {_program(command)} failed (exit {result.exited}): "
+                              f"{self._last_line(result)}")
         return result
 
     def _last_line(self, result) -> str:
@@ -177,8 +177,11 @@ class Remote:
         result = self.run(["sh", "-c", install_script(self.host, changes, stage, deploy_id, commands)],
                           check=False)
         if result.exited == COMPOSE_REJECTED:
-            raise ComposeFileError(f"{self.host.name}:{self.host.compose_file}: "
-                                   f"{self.redact(result.stderr.strip().splitlines()[-1])}")
+            # Compose v2 names the file it validated: the candidate beside the real one.
+            reason = result.stderr.strip().splitlines()[-1]
+            for change in changes:
+                reason = reason.replace(temp_path(change), change.path)
+            raise ComposeFileError(f"{self.host.name}:{self.host.compose_file}: {self.redact(reason)}")
         if result.failed:
             raise RemoteError(f"{self.host.name}: writing the files failed, the previous ones are in place: "
                               f"{self._last_line(result)}")
@@ -214,6 +217,19 @@ class Remote:
             raise RemoteError(f"{self.host.name}: sshd refuses TCP forwarding and the host has no bash to "
                               f"reach port {port} through: {problem.splitlines()[-1] if problem else 'not found'}")
         raise ConnectionRefusedError(f"{self.host.local_address}:{port}: {problem or 'refused'}")
+
+
+def _program(command: Sequence[str] | str) -> str:
+    """What to call a failed command: its words before the first option (`docker compose`,
+    `docker-compose`, `docker logs`), or "script"."""
+    if isinstance(command, str):
+        return "script"
+    words = []
+    for word in command[:2]:
+        if word.startswith("-"):
+            break
+        words.append(word)
+    return " ".join(words)
 
 
 class FromOutputStart:

@@ -1,13 +1,19 @@
 """The host scripts, run for real with sh on this machine's files (as root, like on a host)."""
 
+import http.server
+import io
 import os
+import socket
 import stat
 import subprocess
+import threading
 from dataclasses import replace
 
 import pytest
 
-from litedeploy.hostcommands import BACKUPS_KEPT, COMPOSE_REJECTED, install_script, restore_script
+from litedeploy.hostcommands import (BACKUPS_KEPT, COMPOSE_REJECTED, OUTPUT_STARTS, after_output_start, install_script,
+                                     marked, relay_command, restore_script)
+from litedeploy.remote import FromOutputStart
 from litedeploy.inventory import load_inventory
 from litedeploy.plan import FileChange
 
@@ -78,3 +84,51 @@ def test_the_compose_file_keeps_its_mode_and_restore_brings_back_the_old_one(hos
     assert stat.S_IMODE(os.stat(tmp_path / "compose.yml").st_mode) == 0o640
     subprocess.run(["sh", "-c", restore_script(host, [change], "3")], check=True)
     assert (tmp_path / "compose.yml").read_text() == "services: {}\n"
+
+
+def test_marked_output_drops_what_a_login_shell_printed_first():
+    shell = subprocess.run(["bash", "-c", "echo 'Welcome!'; echo motd >&2; " + marked("echo \"it's out\"; echo err >&2")],
+                           capture_output=True, text=True)
+    assert after_output_start(shell.stdout) == "it's out\n"
+    assert after_output_start(shell.stderr) == "err\n"
+    assert after_output_start("no mark at all\n") == "no mark at all\n"
+
+
+def test_output_start_filter_passes_on_only_what_follows_the_mark_across_chunks():
+    seen = io.StringIO()
+    stream = FromOutputStart(seen)
+    for chunk in ("Welc", "ome\nlitedeploy-out", "put-starts\nfirst", " line\n", "second\n"):
+        stream.write(chunk)
+    assert seen.getvalue() == "first line\nsecond\n"
+
+
+def test_relay_joins_stdin_and_stdout_to_a_tcp_port_with_bash_alone():
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"you asked for {self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    relay = subprocess.run(["sh", "-c", relay_command("127.0.0.1", server.server_port)],
+                           input=b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                           capture_output=True, timeout=10)
+    server.server_close()
+    head, _, answer = relay.stdout.partition(f"{OUTPUT_STARTS}\n".encode())
+    assert head == b""
+    assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"you asked for /health")
+
+
+def test_relay_to_a_closed_port_fails_before_the_mark():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    relay = subprocess.run(["sh", "-c", relay_command("127.0.0.1", port)], capture_output=True, timeout=10)
+    assert relay.returncode == 1
+    assert OUTPUT_STARTS.encode() not in relay.stdout
+    assert b"Connection refused" in relay.stderr

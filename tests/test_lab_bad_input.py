@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pyrage
 import pytest
 
 from conftest import REPO, copy_templates, encrypt_for_lab, lab_secrets
@@ -68,9 +69,8 @@ def test_rendered_config_litellm_would_reject(host, tmp_path):
 
 
 def test_secrets_no_local_key_can_decrypt(host, tmp_path):
-    other = tmp_path / "other.txt"
-    subprocess.run(["age-keygen", "-o", str(other)], check=True, capture_output=True)
-    recipient = next(line.split(": ")[1] for line in other.read_text().splitlines() if "public key" in line)
+    # Someone else's age key (pyrage: the age CLI is not a dependency).
+    recipient = str(pyrage.x25519.Identity.generate().to_public())
     secrets = tmp_path / "theirs.enc.yaml"
     secrets.write_text("LITELLM_MASTER_KEY: sk-theirs-123456\n")
     subprocess.run(["sops", "--encrypt", "--in-place", "--age", recipient, secrets.name], cwd=tmp_path,

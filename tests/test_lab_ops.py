@@ -183,9 +183,10 @@ def test_a_crash_loop_ends_compose_restart_early_and_a_deploy_repairs_it(host):
     assert host.run("ops.status", "--host", host.name).returncode == 0
 
 
-def test_pull_from_an_unreachable_registry_is_one_clear_error(host):
+def test_pull_from_an_unreachable_registry_is_one_clear_error(host, compose_flavour):
     # The lab image has no registry; the pull tries one on loopback and is refused at once.
-    assert f"error: {host.name}: docker-compose failed" in last_error(host.run("compose.pull", "--host", host.name))
+    program = {"v2": "docker compose", "v1": "docker-compose"}[compose_flavour]
+    assert f"error: {host.name}: {program} failed" in last_error(host.run("compose.pull", "--host", host.name))
 
 
 def test_several_hosts_report_each_and_fail_naming_the_broken_one(host):

@@ -174,13 +174,16 @@ def test_compose_remove_takes_out_the_block_and_the_container_only(host):
     assert host.run("deploy", "--host", host.name).returncode == 0
 
 
-def test_a_compose_file_the_compose_cli_rejects_changes_nothing(fresh_lab_host):
+def test_a_compose_file_the_compose_cli_rejects_changes_nothing(fresh_lab_host, compose_flavour):
     host = fresh_lab_host()
     invalid = "services:\n  web:\n    image: nginx:alpine\n    ports: \"80:80\"\n"
     (host.root / "compose.yml").write_text(invalid)
     failed = host.run("deploy", "--host", host.name)
     assert failed.returncode == 1
-    assert "the new compose file was rejected: services.web.ports contains an invalid type" in failed.stderr
+    # Each compose words it its own way.
+    reason = {"v2": f"validating {host.root / 'compose.yml'}: services.web.ports must be a array",
+              "v1": "services.web.ports contains an invalid type"}
+    assert f"the new compose file was rejected: {reason[compose_flavour]}" in failed.stderr.splitlines()[-1]
     state = host.snapshot()
     assert state[str(host.root / "compose.yml")] == invalid.encode()
     assert state[str(host.root / "litellm/config.yaml")] is None and state["container"] is None
