@@ -1,12 +1,14 @@
-"""Deploy benchmark on the lab: N hosts on 127.0.0.1 (own sshd entries, paths, containers, ports).
+"""Deploy benchmark on the lab: N separate hosts (the lab's namespace hosts lab1..labN, each with its
+own address, hardened sshd and Docker engine with bridge networking).
 
     python bench/deploy_bench.py [--sizes 1,5,20]
 
 Prints, per N: the wall time of a first, a no-op and a config-change deploy of all N hosts at once,
-SSH connections and sessions (exec channels) per host from the lab sshd's log, and how long
+SSH connections and sessions (exec channels) per host from the hosts' sshd logs, and how long
 `inv --list` takes. N = 1 runs the real LiteLLM image; N > 1 runs the same image with a stand-in
-gateway (bench/standin_gateway.py) so 20 of them fit in memory. Everything stays on 127.0.0.1 and
-is removed at the end.
+gateway (bench/standin_gateway.py) so 20 of them fit in memory. Traffic stays on the links the lab
+made; the namespace hosts this run started are removed at the end (each loads the lab image once,
+about 20 s, kept in .lab/labN/ for the next run).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,12 +34,6 @@ from litedeploy.inventory import LOCAL_PATHS, load_inventory  # noqa: E402
 STANDIN = REPO / "bench" / "standin_gateway.py"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def standin_templates(folder: Path) -> Path:
     """The repo's templates, with the service running the stand-in instead of LiteLLM."""
     shutil.copytree(REPO / "templates", folder)
@@ -50,19 +45,20 @@ def standin_templates(folder: Path) -> Path:
     return folder
 
 
-def inventory(folder: Path, size: int) -> tuple[Path, list[str]]:
+def inventory(folder: Path, size: int, lab: local_lab.Lab) -> tuple[Path, list[str]]:
     data = yaml.safe_load((REPO / "hosts.yaml").read_text())
-    lab = data["hosts"]["lab"]
+    entry = data["hosts"]["lab"]
     for key in LOCAL_PATHS:
-        if key in lab:
-            lab[key] = str(REPO / lab[key])
+        if key in entry:
+            entry[key] = str(REPO / entry[key])
     hosts = {}
-    for index in range(size):
+    for index in range(1, size + 1):
         root = folder / f"host{index}"
         root.mkdir()
-        hosts[f"bench{index}"] = {**lab, "compose_file": str(root / "compose.yml"),
-                                  "config_dir": str(root / "litellm"), "container_name": f"litedeploy-bench{index}",
-                                  "port": free_port()}
+        hosts[f"bench{index}"] = {**entry, "address": lab.namespace_host(index).address, "ssh_port": 22,
+                                  "network_mode": "bridge", "bind": "0.0.0.0", "port": 14100,
+                                  "compose_file": str(root / "compose.yml"), "config_dir": str(root / "litellm"),
+                                  "container_name": "litedeploy-bench"}
     data["hosts"] = hosts
     data["groups"] = {"bench": list(hosts)}
     path = folder / "hosts.yaml"
@@ -70,20 +66,20 @@ def inventory(folder: Path, size: int) -> tuple[Path, list[str]]:
     return path, list(hosts)
 
 
-def sshd_counts(lab: local_lab.Lab) -> tuple[int, int]:
-    log = (lab.state / "sshd.log").read_text()
-    return log.count("Accepted publickey"), log.count("Starting session")
+def sshd_counts(lab: local_lab.Lab, size: int) -> tuple[int, int]:
+    logs = [(lab.namespace_host(index).folder / "sshd.log").read_text() for index in range(1, size + 1)]
+    return sum(log.count("Accepted publickey") for log in logs), sum(log.count("Starting session") for log in logs)
 
 
 def timed_deploy(env: dict, lab: local_lab.Lab, size: int) -> tuple[float, float, float]:
-    connections, sessions = sshd_counts(lab)
+    connections, sessions = sshd_counts(lab, size)
     start = time.monotonic()
     run = subprocess.run([sys.executable, "-m", "invoke", "deploy", "--host", "bench", "--parallel", "20"],
                          cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.monotonic() - start
     if run.returncode != 0:
         raise SystemExit(f"deploy failed:\n{run.stdout}\n{run.stderr}")
-    after_connections, after_sessions = sshd_counts(lab)
+    after_connections, after_sessions = sshd_counts(lab, size)
     return wall, (after_connections - connections) / size, (after_sessions - sessions) / size
 
 
@@ -98,7 +94,7 @@ def inv_list_seconds() -> float:
 
 def bench(size: int, lab: local_lab.Lab) -> list[str]:
     folder = Path(tempfile.mkdtemp(prefix=f"litedeploy-bench{size}-"))
-    path, names = inventory(folder, size)
+    path, names = inventory(folder, size, lab)
     env = {**os.environ, "INVOKE_LITELLM_INVENTORY": str(path)}
     image = "LiteLLM 1.106.2 (lab image)"
     if size > 1:
@@ -116,8 +112,8 @@ def bench(size: int, lab: local_lab.Lab) -> list[str]:
         wall, connections, sessions = timed_deploy(env, lab, size)
         rows.append(f"{size:>3}  {'config-change':<14} {wall:7.2f} s  {connections:5.1f}  {sessions:5.1f}  {image}")
     finally:
-        for index in range(size):
-            subprocess.run(["docker", "rm", "-f", f"litedeploy-bench{index}"], capture_output=True)
+        for index in range(1, size + 1):
+            subprocess.run([*lab.namespace_host(index).docker, "rm", "-f", "litedeploy-bench"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
     return rows
 
@@ -127,7 +123,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,5,20")
     sizes = [int(size) for size in parser.parse_args().sizes.split(",")]
     lab = local_lab.Lab(REPO / ".lab", load_inventory(REPO / "hosts.yaml").host("lab"))
-    started = local_lab.up(lab, print)
+    started = local_lab.up(lab, print, hosts=max(sizes))
     try:
         print("  N  deploy            wall   conn/host  sessions/host  image")
         for size in sizes:
