@@ -84,6 +84,8 @@ class Remote:
 
     def open(self) -> None:
         where = f"{self.host.name} ({self.host.ssh_user}@{self.host.address}:{self.host.ssh_port})"
+        if self.host.ssh_key and not os.path.isfile(self.host.ssh_key):
+            raise RemoteError(f"{self.host.name}: ssh_key {self.host.ssh_key} does not exist (hosts.yaml)")
         try:
             self.connection.open()
         except paramiko.BadHostKeyException:

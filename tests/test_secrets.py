@@ -1,9 +1,12 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from litedeploy.errors import SecretsError
-from litedeploy.secrets import Redactor, parse_secrets
+from litedeploy.secrets import Redactor, decrypt_secrets, parse_secrets, sops_binary
 
 
 def test_redactor_masks_every_value_longest_first():
@@ -23,7 +26,32 @@ def test_placeholders_are_refused():
 
 
 def test_aws_style_values_pass():
-    assert parse_secrets('{"K": "wJalr/XUtnFEMI+K7MDENG=", "N": 12}', "s")["N"] == "12"
+    assert parse_secrets('{"K": "wJalr/XUtnFEMI+K7MDENG="}', "s")["K"] == "wJalr/XUtnFEMI+K7MDENG="
+
+
+@pytest.mark.parametrize("value", [123, 1.5, True])
+def test_numbers_and_booleans_are_refused_since_yaml_already_changed_them(value):
+    with pytest.raises(SecretsError, match=rf"s.enc.yaml: SALT is not text \(YAML read it as {type(value).__name__}\); quote"):
+        parse_secrets(json.dumps({"SALT": value}), "s.enc.yaml")
+
+
+def test_a_salt_key_0123_stays_0123_when_quoted_and_is_refused_unquoted(repo, tmp_path):
+    """Through the real sops: YAML reads an unquoted 0123 as a number before sops encrypts it."""
+    recipient = next(line.split(": ")[1].strip() for line in (repo / "lab/age-key.lab.txt").read_text().splitlines()
+                     if line.startswith("# public key:"))
+    for name, text in (("quoted.yaml", 'LITELLM_SALT_KEY: "0123"\n'), ("bare.yaml", "LITELLM_SALT_KEY: 0123\n")):
+        (tmp_path / name).write_text(text)
+        subprocess.run([sops_binary(), "--encrypt", "--in-place", "--age", recipient, name], cwd=tmp_path,
+                       check=True, capture_output=True)
+    key = str(repo / "lab/age-key.lab.txt")
+    assert decrypt_secrets(str(tmp_path / "quoted.yaml"), key)["LITELLM_SALT_KEY"] == "0123"
+    with pytest.raises(SecretsError, match=r"bare.yaml: LITELLM_SALT_KEY is not text \(YAML read it as int\)"):
+        decrypt_secrets(str(tmp_path / "bare.yaml"), key)
+
+
+def test_sops_is_found_beside_the_interpreter_without_path(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert sops_binary() == str(Path(sys.executable).parent / "sops")
 
 
 def test_streamed_lines_are_masked_even_when_a_value_is_split_across_chunks():
