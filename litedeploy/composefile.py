@@ -14,6 +14,9 @@ from .errors import ComposeFileError, parse_yaml
 
 _TOP_LEVEL_KEY = re.compile(r"^[^\s#][^:]*:")
 _SERVICES_KEY = re.compile(r"^services:\s*(#.*)?$")
+# `services: {}`: an empty flow mapping, which becomes a block mapping when our service joins it.
+_EMPTY_SERVICES = re.compile(r"^services:\s*\{\s*\}\s*(#.*)?$")
+_FLOW_SERVICES = re.compile(r"^services:\s*[{\[]")
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,42 @@ def replace_block(text: str, block: str, markers: Markers, source: str) -> str:
     """The file with our block in place: replaced where it was, else added to `services:`."""
     parsed = _Lines.of(text)
     lines = parsed.lines[:-1] if parsed.trailing_newline else parsed.lines
-    ours = [markers.begin, *block.rstrip("\r\n").splitlines(), markers.end]
     found = find_block(text, markers, source)
+    outside = lines[:found[0]] + lines[found[1] + 1:] if found else lines
+    block_lines = _reindented(block.rstrip("\r\n").splitlines(), _service_indent(outside))
+    ours = [markers.begin, *block_lines, markers.end]
     if found:
         begin, end = found
         return parsed.text(lines[:begin] + ours + lines[end + 1:], parsed.trailing_newline or end + 1 == len(lines))
     if not text.strip():
         return parsed.text(["services:", *ours], True)
+    empty = next((i for i, line in enumerate(lines) if _EMPTY_SERVICES.match(line)), None)
+    if empty is not None:
+        lines = [*lines[:empty], re.sub(r"\s*\{\s*\}", "", lines[empty], count=1).rstrip(), *lines[empty + 1:]]
     at = _end_of_services(lines, source)
     return parsed.text(lines[:at] + ours + lines[at:], parsed.trailing_newline or at == len(lines))
+
+
+def _service_indent(lines: list[str]) -> int | None:
+    """How far the file indents the services under `services:` (None when it has none yet)."""
+    start = next((i for i, line in enumerate(lines) if _SERVICES_KEY.match(line)), None)
+    if start is None:
+        return None
+    for line in lines[start + 1:]:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        return indent or None
+    return None
+
+
+def _reindented(block: list[str], indent: int | None) -> list[str]:
+    """The block with each level of its indentation made as wide as the file's own."""
+    base = next((len(line) - len(line.lstrip(" ")) for line in block if line.strip()), 0)
+    if not indent or not base or indent == base:
+        return block
+    return [" " * ((len(line) - len(line.lstrip(" "))) // base * indent) + line.lstrip(" ") if line.strip() else line
+            for line in block]
 
 
 def remove_block(text: str, markers: Markers, source: str) -> str:
@@ -92,12 +122,26 @@ def remove_block(text: str, markers: Markers, source: str) -> str:
 def _end_of_services(lines: list[str], source: str) -> int:
     """Index just past the last line of the top-level `services:` mapping (before trailing blanks)."""
     start = next((i for i, line in enumerate(lines) if _SERVICES_KEY.match(line)), None)
+    if start is None and any(_FLOW_SERVICES.match(line) for line in lines):
+        raise ComposeFileError(f"{source}: 'services:' is written in flow style ({{...}}); write it as a block "
+                               "mapping (one service per indented line) so the litellm service can be added")
     if start is None:
         raise ComposeFileError(f"{source}: no top-level 'services:' mapping to add the litellm service to")
     end = next((i for i in range(start + 1, len(lines)) if _TOP_LEVEL_KEY.match(lines[i])), len(lines))
     while end > start + 1 and not lines[end - 1].strip():
         end -= 1
     return end
+
+
+def check_unmanaged_service(text: str, service: str, markers: Markers, source: str) -> None:
+    """A service of our name that is not inside our markers is the admin's: never add a second one."""
+    if find_block(text, markers, source):
+        return
+    data = parse_yaml(text, source, ComposeFileError)
+    services = data.get("services") if isinstance(data, dict) else None
+    if isinstance(services, dict) and service in services:
+        raise ComposeFileError(f"{source}: a service {service!r} is already defined outside the "
+                               f"{markers.begin!r} block; remove it, wrap it in the markers, or set service_name")
 
 
 def check_compose(text: str, service: str | None, source: str) -> None:

@@ -47,11 +47,32 @@ class DeployFailed(DeployError):
         self.rolled_back = rolled_back
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML in which a key given twice in one mapping is an error, not "the last one wins"
+    (a merge key `<<:` may still be overridden, as YAML intends)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # an unhashable key is reported by SafeLoader itself
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def parse_yaml(text: str, source: str, error: type[DeployError]) -> Any:
-    """YAML, or `error` naming the file and line where it breaks."""
+    """YAML, or `error` naming the file and line where it breaks or repeats a key."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
+        problem = str(getattr(exc, "problem", ""))
+        if problem.startswith("duplicate key"):
+            raise error(f"{source}:{where}: {problem}") from None
         raise error(f"{source}:{where} is not valid YAML") from None

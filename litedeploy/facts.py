@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 from .inventory import Host
 
@@ -47,15 +48,27 @@ class HostFacts:
     # Set when the facts were gathered together with an attempt to take the deploy lock.
     lock_acquired: bool = False
     lock_holder: dict | None = None
+    # Managed paths that are symlinks -> the file they lead to (which is what gets rewritten).
+    real_paths: Mapping[str, str] = field(default_factory=dict)
+    # Managed paths that exist but are no regular file (a directory, a device).
+    not_files: tuple[str, ...] = ()
+    # Managed paths whose bytes are not UTF-8 text.
+    not_text: tuple[str, ...] = ()
+
+
+# The files a deploy manages, by the fact name that carries each one's content.
+def managed_files(host: Host) -> dict[str, str]:
+    return {"compose_file": host.compose_file, "config_file": host.config_path, "env_file": host.env_path}
 
 
 def facts_script(host: Host) -> str:
     q = shlex.quote
     return "\n".join([
-        "f() { if [ -f \"$2\" ]; then printf '%s ' \"$1\"; base64 -w0 < \"$2\"; echo; fi; }",
-        f"f compose_file {q(host.compose_file)}",
-        f"f config_file {q(host.config_path)}",
-        f"f env_file {q(host.env_path)}",
+        # Content (base64), where a symlink leads (base64), and whether the path is no regular file.
+        "f() { if [ -f \"$2\" ]; then printf '%s ' \"$1\"; base64 -w0 < \"$2\"; echo; fi;"
+        " if [ -L \"$2\" ]; then printf 'real_%s ' \"$1\"; readlink -f -- \"$2\" | tr -d '\\n' | base64 -w0; echo; fi;"
+        " if [ -e \"$2\" ] && [ ! -f \"$2\" ]; then echo \"notfile_$1 1\"; fi; }",
+        *(f"f {name} {q(path)}" for name, path in managed_files(host).items()),
         f"[ -f {q(host.config_path)} ] && echo \"config_mtime $(stat -c %Y {q(host.config_path)})\"",
         # v1 is a Python program that takes half a second to start: finding it is enough.
         "if docker compose version >/dev/null 2>&1; then echo 'flavour v2';"
@@ -80,11 +93,14 @@ def image_script(host: Host) -> str:
             "\"$(docker image inspect --format '{{json .RepoDigests}}' \"$i\" | base64 -w0)\"")
 
 
-def parse_facts(output: str) -> HostFacts:
+def parse_facts(output: str, host: Host | None = None) -> HostFacts:
+    """With the host, managed paths are reported by their names (symlinks, non-files, non-text)."""
     found: dict[str, str] = {}
     for line in output.splitlines():
         key, _, value = line.partition(" ")
         found[key] = value.strip()
+    files = managed_files(host) if host else {}
+    not_text = tuple(path for name, path in files.items() if name in found and not _is_text(found[name]))
     container = None
     if "container" in found:
         container = _container(json.loads(_decode(found["container"])))
@@ -95,21 +111,34 @@ def parse_facts(output: str) -> HostFacts:
             holder = json.loads(_decode(encoded)) if encoded else {}
         except ValueError:
             holder = {}
+    def content(name: str) -> str | None:
+        return _decode(found[name]) if name in found and _is_text(found[name]) else None
     return HostFacts(
-        compose_text=_decode(found["compose_file"]) if "compose_file" in found else None,
-        config_text=_decode(found["config_file"]) if "config_file" in found else None,
-        env_text=_decode(found["env_file"]) if "env_file" in found else None,
+        compose_text=content("compose_file"),
+        config_text=content("config_file"),
+        env_text=content("env_file"),
         compose_flavour=found.get("flavour"),
         container=container,
         config_mtime=float(found["config_mtime"]) if "config_mtime" in found else None,
         image_digests=tuple(json.loads(_decode(found["image_digests"])) or ()) if found.get("image_digests") else (),
         lock_acquired=found.get("lock") == "acquired",
         lock_holder=holder,
+        real_paths={path: _decode(found[f"real_{name}"]) for name, path in files.items() if f"real_{name}" in found},
+        not_files=tuple(path for name, path in files.items() if f"notfile_{name}" in found),
+        not_text=not_text,
     )
 
 
 def _decode(value: str) -> str:
     return base64.b64decode(value).decode("utf-8")
+
+
+def _is_text(value: str) -> bool:
+    try:
+        _decode(value)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _container(data: dict) -> ContainerState:

@@ -6,8 +6,10 @@ No script ever carries a secret: secret files are staged over SFTP and only thei
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
+import re
 import shlex
 from typing import Sequence
 
@@ -21,21 +23,35 @@ COMPOSE_REJECTED = 3
 q = shlex.quote
 
 
+def backup_stem(change: FileChange) -> str:
+    """One name per full path, so two files called config.yaml never share backups, and only
+    characters that need no quoting or glob escaping: `config.yaml.1a2b3c4d`."""
+    readable = re.sub(r"[^A-Za-z0-9._-]", "_", posixpath.basename(change.target))
+    return f"{readable}.{hashlib.sha256(change.target.encode()).hexdigest()[:8]}"
+
+
 def backup_path(host: Host, change: FileChange, deploy_id: str) -> str:
-    return f"{host.backup_dir}/{change.name}.{deploy_id}"
+    return f"{host.backup_dir}/{backup_stem(change)}.{deploy_id}"
 
 
 def temp_path(change: FileChange) -> str:
-    """Beside the target, so the final rename is atomic and the compose CLI resolves relative paths
-    of a file being validated exactly as it will for the real one."""
-    return posixpath.join(posixpath.dirname(change.path), f".{change.name}.litedeploy-new")
+    """Beside the file written (a symlink's target), so the final rename is atomic and the compose
+    CLI resolves relative paths of a file being validated exactly as it will for the real one."""
+    return posixpath.join(posixpath.dirname(change.target), f".{posixpath.basename(change.target)}.litedeploy-new")
+
+
+def _prune(host: Host, change: FileChange) -> str:
+    """Keeps the newest BACKUPS_KEPT backups of one file; safe for any characters in the folder."""
+    return (f"find {q(host.backup_dir)} -maxdepth 1 -type f -name {q(backup_stem(change) + '.*')} -printf '%T@ %p\\n'"
+            f" | sort -rn | tail -n +{BACKUPS_KEPT + 1} | cut -d' ' -f2- | while IFS= read -r old; do"
+            ' rm -f -- "$old"; done')
 
 
 def _restore(host: Host, changes: Sequence[FileChange], deploy_id: str) -> list[str]:
     """Puts back what each target held before this deploy: its backup, or nothing if it was new."""
     lines = []
     for change in changes:
-        backup, temp, target = q(backup_path(host, change, deploy_id)), q(temp_path(change)), q(change.path)
+        backup, temp, target = q(backup_path(host, change, deploy_id)), q(temp_path(change)), q(change.target)
         lines.append(f"if [ -f {backup} ]; then cp -p {backup} {temp} && mv -f {temp} {target}; "
                      f"else rm -f {target}; fi")
     return lines
@@ -56,11 +72,11 @@ def install_script(host: Host, changes: Sequence[FileChange], stage: str, deploy
         f"[ -d {q(host.backup_dir)} ] || install -d -m 0700 -o root -g root {q(host.backup_dir)}",
     ]
     for change in changes:
-        target = q(change.path)
+        target = q(change.target)
         lines.append(f"if [ -f {target} ]; then cp -p {target} {q(backup_path(host, change, deploy_id))}; fi")
     for index, change in enumerate(changes):
-        target, temp = q(change.path), q(temp_path(change))
-        lines.append(f"mkdir -p {q(posixpath.dirname(change.path))}")
+        target, temp = q(change.target), q(temp_path(change))
+        lines.append(f"mkdir -p {q(posixpath.dirname(change.target))}")
         owner = "-o root -g root"
         if change.keep_owner:
             owner = (f"$(if [ -f {target} ]; then stat -c '-m %a -o %u -g %g' {target}; "
@@ -68,7 +84,7 @@ def install_script(host: Host, changes: Sequence[FileChange], stage: str, deploy
             lines.append(f"install {owner} {q(f'{stage}/{index}')} {temp}")
         else:
             lines.append(f"install -m {change.mode} {owner} {q(f'{stage}/{index}')} {temp}")
-    lines += [f"mv -f {q(temp_path(change))} {q(change.path)}" for change in ours]
+    lines += [f"mv -f {q(temp_path(change))} {q(change.target)}" for change in ours]
     if compose:
         temp = q(temp_path(compose[0]))
         log = q(f"{stage}/validate.log")
@@ -78,11 +94,9 @@ def install_script(host: Host, changes: Sequence[FileChange], stage: str, deploy
             f"  echo \"the new compose file was rejected: $(grep -v '^\\s*$' {log} | tail -n 1)\" >&2",
             f"  exit {COMPOSE_REJECTED}",
             "fi",
-            f"mv -f {temp} {q(compose[0].path)}",
+            f"mv -f {temp} {q(compose[0].target)}",
         ]
-    for change in changes:
-        prefix = q(f"{host.backup_dir}/{change.name}.")
-        lines.append(f"ls -1t {prefix}* 2>/dev/null | tail -n +{BACKUPS_KEPT + 1} | xargs -r rm -f --")
+    lines += [_prune(host, change) for change in changes]
     return "\n".join(lines)
 
 

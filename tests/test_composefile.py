@@ -1,6 +1,8 @@
 import pytest
+import yaml
 
-from litedeploy.composefile import Markers, check_compose, find_block, remove_block, replace_block
+from litedeploy.composefile import (Markers, check_compose, check_unmanaged_service, find_block, remove_block,
+                                    replace_block)
 from litedeploy.errors import ComposeFileError
 
 MARKERS = Markers.from_template("# {mark} ANSIBLE MANAGED BLOCK litellm")
@@ -103,3 +105,51 @@ def test_find_block_reports_marker_lines():
 def test_check_compose_names_the_file_on_bad_yaml():
     with pytest.raises(ComposeFileError, match="fox:/etc/compose.yml: line 2 is not valid YAML"):
         check_compose("services:\n  a: b: c\n", "litellm", "fox:/etc/compose.yml")
+
+
+FOUR_SPACES = """\
+services:
+    web:
+        image: nginx
+        ports:
+            - "80:80"
+"""
+RENDERED = "  litellm:\n    image: new\n    command:\n      - --port\n"
+
+
+def test_a_four_space_file_gets_a_four_space_block():
+    edited = replace_block(FOUR_SPACES, RENDERED, MARKERS, "f")
+    assert edited == FOUR_SPACES + ("# BEGIN ANSIBLE MANAGED BLOCK litellm\n    litellm:\n        image: new\n"
+                                    "        command:\n            - --port\n# END ANSIBLE MANAGED BLOCK litellm\n")
+    assert yaml.safe_load(edited)["services"]["litellm"] == {"image": "new", "command": ["--port"]}
+
+
+def test_a_two_space_block_taken_over_in_a_four_space_file_follows_the_file():
+    old = FOUR_SPACES + "# BEGIN ANSIBLE MANAGED BLOCK litellm\n  litellm:\n    image: old\n# END ANSIBLE MANAGED BLOCK litellm\n"
+    edited = replace_block(old, RENDERED, MARKERS, "f")
+    assert "\n    litellm:\n        image: new\n" in edited
+    check_compose(edited, "litellm", "f")
+
+
+def test_an_empty_flow_services_mapping_becomes_a_block():
+    edited = replace_block("services: {}  # none yet\nvolumes: {}\n", BLOCK, MARKERS, "f")
+    assert edited.startswith("services:  # none yet\n# BEGIN")
+    assert set(yaml.safe_load(edited)) == {"services", "volumes"}
+    check_compose(edited, "litellm", "f")
+
+
+def test_a_flow_style_services_mapping_with_services_is_a_clear_error():
+    with pytest.raises(ComposeFileError, match="f: 'services:' is written in flow style"):
+        replace_block("services: {web: {image: nginx}}\n", BLOCK, MARKERS, "f")
+
+
+def test_an_unmarked_service_of_our_name_is_the_admins_and_an_error():
+    text = "services:\n  litellm:\n    image: theirs\n"
+    with pytest.raises(ComposeFileError, match="f: a service 'litellm' is already defined outside"):
+        check_unmanaged_service(text, "litellm", MARKERS, "f")
+    check_unmanaged_service(ANSIBLE_FILE, "litellm", MARKERS, "f")  # inside the markers: ours
+
+
+def test_a_key_given_twice_is_an_error_naming_its_line():
+    with pytest.raises(ComposeFileError, match="f: line 4: duplicate key 'web'"):
+        check_compose("services:\n  web: {}\n  db: {}\n  web: {}\n", None, "f")

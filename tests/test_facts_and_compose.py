@@ -71,3 +71,22 @@ def test_the_running_containers_project_is_kept(repo):
 def test_a_host_without_compose_is_a_clear_error(lab):
     with pytest.raises(RemoteError, match="lab: neither 'docker compose' nor 'docker-compose' is installed"):
         compose_commands(lab, HostFacts(None, None, None, None, None))
+
+
+def test_facts_name_symlinks_directories_and_bytes_that_are_not_text(lab, tmp_path):
+    """The real script on this machine's files: a symlinked compose file, a directory where the
+    config should be, an env file that is not UTF-8."""
+    from dataclasses import replace
+    (tmp_path / "real dir").mkdir()
+    (tmp_path / "real dir/compose.yml").write_text("services: {}\n")
+    (tmp_path / "compose.yml").symlink_to(tmp_path / "real dir/compose.yml")
+    (tmp_path / "gw/config.yaml").mkdir(parents=True)
+    (tmp_path / "gw/litellm.env").write_bytes(b"K=caf\xe9\n")
+    host = replace(lab, compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "gw"),
+                   container_name="no-such-container-litedeploy")
+    output = subprocess.run(["sh", "-c", facts_script(host)], capture_output=True, text=True, check=True).stdout
+    facts = parse_facts(output, host)
+    assert facts.compose_text == "services: {}\n"
+    assert facts.real_paths == {host.compose_file: str(tmp_path / "real dir/compose.yml")}
+    assert facts.not_files == (host.config_path,)
+    assert facts.not_text == (host.env_path,) and facts.env_text is None

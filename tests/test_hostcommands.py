@@ -132,3 +132,39 @@ def test_relay_to_a_closed_port_fails_before_the_mark():
     assert relay.returncode == 1
     assert OUTPUT_STARTS.encode() not in relay.stdout
     assert b"Connection refused" in relay.stderr
+
+
+def test_a_symlinked_compose_file_is_rewritten_at_its_target_keeping_link_owner_and_mode(host, tmp_path):
+    real = tmp_path / "admin's files/compose.yml"
+    real.parent.mkdir()
+    real.write_text("services: {}\n")
+    os.chmod(real, 0o640)
+    os.chown(real, 1234, 1234)
+    link = tmp_path / "compose.yml"
+    link.symlink_to(real)
+    change = FileChange(str(link), "services: {}\n", "services:\n  litellm: {}\n", "0644", keep_owner=True,
+                        resolved=str(real))
+    assert install(host, tmp_path, [change], "4").returncode == 0
+    assert link.is_symlink() and real.read_text() == "services:\n  litellm: {}\n"
+    assert (stat.S_IMODE(real.stat().st_mode), real.stat().st_uid) == (0o640, 1234)
+    subprocess.run(["sh", "-c", restore_script(host, [change], "4")], check=True)
+    assert link.is_symlink() and real.read_text() == "services: {}\n"
+
+
+def test_files_with_one_name_in_two_folders_keep_backups_of_their_own(host, tmp_path):
+    other = tmp_path / "elsewhere/config.yaml"
+    other.parent.mkdir()
+    for n in range(2):
+        changes = [FileChange(host.config_path, None, f"ours {n}\n", "0644"),
+                   FileChange(str(other), None, f"theirs {n}\n", "0644")]
+        assert install(host, tmp_path, changes, f"20260{n}").returncode == 0
+    contents = sorted(open(f"{host.backup_dir}/{name}").read() for name in os.listdir(host.backup_dir))
+    assert contents == ["ours 0\n", "theirs 0\n"]
+
+
+def test_pruning_survives_spaces_and_quotes_in_the_config_folder(repo, tmp_path):
+    lab = load_inventory(repo / "hosts.yaml").host("lab")
+    odd = replace(lab, compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "it's a dir"))
+    for n in range(BACKUPS_KEPT + 3):
+        assert install(odd, tmp_path, [FileChange(odd.config_path, None, f"v{n}\n", "0644")], f"3{n:02}").returncode == 0
+    assert len(os.listdir(odd.backup_dir)) == BACKUPS_KEPT

@@ -74,3 +74,22 @@ def test_a_stopped_container_is_brought_up_even_when_no_file_changed(fox):
 def test_a_config_change_to_a_crash_looping_container_restarts_it(fox):
     plan = plan_deploy(fox, DESIRED, facts_matching(fox, config_text="broken: [\n", container=running(False)))
     assert plan.restart == "restart"
+
+
+def test_a_symlinked_compose_file_is_planned_at_its_target(fox):
+    facts = facts_matching(fox, compose_text="services:\n  web: {}\n",
+                           real_paths={fox.compose_file: "/opt/stack/compose.yml"})
+    compose = plan_deploy(fox, DESIRED, facts).changes[0]
+    assert (compose.path, compose.target) == (fox.compose_file, "/opt/stack/compose.yml")
+
+
+@pytest.mark.parametrize("field, path, message", [
+    ("not_files", "compose_file", "is not a regular file (a directory?)"),
+    ("not_files", "config_path", "is not a regular file (a directory?)"),
+    ("not_text", "compose_file", "is not UTF-8 text"),
+])
+def test_a_path_that_is_no_file_or_no_text_stops_the_plan(fox, field, path, message):
+    from litedeploy.errors import DeployError
+    where = getattr(fox, path)
+    with pytest.raises(DeployError, match=f"fox:{where}: {message}"):
+        plan_deploy(fox, DESIRED, facts_matching(fox, **{field: (where,)}))

@@ -177,5 +177,6 @@ def test_a_missing_or_old_sops_is_a_clear_error(tmp_path, monkeypatch, version, 
         fake.write_text(f"#!/bin/sh\necho '{version}'\n")
         fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))  # nor one beside the interpreter
     with pytest.raises(SecretsError, match=message):
         check_sops()
