@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from litedeploy.composefile import Markers, replace_block
@@ -91,5 +93,5 @@ def test_a_symlinked_compose_file_is_planned_at_its_target(fox):
 def test_a_path_that_is_no_file_or_no_text_stops_the_plan(fox, field, path, message):
     from litedeploy.errors import DeployError
     where = getattr(fox, path)
-    with pytest.raises(DeployError, match=f"fox:{where}: {message}"):
+    with pytest.raises(DeployError, match=re.escape(f"fox:{where}: {message}")):
         plan_deploy(fox, DESIRED, facts_matching(fox, **{field: (where,)}))
