@@ -3,6 +3,7 @@ templates), and the checks that catch a bad render before it reaches the host.""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -55,7 +56,14 @@ def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
                                      undefined=_NamedUndefined, keep_trailing_newline=True,
                                      trim_blocks=True, lstrip_blocks=True, autoescape=False)
     environment.filters["yaml_block"] = yaml_block
+    environment.filters["quoted"] = quoted
     return Templates(environment, load_catalog(catalog_file))
+
+
+def quoted(value: Any) -> str:
+    """A YAML double-quoted scalar (JSON's string syntax): a newline or colon in a value stays in
+    the value instead of starting a key."""
+    return json.dumps(str(value))
 
 
 def yaml_block(value: Any, indent: int) -> str:

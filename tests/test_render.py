@@ -114,3 +114,12 @@ def test_fallbacks_and_the_mock_testing_switch_come_from_vars(templates, hosts):
     config = yaml.safe_load(render_host(templates, opted, SECRETS).config)
     assert config["router_settings"]["fallbacks"] == [{"claude-3-7-sonnet": ["claude-sonnet-4"]}]
     assert config["general_settings"]["dangerously_allow_mock_testing_request_params"] is True
+
+
+@pytest.mark.parametrize("setting", ["image", "container_name"])
+def test_no_inventory_value_can_add_a_key_to_the_compose_block(templates, hosts, setting):
+    from dataclasses import replace
+    sneaky = 'x:1"\n    privileged: true\n    x: "y'
+    block = yaml.safe_load(render_host(templates, replace(hosts.host("fox"), **{setting: sneaky}), SECRETS).block)
+    assert block["litellm"][setting] == sneaky
+    assert "privileged" not in block["litellm"]
