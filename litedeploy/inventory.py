@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import InventoryError, parse_yaml
 
@@ -187,27 +189,62 @@ def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
     settings["vars"] = {**SETTINGS["vars"], **defaults.get("vars", {}), **(entry or {}).get("vars", {})}
     if not settings["address"]:
         raise InventoryError(f"{path}: {where}: 'address' is required")
-    for key in ("ssh_port", "port"):
-        if not isinstance(settings[key], int) or not 0 < settings[key] < 65536:
-            raise InventoryError(f"{path}: {where}: {key!r} must be a port number")
-    if not isinstance(settings["health_timeout"], (int, float)) or settings["health_timeout"] <= 0:
-        raise InventoryError(f"{path}: {where}: 'health_timeout' must be a positive number of seconds")
-    if not isinstance(settings["sudo"], bool):
-        raise InventoryError(f"{path}: {where}: 'sudo' must be true or false")
-    if settings["host_key"] not in HOST_KEY_POLICIES:
-        raise InventoryError(f"{path}: {where}: 'host_key' must be one of {', '.join(HOST_KEY_POLICIES)}")
-    if settings["network_mode"] not in NETWORK_MODES:
-        raise InventoryError(f"{path}: {where}: 'network_mode' must be one of {', '.join(NETWORK_MODES)}")
-    if "{mark}" not in str(settings["marker"]):
-        raise InventoryError(f"{path}: {where}: 'marker' must contain {{mark}}")
-    for key in ("compose_file", "config_dir"):
-        if not str(settings[key]).startswith("/"):
-            raise InventoryError(f"{path}: {where}: {key!r} must be an absolute path on the host")
+    for key, (valid, meaning) in RULES.items():
+        value = settings[key]
+        if value is None and SETTINGS[key] is None and key != "address":
+            continue
+        if not valid(value):
+            raise InventoryError(f"{path}: {where}: {key!r} must be {meaning}, not {value!r}")
     _check_models(settings["vars"].get("models"), path, where)
     for key in LOCAL_PATHS:
         if settings[key] is not None:
             settings[key] = str(path.parent / Path(str(settings[key])).expanduser())
     return Host(name=name, **settings)
+
+
+def _text(pattern: str) -> Callable[[Any], bool]:
+    compiled = re.compile(pattern)
+    return lambda value: isinstance(value, str) and compiled.fullmatch(value) is not None
+
+
+def _port(value: Any) -> bool:
+    return type(value) is int and 0 < value < 65536  # True is an int to Python, not a port
+
+
+def _ip_address(value: Any) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
+_ABSOLUTE_PATH = r"/[^\x00-\x1f]*"
+# Each setting: a check and what it must be, said in the error. Docker's and compose's own rules
+# for names, so a bad one fails here instead of halfway through a deploy.
+RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
+    "address": (_text(r"[^\s/]+"), "a host name or IP address"),
+    "ssh_user": (_text(r"[A-Za-z_][A-Za-z0-9_.-]*\$?"), "a user name"),
+    "ssh_port": (_port, "a port number (1-65535)"),
+    "ssh_key": (_text(r"[^\x00-\x1f]+"), "a path"),
+    "known_hosts": (_text(r"[^\x00-\x1f]+"), "a path"),
+    "host_key": (lambda value: value in HOST_KEY_POLICIES, f"one of {', '.join(HOST_KEY_POLICIES)}"),
+    "sudo": (lambda value: isinstance(value, bool), "true or false"),
+    "compose_file": (_text(_ABSOLUTE_PATH), "an absolute path on the host"),
+    "compose_project": (_text(r"[a-z0-9][a-z0-9_-]*"), "a compose project name (a-z, 0-9, _ and -)"),
+    "config_dir": (_text(r"/[^\x00-\x1f]*[^/\x00-\x1f]"), "an absolute path on the host (not /)"),
+    "image": (_text(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*"), "an image reference (registry/name:tag or @digest)"),
+    "port": (_port, "a port number (1-65535)"),
+    "bind": (_ip_address, "an IP address (0.0.0.0 for all)"),
+    "network_mode": (lambda value: value in NETWORK_MODES, f"one of {', '.join(NETWORK_MODES)}"),
+    "container_name": (_text(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"), "a container name Docker accepts ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
+    "service_name": (_text(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"), "a compose service name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
+    "marker": (_text(r"#[^\n\r]*\{mark\}[^\n\r]*"), "one comment line (# ...) containing {mark}"),
+    "secrets_file": (_text(r"[^\x00-\x1f]+"), "a path"),
+    "age_key_file": (_text(r"[^\x00-\x1f]+"), "a path"),
+    "health_timeout": (lambda value: type(value) in (int, float) and value > 0, "a positive number of seconds"),
+    "profile": (lambda value: value is None or isinstance(value, str), "a profile name"),
+}
 
 
 def _check_models(models: Any, path: Path, where: str) -> None:

@@ -4,6 +4,7 @@ templates), and the checks that catch a bad render before it reaches the host.""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -43,12 +44,20 @@ class _NamedUndefined(jinja2.StrictUndefined):
         return super()._undefined_message
 
 
+# The vars the model catalog reads; the templates add every `vars.NAME` they mention.
+CATALOG_VARS = frozenset({"aws_region", "models", "mock_response", "prompt_caching", "inference_prefix",
+                          "catalog", "ollama_backends", "aws_auth", "fallbacks"})
+_VAR_REFERENCE = re.compile(r"""\bvars(?:\.(\w+)|\[["'](\w+)["']\]|\.get\(["'](\w+)["'])""")
+
+
 @dataclass(frozen=True)
 class Templates:
     """The project's templates and its model catalog: everything a render reads besides the host."""
 
     environment: jinja2.Environment
     catalog: Mapping[str, dict]
+    # Every var a host may set: a key outside this set is a typo, never silently ignored.
+    var_names: frozenset[str] = CATALOG_VARS
 
 
 def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
@@ -57,7 +66,9 @@ def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
                                      trim_blocks=True, lstrip_blocks=True, autoescape=False)
     environment.filters["yaml_block"] = yaml_block
     environment.filters["quoted"] = quoted
-    return Templates(environment, load_catalog(catalog_file))
+    mentioned = {name for template in sorted(Path(templates_dir).glob("*.j2"))
+                 for match in _VAR_REFERENCE.finditer(template.read_text()) for name in match.groups() if name}
+    return Templates(environment, load_catalog(catalog_file), CATALOG_VARS | mentioned)
 
 
 def quoted(value: Any) -> str:
@@ -77,6 +88,10 @@ AWS_AUTH = ("keys", "iam-role")
 
 def render_host(templates: Templates, host: Host, secrets: SecretValues) -> DesiredFiles:
     where = f"hosts.yaml (host {host.name})"
+    unknown = sorted(set(host.vars) - templates.var_names)
+    if unknown:
+        raise RenderError(f"{where}: vars.{unknown[0]} is used by no template nor the model catalog (a typo?); "
+                          f"known: {', '.join(sorted(templates.var_names))}")
     if host.vars.get("aws_auth", "keys") not in AWS_AUTH:
         raise RenderError(f"{where}: vars.aws_auth must be one of {', '.join(AWS_AUTH)}")
     models = resolve_models(host.vars, templates.catalog, where)

@@ -123,3 +123,15 @@ def test_no_inventory_value_can_add_a_key_to_the_compose_block(templates, hosts,
     block = yaml.safe_load(render_host(templates, replace(hosts.host("fox"), **{setting: sneaky}), SECRETS).block)
     assert block["litellm"][setting] == sneaky
     assert "privileged" not in block["litellm"]
+
+
+def test_a_var_no_template_uses_is_a_typo_and_an_error(templates, hosts, own_templates):
+    from dataclasses import replace
+    fox = hosts.host("fox")
+    with pytest.raises(RenderError, match=r"hosts.yaml \(host fox\): vars.promt_caching is used by no template"):
+        render_host(templates, replace(fox, vars={**fox.vars, "promt_caching": True}), SECRETS)
+    # A var of the project's own template is known once a template mentions it.
+    (own_templates / "config.yaml.j2").write_text((own_templates / "config.yaml.j2").read_text()
+                                                  + "# team: {{ vars.team | default('') }}\n")
+    own = load_templates(own_templates, REPO / "models.yaml")
+    assert "team:" in render_host(own, replace(fox, vars={**fox.vars, "team": "ml"}), SECRETS).config

@@ -5,7 +5,7 @@ import sys
 from invoke import task
 
 from ..errors import DeployError
-from .target import HOSTS, PROFILE, hosts_of, project_of, reports_errors
+from .target import HOSTS, PROFILE, hosts_of, project_of, reports_errors, seconds, whole_number
 
 MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
 
@@ -19,19 +19,20 @@ MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
             "parallel": "how many hosts deploy at once (default 10)",
             "serial": "rolling: deploy N hosts at a time and stop after a batch with a failure"})
 @reports_errors
-def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout=60, profile=None,
-           parallel=10, serial=0):
+def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout="60", profile=None,
+           parallel="10", serial="0"):
     """Render, upload what changed, restart only if needed, verify; roll back if the gateway fails."""
     from ..deploy import deploy as run_deploy
+    wait = seconds("lock-timeout", lock_timeout)
+    pool, batch = whole_number("parallel", parallel, 1), whole_number("serial", serial)
     project = project_of(c)
     targets = hosts_of(c, project, host, profile)
     if len(targets) > 1:
-        _deploy_many(project, targets, int(parallel), int(serial) or None, check=check, break_lock=break_lock,
-                     lock_timeout=float(lock_timeout))
+        _deploy_many(project, targets, pool, batch or None, check=check, break_lock=break_lock, lock_timeout=wait)
         return
     target = targets[0]
     try:
-        result = run_deploy(project, target, check=check, break_lock=break_lock, lock_timeout=float(lock_timeout))
+        result = run_deploy(project, target, check=check, break_lock=break_lock, lock_timeout=wait)
     except DeployError as exc:
         print(recap(target.name, changed=0, failed=True, rolled_back=getattr(exc, "rolled_back", False)),
               file=sys.stderr)

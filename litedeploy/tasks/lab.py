@@ -6,7 +6,7 @@ from invoke import task
 
 from .. import lab as local_lab
 from ..errors import DeployError
-from .target import project_of, reports_errors
+from .target import project_of, reports_errors, whole_number
 
 LAB_HOST = "lab"
 
@@ -19,12 +19,13 @@ def _lab(c) -> local_lab.Lab:
 @task(help={"hosts": "also start N hosts in network namespaces (lab1..labN at 10.213.N.2), each with "
                      "its own sshd and Docker engine"})
 @reports_errors
-def up(c, hosts=0):
+def up(c, hosts="0"):
     """Install and start what the lab needs (sshds per host profile, dockerd, the local LiteLLM image,
     compose v2); idempotent."""
-    if not 0 <= hosts <= 200:
-        raise DeployError(f"lab.up: --hosts must be between 0 and 200, not {hosts}")
-    local_lab.up(_lab(c), print, hosts=hosts)
+    count = whole_number("hosts", hosts)
+    if count > 200:
+        raise DeployError(f"lab.up: --hosts must be at most 200 (one 10.213.N.0/24 each), not {count}")
+    local_lab.up(_lab(c), print, hosts=count)
     print("lab: up")
 
 

@@ -17,7 +17,11 @@ from invoke import task
 from ..compose import container_logs
 from ..errors import DeployError
 from ..secrets import REDACTED, RedactedLines, env_pairs
-from .target import HOSTS, PROFILE, on_each_host, reports_errors
+from .target import HOSTS, PROFILE, on_each_host, reports_errors, whole_number
+
+# What `docker logs --since` takes: a Go duration (10m, 1h30m, 2.5s), a time, or a Unix timestamp.
+_SINCE = re.compile(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+|\d{4}-\d{2}-\d{2}([T ][\d:.]+)?(Z|[+-]\d{2}:?\d{2})?"
+                    r"|\d+(\.\d+)?")
 
 PROFILE_RUNNING = "check against this profile (default: the one the host was last deployed with)"
 
@@ -84,15 +88,21 @@ def _trouble(report) -> str:
             "since": "only lines since this time (10m, 2h, 2026-11-22T10:00)",
             "grep": "only lines matching this regular expression"})
 @reports_errors
-def logs(c, host=None, tail=100, follow=False, since=None, grep=None):
+def logs(c, host=None, tail="100", follow=False, since=None, grep=None):
     """The litellm container's log lines, with every secret value masked."""
     from ..session import opened
-    pattern = re.compile(grep) if grep else None
+    lines = whole_number("tail", tail)
+    try:
+        pattern = re.compile(grep) if grep else None
+    except re.error as exc:
+        raise DeployError(f"--grep {grep!r} is not a regular expression: {exc}") from None
+    if since is not None and not _SINCE.fullmatch(since):
+        raise DeployError(f"--since {since!r} is neither a duration (10m, 1h30m) nor a time (2026-11-23T10:00:00)")
 
     def show(project, target):
         with opened(target) as session:
             out = RedactedLines(sys.stdout, session.redact, pattern.search if pattern else lambda line: True)
-            code = session.remote.stream(container_logs(target, int(tail), follow, since), out)
+            code = session.remote.stream(container_logs(target, lines, follow, since), out)
             out.close()
         if code not in (0, None):
             raise DeployError(f"{target.name}: docker logs failed (exit {code}): is the container there?")

@@ -26,6 +26,28 @@ HOSTS = "inventory name of the host, a group, or several: a,b"
 PROFILE = "a profile from hosts.yaml's profiles (default: the host's own)"
 
 
+# Numeric options are declared with string defaults and parsed here: Invoke's own int parsing
+# would end a typo like `--tail abc` in a traceback.
+def whole_number(option: str, value: str | int, minimum: int = 0) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise DeployError(f"--{option} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise DeployError(f"--{option} must be at least {minimum}, not {number}")
+    return number
+
+
+def seconds(option: str, value: str | float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DeployError(f"--{option} must be a number of seconds, not {value!r}") from None
+    if not 0 <= number < float("inf"):
+        raise DeployError(f"--{option} must be zero or more seconds, not {value}")
+    return number
+
+
 def project_of(c) -> Project:
     from ..project import load_project
     settings = c.config.litellm
