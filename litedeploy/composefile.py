@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import yaml
+
 from .errors import ComposeFileError, parse_yaml
 
 _TOP_LEVEL_KEY = re.compile(r"^[^\s#][^:]*:")
@@ -142,6 +144,25 @@ def check_unmanaged_service(text: str, service: str, markers: Markers, source: s
     if isinstance(services, dict) and service in services:
         raise ComposeFileError(f"{source}: a service {service!r} is already defined outside the "
                                f"{markers.begin!r} block; remove it, wrap it in the markers, or set service_name")
+
+
+def served_port(text: str, service: str) -> int | None:
+    """The host port a compose service answers on: its first published port, else the `--port` of
+    its command (host networking); None when the file does not say."""
+    try:
+        definition = ((yaml.safe_load(text) or {}).get("services") or {}).get(service) or {}
+    except (yaml.YAMLError, AttributeError):
+        return None
+    ports = definition.get("ports") or []
+    command = definition.get("command") or []
+    try:
+        if ports and isinstance(ports[0], (str, int)):
+            return int(str(ports[0]).rsplit(":", 2)[-2]) if ":" in str(ports[0]) else int(ports[0])
+        if isinstance(command, list) and "--port" in command[:-1]:
+            return int(command[command.index("--port") + 1])
+    except ValueError:
+        pass  # a range or a ${VARIABLE}: not a port we can name
+    return None
 
 
 def check_compose(text: str, service: str | None, source: str) -> None:

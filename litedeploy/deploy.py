@@ -11,13 +11,13 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, TextIO
 
 from .compose import ComposeCommands, compose_commands, container_logs
-from .composefile import Markers, find_block, remove_block
+from .composefile import Markers, find_block, remove_block, served_port
 from .errors import DeployError, DeployFailed, RemoteError, VerifyError
 from .facts import HostFacts
 from .hostcommands import audit_script, restore_script, unlock_script
@@ -129,6 +129,12 @@ def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: Tex
     host, remote = session.host, session.remote
     plan = plan_deploy(host, desired, facts)
     commands = compose_commands(host, facts) if plan.changed else None
+    if plan.restart == "up" and not (facts.container and facts.container.running):
+        # A new container could not bind the port; fail before the host changes, naming who has it.
+        other = remote.container_and_port(host.port).held_by_other(host.container_name)
+        if other:
+            raise DeployError(f"{host.name}: port {host.port} is already in use by {other}; stop it or set "
+                              "another port in hosts.yaml")
     if plan.changes:
         remote.install(plan.changes, deploy_id, commands)
     try:
@@ -169,7 +175,9 @@ def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: Compos
         if not before.container.running:
             remote.run(["docker", "stop", host.container_name], check=False)
             return True, "rolled back: previous files restored, the container left stopped as it was"
-        seconds = session.start_and_wait(commands.bringing_up(plan.restart), out)
+        # The restored files may serve another port than the one this deploy wanted.
+        port = served_port(before.compose_text or "", host.service_name) or host.port
+        seconds = replace(session, host=replace(host, port=port)).start_and_wait(commands.bringing_up(plan.restart), out)
         return True, f"rolled back: previous files and container restored, answering again after {seconds:.1f} s"
     except DeployError as exc:
         return False, f"ROLLBACK FAILED too: {exc}"

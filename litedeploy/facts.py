@@ -54,6 +54,12 @@ class HostFacts:
     not_files: tuple[str, ...] = ()
     # Managed paths whose bytes are not UTF-8 text.
     not_text: tuple[str, ...] = ()
+    # What listens on the gateway's port ("container NAME", "process CMD (pid N)"), where asked.
+    port_holder: str | None = None
+
+    def held_by_other(self, container_name: str) -> str | None:
+        """The port's holder when it is not our container."""
+        return None if self.port_holder in (None, f"container {container_name}") else self.port_holder
 
 
 # The files a deploy manages, by the fact name that carries each one's content.
@@ -93,6 +99,25 @@ def image_script(host: Host) -> str:
             "\"$(docker image inspect --format '{{json .RepoDigests}}' \"$i\" | base64 -w0)\"")
 
 
+def port_holder_script(port: int) -> str:
+    """Prints `port_holder container NAME` or `port_holder process COMMAND (pid N)` for whatever
+    listens on the gateway's port: a published port through Docker, else the listening process
+    (whose cgroup names its container, if it runs in one)."""
+    port = int(port)
+    return "\n".join([
+        f"h=$(docker ps --filter publish={port} --format '{{{{.Names}}}}' 2>/dev/null | head -n 1)",
+        "if [ -n \"$h\" ]; then echo \"port_holder container $h\";",
+        f"elif pid=$(ss -Hltnp 'sport = :{port}' 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)"
+        " && [ -n \"$pid\" ]; then",
+        "  cid=$(grep -o -E '[0-9a-f]{64}' /proc/$pid/cgroup 2>/dev/null | head -n 1)",
+        "  name=$([ -n \"$cid\" ] && docker inspect --format '{{.Name}}' \"$cid\" 2>/dev/null | tr -d /)",
+        "  if [ -n \"$name\" ]; then echo \"port_holder container $name\";",
+        "  else echo \"port_holder process $(cat /proc/$pid/comm 2>/dev/null) (pid $pid)\"; fi",
+        "fi",
+        "true",
+    ])
+
+
 def parse_facts(output: str, host: Host | None = None) -> HostFacts:
     """With the host, managed paths are reported by their names (symlinks, non-files, non-text)."""
     found: dict[str, str] = {}
@@ -126,6 +151,7 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
         real_paths={path: _decode(found[f"real_{name}"]) for name, path in files.items() if f"real_{name}" in found},
         not_files=tuple(path for name, path in files.items() if f"notfile_{name}" in found),
         not_text=not_text,
+        port_holder=found.get("port_holder"),
     )
 
 

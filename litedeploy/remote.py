@@ -16,7 +16,7 @@ from invoke.exceptions import AuthFailure
 
 from .compose import ComposeCommands
 from .errors import ComposeFileError, RemoteError
-from .facts import ContainerState, HostFacts, container_script, facts_script, parse_facts
+from .facts import ContainerState, HostFacts, container_script, facts_script, parse_facts, port_holder_script
 from .hostcommands import (COMPOSE_REJECTED, OUTPUT_STARTS, after_output_start, install_script, lock_script, marked,
                            relay_command, temp_path, unlock_script)
 from .inventory import Host
@@ -156,6 +156,11 @@ class Remote:
 
     def container_state(self) -> ContainerState | None:
         return parse_facts(self.run(["sh", "-c", container_script(self.host)]).stdout).container
+
+    def container_and_port(self, port: int) -> HostFacts:
+        """The container's state and what holds the port, in one round trip."""
+        script = f"{container_script(self.host)}\n{port_holder_script(port)}"
+        return parse_facts(self.run(["sh", "-c", script]).stdout)
 
     def run_and_inspect(self, command: Sequence[str]) -> ContainerState | None:
         """Runs a compose verb and reads the container's state right after, in one round trip: the

@@ -12,6 +12,8 @@ from typing import Iterator, Sequence, TextIO
 from .inventory import Host
 from .remote import Remote
 from .secrets import Redactor, SecretValues, decrypt_secrets
+from .errors import VerifyError
+from .facts import ContainerState
 from .verify import Gateway, container_failure, tunnel_gateway, wait_until_live
 
 SUDO_PASSWORD = "SUDO_PASSWORD"
@@ -29,14 +31,28 @@ class Session:
 
     @property
     def gateway(self) -> Gateway:
-        return tunnel_gateway(self.remote, self.secrets["LITELLM_MASTER_KEY"])
+        return tunnel_gateway(self.remote, self.host.port, self.secrets["LITELLM_MASTER_KEY"])
 
     def start_and_wait(self, command: Sequence[str], out: TextIO = sys.stderr) -> float:
         """Runs a compose verb that (re)starts the container and waits until it answers; a crash loop
         ends the wait early."""
         baseline = self.remote.run_and_inspect(command)
-        return wait_until_live(self.gateway, self.host.health_timeout, out,
-                               watch=lambda: container_failure(self.remote.container_state(), baseline))
+        seconds = wait_until_live(self.gateway, self.host.health_timeout, out,
+                                  watch=lambda: container_failure(self.remote.container_state(), baseline))
+        self.check_answering_is_ours(baseline)
+        return seconds
+
+    def check_answering_is_ours(self, baseline: ContainerState | None) -> None:
+        """An answer on the port may come from someone else (an old container under another name, a
+        second gateway) while ours crash-loops: ours must run, unrestarted, and hold the port."""
+        now = self.remote.container_and_port(self.host.port)
+        failure = container_failure(now.container, baseline)
+        if failure:
+            raise VerifyError(f"{self.host.name}: {failure}")
+        other = now.held_by_other(self.host.container_name)
+        if other:
+            raise VerifyError(f"{self.host.name}: port {self.host.port} answers, but from {other}, "
+                              f"not the {self.host.container_name} container")
 
 
 def host_file(host: Host) -> Path:

@@ -73,10 +73,10 @@ class Gateway:
             stream.close()
 
 
-def tunnel_gateway(remote: Remote, master_key: str) -> Gateway:
+def tunnel_gateway(remote: Remote, port: int, master_key: str) -> Gateway:
     host = remote.host
-    return Gateway(host.name, lambda timeout: remote.stream_to(host.port, timeout),
-                   f"{host.local_address}:{host.port}", master_key)
+    return Gateway(host.name, lambda timeout: remote.stream_to(port, timeout), f"{host.local_address}:{port}",
+                   master_key)
 
 
 def direct_gateway(name: str, url: str, master_key: str) -> Gateway:

@@ -153,3 +153,16 @@ def test_an_unmarked_service_of_our_name_is_the_admins_and_an_error():
 def test_a_key_given_twice_is_an_error_naming_its_line():
     with pytest.raises(ComposeFileError, match="f: line 4: duplicate key 'web'"):
         check_compose("services:\n  web: {}\n  db: {}\n  web: {}\n", None, "f")
+
+
+@pytest.mark.parametrize("text, port", [
+    ('services:\n  litellm:\n    ports: ["127.0.0.1:4001:4000"]\n', 4001),
+    ("services:\n  litellm:\n    ports:\n      - 4002:4000\n", 4002),
+    ('services:\n  litellm:\n    network_mode: host\n    command: ["--port", "14001"]\n', 14001),
+    ('services:\n  litellm:\n    ports: ["${PORT}:4000"]\n', None),
+    ("services: {}\n", None),
+    ("services: [\n", None),
+])
+def test_the_port_a_previous_compose_file_served_is_read_back_for_a_rollback(text, port):
+    from litedeploy.composefile import served_port
+    assert served_port(text, "litellm") == port
