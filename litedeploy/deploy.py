@@ -98,6 +98,9 @@ def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: b
         record.update(result="failed", error=session.redact(str(exc)),
                       rolled_back=getattr(exc, "rolled_back", False))
         raise
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one, before anything changed
+        record.update(result="interrupted")
+        raise
     finally:
         try:
             session.remote.run(["sh", "-c", f"{audit_script(session.host, record)}\n{unlock_script(session.host)}"])
@@ -117,6 +120,9 @@ def _take_lock(session: Session, timeout: float, out: TextIO, break_lock: bool) 
         holder = facts.lock_holder or {}
         who = (f"{holder.get('user', '?')}@{holder.get('from', '?')} (pid {holder.get('pid', '?')}) "
                f"since {holder.get('since', '?')}")
+        if facts.lock_live:
+            raise DeployError(f"{session.host.name}: --break-lock refused: the deploy holding the lock, {who}, is "
+                              f"still connected (sshd pid {facts.lock_live}); wait for it with --lock-timeout")
         if time.monotonic() > deadline:
             raise DeployError(f"{session.host.name}: another deploy holds the lock: {who}; if it is stale, "
                               "run again with --break-lock")
@@ -139,13 +145,14 @@ def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: Tex
         remote.install(plan.changes, deploy_id, commands)
     try:
         health, models = _restart_and_verify(session, plan, SmokePlan.of(desired.config), commands, out)
-    except DeployError as failure:
+    except (DeployError, KeyboardInterrupt) as failure:
         if not plan.changed:
             raise  # we changed nothing: there is nothing to roll back to
+        reason = f"{host.name}: interrupted" if isinstance(failure, KeyboardInterrupt) else str(failure)
         logs = remote.run(container_logs(host, LOG_LINES_ON_FAILURE), check=False)
         tail = session.redact(logs.stdout + logs.stderr)
         rolled_back, how = _roll_back(session, plan, facts, commands, deploy_id, out)
-        raise DeployFailed(f"{failure}; {how}", details=tail, rolled_back=rolled_back) from None
+        raise DeployFailed(f"{reason}; {how}", details=tail, rolled_back=rolled_back) from None
     return DeployResult(host.name, plan, health, models, _diffs(plan, session))
 
 

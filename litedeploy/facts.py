@@ -48,6 +48,8 @@ class HostFacts:
     # Set when the facts were gathered together with an attempt to take the deploy lock.
     lock_acquired: bool = False
     lock_holder: dict | None = None
+    # --break-lock found the holder still connected (its sshd pid): the lock stays.
+    lock_live: str | None = None
     # Managed paths that are symlinks -> the file they lead to (which is what gets rewritten).
     real_paths: Mapping[str, str] = field(default_factory=dict)
     # Managed paths that exist but are no regular file (a directory, a device).
@@ -147,6 +149,7 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
         config_mtime=float(found["config_mtime"]) if "config_mtime" in found else None,
         image_digests=tuple(json.loads(_decode(found["image_digests"])) or ()) if found.get("image_digests") else (),
         lock_acquired=found.get("lock") == "acquired",
+        lock_live=found.get("lock_live"),
         lock_holder=holder,
         real_paths={path: _decode(found[f"real_{name}"]) for name, path in files.items() if f"real_{name}" in found},
         not_files=tuple(path for name, path in files.items() if f"notfile_{name}" in found),

@@ -109,18 +109,32 @@ def lock_path(host: Host) -> str:
     return f"/run/lock/litedeploy{host.config_dir.replace('/', '_')}"
 
 
+# The pid of the sshd process serving this SSH connection (sshd-session since OpenSSH 9.8): it lives
+# exactly as long as the deploy that took the lock stays connected.
+_CONNECTION_PID = ("c=$$; while [ \"$c\" -gt 1 ]; do case $(cat /proc/$c/comm 2>/dev/null) in"
+                   " sshd|sshd-session) break;; esac; c=$(cut -d' ' -f4 /proc/$c/stat 2>/dev/null || echo 1); done")
+
+
 def lock_script(host: Host, owner: dict) -> str:
-    """Takes the lock atomically (mkdir) and says so, or prints who holds it."""
+    """Takes the lock atomically (mkdir) and says so, or prints who holds it; the holder's SSH
+    connection is recorded, so a lock is known to be live while that connection is."""
     lock = q(lock_path(host))
     return "\n".join([
-        f"if mkdir {lock} 2>/dev/null; then printf '%s\\n' {q(json.dumps(owner))} > {lock}/owner;"
-        " echo 'lock acquired';",
+        f"if mkdir {lock} 2>/dev/null; then printf '%s\\n' {q(json.dumps(owner))} > {lock}/owner;",
+        f"  {_CONNECTION_PID}; echo \"$c\" > {lock}/connection; echo 'lock acquired';",
         f"else printf 'lock held '; base64 -w0 < {lock}/owner 2>/dev/null; echo; fi",
     ])
 
 
 def unlock_script(host: Host) -> str:
     return f"rm -rf {q(lock_path(host))}"
+
+
+def break_stale_lock_script(host: Host) -> str:
+    """Removes the lock unless the connection of the deploy holding it is still open."""
+    lock = q(lock_path(host))
+    return (f"c=$(cat {lock}/connection 2>/dev/null); case $(cat /proc/${{c:-0}}/comm 2>/dev/null) in"
+            f" sshd|sshd-session) echo \"lock_live $c\";; *) rm -rf {lock};; esac")
 
 
 def audit_script(host: Host, record: dict) -> str:

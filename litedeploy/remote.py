@@ -18,7 +18,7 @@ from .compose import ComposeCommands
 from .errors import ComposeFileError, RemoteError
 from .facts import ContainerState, HostFacts, container_script, facts_script, parse_facts, port_holder_script
 from .hostcommands import (COMPOSE_REJECTED, OUTPUT_STARTS, after_output_start, install_script, lock_script, marked,
-                           relay_command, temp_path, unlock_script)
+                           break_stale_lock_script, relay_command, temp_path, unlock_script)
 from .inventory import Host
 from .plan import FileChange
 
@@ -147,8 +147,14 @@ class Remote:
         if lock_owner is not None:
             script = f"{lock_script(self.host, lock_owner)}\n{script}"
         if break_lock:
-            script = f"{unlock_script(self.host)}\n{script}"
-        return parse_facts(self.run(["sh", "-c", script]).stdout, self.host)
+            script = f"{break_stale_lock_script(self.host)}\n{script}"
+        output = self.run(["sh", "-c", script]).stdout
+        try:
+            return parse_facts(output, self.host)
+        except Exception:
+            if "lock acquired" in output.splitlines():
+                self.run(["sh", "-c", unlock_script(self.host)], check=False)  # never leave a lock behind
+            raise
 
     def stream(self, command: Sequence[str], out) -> int:
         """Runs argv with its stdout and stderr written to `out` as they arrive; returns the exit code."""

@@ -5,7 +5,8 @@ import sys
 from invoke import task
 
 from ..errors import DeployError
-from .target import HOSTS, PROFILE, hosts_of, project_of, reports_errors, seconds, whole_number
+from .target import (HOSTS, PROFILE, hosts_of, project_of, reports_errors, seconds, terminate_as_interrupt,
+                     whole_number)
 
 MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
 
@@ -32,7 +33,8 @@ def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout
         return
     target = targets[0]
     try:
-        result = run_deploy(project, target, check=check, break_lock=break_lock, lock_timeout=wait)
+        with terminate_as_interrupt():
+            result = run_deploy(project, target, check=check, break_lock=break_lock, lock_timeout=wait)
     except DeployError as exc:
         print(recap(target.name, changed=0, failed=True, rolled_back=getattr(exc, "rolled_back", False)),
               file=sys.stderr)

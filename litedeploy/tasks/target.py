@@ -9,9 +9,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from invoke.exceptions import Exit
 
@@ -46,6 +49,20 @@ def seconds(option: str, value: str | float) -> float:
     if not 0 <= number < float("inf"):
         raise DeployError(f"--{option} must be zero or more seconds, not {value}")
     return number
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI job cancelled, `kill`) is handled like Ctrl-C, so a deploy rolls back and
+    writes its audit line instead of dying with the host half changed and the lock held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def project_of(c) -> Project:
