@@ -74,6 +74,17 @@ def command_lines_seen():
         watcher.join()
 
 
+def fails_with(run: subprocess.CompletedProcess, *expected: str) -> str:
+    """Exit 1, no traceback, and a last line `error: ...` holding every expected text."""
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    for text in expected:
+        assert text in last, last
+    return last
+
+
 def deployed_once(host: "LabHost", compose: str) -> "LabHost":
     """The host with the admin's compose file in place and a first deploy done."""
     host.root.joinpath("compose.yml").write_text(compose)
@@ -123,7 +134,8 @@ class LabHost:
     def snapshot(self) -> dict:
         """Every file we manage (bytes) and the container's identity: equal snapshots, unchanged host."""
         files = [self.root / "compose.yml", self.root / "litellm/config.yaml", self.root / "litellm/litellm.env"]
-        state = {str(path): path.read_bytes() if path.exists() else None for path in files}
+        state = {str(path): path.read_bytes() if path.is_file() else "a directory" if path.is_dir() else None
+                 for path in files}
         found = subprocess.run([*self.docker, "inspect", self.container], capture_output=True, text=True)
         container = json.loads(found.stdout)[0] if found.returncode == 0 else None
         state["container"] = (container["Id"], container["State"]["StartedAt"]) if container else None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyrage
 import pytest
 
-from conftest import REPO, copy_templates, encrypt_for_lab, lab_secrets
+from conftest import REPO, copy_templates, encrypt_for_lab, fails_with, lab_secrets
 
 pytestmark = pytest.mark.lab
 
@@ -23,16 +23,6 @@ def host(deployed):
     yield deployed
     deployed.write_inventory()
     assert deployed.snapshot() == before, "the host changed"
-
-
-def fails_with(run: subprocess.CompletedProcess, *expected: str) -> str:
-    assert run.returncode == 1, run.stdout + run.stderr
-    assert "Traceback" not in run.stderr
-    last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ")
-    for text in expected:
-        assert text in last, last
-    return last
 
 
 def new_key(tmp_path: Path, name: str) -> Path:

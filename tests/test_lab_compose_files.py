@@ -1,0 +1,149 @@
+"""Compose files as admins write them, and a port someone else holds: each deploys correctly, or
+fails in one line naming the culprit with the host byte for byte as it was (or rolled back and
+verified). Under compose v2 and v1, whose validation differs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import TEAM_COMPOSE, deployed_once, fails_with, free_port
+
+pytestmark = pytest.mark.lab
+
+
+def wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def deploys(host) -> None:
+    run = host.run("deploy", "--host", host.name)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert host.run("ops.smoke", "--host", host.name).returncode == 0
+
+
+def refused_untouched(host, *expected: str) -> str:
+    before = host.snapshot()
+    last = fails_with(host.run("deploy", "--host", host.name), *expected)
+    assert host.snapshot() == before, "the host changed"
+    return last
+
+
+def test_a_symlinked_compose_file_is_edited_at_its_target_and_keeps_owner_mode_and_link(fresh_lab_host):
+    host = fresh_lab_host()
+    real = host.root / "stack files" / "docker-compose.yml"
+    real.parent.mkdir()
+    real.write_text(TEAM_COMPOSE)
+    os.chmod(real, 0o640)
+    os.chown(real, 1234, 1234)
+    (host.root / "compose.yml").symlink_to(real)
+    deploys(host)
+    assert (host.root / "compose.yml").is_symlink()
+    assert set(yaml.safe_load(real.read_text())["services"]) == {"web", "litellm"}
+    info = real.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o640, 1234, 1234)
+
+
+def test_a_four_space_compose_file_gets_a_four_space_block(fresh_lab_host):
+    host = fresh_lab_host()
+    four = "services:\n    web:\n        image: nginx:alpine\n"
+    (host.root / "compose.yml").write_text(four)
+    deploys(host)
+    text = (host.root / "compose.yml").read_text()
+    assert text.startswith(four) and "\n    litellm:\n        container_name:" in text
+
+
+def test_an_empty_flow_services_mapping_takes_the_block(fresh_lab_host):
+    host = fresh_lab_host()
+    (host.root / "compose.yml").write_text("services: {}\n")
+    deploys(host)
+
+
+@pytest.mark.parametrize("compose, expected", [
+    ("services: {web: {image: nginx:alpine}}\n", "'services:' is written in flow style"),
+    ("services:\n  litellm:\n    image: theirs:1\n", "a service 'litellm' is already defined outside"),
+    ("services:\n  web:\n    image: a\n  web:\n    image: b\n", "line 4: duplicate key 'web'"),
+])
+def test_a_compose_file_we_must_not_edit_is_named_and_left_alone(fresh_lab_host, compose, expected):
+    host = fresh_lab_host()
+    (host.root / "compose.yml").write_text(compose)
+    refused_untouched(host, f"{host.name}:{host.root / 'compose.yml'}", expected)
+
+
+def test_a_compose_file_that_is_not_utf8_is_named_and_left_alone(fresh_lab_host):
+    host = fresh_lab_host()
+    (host.root / "compose.yml").write_bytes(b"# \xe9quipe\nservices:\n  web:\n    image: nginx:alpine\n")
+    refused_untouched(host, "is not UTF-8 text")
+
+
+def test_a_compose_path_that_is_a_directory_is_named_and_left_alone(fresh_lab_host):
+    host = fresh_lab_host()
+    (host.root / "compose.yml").mkdir()
+    refused_untouched(host, f"{host.root / 'compose.yml'}: is not a regular file")
+
+
+def test_a_config_folder_with_spaces_and_quotes_deploys_and_keeps_five_backups(fresh_lab_host):
+    host = fresh_lab_host()
+    host.entry["config_dir"] = str(host.root / "it's a gateway")
+    host.write_inventory()
+    (host.root / "compose.yml").write_text(TEAM_COMPOSE)
+    deploys(host)
+    for n in range(6):
+        host.write_inventory(mock_response=f"answer {n}")
+        assert host.run("deploy", "--host", host.name).returncode == 0
+    backups = os.listdir(host.root / "it's a gateway" / "backups")
+    assert len([name for name in backups if name.startswith("config.yaml.")]) == 5
+
+
+def test_a_first_deploy_onto_a_port_another_container_holds_names_it(fresh_lab_host):
+    squatter = fresh_lab_host("-squatter")
+    deployed_once(squatter, TEAM_COMPOSE)
+    host = fresh_lab_host()
+    host.entry["port"] = squatter.port
+    host.write_inventory()
+    (host.root / "compose.yml").write_text(TEAM_COMPOSE)
+    refused_untouched(host, f"port {squatter.port} is already in use by container {squatter.container}")
+
+
+def test_a_first_deploy_onto_a_port_a_process_holds_names_the_process(fresh_lab_host):
+    host = fresh_lab_host()
+    port = free_port()
+    holder = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port)
+        host.entry["port"] = port
+        host.write_inventory()
+        (host.root / "compose.yml").write_text(TEAM_COMPOSE)
+        refused_untouched(host, f"port {port} is already in use by process python", f"(pid {holder.pid})")
+    finally:
+        holder.terminate()
+        holder.wait()
+
+
+def test_moving_to_a_port_another_gateway_holds_is_rolled_back_and_verified(fresh_lab_host):
+    squatter = deployed_once(fresh_lab_host("-squatter"), TEAM_COMPOSE)
+    host = deployed_once(fresh_lab_host(), TEAM_COMPOSE)
+    old_port = host.port
+    host.entry["port"] = squatter.port
+    host.write_inventory()
+    last = fails_with(host.run("deploy", "--host", host.name),
+                      f"port {squatter.port} answers, but from container {squatter.container}",
+                      "rolled back: previous files and container restored, answering again")
+    assert "ROLLBACK FAILED" not in last
+    host.entry["port"] = old_port
+    host.write_inventory()
+    assert host.run("ops.smoke", "--host", host.name).returncode == 0
