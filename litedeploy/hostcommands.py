@@ -48,12 +48,14 @@ def _prune(host: Host, change: FileChange) -> str:
 
 
 def _restore(host: Host, changes: Sequence[FileChange], deploy_id: str) -> list[str]:
-    """Puts back what each target held before this deploy: its backup, or nothing if it was new."""
+    """Puts back what each target held before this deploy: its backup's bytes with the owner and mode
+    the target has (backups themselves are 0600), or nothing if it was new."""
     lines = []
     for change in changes:
         backup, temp, target = q(backup_path(host, change, deploy_id)), q(temp_path(change)), q(change.target)
-        lines.append(f"if [ -f {backup} ]; then cp -p {backup} {temp} && mv -f {temp} {target}; "
-                     f"else rm -f {target}; fi")
+        lines.append(f"if [ -f {backup} ]; then cp {backup} {temp} && if [ -e {target} ]; then"
+                     f" chown --reference={target} {temp} && chmod --reference={target} {temp}; fi"
+                     f" && mv -f {temp} {target}; else rm -f {target}; fi")
     return lines
 
 
@@ -73,7 +75,9 @@ def install_script(host: Host, changes: Sequence[FileChange], stage: str, deploy
     ]
     for change in changes:
         target = q(change.target)
-        lines.append(f"if [ -f {target} ]; then cp -p {target} {q(backup_path(host, change, deploy_id))}; fi")
+        # 0600 whatever the original's mode: a compose file taken over may hold secrets in plain text.
+        backup = q(backup_path(host, change, deploy_id))
+        lines.append(f"if [ -f {target} ]; then cp -p {target} {backup} && chmod 0600 {backup}; fi")
     for index, change in enumerate(changes):
         target, temp = q(change.target), q(temp_path(change))
         lines.append(f"mkdir -p {q(posixpath.dirname(change.target))}")

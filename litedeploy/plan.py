@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,6 +41,8 @@ class FileChange:
 class Plan:
     changes: tuple[FileChange, ...]
     restart: str | None  # None, "restart" (config only) or "up" (create or recreate)
+    # Things the admin should act on although the deploy goes ahead.
+    warnings: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -69,7 +72,18 @@ def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
     if desired.config != facts.config_text:
         changes.append(FileChange(host.config_path, facts.config_text, desired.config, "0644",
                                   resolved=facts.real_paths.get(host.config_path)))
-    return Plan(tuple(changes), restart_verb(host, changes, facts))
+    return Plan(tuple(changes), restart_verb(host, changes, facts),
+                plaintext_secrets_warning(host, facts.compose_text or "", desired.secret_names))
+
+
+def plaintext_secrets_warning(host: Host, compose_text: str, secret_names: tuple[str, ...]) -> tuple[str, ...]:
+    """A compose file taken over (the old role wrote the master key into `environment:`) may hold
+    our secrets in plain text: they now move to the env file, and the old ones should be rotated."""
+    found = [name for name in secret_names if re.search(rf"\b{re.escape(name)}\s*[=:]\s*[^\s$]", compose_text)]
+    if not found:
+        return ()
+    return (f"{host.compose_file} held {', '.join(found)} in plain text; its backup in {host.backup_dir} is 0600 "
+            f"and the secrets now live in {host.env_path}; rotate them (inv secrets.rotate --host {host.name})",)
 
 
 def restart_verb(host: Host, changes: list[FileChange], facts: HostFacts) -> str | None:

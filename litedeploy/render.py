@@ -15,7 +15,7 @@ import yaml
 from .catalog import load_catalog, resolve_models
 from .errors import RenderError, parse_yaml
 from .inventory import Host
-from .secrets import SecretValues
+from .secrets import SecretValues, env_pairs
 
 CONFIG_TEMPLATE = "config.yaml.j2"
 ENV_TEMPLATE = "litellm.env.j2"
@@ -29,6 +29,8 @@ class DesiredFiles:
     config: str
     env: str
     block: str
+    # The env file's variables that hold secrets (the rest, like the region, do not).
+    secret_names: tuple[str, ...] = ()
 
 
 class _NamedUndefined(jinja2.StrictUndefined):
@@ -96,9 +98,10 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
         raise RenderError(f"{where}: vars.aws_auth must be one of {', '.join(AWS_AUTH)}")
     models = resolve_models(host.vars, templates.catalog, where)
     context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models}
-    files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host),
-                         env=_render(templates, ENV_TEMPLATE, context, host),
-                         block=_render(templates, BLOCK_TEMPLATE, context, host))
+    env = _render(templates, ENV_TEMPLATE, context, host)
+    files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env,
+                         block=_render(templates, BLOCK_TEMPLATE, context, host),
+                         secret_names=tuple(name for name in env_pairs(env) if name in secrets))
     check_config(files.config, host)
     check_block(files.block, host)
     return files

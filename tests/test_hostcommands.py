@@ -168,3 +168,15 @@ def test_pruning_survives_spaces_and_quotes_in_the_config_folder(repo, tmp_path)
     for n in range(BACKUPS_KEPT + 3):
         assert install(odd, tmp_path, [FileChange(odd.config_path, None, f"v{n}\n", "0644")], f"3{n:02}").returncode == 0
     assert len(os.listdir(odd.backup_dir)) == BACKUPS_KEPT
+
+
+def test_backups_are_0600_whatever_the_original_and_restore_keeps_the_targets_mode(host, tmp_path):
+    (tmp_path / "compose.yml").write_text("services: {}\n# KEY=plain\n")
+    os.chmod(tmp_path / "compose.yml", 0o644)
+    change = FileChange(host.compose_file, "x", "services:\n  litellm: {}\n", "0644", keep_owner=True)
+    assert install(host, tmp_path, [change], "5").returncode == 0
+    (backup,) = os.listdir(host.backup_dir)
+    assert stat.S_IMODE(os.stat(f"{host.backup_dir}/{backup}").st_mode) == 0o600
+    subprocess.run(["sh", "-c", restore_script(host, [change], "5")], check=True)
+    assert stat.S_IMODE(os.stat(tmp_path / "compose.yml").st_mode) == 0o644
+    assert (tmp_path / "compose.yml").read_text() == "services: {}\n# KEY=plain\n"

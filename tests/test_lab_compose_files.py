@@ -147,3 +147,20 @@ def test_moving_to_a_port_another_gateway_holds_is_rolled_back_and_verified(fres
     host.entry["port"] = old_port
     host.write_inventory()
     assert host.run("ops.smoke", "--host", host.name).returncode == 0
+
+
+def test_taking_over_the_roles_block_with_a_plaintext_key_warns_and_keeps_its_backup_private(fresh_lab_host):
+    host = fresh_lab_host()
+    old_key = "sk-role-era-plaintext-4242"
+    (host.root / "compose.yml").write_text(
+        TEAM_COMPOSE + "# BEGIN ANSIBLE MANAGED BLOCK litellm\n  litellm:\n    image: old:1\n    environment:\n"
+        f"      - LITELLM_MASTER_KEY={old_key}\n# END ANSIBLE MANAGED BLOCK litellm\n")
+    os.chmod(host.root / "compose.yml", 0o644)
+    run = host.run("deploy", "--host", host.name)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{host.name}: warning: {host.root / 'compose.yml'} held LITELLM_MASTER_KEY in plain text" in run.stderr
+    assert old_key not in run.stdout + run.stderr + (host.root / "compose.yml").read_text()
+    backups = host.root / "litellm/backups"
+    (backup,) = [path for path in backups.iterdir() if path.name.startswith("compose.yml.")]
+    assert old_key in backup.read_text() and stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert stat.S_IMODE((host.root / "compose.yml").stat().st_mode) == 0o644

@@ -95,3 +95,14 @@ def test_a_path_that_is_no_file_or_no_text_stops_the_plan(fox, field, path, mess
     where = getattr(fox, path)
     with pytest.raises(DeployError, match=re.escape(f"fox:{where}: {message}")):
         plan_deploy(fox, DESIRED, facts_matching(fox, **{field: (where,)}))
+
+
+def test_a_taken_over_compose_file_with_plaintext_secrets_asks_for_rotation(fox):
+    from dataclasses import replace
+    old = "services:\n  litellm:\n    environment:\n      - LITELLM_MASTER_KEY=sk-old\n      - AWS_REGION_NAME=us\n"
+    desired = replace(DESIRED, env="LITELLM_MASTER_KEY=new\nAWS_REGION_NAME=us\n", secret_names=("LITELLM_MASTER_KEY",))
+    plan = plan_deploy(fox, desired, facts_matching(fox, compose_text=old.replace("litellm:", "web:")))
+    assert len(plan.warnings) == 1
+    assert "/etc/compose.yml held LITELLM_MASTER_KEY in plain text" in plan.warnings[0]
+    assert "sk-old" not in plan.warnings[0] and "rotate them" in plan.warnings[0]
+    assert plan_deploy(fox, desired, facts_matching(fox)).warnings == ()

@@ -49,6 +49,8 @@ def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout
         print(f"{target.name}: check: {'would ' + restart if restart else 'would not restart'}; "
               f"{'nothing would change' if not result.plan.changes else ''}".rstrip("; "))
         return
+    for warning in result.plan.warnings:
+        print(f"{target.name}: warning: {warning}", file=sys.stderr)
     print(summary(result))
     print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
                 health=result.health_seconds))
