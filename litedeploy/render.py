@@ -15,7 +15,7 @@ import yaml
 from .catalog import load_catalog, resolve_models
 from .errors import RenderError, parse_yaml
 from .inventory import Host
-from .secrets import SecretValues, env_pairs
+from .secrets import SecretValues, env_pairs, quote_env_file
 
 CONFIG_TEMPLATE = "config.yaml.j2"
 ENV_TEMPLATE = "litellm.env.j2"
@@ -98,7 +98,7 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
         raise RenderError(f"{where}: vars.aws_auth must be one of {', '.join(AWS_AUTH)}")
     models = resolve_models(host.vars, templates.catalog, where)
     context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models}
-    env = _render(templates, ENV_TEMPLATE, context, host)
+    env = quote_env_file(_render(templates, ENV_TEMPLATE, context, host))
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env,
                          block=_render(templates, BLOCK_TEMPLATE, context, host),
                          secret_names=tuple(name for name in env_pairs(env) if name in secrets))

@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from conftest import TEAM_COMPOSE, deployed_once, fails_with, free_port
+from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, fails_with, free_port, lab_secrets
 
 pytestmark = pytest.mark.lab
 
@@ -164,3 +164,16 @@ def test_taking_over_the_roles_block_with_a_plaintext_key_warns_and_keeps_its_ba
     (backup,) = [path for path in backups.iterdir() if path.name.startswith("compose.yml.")]
     assert old_key in backup.read_text() and stat.S_IMODE(backup.stat().st_mode) == 0o600
     assert stat.S_IMODE((host.root / "compose.yml").stat().st_mode) == 0o644
+
+
+def test_secrets_with_dollars_hashes_spaces_quotes_and_backslashes_reach_the_container_as_written(fresh_lab_host):
+    host = fresh_lab_host()
+    odd = {"LITELLM_MASTER_KEY": 'sk-p$ss#w rd"x\\y!%', "LITELLM_SALT_KEY": "salt $HOME #not-a-comment"}
+    host.entry["secrets_file"] = str(encrypt_for_lab(lab_secrets(**odd), host.root / "odd.enc.yaml"))
+    host.write_inventory()
+    (host.root / "compose.yml").write_text(TEAM_COMPOSE)
+    deploys(host)  # the smoke authenticates with the odd master key
+    env = dict(item.split("=", 1) for item in host.inspect()["Config"]["Env"])
+    assert {name: env[name] for name in odd} == odd
+    listed = host.run("ops.env", "--host", host.name)
+    assert listed.returncode == 0 and listed.stdout.count("matches the repo") >= 2, listed.stdout
