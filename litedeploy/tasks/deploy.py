@@ -29,7 +29,10 @@ def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout
     project = project_of(c)
     targets = hosts_of(c, project, host, profile)
     if len(targets) > 1:
-        _deploy_many(project, targets, pool, batch or None, check=check, break_lock=break_lock, lock_timeout=wait)
+        # Each host's deploy runs on in its thread and finishes (audit line, lock released); the
+        # interrupt ends the task once they have.
+        with terminate_as_interrupt():
+            _deploy_many(project, targets, pool, batch or None, check=check, break_lock=break_lock, lock_timeout=wait)
         return
     target = targets[0]
     try:
