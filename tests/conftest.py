@@ -232,3 +232,10 @@ TEAM_COMPOSE = "services:\n  web:\n    image: nginx:alpine\n"
 def deployed(lab_host) -> LabHost:
     """The module's host with a team's compose file and a first deploy done."""
     return deployed_once(lab_host, TEAM_COMPOSE)
+
+
+@pytest.fixture
+def host(deployed) -> LabHost:
+    """The deployed host, its inventory put back after each test."""
+    yield deployed
+    deployed.write_inventory()

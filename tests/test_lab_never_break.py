@@ -15,22 +15,11 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO, TEAM_COMPOSE, deployed_once, encrypt_for_lab, fails_with, lab_secrets
+from conftest import REPO, encrypt_for_lab, fails_with, lab_secrets
 
 pytestmark = pytest.mark.lab
 # Nothing here depends on the compose CLI; the compose cases run under both in test_lab_compose_files.
 COMPOSE_FLAVOURS = ("v2",)
-
-
-@pytest.fixture(scope="module")
-def deployed(lab_host):
-    return deployed_once(lab_host, TEAM_COMPOSE)
-
-
-@pytest.fixture
-def host(deployed):
-    yield deployed
-    deployed.write_inventory()
 
 
 def lock_dir(host) -> str:

@@ -19,12 +19,6 @@ from conftest import REPO, encrypt_for_lab, lab_secrets
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture
-def host(deployed):
-    yield deployed
-    deployed.write_inventory()
-
-
 def master_key() -> str:
     return lab_secrets()["LITELLM_MASTER_KEY"]
 

@@ -25,12 +25,6 @@ def deployed(lab_host):
     return deployed_once(lab_host, USER_COMPOSE)
 
 
-@pytest.fixture
-def host(deployed):
-    yield deployed
-    deployed.write_inventory()
-
-
 def audit_lines(host) -> list[dict]:
     return [json.loads(line) for line in (host.root / "litellm/deploys.log").read_text().splitlines()]
 
