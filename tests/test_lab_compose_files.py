@@ -5,28 +5,14 @@ verified). Under compose v2 and v1, whose validation differs."""
 from __future__ import annotations
 
 import os
-import socket
 import stat
-import subprocess
-import sys
-import time
 
 import pytest
 import yaml
 
-from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, fails_with, free_port, lab_secrets
+from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, fails_with, lab_secrets
 
 pytestmark = pytest.mark.lab
-
-
-def wait_listening(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 def deploys(host) -> None:
@@ -116,22 +102,6 @@ def test_a_first_deploy_onto_a_port_another_container_holds_names_it(fresh_lab_h
     host.write_inventory()
     (host.root / "compose.yml").write_text(TEAM_COMPOSE)
     refused_untouched(host, f"port {squatter.port} is already in use by container {squatter.container}")
-
-
-def test_a_first_deploy_onto_a_port_a_process_holds_names_the_process(fresh_lab_host):
-    host = fresh_lab_host()
-    port = free_port()
-    holder = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_listening(port)
-        host.entry["port"] = port
-        host.write_inventory()
-        (host.root / "compose.yml").write_text(TEAM_COMPOSE)
-        refused_untouched(host, f"port {port} is already in use by process python", f"(pid {holder.pid})")
-    finally:
-        holder.terminate()
-        holder.wait()
 
 
 def test_moving_to_a_port_another_gateway_holds_is_rolled_back_and_verified(fresh_lab_host):

@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from conftest import command_lines_seen, deployed_once, encrypt_for_lab, lab_secrets
+from conftest import command_lines_seen, deployed_once, encrypt_for_lab, fails_with, lab_secrets
 
 pytestmark = pytest.mark.lab
 
@@ -183,7 +183,7 @@ def test_a_compose_file_the_compose_cli_rejects_changes_nothing(fresh_lab_host, 
     assert state[str(host.root / "litellm/config.yaml")] is None and state["container"] is None
 
 
-def test_a_port_already_in_use_rolls_a_first_deploy_back_to_nothing(fresh_lab_host):
+def test_a_port_already_in_use_stops_a_first_deploy_naming_the_process_before_any_change(fresh_lab_host):
     host = fresh_lab_host()
     (host.root / "compose.yml").write_text(USER_COMPOSE)
     with socket.socket() as squatter:
@@ -191,8 +191,7 @@ def test_a_port_already_in_use_rolls_a_first_deploy_back_to_nothing(fresh_lab_ho
         squatter.bind(("127.0.0.1", host.port))
         squatter.listen()
         failed = host.run("deploy", "--host", host.name)
-    assert failed.returncode == 1
-    assert "rolled back: previous files restored, the new container removed" in failed.stderr
+    fails_with(failed, f"port {host.port} is already in use by process python", f"(pid {os.getpid()})")
     state = host.snapshot()
     assert state[str(host.root / "compose.yml")] == USER_COMPOSE.encode()
     assert state[str(host.root / "litellm/config.yaml")] is None

@@ -8,6 +8,7 @@ Docker bridge; they exist only on links the lab creates, so no traffic leaves th
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,7 @@ def destroy(host: NamespaceHost, say: Say) -> None:
     store stays on disk, so the next `lab.up` need not load the image again."""
     stop(host.sshd_pid, f"sshd on {host.name}", say)
     stop(host.dockerd_pid, f"dockerd on {host.name}", say)
+    shutil.rmtree(host.exec_root, ignore_errors=True)  # its sockets and pid file, gone with the engine
     if namespace_exists(host):
         say(f"lab: removing host {host.name} ({host.netns})")
         # Deleting the namespace deletes its end of the veth pair, and with it ours.
