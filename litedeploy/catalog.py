@@ -10,6 +10,10 @@ from typing import Any, Mapping
 
 from .errors import RenderError, parse_yaml
 
+# The vars of a host that the catalog reads.
+CATALOG_VARS = frozenset({"models", "aws_region", "inference_prefix", "catalog", "prompt_caching", "fallbacks",
+                          "mock_response", "ollama_backends"})
+
 # Region family -> the prefix of Bedrock's cross-region inference profiles.
 REGION_PREFIXES = {"us": "us", "eu": "eu", "ap": "apac"}
 # Per-model settings passed to LiteLLM as they are.

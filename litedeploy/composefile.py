@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import yaml
-
 from .errors import ComposeFileError, parse_yaml
 
 _TOP_LEVEL_KEY = re.compile(r"^[^\s#][^:]*:")
@@ -150,8 +148,8 @@ def served_port(text: str, service: str) -> int | None:
     """The host port a compose service answers on: its first published port, else the `--port` of
     its command (host networking); None when the file does not say."""
     try:
-        definition = ((yaml.safe_load(text) or {}).get("services") or {}).get(service) or {}
-    except (yaml.YAMLError, AttributeError):
+        definition = ((parse_yaml(text, "", ComposeFileError) or {}).get("services") or {}).get(service) or {}
+    except (ComposeFileError, AttributeError):
         return None
     ports = definition.get("ports") or []
     command = definition.get("command") or []

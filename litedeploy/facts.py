@@ -127,7 +127,7 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
         key, _, value = line.partition(" ")
         found[key] = value.strip()
     files = managed_files(host) if host else {}
-    not_text = tuple(path for name, path in files.items() if name in found and not _is_text(found[name]))
+    texts = {name: _text(found[name]) for name in ("compose_file", "config_file", "env_file") if name in found}
     container = None
     if "container" in found:
         container = _container(json.loads(_decode(found["container"])))
@@ -138,12 +138,10 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
             holder = json.loads(_decode(encoded)) if encoded else {}
         except ValueError:
             holder = {}
-    def content(name: str) -> str | None:
-        return _decode(found[name]) if name in found and _is_text(found[name]) else None
     return HostFacts(
-        compose_text=content("compose_file"),
-        config_text=content("config_file"),
-        env_text=content("env_file"),
+        compose_text=texts.get("compose_file"),
+        config_text=texts.get("config_file"),
+        env_text=texts.get("env_file"),
         compose_flavour=found.get("flavour"),
         container=container,
         config_mtime=float(found["config_mtime"]) if "config_mtime" in found else None,
@@ -153,7 +151,7 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
         lock_holder=holder,
         real_paths={path: _decode(found[f"real_{name}"]) for name, path in files.items() if f"real_{name}" in found},
         not_files=tuple(path for name, path in files.items() if f"notfile_{name}" in found),
-        not_text=not_text,
+        not_text=tuple(path for name, path in files.items() if name in texts and texts[name] is None),
         port_holder=found.get("port_holder"),
     )
 
@@ -162,12 +160,12 @@ def _decode(value: str) -> str:
     return base64.b64decode(value).decode("utf-8")
 
 
-def _is_text(value: str) -> bool:
+def _text(value: str) -> str | None:
+    """A file's content, or None when its bytes are not UTF-8 text."""
     try:
-        _decode(value)
+        return _decode(value)
     except UnicodeDecodeError:
-        return False
-    return True
+        return None
 
 
 def _container(data: dict) -> ContainerState:

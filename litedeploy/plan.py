@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from .composefile import Markers, check_compose, check_unmanaged_service, replace_block
@@ -62,16 +62,11 @@ def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
         check_unmanaged_service(facts.compose_text, host.service_name, markers, source)
     compose_text = replace_block(facts.compose_text or "", desired.block, markers, source)
     check_compose(compose_text, host.service_name, f"{source} (after the edit)")
-    changes = []
-    if compose_text != facts.compose_text:
-        changes.append(FileChange(host.compose_file, facts.compose_text, compose_text, "0644", keep_owner=True,
-                                  resolved=facts.real_paths.get(host.compose_file)))
-    if desired.env != facts.env_text:
-        changes.append(FileChange(host.env_path, facts.env_text, desired.env, "0600", secret=True,
-                                  resolved=facts.real_paths.get(host.env_path)))
-    if desired.config != facts.config_text:
-        changes.append(FileChange(host.config_path, facts.config_text, desired.config, "0644",
-                                  resolved=facts.real_paths.get(host.config_path)))
+    wanted = [FileChange(host.compose_file, facts.compose_text, compose_text, "0644", keep_owner=True),
+              FileChange(host.env_path, facts.env_text, desired.env, "0600", secret=True),
+              FileChange(host.config_path, facts.config_text, desired.config, "0644")]
+    changes = [replace(change, resolved=facts.real_paths.get(change.path)) for change in wanted
+               if change.new != change.old]
     return Plan(tuple(changes), restart_verb(host, changes, facts),
                 plaintext_secrets_warning(host, facts.compose_text or "", desired.secret_names))
 

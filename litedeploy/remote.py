@@ -1,5 +1,6 @@
 """One SSH connection per host per task: facts, staged atomic installs with backups, commands, and
-streams to the gateway's port (tunnels, or relays where sshd forbids tunnels). Everything that crosses the wire goes through here."""
+streams to the gateway's port (tunnels, or relays where sshd forbids tunnels). Everything that
+crosses the wire goes through here."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from invoke.exceptions import AuthFailure
 from .compose import ComposeCommands
 from .errors import ComposeFileError, RemoteError
 from .facts import ContainerState, HostFacts, container_script, facts_script, parse_facts, port_holder_script
-from .hostcommands import (COMPOSE_REJECTED, OUTPUT_STARTS, after_output_start, install_script, lock_script, marked,
-                           break_stale_lock_script, relay_command, temp_path, unlock_script)
+from .hostcommands import (COMPOSE_REJECTED, OUTPUT_STARTS, after_output_start, break_stale_lock_script,
+                           install_script, lock_script, marked, relay_command, temp_path, unlock_script)
 from .inventory import Host
 from .plan import FileChange
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import jinja2
 import yaml
 
-from .catalog import load_catalog, resolve_models
+from .catalog import CATALOG_VARS, load_catalog, resolve_models
 from .errors import RenderError, parse_yaml
 from .inventory import Host
 from .secrets import SecretValues, env_pairs, quote_env_file
@@ -46,9 +46,7 @@ class _NamedUndefined(jinja2.StrictUndefined):
         return super()._undefined_message
 
 
-# The vars the model catalog reads; the templates add every `vars.NAME` they mention.
-CATALOG_VARS = frozenset({"aws_region", "models", "mock_response", "prompt_caching", "inference_prefix",
-                          "catalog", "ollama_backends", "aws_auth", "fallbacks"})
+# Besides the vars the model catalog reads, a host may set every `vars.NAME` a template mentions.
 _VAR_REFERENCE = re.compile(r"""\bvars(?:\.(\w+)|\[["'](\w+)["']\]|\.get\(["'](\w+)["'])""")
 
 
@@ -59,7 +57,7 @@ class Templates:
     environment: jinja2.Environment
     catalog: Mapping[str, dict]
     # Every var a host may set: a key outside this set is a typo, never silently ignored.
-    var_names: frozenset[str] = CATALOG_VARS
+    var_names: frozenset[str] = CATALOG_VARS | {"aws_auth"}
 
 
 def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
@@ -70,7 +68,7 @@ def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
     environment.filters["quoted"] = quoted
     mentioned = {name for template in sorted(Path(templates_dir).glob("*.j2"))
                  for match in _VAR_REFERENCE.finditer(template.read_text()) for name in match.groups() if name}
-    return Templates(environment, load_catalog(catalog_file), CATALOG_VARS | mentioned)
+    return Templates(environment, load_catalog(catalog_file), CATALOG_VARS | {"aws_auth"} | mentioned)
 
 
 def quoted(value: Any) -> str:

@@ -9,11 +9,11 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Iterator, Sequence, TextIO
 
+from .errors import VerifyError
+from .facts import ContainerState
 from .inventory import Host
 from .remote import Remote
 from .secrets import Redactor, SecretValues, decrypt_secrets
-from .errors import VerifyError
-from .facts import ContainerState
 from .verify import Gateway, container_failure, tunnel_gateway, wait_until_live
 
 SUDO_PASSWORD = "SUDO_PASSWORD"

@@ -3,9 +3,8 @@ fallback path.
 
 By default requests travel through the task's own SSH connection (a direct-tcpip channel, or a bash
 relay over exec where sshd forbids tunnels), so they work where the gateway's port is firewalled and
-open no second connection; `--direct URL` goes
-straight to the gateway from here instead. LiteLLM's `/health` is never called: it makes a billed
-call to every model.
+open no second connection; `--direct URL` goes straight to the gateway from here instead.
+LiteLLM's `/health` is never called: it makes a billed call to every model.
 """
 
 from __future__ import annotations

@@ -12,8 +12,6 @@ from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, lab_secrets, 
 from litedeploy.lab.sshd import PROFILES
 
 pytestmark = pytest.mark.lab
-# These hosts offer compose v2, as production ones do; v1 alone is covered by the other modules.
-COMPOSE_FLAVOURS = ("v2",)
 RC_TEXT = PROFILES["noisy-rc"].rc_text.splitlines()[0]
 
 

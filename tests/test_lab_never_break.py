@@ -10,10 +10,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-import yaml
 
 from conftest import REPO, encrypt_for_lab, fails_with, lab_secrets
 

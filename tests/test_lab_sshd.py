@@ -9,8 +9,6 @@ import pytest
 
 from litedeploy.lab.sshd import NAMESPACE_PROFILE, PROFILES, SshdPaths, rc_script, sshd_config
 
-COMPOSE_FLAVOURS = ("v2",)
-
 
 def config_of(name: str, tmp_path: Path, environment: dict | None = None) -> str:
     paths = SshdPaths(tmp_path, f"{name}-", tmp_path / "authorized_keys")

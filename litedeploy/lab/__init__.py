@@ -221,7 +221,7 @@ def _start_namespace_host(lab: Lab, host: NamespaceHost, say: Say) -> bool:
     host_key = host.folder / "ssh_host_ed25519_key"
     if not host_key.exists():
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"litedeploy-{host.name}", "-f", str(host_key)])
-    paths = SshdPaths(host.folder, "", lab.authorized_keys)
+    paths = host.sshd_paths
     config = sshd_config(NAMESPACE_PROFILE, paths, host.address, 22, host_key,
                          _environment(lab, NAMESPACE_PROFILE, host.docker_socket))
     started_sshd = _start_sshd(paths, NAMESPACE_PROFILE, config, host.in_netns([]), say,

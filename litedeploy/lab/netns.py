@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import DeployError
 from .process import Say, alive, docker_answers, run, spawn, stop, succeeds, wait
+from .sshd import SshdPaths
 
 SUBNET_PREFIX = "10.213"
 BRIDGE_PREFIX = "10.214"
@@ -68,8 +69,9 @@ class NamespaceHost:
         return self.folder / "dockerd.pid"
 
     @property
-    def sshd_pid(self) -> Path:
-        return self.folder / "sshd.pid"
+    def sshd_paths(self) -> SshdPaths:
+        """Its sshd's files; root logs in with the lab's authorized key, as everywhere in the lab."""
+        return SshdPaths(self.folder, "", self.state / "authorized_keys")
 
     def in_netns(self, argv: list[str]) -> list[str]:
         """argv run in the namespace's network only (`ip netns exec` would also remount /sys and hide
@@ -132,7 +134,7 @@ def load_image(host: NamespaceHost, image: str, saved: Path, say: Say) -> None:
 def destroy(host: NamespaceHost, say: Say) -> None:
     """Stops the host's sshd and dockerd (its containers with it) and removes its link; its image
     store stays on disk, so the next `lab.up` need not load the image again."""
-    stop(host.sshd_pid, f"sshd on {host.name}", say)
+    stop(host.sshd_paths.pidfile, f"sshd on {host.name}", say)
     stop(host.dockerd_pid, f"dockerd on {host.name}", say)
     shutil.rmtree(host.exec_root, ignore_errors=True)  # its sockets and pid file, gone with the engine
     if namespace_exists(host):

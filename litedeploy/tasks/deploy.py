@@ -23,25 +23,18 @@ MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
 def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout="60", profile=None,
            parallel="10", serial="0"):
     """Render, upload what changed, restart only if needed, verify; roll back if the gateway fails."""
-    from ..deploy import deploy as run_deploy
     wait = seconds("lock-timeout", lock_timeout)
     pool, batch = whole_number("parallel", parallel, 1), whole_number("serial", serial)
     project = project_of(c)
     targets = hosts_of(c, project, host, profile)
-    if len(targets) > 1:
-        # Each host's deploy runs on in its thread and finishes (audit line, lock released); the
-        # interrupt ends the task once they have.
-        with terminate_as_interrupt():
-            _deploy_many(project, targets, pool, batch or None, check=check, break_lock=break_lock, lock_timeout=wait)
-        return
     target = targets[0]
-    try:
-        with terminate_as_interrupt():
-            result = run_deploy(project, target, check=check, break_lock=break_lock, lock_timeout=wait)
-    except DeployError as exc:
-        print(recap(target.name, changed=0, failed=True, rolled_back=getattr(exc, "rolled_back", False)),
-              file=sys.stderr)
-        raise
+    # In a fleet each host's deploy runs on in its thread and finishes (audit line, lock released);
+    # the interrupt ends the task once they have.
+    with terminate_as_interrupt():
+        if len(targets) > 1:
+            _deploy_many(project, targets, pool, batch or None, check=check, break_lock=break_lock, lock_timeout=wait)
+            return
+        result = _deploy_one(project, target, check=check, break_lock=break_lock, lock_timeout=wait)
     if check or diff:
         for path, text in result.diffs:
             print(f"{target.name}: {'would change' if check else 'changed'} {path}")
@@ -57,6 +50,17 @@ def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout
     print(summary(result))
     print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
                 health=result.health_seconds))
+
+
+def _deploy_one(project, target, **options):
+    """One host's deploy; a failure still ends with its RECAP line."""
+    from ..deploy import deploy as run_deploy
+    try:
+        return run_deploy(project, target, **options)
+    except DeployError as exc:
+        print(recap(target.name, changed=0, failed=True, rolled_back=getattr(exc, "rolled_back", False)),
+              file=sys.stderr)
+        raise
 
 
 def _deploy_many(project, targets, parallel, serial, **options) -> None:
