@@ -144,13 +144,19 @@ def check_unmanaged_service(text: str, service: str, markers: Markers, source: s
                                f"{markers.begin!r} block; remove it, wrap it in the markers, or set service_name")
 
 
+def _service(text: str, service: str) -> dict:
+    """A service's definition, or {} when the text does not parse or lacks it."""
+    try:
+        definition = ((parse_yaml(text, "", ComposeFileError) or {}).get("services") or {}).get(service)
+    except (ComposeFileError, AttributeError):
+        return {}
+    return definition if isinstance(definition, dict) else {}
+
+
 def served_port(text: str, service: str) -> int | None:
     """The host port a compose service answers on: its first published port, else the `--port` of
     its command (host networking); None when the file does not say."""
-    try:
-        definition = ((parse_yaml(text, "", ComposeFileError) or {}).get("services") or {}).get(service) or {}
-    except (ComposeFileError, AttributeError):
-        return None
+    definition = _service(text, service)
     ports = definition.get("ports") or []
     command = definition.get("command") or []
     try:
@@ -161,6 +167,20 @@ def served_port(text: str, service: str) -> int | None:
     except ValueError:
         pass  # a range or a ${VARIABLE}: not a port we can name
     return None
+
+
+def served_image(text: str, service: str) -> str | None:
+    image = _service(text, service).get("image")
+    return image if isinstance(image, str) else None
+
+
+def block_text(text: str, markers: Markers, source: str) -> str | None:
+    """The lines between our markers, as `replace_block` takes a block (a kept release's service)."""
+    found = find_block(text, markers, source)
+    if not found:
+        return None
+    lines = _Lines.of(text).lines
+    return "\n".join(lines[found[0] + 1:found[1]]) + "\n"
 
 
 def check_compose(text: str, service: str | None, source: str) -> None:

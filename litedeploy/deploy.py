@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 from .compose import ComposeCommands, compose_commands, container_logs
-from .composefile import Markers, find_block, remove_block, served_port
+from .composefile import Markers, find_block, remove_block, served_image, served_port
 from .errors import DeployError, DeployFailed, RemoteError, VerifyError
 from .facts import HostFacts
-from .hostcommands import audit_script, restore_script, unlock_script
+from .hostcommands import audit_script, release_script, restore_script, unlock_script
+from .images import ImageRef, resolve_image
 from .inventory import Host
-from .plan import FileChange, Plan, file_diff, plan_deploy
+from .plan import FileChange, Plan, file_diff, pinned_image, plan_deploy
 from .project import Project
+from .releases import choose_release, migration_refusal
 from .render import render_host
 from .session import Session, host_secrets, opened
 from .verify import SmokePlan, check_models, smoke, wait_until_live
@@ -40,21 +42,67 @@ class DeployResult:
     models: tuple[str, ...]
     # (path, unified diff with every secret masked) per changed file
     diffs: tuple[tuple[str, str], ...]
+    image: str | None = None  # what the service block runs, pinned to its digest
 
 
 def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: bool = False,
-           break_lock: bool = False, lock_timeout: float = 60) -> DeployResult:
-    """With check, stops after the plan: nothing on the host changes and no lock is taken."""
+           break_lock: bool = False, lock_timeout: float = 60, upgrade: bool = False,
+           yes: bool = False) -> DeployResult:
+    """With check, stops after the plan: nothing on the host changes, nothing is pulled and no lock
+    is taken. An upgrade pulls the image's tag again, where a deploy keeps the digest it pinned."""
     secrets = host_secrets(host)
-    desired = render_host(project.templates, host, secrets)
+    render_host(project.templates, host, secrets)  # every mistake in the inputs before connecting
     with opened(host, secrets) as session:
         if check:
-            plan = plan_deploy(host, desired, session.remote.gather_facts())
+            facts = session.remote.gather_facts()
+            image = pinned_image(host, facts, upgrade)
+            plan = plan_deploy(host, render_host(project.templates, replace(host, image=image or host.image),
+                                                 secrets), facts)
+            if image is None:
+                plan = replace(plan, warnings=(*plan.warnings, f"would pull {host.image}"))
             return DeployResult(host.name, plan, None, (), _diffs(plan, session))
-        with locked(session, project.root, "deploy", out, break_lock, lock_timeout) as (facts, record):
+        action = "upgrade" if upgrade else "deploy"
+        with locked(session, project.root, action, out, break_lock, lock_timeout) as (facts, record):
+            deployed = served_image(facts.compose_text or "", host.service_name)
+            refusal = None if yes else migration_refusal(host, deployed, host.image, upgrade)
+            if refusal:
+                raise DeployError(refusal)
+            image = pinned_image(host, facts, upgrade) or _pulled(session, upgrade, out)
+            record.update(image=image, previous_image=deployed)
+            desired = render_host(project.templates, replace(host, image=image), secrets)
             result = _apply(session, desired, facts, record["id"], out)
             record.update(changed=[c.path for c in result.plan.changes], restart=result.plan.restart)
-            return result
+            return replace(result, image=image)
+
+
+def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str | None = None,
+             yes: bool = False, break_lock: bool = False, lock_timeout: float = 60) -> tuple[DeployResult, str]:
+    """Puts back the service block (so the image digest), config and env of a kept release, and
+    verifies like a deploy (failing that, back to what ran before). Returns the release's id."""
+    secrets = host_secrets(host)
+    with opened(host, secrets) as session, \
+            locked(session, project.root, "rollback", out, break_lock, lock_timeout) as (facts, record):
+        release = choose_release(host, session.remote.releases(), facts, to)
+        deployed, image = served_image(facts.compose_text or "", host.service_name), release.image(host)
+        refusal = None if yes else migration_refusal(host, deployed, image or host.image, False)
+        if refusal:
+            raise DeployError(refusal)
+        record.update(image=image, previous_image=deployed, rollback_to=release.id)
+        result = _apply(session, release.desired(host, frozenset(secrets)), facts, record["id"], out)
+        record.update(changed=[c.path for c in result.plan.changes], restart=result.plan.restart)
+        return replace(result, image=image), release.id
+
+
+def _pulled(session: Session, upgrade: bool, out: TextIO) -> str:
+    """Pulls the image while the running container keeps serving, and pins what came."""
+    host = session.host
+    out.write(f"{host.name}: pulling {host.image}\n")
+    out.flush()
+    started = time.monotonic()
+    digests = session.remote.pull_image(host.image)
+    image = resolve_image(host.image, None, digests)
+    out.write(f"{host.name}: pulled {image} in {time.monotonic() - started:.1f} s\n")
+    return image
 
 
 def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock: bool = False,
@@ -86,6 +134,7 @@ def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: b
     """Holds the host's deploy lock (facts come with it, in the same round trip) and appends the
     audit line when done, whatever the outcome."""
     facts = _take_lock(session, lock_timeout, out, break_lock)
+    keep = None  # the release script, once the outcome is known to be a changed host that works
     now = datetime.now(timezone.utc)
     record = {"id": now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
               "time": now.isoformat(timespec="seconds"), "action": action, "host": session.host.name,
@@ -94,6 +143,10 @@ def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: b
     try:
         yield facts, record
         record["result"] = "ok"
+        if record.get("image") and record["changed"]:  # a deploy, upgrade or rollback that changed the host
+            changed_image = record["image"] != record.get("previous_image")
+            keep = release_script(session.host, record["id"],
+                                  ImageRef.parse(record["image"]).name if changed_image else None)
     except DeployError as exc:
         record.update(result="failed", error=session.redact(str(exc)),
                       rolled_back=getattr(exc, "rolled_back", False))
@@ -103,7 +156,8 @@ def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: b
         raise
     finally:
         try:
-            session.remote.run(["sh", "-c", f"{audit_script(session.host, record)}\n{unlock_script(session.host)}"])
+            script = [keep, audit_script(session.host, record), unlock_script(session.host)]
+            session.remote.run(["sh", "-c", "\n".join(line for line in script if line)])
         except RemoteError:
             pass  # the connection is gone: the lock stays, and the next deploy says who holds it
 

@@ -58,6 +58,8 @@ class HostFacts:
     not_text: tuple[str, ...] = ()
     # What listens on the gateway's port ("container NAME", "process CMD (pid N)"), where asked.
     port_holder: str | None = None
+    # RepoDigests of the image hosts.yaml names, as the host holds it (None: it has no such image).
+    wanted_digests: tuple[str, ...] | None = None
 
     def held_by_other(self, container_name: str) -> str | None:
         """The port's holder when it is not our container."""
@@ -83,6 +85,7 @@ def facts_script(host: Host) -> str:
         " elif command -v docker-compose >/dev/null 2>&1; then echo 'flavour v1'; fi",
         container_script(host),
         image_script(host),
+        wanted_image_script(host.image),
         "true",
     ])
 
@@ -99,6 +102,17 @@ def image_script(host: Host) -> str:
     return (f"i=$(docker inspect --type container --format '{{{{.Image}}}}' {shlex.quote(host.container_name)} "
             "2>/dev/null) && printf 'image_digests %s\\n' "
             "\"$(docker image inspect --format '{{json .RepoDigests}}' \"$i\" | base64 -w0)\"")
+
+
+def wanted_image_script(image: str) -> str:
+    """Prints `wanted_image` with the image's registry digests, or nothing when the host lacks it."""
+    return (f"w=$(docker image inspect --format '{{{{json .RepoDigests}}}}' {shlex.quote(image)} 2>/dev/null)"
+            " && printf 'wanted_image %s\\n' \"$(printf '%s' \"$w\" | base64 -w0)\"")
+
+
+def pull_script(image: str) -> str:
+    """Pulls the image (the running container keeps serving) and prints its `wanted_image` line."""
+    return f"set -e\ndocker pull -q {shlex.quote(image)} >/dev/null\n{wanted_image_script(image)}"
 
 
 def port_holder_script(port: int) -> str:
@@ -153,6 +167,7 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
         not_files=tuple(path for name, path in files.items() if f"notfile_{name}" in found),
         not_text=tuple(path for name, path in files.items() if name in texts and texts[name] is None),
         port_holder=found.get("port_holder"),
+        wanted_digests=tuple(json.loads(_decode(found["wanted_image"])) or ()) if "wanted_image" in found else None,
     )
 
 

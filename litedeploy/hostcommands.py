@@ -14,8 +14,10 @@ import shlex
 from typing import Sequence
 
 from .compose import ComposeCommands
+from .facts import managed_files
 from .inventory import Host
 from .plan import FileChange
+from .releases import RELEASE_FILES
 
 BACKUPS_KEPT = 5
 # Exit status of an install whose new compose file the compose CLI rejected.
@@ -170,3 +172,51 @@ def relay_command(address: str, port: int) -> str:
     Python needed): socket to stdout in the background, stdin to the socket in the foreground."""
     script = f"exec 3<>{q(f'/dev/tcp/{address}/{int(port)}')} || exit 1; echo {OUTPUT_STARTS}; cat <&3 & cat >&3; wait"
     return shlex.join(["bash", "-c", script])
+
+
+RELEASES_KEPT = 5
+
+
+def releases_dir(host: Host) -> str:
+    return f"{host.backup_dir}/releases"
+
+
+def release_script(host: Host, deploy_id: str, prune_images_of: str | None) -> str:
+    """Keeps the files a successful deploy left (0600: the env file holds secrets) as release
+    DEPLOY_ID, keeps the newest RELEASES_KEPT releases, and where the image changed removes the
+    repository's images that no kept release runs (Docker refuses to remove one a container uses)."""
+    folder = releases_dir(host)
+    this = f"{folder}/{deploy_id}"
+    lines = [f"install -d -m 0700 {q(host.backup_dir)} {q(folder)} {q(this)}"]
+    lines += [f"cp {q(path)} {q(this + '/' + RELEASE_FILES[name])} 2>/dev/null || true"
+              for name, path in managed_files(host).items()]
+    lines += [f"chmod 0600 {q(this)}/*",
+              f"ls -1 {q(folder)} | sort | head -n -{RELEASES_KEPT} | while IFS= read -r old; do"
+              f" rm -rf -- {q(folder)}/\"$old\"; done"]
+    if prune_images_of:
+        lines += [
+            f"keep=\" $(cat {q(folder)}/*/compose.yml 2>/dev/null | grep -o 'sha256:[0-9a-f]\\{{64\\}}' | sort -u"
+            " | tr '\\n' ' ') \"",
+            f"docker images --no-trunc --format '{{{{.ID}}}}' {q(prune_images_of)} | sort -u | while read -r id; do",
+            "  digests=$(docker image inspect --format '{{range .RepoDigests}}{{.}} {{end}}' \"$id\")",
+            "  [ -n \"$digests\" ] || continue  # a local build: no registry to get it back from",
+            "  used=no; for d in $digests; do case \"$keep\" in *\" ${d#*@} \"*) used=yes;; esac; done",
+            "  [ $used = yes ] || docker rmi $(docker image inspect --format"
+            " '{{range .RepoTags}}{{.}} {{end}}{{range .RepoDigests}}{{.}} {{end}}' \"$id\") >/dev/null 2>&1 || true",
+            "done",
+        ]
+    return "\n".join(lines)
+
+
+def releases_script(host: Host) -> str:
+    """Prints `release ID NAME BASE64` for every file of every kept release."""
+    folder = q(releases_dir(host))
+    return (f"[ -d {folder} ] || exit 0; cd {folder} && for f in */*; do [ -f \"$f\" ] || continue;"
+            " printf 'release %s %s ' \"${f%%/*}\" \"${f#*/}\"; base64 -w0 < \"$f\"; echo; done")
+
+
+def history_script(host: Host, lines: int) -> str:
+    """The audit log's last LINES lines (JSON, no secrets), then `releases ID ...`."""
+    log = q(f"{host.config_dir}/deploys.log")
+    return (f"[ -f {log} ] && tail -n {int(lines)} {log}; printf 'releases '; "
+            f"ls -1 {q(releases_dir(host))} 2>/dev/null | tr '\\n' ' '; echo")

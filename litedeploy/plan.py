@@ -8,9 +8,10 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from .composefile import Markers, check_compose, check_unmanaged_service, replace_block
+from .composefile import Markers, check_compose, check_unmanaged_service, replace_block, served_image
 from .errors import ComposeFileError, DeployError
 from .facts import HostFacts
+from .images import ImageRef, resolve_image
 from .inventory import Host
 from .render import DesiredFiles
 from .secrets import masked_env
@@ -67,8 +68,18 @@ def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
               FileChange(host.config_path, facts.config_text, desired.config, "0644")]
     changes = [replace(change, resolved=facts.real_paths.get(change.path)) for change in wanted
                if change.new != change.old]
-    return Plan(tuple(changes), restart_verb(host, changes, facts),
-                plaintext_secrets_warning(host, facts.compose_text or "", desired.secret_names))
+    warnings = plaintext_secrets_warning(host, facts.compose_text or "", desired.secret_names)
+    if ImageRef.parse(host.image).moving:
+        warnings += (f"image {host.image} is a tag that moves every week; name a release in hosts.yaml "
+                     "(ghcr.io/berriai/litellm:v1.83.10-stable) so every host runs what was tested",)
+    return Plan(tuple(changes), restart_verb(host, changes, facts), warnings)
+
+
+def pinned_image(host: Host, facts: HostFacts, upgrade: bool = False) -> str | None:
+    """The image reference our block should run (the digest pinned), or None until the host pulls
+    hosts.yaml's image; `describe` and `config.diff` compare against this, as a deploy would write."""
+    deployed = served_image(facts.compose_text or "", host.service_name)
+    return resolve_image(host.image, deployed, facts.wanted_digests, fresh=upgrade)
 
 
 def plaintext_secrets_warning(host: Host, compose_text: str, secret_names: tuple[str, ...]) -> tuple[str, ...]:

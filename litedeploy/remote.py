@@ -17,11 +17,14 @@ from invoke.exceptions import AuthFailure
 
 from .compose import ComposeCommands
 from .errors import ComposeFileError, RemoteError
-from .facts import ContainerState, HostFacts, container_script, facts_script, parse_facts, port_holder_script
+from .facts import (ContainerState, HostFacts, container_script, facts_script, parse_facts, port_holder_script,
+                    pull_script)
 from .hostcommands import (COMPOSE_REJECTED, OUTPUT_STARTS, after_output_start, break_stale_lock_script,
-                           install_script, lock_script, marked, relay_command, temp_path, unlock_script)
+                           install_script, lock_script, marked, relay_command, releases_script, temp_path,
+                           unlock_script)
 from .inventory import Host
 from .plan import FileChange
+from .releases import Release, parse_releases
 
 CONNECT_TIMEOUT = 10
 # Paramiko logs every refused tunnel at ERROR; while the gateway starts, refusals are expected.
@@ -174,6 +177,16 @@ class Remote:
         baseline against which a crash loop is recognised."""
         script = f"set -e\n{shlex.join(command)} >&2\n{container_script(self.host)} || true"
         return parse_facts(self.run(["sh", "-c", script]).stdout).container
+
+    def pull_image(self, image: str) -> tuple[str, ...]:
+        """Pulls while the running container keeps serving; returns the image's registry digests."""
+        result = self.run(["sh", "-c", pull_script(image)], check=False)
+        if result.failed:
+            raise RemoteError(f"{self.host.name}: cannot pull {image}: {self._last_line(result)}")
+        return parse_facts(result.stdout).wanted_digests or ()
+
+    def releases(self) -> list[Release]:
+        return parse_releases(self.run(["sh", "-c", releases_script(self.host)]).stdout)
 
     def install(self, changes: Sequence[FileChange], deploy_id: str, commands: ComposeCommands) -> None:
         """Stages every file in a private directory over SFTP (secrets never on a command line), then

@@ -4,8 +4,9 @@ On 127.0.0.1 it runs one real sshd per host profile (standard, compose v1 only, 
 TCP forwarding, a login shell that prints text), all reaching the machine's Docker engine; with
 `hosts=N` it adds N hosts in network namespaces of its own, each with an address on a veth link, its
 own sshd and host key, and its own Docker engine with bridge networking. They run a local image
-that behaves like ghcr.io/berriai/litellm:main-stable. Everything the lab starts is recorded in the
-state folder, so `down` stops exactly that.
+that behaves like ghcr.io/berriai/litellm, which a registry on loopback also serves as releases
+(see `registry`). Everything the lab starts is recorded in the state folder, so `down` stops
+exactly that.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Iterable
 
 from ..errors import DeployError
 from ..inventory import Host
-from . import netns
-from .image import build_image, install_compose_v2, saved_image
+from . import netns, registry
+from .image import LAB_IMAGE, build_image, install_compose_v2, saved_image
 from .netns import NamespaceHost
 from .process import Say, alive, docker_answers, listening, run, spawn, stop, succeeds, wait
 from .sshd import NAMESPACE_PROFILE, PROFILES, SshdPaths, SshdProfile, rc_script, sshd_config
@@ -28,7 +29,8 @@ from .sshd import NAMESPACE_PROFILE, PROFILES, SshdPaths, SshdProfile, rc_script
 APT_PACKAGES = {"/usr/sbin/sshd": "openssh-server", "/usr/bin/ssh-keygen": "openssh-client",
                 "/usr/sbin/dockerd": "docker.io",
                 "/usr/bin/docker-compose": "docker-compose", "/usr/sbin/debootstrap": "debootstrap",
-                "/usr/bin/sudo": "sudo", "/usr/sbin/ip": "iproute2", "/usr/bin/nsenter": "util-linux"}
+                "/usr/bin/sudo": "sudo", "/usr/sbin/ip": "iproute2", "/usr/bin/nsenter": "util-linux",
+                "/usr/bin/docker-registry": "docker-registry"}
 # A non-root user with a password and sudo, as many production hosts are reached.
 SUDO_USER = "litedeploy-sudoer"
 
@@ -89,7 +91,10 @@ def up(lab: Lab, say: Say, hosts: int = 0) -> set[str]:
     started = {f"sshd:{name}" for name in PROFILES if _start_profile_sshd(lab, name, say)}
     if _start_dockerd(lab, say):
         started.add("dockerd")
-    build_image(lab.host.image, lab.state, say)
+    build_image(LAB_IMAGE, lab.state, say)
+    if registry.start(lab.state, say):
+        started.add("registry")
+    registry.publish(LAB_IMAGE, say)
     for index in range(1, hosts + 1):
         if _start_namespace_host(lab, lab.namespace_host(index), say):
             started.add(f"host:{index}")
@@ -102,18 +107,20 @@ def down(lab: Lab, say: Say) -> None:
         succeeds(["docker", "stop", lab.host.container_name])
     for host in netns.existing_hosts(lab.state):
         netns.destroy(host, say)
-    stop_daemons(lab, say, [*(f"sshd:{name}" for name in PROFILES), "dockerd"])
+    stop_daemons(lab, say, [*(f"sshd:{name}" for name in PROFILES), "registry", "dockerd"])
     remove_sudo_user(lab, say)
 
 
 def stop_daemons(lab: Lab, say: Say, started: Iterable[str]) -> None:
-    """Stops what `up` reported as started: `sshd:PROFILE`, `dockerd`, `host:N`."""
-    for item in sorted(started, reverse=True):  # namespace hosts and sshds before the engine
+    """Stops what `up` reported as started: `sshd:PROFILE`, `registry`, `dockerd`, `host:N`."""
+    for item in sorted(started, reverse=True):  # namespace hosts, sshds and the registry before the engine
         kind, _, name = item.partition(":")
         if kind == "host":
             netns.destroy(lab.namespace_host(int(name)), say)
         elif kind == "sshd":
             stop(lab.sshd_paths(name).pidfile, f"sshd ({name})", say)
+        elif kind == "registry":
+            stop(lab.state / "registry.pid", "the registry", say)
         else:
             stop(lab.dockerd_pid, "dockerd", say)
 
@@ -217,7 +224,7 @@ def _start_namespace_host(lab: Lab, host: NamespaceHost, say: Say) -> bool:
     """Link, engine, image and sshd of one namespace host; True when any of them had to be started."""
     created = netns.create_link(host, say)
     started_engine = netns.start_dockerd(host, say)
-    netns.load_image(host, lab.host.image, saved_image(lab.host.image, lab.state, say), say)
+    netns.load_image(host, LAB_IMAGE, saved_image(LAB_IMAGE, lab.state, say), say)
     host_key = host.folder / "ssh_host_ed25519_key"
     if not host_key.exists():
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"litedeploy-{host.name}", "-f", str(host_key)])

@@ -17,6 +17,8 @@ from .process import Say, run
 
 # Pinned: unpinned, pip backtracks through many releases (LAB-NOTES).
 LITELLM_REQUIREMENTS = ("litellm[proxy]==1.106.2", "prisma==0.15.0")
+# The build, named for the litellm it holds; the namespace hosts run it as a local image.
+LAB_IMAGE = "localhost/litellm-lab:1.106.2"
 IMAGE_PATH = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IMAGE_CHANGES = (
     "WORKDIR /app",

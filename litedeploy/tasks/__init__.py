@@ -10,14 +10,14 @@ from dotenv import load_dotenv
 from invoke import Collection
 
 from . import compose, config, lab, ops, secrets
-from .deploy import deploy
+from .deploy import deploy, rollback, upgrade
 
 
 def namespace(project: Path) -> Collection:
     """Local settings come from the project's .env (never committed): SOPS_AGE_KEY_FILE, and
     LITEDEPLOY_HOST / LITEDEPLOY_PROFILE as the default host and profile. The environment wins."""
     load_dotenv(project / ".env")
-    ns = Collection(deploy, Collection.from_module(config), Collection.from_module(compose),
+    ns = Collection(deploy, upgrade, rollback, Collection.from_module(config), Collection.from_module(compose),
                     Collection.from_module(ops), Collection.from_module(secrets), Collection.from_module(lab))
     ns.configure({"litellm": {"project": str(project), "inventory": "hosts.yaml",
                               "templates": "templates", "catalog": "models.yaml"}})

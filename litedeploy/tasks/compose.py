@@ -61,7 +61,7 @@ def start(c, host=None):
 @task(help={"host": HOSTS})
 @reports_errors
 def pull(c, host=None):
-    """Pull the litellm image (apply it with compose.up or a deploy)."""
+    """Pull the image the compose file names, at its pinned digest (a new release: `inv upgrade`)."""
     _on_service(c, host, ComposeCommands.pull, "pulled the litellm image")
 
 

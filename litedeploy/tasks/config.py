@@ -3,6 +3,7 @@ usable without deploying, all with secret values masked."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from invoke import task
@@ -30,15 +31,17 @@ def show(c, host=None):
 @reports_errors
 def diff(c, host=None, profile=None):
     """Unified diffs of the host's files against what the repo would render (env values masked)."""
-    from ..plan import file_diff, plan_deploy
+    from ..plan import file_diff, pinned_image, plan_deploy
     from ..render import render_host
     from ..session import host_secrets, opened
 
     def act(project, target):
         secrets = host_secrets(target)
-        desired = render_host(project.templates, target, secrets)
+        render_host(project.templates, target, secrets)
         with opened(target, secrets) as session:
-            changes = plan_deploy(target, desired, session.remote.gather_facts()).changes
+            facts = session.remote.gather_facts()
+        pinned = replace(target, image=pinned_image(target, facts) or target.image)
+        changes = plan_deploy(target, render_host(project.templates, pinned, secrets), facts).changes
         for change in changes:
             print(file_diff(change, session.redact), end="")
         if not changes:

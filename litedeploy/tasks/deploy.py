@@ -1,14 +1,18 @@
-"""The top-level `deploy` task."""
+"""The top-level tasks that change what a host runs: `deploy`, `upgrade` and `rollback`."""
 
 import sys
+from dataclasses import replace
 
 from invoke import task
 
 from ..errors import DeployError
-from .target import (HOSTS, PROFILE, hosts_of, project_of, reports_errors, seconds, terminate_as_interrupt,
-                     whole_number)
+from ..images import ImageRef
+from .target import (HOSTS, PROFILE, hosts_of, on_each_host, project_of, reports_errors, seconds,
+                     terminate_as_interrupt, whole_number)
 
 MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
+YES = ("go ahead although the image changes on a host with a database (a rollback does not undo "
+       "LiteLLM's schema migrations)")
 
 
 @task(help={"host": HOSTS,
@@ -18,23 +22,55 @@ MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
             "lock-timeout": "seconds to wait for another deploy's lock (default 60)",
             "profile": PROFILE,
             "parallel": "how many hosts deploy at once (default 10)",
-            "serial": "rolling: deploy N hosts at a time and stop after a batch with a failure"})
+            "serial": "rolling: deploy N hosts at a time and stop after a batch with a failure",
+            "yes": YES})
 @reports_errors
 def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout="60", profile=None,
-           parallel="10", serial="0"):
-    """Render, upload what changed, restart only if needed, verify; roll back if the gateway fails."""
-    wait = seconds("lock-timeout", lock_timeout)
+           parallel="10", serial="0", yes=False):
+    """Render, upload what changed, restart only if needed, verify; roll back if the gateway fails.
+
+    The image runs by digest: a tag is pinned to what the host pulled the first time, until
+    `upgrade` pulls it again."""
+    _change(c, host, profile, parallel, serial, diff, check=check, break_lock=break_lock,
+            lock_timeout=seconds("lock-timeout", lock_timeout), yes=yes)
+
+
+@task(help={"host": HOSTS,
+            "to": "the release to run: a tag of the host's image (v1.83.10-stable) or a whole image reference",
+            "check": "change nothing: say what would change and exit", "diff": "show how each file would change",
+            "break-lock": "remove a stale deploy lock left by a deploy that died",
+            "lock-timeout": "seconds to wait for another deploy's lock (default 60)", "profile": PROFILE,
+            "parallel": "how many hosts upgrade at once (default 10)",
+            "serial": "rolling: upgrade N hosts at a time and stop after a batch with a failure", "yes": YES})
+@reports_errors
+def upgrade(c, host=None, to=None, check=False, diff=False, break_lock=False, lock_timeout="60", profile=None,
+            parallel="10", serial="0", yes=False):
+    """Pull the release while the old container serves, swap, verify; on failure back to the old digest.
+
+    Without --to the host's image tag is pulled again; --to overrides hosts.yaml for this run only: set the same image there, or the next deploy goes
+    back to the one it names."""
+    _change(c, host, profile, parallel, serial, diff, to=to, check=check, break_lock=break_lock,
+            lock_timeout=seconds("lock-timeout", lock_timeout), yes=yes, upgrade=True)
+
+
+def _change(c, host, profile, parallel, serial, diff, to=None, **options) -> None:
+    """`deploy` and `upgrade` over one host or many; `options` go to each host's deploy."""
     pool, batch = whole_number("parallel", parallel, 1), whole_number("serial", serial)
+    check = options["check"]
     project = project_of(c)
     targets = hosts_of(c, project, host, profile)
+    if to:
+        targets = [replace(target, image=str(ImageRef.parse(target.image).with_version(to))) for target in targets]
     target = targets[0]
     # In a fleet each host's deploy runs on in its thread and finishes (audit line, lock released);
     # the interrupt ends the task once they have.
     with terminate_as_interrupt():
         if len(targets) > 1:
-            _deploy_many(project, targets, pool, batch or None, check=check, break_lock=break_lock, lock_timeout=wait)
+            _deploy_many(project, targets, pool, batch or None, **options)
             return
-        result = _deploy_one(project, target, check=check, break_lock=break_lock, lock_timeout=wait)
+        result = _deploy_one(project, target, **options)
+    for warning in result.plan.warnings:
+        print(f"{target.name}: warning: {warning}", file=sys.stderr)
     if check or diff:
         for path, text in result.diffs:
             print(f"{target.name}: {'would change' if check else 'changed'} {path}")
@@ -45,11 +81,40 @@ def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout
         print(f"{target.name}: check: {'would ' + restart if restart else 'would not restart'}; "
               f"{'nothing would change' if not result.plan.changes else ''}".rstrip("; "))
         return
-    for warning in result.plan.warnings:
-        print(f"{target.name}: warning: {warning}", file=sys.stderr)
     print(summary(result))
     print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
                 health=result.health_seconds))
+    if to and project.inventory.host(target.name).image != target.image:
+        print(f"{target.name}: hosts.yaml still names {project.inventory.host(target.name).image}: set image: "
+              f"{target.image} there, or the next deploy goes back to it", file=sys.stderr)
+
+
+@task(help={"host": HOSTS, "to": "the deploy id of the release to go back to (default: the last one "
+                                  "that differs from what runs now); see ops.history",
+            "break-lock": "remove a stale deploy lock left by a deploy that died",
+            "lock-timeout": "seconds to wait for another deploy's lock (default 60)", "yes": YES})
+@reports_errors
+def rollback(c, host=None, to=None, break_lock=False, lock_timeout="60", yes=False):
+    """Put back the image, config and env of an earlier deploy, kept on the host; verify like a deploy.
+
+    Only our service block of the compose file goes back; the admin's other services stay as they are."""
+    from ..deploy import rollback as run_rollback
+    wait = seconds("lock-timeout", lock_timeout)
+
+    def back(project, target):
+        with terminate_as_interrupt():
+            try:
+                result, release = run_rollback(project, target, to=to, yes=yes, break_lock=break_lock,
+                                               lock_timeout=wait)
+            except DeployError as exc:
+                print(recap(target.name, changed=0, failed=True, rolled_back=getattr(exc, "rolled_back", False)),
+                      file=sys.stderr)
+                raise
+        print(f"{target.name}: back to release {release}")
+        print(summary(result))
+        print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
+                    health=result.health_seconds))
+    on_each_host(c, host, back)
 
 
 def _deploy_one(project, target, **options):
@@ -87,7 +152,8 @@ def summary(result) -> str:
     names = [change.name for change in result.plan.changes]
     changed = f"changed {', '.join(names)}" if names else "nothing changed"
     verb = {"up": "; recreated litellm", "restart": "; restarted litellm"}.get(result.plan.restart, "")
-    return (f"{result.host}: ok, {changed}{verb}; answering after {result.health_seconds:.1f} s; "
+    image = f"; runs {result.image}" if result.image else ""
+    return (f"{result.host}: ok, {changed}{verb}{image}; answering after {result.health_seconds:.1f} s; "
             f"{len(result.models)} models listed")
 
 

@@ -9,7 +9,7 @@ import io
 import json
 import re
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 
 from invoke import task
@@ -34,6 +34,7 @@ def status(c, host=None, json_=False):
     Drift compares the files on the host with what the repo renders now; a config.yaml newer than
     the container's start means a restart is pending."""
     from ..errors import VerifyError
+    from ..plan import pinned_image
     from ..render import render_host
     from ..session import host_secrets, opened
     from ..status import describe, uptime
@@ -48,7 +49,8 @@ def status(c, host=None, json_=False):
             except (VerifyError, OSError):
                 answering = False
         target = running_profile(project, target, facts)
-        desired = render_host(project.templates, target, secrets)
+        desired = render_host(project.templates, replace(target, image=pinned_image(target, facts) or target.image),
+                              secrets)
         report = describe(target, facts, desired, answering, datetime.now(timezone.utc))
         if json_:
             print(json.dumps(asdict(report)))
@@ -82,6 +84,34 @@ def _trouble(report) -> str:
     if not report.answering:
         return "litellm does not answer /health/liveliness"
     return "the host differs from the repo"
+
+
+@task(help={"host": HOSTS, "last": "how many recent deploys (default 20)",
+            "json": "print one JSON object per deploy instead of text"})
+@reports_errors
+def history(c, host=None, last="20", json_=False):
+    """The host's deploys, upgrades and rollbacks from its audit log, newest last; `kept` marks a
+    release that `inv rollback --to ID` can go back to."""
+    from ..hostcommands import history_script
+    from ..releases import history as entries_of
+    from ..session import opened
+    count = whole_number("last", last, 1)
+
+    def show(project, target):
+        with opened(target) as session:
+            lines = session.remote.run(["sh", "-c", history_script(target, count)]).stdout.splitlines()
+        kept = set(lines[-1].split()[1:]) if lines and lines[-1].startswith("releases") else set()
+        entries = entries_of(lines[:-1], kept)
+        if not entries:
+            print(f"{target.name}: no deploys recorded in {target.config_dir}/deploys.log")
+        for entry in entries:
+            if json_:
+                print(json.dumps({"host": target.name, **asdict(entry)}))
+                continue
+            mark = "kept" if entry.kept else "    "
+            print(f"{target.name}  {entry.id:<24} {mark}  {entry.action:<8} {entry.result:<11} {entry.user:<20} "
+                  f"{entry.image or '-'}" + (f"  ({entry.detail})" if entry.detail else ""))
+    on_each_host(c, host, show)
 
 
 @task(help={"host": HOSTS, "tail": "how many recent lines (default 100)", "follow": "keep streaming new lines",

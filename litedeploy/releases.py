@@ -1,0 +1,118 @@
+"""Releases: what each successful deploy left on the host (its compose file, config.yaml and env
+file, kept in the host's backup folder under the deploy's id), and the choices made from them
+(pure): which release a rollback goes back to, what it puts back, and the deploy history.
+
+A rollback restores our service block, config and env of a release; the rest of the compose file
+stays as it is now, since the admin's other services may have changed since.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Mapping
+
+from .composefile import Markers, block_text, served_image
+from .errors import DeployError
+from .facts import HostFacts
+from .images import ImageRef
+from .inventory import Host
+from .render import DesiredFiles
+from .secrets import env_pairs
+
+# Fact name -> the file's name inside a release folder.
+RELEASE_FILES = {"compose_file": "compose.yml", "config_file": "config.yaml", "env_file": "litellm.env"}
+
+
+@dataclass(frozen=True)
+class Release:
+    id: str
+    files: Mapping[str, str]  # RELEASE_FILES name -> text
+
+    def desired(self, host: Host, secret_names: frozenset[str]) -> DesiredFiles:
+        source = f"{host.name}:{host.backup_dir}/releases/{self.id}/compose.yml"
+        missing = [name for name in RELEASE_FILES.values() if name not in self.files]
+        block = block_text(self.files.get("compose.yml", ""), Markers.from_template(host.marker), source)
+        if missing or block is None:
+            raise DeployError(f"{source}: release {self.id} is incomplete "
+                              f"({', '.join(missing) or 'no litellm block'}); choose another with --to")
+        env = self.files["litellm.env"]
+        return DesiredFiles(config=self.files["config.yaml"], env=env, block=block,
+                            secret_names=tuple(name for name in env_pairs(env) if name in secret_names))
+
+    def image(self, host: Host) -> str | None:
+        return served_image(self.files.get("compose.yml", ""), host.service_name)
+
+
+def parse_releases(output: str) -> list[Release]:
+    """`release ID NAME BASE64` lines -> releases, oldest first (ids start with their UTC time)."""
+    files: dict[str, dict[str, str]] = {}
+    for line in output.splitlines():
+        word, _, rest = line.partition(" ")
+        if word != "release":
+            continue
+        release_id, name, encoded = (rest.split(" ") + ["", ""])[:3]
+        files.setdefault(release_id, {})[name] = base64.b64decode(encoded).decode("utf-8", errors="replace")
+    return [Release(release_id, files[release_id]) for release_id in sorted(files)]
+
+
+def choose_release(host: Host, releases: list[Release], facts: HostFacts, to: str | None) -> Release:
+    """The release asked for, else the newest whose files differ from what the host holds now
+    (a rollback undoes the last change)."""
+    where = f"{host.name}:{host.backup_dir}/releases"
+    if to:
+        found = [release for release in releases if release.id == to]
+        if not found:
+            known = ", ".join(release.id for release in releases) or "none"
+            raise DeployError(f"{where}: no release {to!r} (kept: {known}); see inv ops.history --host {host.name}")
+        return found[0]
+    now = (facts.config_text, facts.env_text, served_image(facts.compose_text or "", host.service_name))
+    for release in reversed(releases):
+        if (release.files.get("config.yaml"), release.files.get("litellm.env"), release.image(host)) != now:
+            return release
+    raise DeployError(f"{where}: no earlier release differs from what the host runs; nothing to roll back to")
+
+
+def migration_refusal(host: Host, deployed: str | None, wanted: str, upgrade: bool) -> str | None:
+    """Why a change of image needs --yes: LiteLLM migrates its database schema when it starts, and
+    no rollback (automatic or on demand) undoes a migration."""
+    if not host.vars.get("database") or not deployed:
+        return None
+    if not upgrade and ImageRef.parse(deployed).unpinned == ImageRef.parse(wanted).unpinned:
+        return None
+    return (f"{host.name}: the image changes from {deployed} to {wanted} and vars.database is set: LiteLLM "
+            "migrates the database schema when it starts, and a rollback does not undo a migration; "
+            "back up the database, then run again with --yes")
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    id: str
+    time: str
+    action: str
+    result: str
+    user: str
+    image: str
+    changed: tuple[str, ...]
+    kept: bool  # its release is kept: `rollback --to ID` can go back to it
+    detail: str
+
+
+def history(audit_lines: list[str], kept_ids: set[str]) -> list[HistoryEntry]:
+    """The host's audit log as entries, newest last; lines that are not our JSON are skipped."""
+    entries = []
+    for line in audit_lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or "id" not in record:
+            continue
+        detail = record.get("error") or (f"back to {record['rollback_to']}" if record.get("rollback_to") else "")
+        entries.append(HistoryEntry(
+            id=str(record["id"]), time=str(record.get("time", "")), action=str(record.get("action", "")),
+            result=str(record.get("result", "")), user=f"{record.get('user', '?')}@{record.get('from', '?')}",
+            image=str(record.get("image") or ""), changed=tuple(record.get("changed") or ()),
+            kept=record["id"] in kept_ids, detail=str(detail)))
+    return entries
