@@ -23,7 +23,7 @@ SETTINGS: Mapping[str, Any] = {
     "compose_file": "/etc/compose.yml",
     "compose_project": None,
     "config_dir": "/srv/litellm",
-    "image": "ghcr.io/berriai/litellm:main-stable",
+    "image": "ghcr.io/berriai/litellm:v1.83.10-stable",
     "port": 4000,
     "bind": "0.0.0.0",
     "network_mode": "bridge",

@@ -25,7 +25,7 @@ def test_repo_inventory_has_fox_as_in_the_source_documents(repo):
     fox = load_inventory(repo / "hosts.yaml").host("fox")
     assert (fox.address, fox.compose_file, fox.config_dir, fox.port) == \
         ("fox.rewse.jp", "/etc/compose.yml", "/srv/litellm", 4000)
-    assert fox.image == "ghcr.io/berriai/litellm:main-stable"
+    assert fox.image == "ghcr.io/berriai/litellm:v1.83.10-stable"
     assert fox.vars["aws_region"] == "us-east-1"
     assert [m["name"] for m in fox.vars["models"]] == ["claude-3-7-sonnet", "claude-sonnet-4", "claude-opus-4"]
 
