@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import InventoryError, parse_yaml
+from .settings import PRESETS, with_preset
 
 # Every per-host setting and its default; a key not listed here is a typo and an error.
 SETTINGS: Mapping[str, Any] = {
@@ -34,6 +35,7 @@ SETTINGS: Mapping[str, Any] = {
     "age_key_file": None,
     "health_timeout": 180,
     "profile": None,
+    "preset": None,
     "vars": {},
 }
 # Settings that name local files: relative paths are taken from the inventory's folder.
@@ -71,6 +73,8 @@ class Host:
     health_timeout: float
     # A named set of vars from the inventory's `profiles`, applied over the host's own vars.
     profile: str | None = None
+    # Built-in vars (settings.PRESETS) the host's own vars are applied over.
+    preset: str | None = None
     vars: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -186,7 +190,7 @@ def _entry(entry: Any, path: Path, where: str) -> dict[str, Any]:
 def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
     where = f"host {name!r}"
     settings = {**SETTINGS, **defaults, **_entry(entry or {}, path, where)}
-    settings["vars"] = {**SETTINGS["vars"], **defaults.get("vars", {}), **(entry or {}).get("vars", {})}
+    settings["vars"] = {**defaults.get("vars", {}), **(entry or {}).get("vars", {})}
     if not settings["address"]:
         raise InventoryError(f"{path}: {where}: 'address' is required")
     for key, (valid, meaning) in RULES.items():
@@ -195,6 +199,7 @@ def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
             continue
         if not valid(value):
             raise InventoryError(f"{path}: {where}: {key!r} must be {meaning}, not {value!r}")
+    settings["vars"] = with_preset(settings["preset"], settings["vars"])
     _check_models(settings["vars"].get("models"), path, where)
     for key in LOCAL_PATHS:
         if settings[key] is not None:
@@ -244,6 +249,7 @@ RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "age_key_file": (_text(r"[^\x00-\x1f]+"), "a path"),
     "health_timeout": (lambda value: type(value) in (int, float) and value > 0, "a positive number of seconds"),
     "profile": (lambda value: value is None or isinstance(value, str), "a profile name"),
+    "preset": (lambda value: isinstance(value, str) and value in PRESETS, f"one of {', '.join(PRESETS)}"),
 }
 
 

@@ -16,6 +16,7 @@ from .catalog import CATALOG_VARS, load_catalog, resolve_models
 from .errors import RenderError, parse_yaml
 from .inventory import Host
 from .secrets import SecretValues, env_pairs, quote_env_file
+from .settings import check_env_names, check_settings, env_value
 
 CONFIG_TEMPLATE = "config.yaml.j2"
 ENV_TEMPLATE = "litellm.env.j2"
@@ -66,6 +67,7 @@ def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
                                      trim_blocks=True, lstrip_blocks=True, autoescape=False)
     environment.filters["yaml_block"] = yaml_block
     environment.filters["quoted"] = quoted
+    environment.filters["env_value"] = env_value
     mentioned = {name for template in sorted(Path(templates_dir).glob("*.j2"))
                  for match in _VAR_REFERENCE.finditer(template.read_text()) for name in match.groups() if name}
     return Templates(environment, load_catalog(catalog_file), CATALOG_VARS | {"aws_auth"} | mentioned)
@@ -94,6 +96,7 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
                           f"known: {', '.join(sorted(templates.var_names))}")
     if host.vars.get("aws_auth", "keys") not in AWS_AUTH:
         raise RenderError(f"{where}: vars.aws_auth must be one of {', '.join(AWS_AUTH)}")
+    check_settings(host.vars, where)
     models = resolve_models(host.vars, templates.catalog, where)
     context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models}
     env = quote_env_file(_render(templates, ENV_TEMPLATE, context, host))
@@ -101,6 +104,7 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
                          block=_render(templates, BLOCK_TEMPLATE, context, host),
                          secret_names=tuple(name for name in env_pairs(env) if name in secrets))
     check_config(files.config, host)
+    check_env_names(files.env, files.config, where)
     check_block(files.block, host)
     return files
 

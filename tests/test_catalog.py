@@ -130,7 +130,7 @@ def test_admin_ui_database_and_spend_logs_come_from_vars_and_secrets(repo):
 def test_router_settings_pass_through_with_fallbacks(repo):
     inventory = parse_inventory(INVENTORY.replace("models: [{name: claude-sonnet-4}]",
                                                   "models: [{name: claude-sonnet-4}, {name: claude-3-7-sonnet}], "
-                                                  "router: {num_retries: 3, timeout: 600, allowed_fails: 2}, "
+                                                  "router_settings: {num_retries: 3, timeout: 600, allowed_fails: 2}, "
                                                   "fallbacks: {claude-sonnet-4: [claude-3-7-sonnet]}"), Path("h.yaml"))
     templates = load_templates(repo / "templates", repo / "models.yaml")
     secrets = SecretValues({"AWS_ACCESS_KEY_ID": "AKIA12345678", "AWS_SECRET_ACCESS_KEY": "secret12345",

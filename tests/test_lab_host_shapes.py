@@ -98,7 +98,7 @@ def test_a_separate_host_with_bridge_networking_publishes_the_gateway_port(lab, 
 
 def test_a_separate_host_restarts_for_a_config_change_and_rolls_back_a_crash_loop(bridged, tmp_path):
     before = bridged.inspect()
-    bridged.write_inventory(router={"num_retries": 1})
+    bridged.write_inventory(router_settings={"num_retries": 1})
     changed = bridged.run("deploy", "--host", bridged.name)
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert "changed config.yaml; restarted litellm" in changed.stdout

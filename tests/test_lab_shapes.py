@@ -23,7 +23,7 @@ PROFILES = {
         "models": [{"name": "claude-sonnet-4-5", "max_tokens": 8192, "rpm": 60, "tpm": 200000, "timeout": 300},
                    {"name": "claude-haiku-4-5", "max_tokens": 4096},
                    {"name": "claude-3-7-sonnet"}],
-        "router": {"num_retries": 2, "timeout": 600, "allowed_fails": 3, "cooldown_time": 30},
+        "router_settings": {"num_retries": 2, "timeout": 600, "allowed_fails": 3, "cooldown_time": 30},
         "fallbacks": {"claude-sonnet-4-5": ["claude-3-7-sonnet"]},
         "allow_mock_testing": True,
     },
