@@ -16,7 +16,7 @@ from .catalog import CATALOG_VARS, load_catalog, resolve_models
 from .errors import RenderError, parse_yaml
 from .inventory import Host
 from .secrets import SecretValues, env_pairs, quote_env_file
-from .settings import check_env_names, check_settings, env_value
+from .settings import SETTINGS_VARS, check_env_names, check_settings, env_value
 
 CONFIG_TEMPLATE = "config.yaml.j2"
 ENV_TEMPLATE = "litellm.env.j2"
@@ -58,7 +58,7 @@ class Templates:
     environment: jinja2.Environment
     catalog: Mapping[str, dict]
     # Every var a host may set: a key outside this set is a typo, never silently ignored.
-    var_names: frozenset[str] = CATALOG_VARS | {"aws_auth"}
+    var_names: frozenset[str] = CATALOG_VARS | SETTINGS_VARS | {"aws_auth"}
 
 
 def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
@@ -70,7 +70,7 @@ def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
     environment.filters["env_value"] = env_value
     mentioned = {name for template in sorted(Path(templates_dir).glob("*.j2"))
                  for match in _VAR_REFERENCE.finditer(template.read_text()) for name in match.groups() if name}
-    return Templates(environment, load_catalog(catalog_file), CATALOG_VARS | {"aws_auth"} | mentioned)
+    return Templates(environment, load_catalog(catalog_file), CATALOG_VARS | SETTINGS_VARS | {"aws_auth"} | mentioned)
 
 
 def quoted(value: Any) -> str:

@@ -50,6 +50,8 @@ CONTAINER_VARS = {
     "log_max_size": (_matching(r"[1-9][0-9]*[kmg]"), "a size such as 50m"),
     "log_max_files": (_whole, "a whole number of files"),
 }
+# Vars this module checks, whether or not a (customised) template reads them.
+SETTINGS_VARS = frozenset({*SETTINGS_SECTIONS, "env", "secret_env", *CONTAINER_VARS})
 _ENVIRON_REFERENCE = re.compile(r"os\.environ/([A-Za-z_][A-Za-z0-9_]*)")
 
 
