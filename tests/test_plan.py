@@ -1,4 +1,5 @@
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -106,3 +107,10 @@ def test_a_taken_over_compose_file_with_plaintext_secrets_asks_for_rotation(fox)
     assert "/etc/compose.yml held LITELLM_MASTER_KEY in plain text" in plan.warnings[0]
     assert "sk-old" not in plan.warnings[0] and "rotate them" in plan.warnings[0]
     assert plan_deploy(fox, desired, facts_matching(fox)).warnings == ()
+
+
+def test_a_moving_tag_is_deployed_with_a_warning(fox):
+    assert not plan_deploy(fox, DESIRED, facts_matching(fox)).warnings
+    moving = replace(fox, image="ghcr.io/berriai/litellm:main-stable")
+    (warning,) = plan_deploy(moving, DESIRED, facts_matching(moving)).warnings
+    assert "main-stable is a tag that moves" in warning

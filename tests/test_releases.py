@@ -1,0 +1,115 @@
+"""Releases kept on the host, the rollback chosen from them, and the deploy history (pure), and the
+release script run by a real shell on real files."""
+
+import base64
+import json
+import os
+import subprocess
+from dataclasses import replace
+
+import pytest
+
+from litedeploy.composefile import Markers, replace_block
+from litedeploy.errors import DeployError
+from litedeploy.facts import HostFacts
+from litedeploy.hostcommands import RELEASES_KEPT, release_script
+from litedeploy.inventory import load_inventory
+from litedeploy.releases import Release, choose_release, history, migration_refusal, parse_releases
+
+OLD = "ghcr.io/berriai/litellm:v1.83.10-stable@sha256:" + "a" * 64
+NEW = "ghcr.io/berriai/litellm:v1.84.0-stable@sha256:" + "b" * 64
+
+
+@pytest.fixture
+def fox(repo):
+    return load_inventory(repo / "hosts.yaml").host("fox")
+
+
+def release(fox, release_id: str, image: str, config: str, env: str = "K=v\n") -> Release:
+    compose = replace_block("services:\n  web:\n    image: nginx\n", f"  litellm:\n    image: \"{image}\"\n",
+                            Markers.from_template(fox.marker), "f")
+    return Release(release_id, {"compose.yml": compose, "config.yaml": config, "litellm.env": env})
+
+
+def facts_of(fox, kept: Release) -> HostFacts:
+    return HostFacts(kept.files["compose.yml"], kept.files["config.yaml"], kept.files["litellm.env"], "v2", None)
+
+
+def test_release_lines_become_releases_oldest_first():
+    line = lambda rid, name, text: f"release {rid} {name} {base64.b64encode(text.encode()).decode()}"
+    output = "\n".join([line("20261123T120000Z-bbbbbb", "config.yaml", "b: 1\n"),
+                        line("20261122T120000Z-aaaaaa", "config.yaml", "a: 1\n"),
+                        line("20261122T120000Z-aaaaaa", "litellm.env", "K=v\n"), "motd text"])
+    releases = parse_releases(output)
+    assert [r.id for r in releases] == ["20261122T120000Z-aaaaaa", "20261123T120000Z-bbbbbb"]
+    assert releases[0].files == {"config.yaml": "a: 1\n", "litellm.env": "K=v\n"}
+
+
+def test_a_rollback_goes_to_the_newest_release_that_differs_from_what_runs(fox):
+    first, second = release(fox, "1", OLD, "a: 1\n"), release(fox, "2", NEW, "a: 1\n")
+    again = release(fox, "3", NEW, "a: 1\n")  # a later deploy that changed nothing we compare
+    assert choose_release(fox, [first, second, again], facts_of(fox, again), None) is first
+    assert choose_release(fox, [first, second, again], facts_of(fox, again), "2") is second
+
+
+def test_an_unknown_release_or_nothing_to_go_back_to_is_an_error_naming_the_host(fox):
+    only = release(fox, "20261123T120000Z-aaaaaa", OLD, "a: 1\n")
+    with pytest.raises(DeployError, match=r"fox:/srv/litellm/backups/releases: no release 'nope' "
+                                          r"\(kept: 20261123T120000Z-aaaaaa\)"):
+        choose_release(fox, [only], facts_of(fox, only), "nope")
+    with pytest.raises(DeployError, match="nothing to roll back to"):
+        choose_release(fox, [only], facts_of(fox, only), None)
+
+
+def test_a_release_gives_back_our_block_config_and_env(fox):
+    kept = release(fox, "1", OLD, "a: 1\n", env="LITELLM_MASTER_KEY=sk-x\nAWS_REGION_NAME=us-east-1\n")
+    desired = kept.desired(fox, frozenset({"LITELLM_MASTER_KEY"}))
+    assert desired.block == f"  litellm:\n    image: \"{OLD}\"\n"
+    assert (desired.config, desired.secret_names) == ("a: 1\n", ("LITELLM_MASTER_KEY",))
+    assert kept.image(fox) == OLD
+
+
+def test_an_incomplete_release_is_refused_naming_it(fox):
+    kept = release(fox, "20261123T120000Z-aaaaaa", OLD, "a: 1\n")
+    broken = Release(kept.id, {name: text for name, text in kept.files.items() if name != "litellm.env"})
+    with pytest.raises(DeployError, match="20261123T120000Z-aaaaaa/compose.yml: release .* is incomplete \\(litellm.env\\)"):
+        broken.desired(fox, frozenset())
+
+
+def test_a_changed_image_on_a_host_with_a_database_needs_yes(fox):
+    with_database = replace(fox, vars={**fox.vars, "database": True})
+    assert "a rollback does not undo a migration" in migration_refusal(with_database, OLD, NEW, upgrade=False)
+    assert migration_refusal(with_database, OLD, OLD.split("@")[0], upgrade=False) is None  # same tag
+    assert migration_refusal(with_database, OLD, OLD.split("@")[0], upgrade=True) is not None
+    assert migration_refusal(with_database, None, NEW, upgrade=True) is None  # a first deploy
+    assert migration_refusal(fox, OLD, NEW, upgrade=True) is None
+
+
+def test_history_reads_our_audit_lines_and_marks_kept_releases():
+    lines = [json.dumps({"id": "1", "action": "deploy", "result": "ok", "user": "ann", "from": "pc", "image": OLD,
+                         "changed": ["/etc/compose.yml"]}),
+             "not json", json.dumps(["a list"]),
+             json.dumps({"id": "2", "action": "rollback", "result": "ok", "rollback_to": "1"}),
+             json.dumps({"id": "3", "action": "upgrade", "result": "failed", "error": "crash loop"})]
+    entries = history(lines, {"1"})
+    assert [(e.id, e.kept, e.detail) for e in entries] == [("1", True, ""), ("2", False, "back to 1"),
+                                                           ("3", False, "crash loop")]
+    assert entries[0].user == "ann@pc" and entries[0].image == OLD
+
+
+def test_the_release_script_keeps_the_files_private_and_only_the_newest_releases(fox, tmp_path):
+    host = replace(fox, compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "litellm"))
+    os.makedirs(host.config_dir)
+    for path, text in ((host.compose_file, "services: {}\n"), (host.config_path, "a: 1\n"), (host.env_path, "K=v\n")):
+        with open(path, "w") as out:
+            out.write(text)
+    ids = [f"20261123T1200{n:02d}Z-abcdef" for n in range(RELEASES_KEPT + 2)]
+    for release_id in ids:
+        subprocess.run(["sh", "-c", release_script(host, release_id, None)], check=True)
+    folder = tmp_path / "litellm/backups/releases"
+    assert sorted(os.listdir(folder)) == ids[-RELEASES_KEPT:]
+    newest = folder / ids[-1]
+    assert sorted(os.listdir(newest)) == ["compose.yml", "config.yaml", "litellm.env"]
+    assert (newest / "litellm.env").read_text() == "K=v\n"
+    assert {oct(path.stat().st_mode & 0o777) for path in newest.iterdir()} == {"0o600"}
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"

@@ -1,0 +1,93 @@
+"""Settings passed through to LiteLLM, the production preset, and what they may not override."""
+
+from dataclasses import replace
+
+import pytest
+import yaml
+
+from litedeploy.errors import InventoryError, RenderError
+from litedeploy.inventory import parse_inventory
+from litedeploy.render import load_templates, render_host
+from litedeploy.secrets import SecretValues, env_pairs
+
+SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
+                        "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456",
+                        "LANGFUSE_SECRET_KEY": "lf-secret-1"}, "secrets.enc.yaml")
+
+
+@pytest.fixture
+def templates(repo):
+    return load_templates(repo / "templates", repo / "models.yaml")
+
+
+def fox_with(repo, **entry):
+    """fox from the repo's inventory with more settings in its own entry."""
+    data = yaml.safe_load((repo / "hosts.yaml").read_text())
+    data["hosts"]["fox"].update(entry)
+    return parse_inventory(yaml.safe_dump(data), repo / "hosts.yaml").host("fox")
+
+
+def rendered(templates, host):
+    files = render_host(templates, host, SECRETS)
+    return yaml.safe_load(files.config), env_pairs(files.env), yaml.safe_load(files.block)["litellm"]
+
+
+def test_each_settings_section_env_and_secret_env_pass_through(repo, templates):
+    fox = fox_with(repo, vars={
+        "litellm_settings": {"drop_params": True, "success_callback": ["langfuse"]},
+        "general_settings": {"proxy_batch_write_at": 60},
+        "router_settings": {"routing_strategy": "simple-shuffle", "model_group_alias": {"gpt-4o": "claude-sonnet-4"}},
+        "env": {"LANGFUSE_HOST": "https://langfuse.example", "FEATURE": True},
+        "secret_env": ["LANGFUSE_SECRET_KEY"]})
+    config, env, _ = rendered(templates, fox)
+    assert config["litellm_settings"] == {"drop_params": True, "success_callback": ["langfuse"]}
+    assert config["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY", "proxy_batch_write_at": 60}
+    assert config["router_settings"]["model_group_alias"] == {"gpt-4o": "claude-sonnet-4"}
+    assert (env["LANGFUSE_HOST"], env["FEATURE"], env["LANGFUSE_SECRET_KEY"]) == \
+        ("https://langfuse.example", "true", "lf-secret-1")
+    assert "LANGFUSE_SECRET_KEY" in render_host(templates, fox, SECRETS).secret_names  # masked in diffs
+
+
+def test_the_production_preset_under_the_hosts_own_vars(repo, templates):
+    fox = fox_with(repo, preset="production", vars={"workers": 2, "env": {"LITELLM_LOG": "INFO"},
+                                                    "litellm_settings": {"drop_params": True}})
+    config, env, service = rendered(templates, fox)
+    assert service["command"][-4:] == ["--num_workers", "2", "--max_requests_before_restart", "10000"]
+    assert (service["mem_limit"], service["stop_grace_period"]) == ("4g", "60s")
+    assert service["logging"] == {"driver": "json-file", "options": {"max-size": "50m", "max-file": "5"}}
+    assert (env["LITELLM_LOG"], env["LITELLM_MODE"]) == ("INFO", "PRODUCTION")  # merged key by key
+    assert config["litellm_settings"] == {"json_logs": True, "set_verbose": False, "request_timeout": 600,
+                                          "drop_params": True}
+
+
+def test_without_a_preset_the_block_is_as_before(repo, templates):
+    _, env, service = rendered(templates, fox_with(repo))
+    assert "mem_limit" not in service and "logging" not in service and "LITELLM_MODE" not in env
+    assert service["command"] == ["--config", "/app/config.yaml", "--port", "4000"]
+
+
+def test_an_unknown_preset_names_the_host(repo):
+    with pytest.raises(InventoryError, match="host 'fox': 'preset' must be one of production, not 'prod'"):
+        fox_with(repo, preset="prod")
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"general_settings": {"master_key": "sk-1234"}}, "vars.general_settings.master_key is set by litedeploy"),
+    ({"general_settings": {"database_url": "postgres://x"}}, "vars.general_settings.database_url is set by"),
+    ({"litellm_settings": ["drop_params"]}, "vars.litellm_settings must be a mapping"),
+    ({"router_settings": {"fallbacks": []}, "fallbacks": {}}, "fallbacks are set twice"),
+    ({"env": {"BAD-NAME": "x"}}, "vars.env.BAD-NAME is not a variable name"),
+    ({"env": {"LIST": [1]}}, "vars.env.LIST must be a string, number or boolean"),
+    ({"env": {"LITELLM_MASTER_KEY": "sk-1234"}}, "LITELLM_MASTER_KEY is set twice in the env file"),
+    ({"secret_env": "LANGFUSE_SECRET_KEY"}, "vars.secret_env must be a list of secret names"),
+    ({"secret_env": ["MISSING_ONE"]}, "secret 'MISSING_ONE' is missing from secrets.enc.yaml"),
+    ({"general_settings": {"alerting_webhook": "os.environ/SLACK_URL"}},
+     "config.yaml reads os.environ/SLACK_URL, which the env file does not set"),
+    ({"workers": 0}, "vars.workers must be a whole number of worker processes, not 0"),
+    ({"memory_limit": "4 GB"}, "vars.memory_limit must be a size such as 4g or 512m"),
+    ({"stop_grace_period": 60}, "vars.stop_grace_period must be a duration such as 60s"),
+])
+def test_a_bad_setting_is_one_error_naming_it(repo, templates, variables, message):
+    fox = fox_with(repo)
+    with pytest.raises(RenderError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        render_host(templates, replace(fox, vars={**fox.vars, **variables}), SECRETS)
