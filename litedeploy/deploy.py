@@ -215,7 +215,7 @@ def _restart_and_verify(session: Session, plan: Plan, expected: SmokePlan, comma
     """After a restart the full smoke (a chat answer proves the credentials); else the models list."""
     host, gateway = session.host, session.gateway
     if not plan.restart:
-        return wait_until_live(gateway, host.health_timeout, out), tuple(check_models(gateway, expected.models))
+        return wait_until_live(gateway, host.health_timeout, out), tuple(check_models(gateway, expected))
     health = session.start_and_wait(commands.bringing_up(plan.restart), out)
     failed = [check for check in smoke(gateway, expected, expected.models[:1]) if not check.ok]
     if failed:

@@ -139,12 +139,12 @@ def listed_models(gateway: Gateway) -> list[str]:
     return [entry["id"] for entry in (reply.json() or {}).get("data", [])]
 
 
-def check_models(gateway: Gateway, configured: list[str]) -> list[str]:
-    """The gateway must list exactly the configured models: a missing one was dropped by LiteLLM
-    (an unknown provider prefix is dropped silently), an extra one is not ours."""
+def check_models(gateway: Gateway, plan: "SmokePlan") -> list[str]:
+    """The gateway must list exactly the configured models (and may list their aliases): a missing
+    one was dropped by LiteLLM (an unknown provider prefix is dropped silently), an extra one is not ours."""
     listed = listed_models(gateway)
-    missing = [name for name in configured if name not in listed]
-    extra = [name for name in listed if name not in configured]
+    missing = [name for name in plan.models if name not in listed]
+    extra = [name for name in listed if name not in plan.models and name not in plan.aliases]
     if missing:
         raise VerifyError(f"{gateway.name}: /v1/models does not list {', '.join(missing)}")
     if extra:
@@ -176,6 +176,8 @@ class SmokePlan:
     models: list[str]
     fallback_from: str | None  # a model with fallbacks configured
     mock_fallbacks_allowed: bool
+    # router_settings.model_group_alias: other names for configured models (a hidden one is not listed).
+    aliases: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, config_text: str) -> "SmokePlan":
@@ -184,7 +186,8 @@ class SmokePlan:
         rules = [rule for section in ("router_settings", "litellm_settings")
                  for rule in (config.get(section) or {}).get("fallbacks") or [] if isinstance(rule, dict)]
         allowed = bool((config.get("general_settings") or {}).get("dangerously_allow_mock_testing_request_params"))
-        return cls(models, next(iter(rules[0])) if rules else None, allowed)
+        aliases = tuple((config.get("router_settings") or {}).get("model_group_alias") or ())
+        return cls(models, next(iter(rules[0])) if rules else None, allowed, aliases)
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,8 @@ def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str]) -> list[Che
         return f"no key -> {status}"
 
     def models() -> str:
-        return f"exactly the {len(check_models(gateway, plan.models))} configured models"
+        aliases = len(check_models(gateway, plan)) - len(plan.models)
+        return f"exactly the {len(plan.models)} configured models" + (f" and {aliases} aliases" if aliases else "")
 
     def answer(model: str) -> Callable[[], str]:
         return lambda: repr(chat(gateway, model).json()["choices"][0]["message"]["content"][:60])

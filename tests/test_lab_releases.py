@@ -1,0 +1,181 @@
+"""Pinned releases, upgrades, rollbacks and every setting, through the lab's real registry, sshd,
+dockerd and LiteLLM. The registry serves the lab image as releases 1.106.2 and 1.106.3 and a
+1.107.0 that fails at start; each `docker pull` here is real.
+
+The tests of the first part run in order against one host, as an admin's week would go.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import TEAM_COMPOSE, encrypt_for_lab, lab_secrets
+from litedeploy.lab import registry
+
+pytestmark = pytest.mark.lab
+
+FIRST_ANSWER = "lab mock: hello from LiteLLM"
+
+
+def registry_digest(tag: str) -> str:
+    """What the registry itself says the release's digest is."""
+    request = urllib.request.Request(
+        f"http://{registry.ADDRESS}:{registry.PORT}/v2/litellm-lab/manifests/{tag}", method="HEAD",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.headers["Docker-Content-Digest"]
+
+
+def pinned(tag: str) -> str:
+    return f"{registry.release(tag)}@{registry_digest(tag)}"
+
+
+def forget_locally(tag: str) -> None:
+    """Takes the tag off this engine (an image a container runs stays, untagged): the next use pulls."""
+    subprocess.run(["docker", "rmi", "-f", registry.release(tag)], capture_output=True)
+
+
+def audit(host) -> list[dict]:
+    return [json.loads(line) for line in (host.root / "litellm/deploys.log").read_text().splitlines()]
+
+
+def compose_text(host) -> str:
+    return (host.root / "compose.yml").read_text()
+
+
+def chat(host, model: str) -> str:
+    secrets = lab_secrets()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{host.port}/v1/chat/completions", method="POST",
+        data=json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode(),
+        headers={"Authorization": f"Bearer {secrets['LITELLM_MASTER_KEY']}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return json.load(reply)["choices"][0]["message"]["content"]
+
+
+@pytest.fixture(scope="module")
+def first(lab_host):
+    """A first deploy of release 1.106.2, which this engine must pull."""
+    forget_locally("1.106.2")
+    lab_host.root.joinpath("compose.yml").write_text(TEAM_COMPOSE)
+    lab_host.write_inventory({"image": registry.release("1.106.2")})
+    run = lab_host.run("deploy", "--host", lab_host.name)
+    return run, (lab_host.root / "litellm/config.yaml").read_text()
+
+
+def test_a_deploy_pins_the_release_to_the_digest_the_registry_serves(lab_host, first):
+    run, _ = first
+    assert run.returncode == 0, run.stderr
+    assert f"pulling {registry.release('1.106.2')}" in run.stderr
+    expected = pinned("1.106.2")
+    assert f'image: "{expected}"' in compose_text(lab_host)
+    assert lab_host.inspect()["Config"]["Image"] == expected
+    assert audit(lab_host)[-1]["image"] == expected
+    status = lab_host.run("ops.status", "--host", lab_host.name)
+    assert status.returncode == 0 and expected in status.stdout, status.stdout + status.stderr
+
+
+def test_a_no_op_deploy_keeps_the_digest_and_pulls_nothing(lab_host, first):
+    forget_locally("1.106.2")  # were the tag looked up again, this deploy would have to pull
+    started = lab_host.inspect()["State"]["StartedAt"]
+    run = lab_host.run("deploy", "--host", lab_host.name)
+    assert run.returncode == 0, run.stderr
+    assert "nothing changed" in run.stdout and "pulling" not in run.stderr
+    assert lab_host.inspect()["State"]["StartedAt"] == started
+
+
+def test_upgrade_pulls_the_release_while_the_old_one_serves_then_swaps(lab_host, first):
+    forget_locally("1.106.3")
+    run = lab_host.run("upgrade", "--host", lab_host.name, "--to", "1.106.3")
+    assert run.returncode == 0, run.stderr
+    # The pull is done before the container is touched: the wait for the new one comes after it.
+    assert run.stderr.index("pulled ") < run.stderr.index("waiting for litellm")
+    running = lab_host.inspect()
+    assert running["Config"]["Image"] == pinned("1.106.3")
+    local = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", registry.release("1.106.3")],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert running["Image"] == local
+    assert "hosts.yaml still names" in run.stderr  # --to overrides for this run only
+    assert [entry["action"] for entry in audit(lab_host)][-1] == "upgrade"
+
+
+def test_a_broken_release_is_rolled_back_to_the_previous_digest(lab_host, first):
+    before = compose_text(lab_host)
+    run = lab_host.run("upgrade", "--host", lab_host.name, "--to", registry.BROKEN_RELEASE)
+    assert run.returncode == 1
+    assert "crash-looping" in run.stderr and "rolled back" in run.stderr, run.stderr
+    assert "broken on purpose" in run.stderr  # the failed container's log, shown
+    assert lab_host.inspect()["Config"]["Image"] == pinned("1.106.3")
+    assert compose_text(lab_host) == before
+    assert chat(lab_host, "claude-sonnet-4") == FIRST_ANSWER
+    last = audit(lab_host)[-1]
+    assert (last["action"], last["result"], last["rolled_back"]) == ("upgrade", "failed", True)
+
+
+def test_a_release_the_registry_lacks_fails_before_anything_changes(lab_host, first):
+    before = lab_host.snapshot()
+    run = lab_host.run("upgrade", "--host", lab_host.name, "--to", "9.9.9")
+    assert run.returncode == 1
+    assert f"{lab_host.name}: cannot pull {registry.release('9.9.9')}" in run.stderr
+    assert lab_host.snapshot() == before
+
+
+def test_an_image_change_on_a_host_with_a_database_needs_yes(lab_host, first):
+    secrets = encrypt_for_lab(lab_secrets(DATABASE_URL="postgresql://litellm:pw@127.0.0.1:1/litellm"),
+                              lab_host.root / "secrets.database.enc.yaml")
+    lab_host.write_inventory({"image": registry.release("1.106.2"), "secrets_file": str(secrets)}, database=True)
+    before = lab_host.snapshot()
+    try:
+        run = lab_host.run("deploy", "--host", lab_host.name)
+    finally:
+        lab_host.write_inventory({"image": registry.release("1.106.3")})
+    assert run.returncode == 1
+    assert "a rollback does not undo a migration" in run.stderr and "--yes" in run.stderr
+    assert lab_host.snapshot() == before
+
+
+def test_rollback_to_an_earlier_release_brings_back_its_image_and_config(lab_host, first):
+    _, first_config = first
+    lab_host.write_inventory({"image": registry.release("1.106.3")}, mock_response="lab mock: the second config")
+    changed = lab_host.run("deploy", "--host", lab_host.name)
+    assert changed.returncode == 0 and "restarted litellm" in changed.stdout, changed.stderr
+    assert chat(lab_host, "claude-sonnet-4") == "lab mock: the second config"
+    first_id = next(entry["id"] for entry in audit(lab_host) if entry["action"] == "deploy")
+    run = lab_host.run("rollback", "--host", lab_host.name, "--to", first_id)
+    assert run.returncode == 0, run.stderr
+    assert f"back to release {first_id}" in run.stdout
+    assert (lab_host.root / "litellm/config.yaml").read_text() == first_config
+    assert lab_host.inspect()["Config"]["Image"] == pinned("1.106.2")
+    assert chat(lab_host, "claude-sonnet-4") == FIRST_ANSWER
+    assert "web:" in compose_text(lab_host)  # the team's own service is still there
+    history = lab_host.run("ops.history", "--host", lab_host.name)
+    assert history.returncode == 0
+    lines = history.stdout.splitlines()
+    assert f"back to {first_id}" in lines[-1] and " rollback " in lines[-1] and " kept " in lines[-1]
+    assert any(first_id in line and " kept " in line for line in lines)
+
+
+def test_pass_through_and_the_production_preset_are_what_litellm_runs(fresh_lab_host):
+    host = fresh_lab_host()
+    secrets = encrypt_for_lab(lab_secrets(EXTRA_TOKEN="extra-token-value-1"), host.root / "secrets.enc.yaml")
+    host.write_inventory({"preset": "production", "secrets_file": str(secrets)}, workers=2,
+                         router_settings={"model_group_alias": {"gpt-4o": "claude-sonnet-4"}},
+                         env={"LITEDEPLOY_LAB_MARK": "on"}, secret_env=["EXTRA_TOKEN"])
+    run = host.run("deploy", "--host", host.name)
+    assert run.returncode == 0, run.stderr
+    assert chat(host, "gpt-4o") == FIRST_ANSWER  # the real router resolved the alias
+    config = host.inspect()["HostConfig"]
+    assert config["Memory"] == 4 * 1024 ** 3
+    assert config["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "50m"}}
+    assert host.inspect()["Config"]["StopTimeout"] == 60
+    env = subprocess.run(["docker", "exec", host.container, "env"], capture_output=True, text=True).stdout
+    assert {"LITELLM_MODE=PRODUCTION", "LITELLM_LOG=ERROR", "LITEDEPLOY_LAB_MARK=on",
+            "EXTRA_TOKEN=extra-token-value-1"} <= set(env.splitlines())
+    processes = subprocess.run(["docker", "top", host.container, "-o", "pid,args"], capture_output=True,
+                               text=True, check=True).stdout
+    assert "--num_workers 2" in processes and "--max_requests_before_restart 10000" in processes
