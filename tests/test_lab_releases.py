@@ -14,8 +14,9 @@ import urllib.request
 
 import pytest
 
-from conftest import TEAM_COMPOSE, encrypt_for_lab, lab_secrets
+from conftest import TEAM_COMPOSE, encrypt_for_lab, lab_secrets, make_namespace_host
 from litedeploy.lab import registry
+from litedeploy.lab.image import LAB_IMAGE
 
 pytestmark = pytest.mark.lab
 
@@ -179,3 +180,32 @@ def test_pass_through_and_the_production_preset_are_what_litellm_runs(fresh_lab_
     processes = subprocess.run(["docker", "top", host.container, "-o", "pid,args"], capture_output=True,
                                text=True, check=True).stdout
     assert "--num_workers 2" in processes and "--max_requests_before_restart 10000" in processes
+
+
+def test_a_local_build_runs_by_its_tag(fresh_lab_host):
+    host = fresh_lab_host()
+    host.write_inventory({"image": LAB_IMAGE})
+    run = host.run("deploy", "--host", host.name)
+    assert run.returncode == 0, run.stderr
+    assert "pulling" not in run.stderr
+    assert f'image: "{LAB_IMAGE}"' in compose_text(host)  # no registry knows a digest for it
+
+
+def test_a_separate_hardened_bridged_host_upgrades_and_goes_back_to_the_old_digest(lab, tmp_path):
+    """A namespace host (own engine, hardened sshd, bridge networking) pulls from the registry on
+    its own loopback, which serves the same blobs."""
+    host = make_namespace_host(lab, tmp_path, "ns-upgrade", 3)
+    subprocess.run([*host.docker, "rmi", "-f", registry.release("1.106.3")], capture_output=True)
+    host.write_inventory({"image": registry.release("1.106.2")})
+    try:
+        assert host.run("deploy", "--host", host.name).returncode == 0
+        upgraded = host.run("upgrade", "--host", host.name, "--to", "1.106.3")
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert "pulled " in upgraded.stderr
+        assert host.inspect()["Config"]["Image"] == pinned("1.106.3")
+        broken = host.run("upgrade", "--host", host.name, "--to", registry.BROKEN_RELEASE)
+        assert broken.returncode == 1 and "rolled back" in broken.stderr, broken.stderr
+        assert host.inspect()["Config"]["Image"] == pinned("1.106.3")
+        assert host.run("ops.smoke", "--host", host.name).returncode == 0
+    finally:
+        host.remove_container()

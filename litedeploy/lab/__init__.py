@@ -120,7 +120,7 @@ def stop_daemons(lab: Lab, say: Say, started: Iterable[str]) -> None:
         elif kind == "sshd":
             stop(lab.sshd_paths(name).pidfile, f"sshd ({name})", say)
         elif kind == "registry":
-            stop(lab.state / "registry.pid", "the registry", say)
+            registry.stop_in(lab.state, say)
         else:
             stop(lab.dockerd_pid, "dockerd", say)
 
@@ -225,6 +225,7 @@ def _start_namespace_host(lab: Lab, host: NamespaceHost, say: Say) -> bool:
     created = netns.create_link(host, say)
     started_engine = netns.start_dockerd(host, say)
     netns.load_image(host, LAB_IMAGE, saved_image(LAB_IMAGE, lab.state, say), say)
+    started_registry = registry.start(lab.state, say, host.folder, host.in_netns([]))
     host_key = host.folder / "ssh_host_ed25519_key"
     if not host_key.exists():
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"litedeploy-{host.name}", "-f", str(host_key)])
@@ -233,7 +234,7 @@ def _start_namespace_host(lab: Lab, host: NamespaceHost, say: Say) -> bool:
                          _environment(lab, NAMESPACE_PROFILE, host.docker_socket))
     started_sshd = _start_sshd(paths, NAMESPACE_PROFILE, config, host.in_netns([]), say,
                                f"{host.name} {host.address}:22")
-    return created or started_engine or started_sshd
+    return created or started_engine or started_registry or started_sshd
 
 
 def _write_known_hosts(lab: Lab) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DeployError
+from . import registry
 from .process import Say, alive, docker_answers, run, spawn, stop, succeeds, wait
 from .sshd import SshdPaths
 
@@ -135,6 +136,7 @@ def destroy(host: NamespaceHost, say: Say) -> None:
     """Stops the host's sshd and dockerd (its containers with it) and removes its link; its image
     store stays on disk, so the next `lab.up` need not load the image again."""
     stop(host.sshd_paths.pidfile, f"sshd on {host.name}", say)
+    registry.stop_in(host.folder, say)
     stop(host.dockerd_pid, f"dockerd on {host.name}", say)
     shutil.rmtree(host.exec_root, ignore_errors=True)  # its sockets and pid file, gone with the engine
     if namespace_exists(host):

@@ -7,10 +7,11 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Sequence
 
 import yaml
 
-from .process import Say, alive, listening, run, spawn, succeeds, wait
+from .process import Say, alive, run, spawn, stop, succeeds, wait
 
 ADDRESS, PORT = "127.0.0.1", 15500
 REPOSITORY = f"{ADDRESS}:{PORT}/litellm-lab"
@@ -31,20 +32,28 @@ def release(tag: str) -> str:
     return f"{REPOSITORY}:{tag}"
 
 
-def start(state: Path, say: Say) -> bool:
-    """Starts the registry unless it runs; its blobs stay in the state folder between runs."""
-    pidfile = state / "registry.pid"
+def start(state: Path, say: Say, folder: Path | None = None, wrap: Sequence[str] = ()) -> bool:
+    """Starts a registry on 127.0.0.1:15500 unless it runs. With `folder` and `wrap` (a namespace
+    host's), one more serves the same blobs on that host's own loopback, so every lab host pulls
+    the same image names as this machine does."""
+    folder = folder or state
+    pidfile = folder / "registry.pid"
     if alive(pidfile):
         return False
-    config = state / "registry.yml"
+    config = folder / "registry.yml"
     config.write_text(yaml.safe_dump({
         "version": 0.1, "log": {"level": "warn"},
         "storage": {"filesystem": {"rootdirectory": str(state / "registry")}, "delete": {"enabled": True}},
         "http": {"addr": f"{ADDRESS}:{PORT}"}}))
-    say(f"lab: starting a registry on {ADDRESS}:{PORT}")
-    spawn(["docker-registry", "serve", str(config)], pidfile, state / "registry.log")
-    wait(lambda: listening(ADDRESS, PORT), 20, f"the registry did not start; see {state / 'registry.log'}")
+    say(f"lab: starting a registry on {ADDRESS}:{PORT}" + (f" ({folder.name})" if wrap else ""))
+    spawn([*wrap, "docker-registry", "serve", str(config)], pidfile, folder / "registry.log")
+    answering = [*wrap, "bash", "-c", f"exec 3<>/dev/tcp/{ADDRESS}/{PORT}"]
+    wait(lambda: succeeds(answering), 20, f"the registry did not start; see {folder / 'registry.log'}")
     return True
+
+
+def stop_in(folder: Path, say: Say) -> None:
+    stop(folder / "registry.pid", f"the registry ({folder.name})", say)
 
 
 def publish(built_image: str, say: Say) -> None:
