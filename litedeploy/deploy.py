@@ -63,16 +63,11 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
             return DeployResult(host.name, plan, None, (), _diffs(plan, session))
         action = "upgrade" if upgrade else "deploy"
         with locked(session, project.root, action, out, break_lock, lock_timeout) as (facts, record):
-            deployed = served_image(facts.compose_text or "", host.service_name)
-            refusal = None if yes else migration_refusal(host, deployed, host.image, upgrade)
-            if refusal:
-                raise DeployError(refusal)
-            image = pinned_image(host, facts, upgrade) or _pulled(session, upgrade, out)
+            deployed = _check_migrations(host, facts, host.image, upgrade, yes)
+            image = pinned_image(host, facts, upgrade) or _pulled(session, out)
             record.update(image=image, previous_image=deployed)
-            desired = render_host(project.templates, replace(host, image=image), secrets)
-            result = _apply(session, desired, facts, record["id"], out)
-            record.update(changed=[c.path for c in result.plan.changes], restart=result.plan.restart)
-            return replace(result, image=image)
+            return _apply_recorded(session, render_host(project.templates, replace(host, image=image), secrets),
+                                   facts, record, out)
 
 
 def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str | None = None,
@@ -83,17 +78,29 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
     with opened(host, secrets) as session, \
             locked(session, project.root, "rollback", out, break_lock, lock_timeout) as (facts, record):
         release = choose_release(host, session.remote.releases(), facts, to)
-        deployed, image = served_image(facts.compose_text or "", host.service_name), release.image(host)
-        refusal = None if yes else migration_refusal(host, deployed, image or host.image, False)
-        if refusal:
-            raise DeployError(refusal)
+        image = release.image(host) or host.image
+        deployed = _check_migrations(host, facts, image, False, yes)
         record.update(image=image, previous_image=deployed, rollback_to=release.id)
-        result = _apply(session, release.desired(host, frozenset(secrets)), facts, record["id"], out)
-        record.update(changed=[c.path for c in result.plan.changes], restart=result.plan.restart)
-        return replace(result, image=image), release.id
+        return _apply_recorded(session, release.desired(host, frozenset(secrets)), facts, record, out), release.id
 
 
-def _pulled(session: Session, upgrade: bool, out: TextIO) -> str:
+def _check_migrations(host: Host, facts: HostFacts, wanted: str, upgrade: bool, yes: bool) -> str | None:
+    """Refuses a change of image on a host with a database unless told yes; returns the image the
+    block runs now."""
+    deployed = served_image(facts.compose_text or "", host.service_name)
+    refusal = None if yes else migration_refusal(host, deployed, wanted, upgrade)
+    if refusal:
+        raise DeployError(refusal)
+    return deployed
+
+
+def _apply_recorded(session: Session, desired, facts: HostFacts, record: dict, out: TextIO) -> DeployResult:
+    result = _apply(session, desired, facts, record["id"], out)
+    record.update(changed=[c.path for c in result.plan.changes], restart=result.plan.restart)
+    return replace(result, image=record["image"])
+
+
+def _pulled(session: Session, out: TextIO) -> str:
     """Pulls the image while the running container keeps serving, and pins what came."""
     host = session.host
     out.write(f"{host.name}: pulling {host.image}\n")

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from conftest import NAMESPACE_HOSTS, make_namespace_host
+from litedeploy.lab import registry
 
 pytestmark = pytest.mark.lab
 
@@ -50,14 +51,15 @@ def test_a_group_deploys_in_parallel_with_one_connection_per_host(lab, fleet):
         assert host.inspect()["State"]["Running"]
 
 
-def with_unpullable_image(data: dict, name: str) -> dict:
-    """The inventory with one host's image on a registry that refuses at once (a closed loopback port)."""
-    return {**data, "hosts": {**data["hosts"], name: {**data["hosts"][name], "image": "127.0.0.1:1/litedeploy-missing:0"}}}
+def with_broken_release(data: dict, name: str) -> dict:
+    """The inventory with one host on the lab registry's release that exits at start."""
+    broken = registry.release(registry.BROKEN_RELEASE)
+    return {**data, "hosts": {**data["hosts"], name: {**data["hosts"][name], "image": broken}}}
 
 
 def test_one_broken_host_fails_alone_and_the_others_still_report(fleet):
     first, hosts, data = fleet
-    first.inventory.write_text(yaml.safe_dump(with_unpullable_image(data, hosts[1].name)))
+    first.inventory.write_text(yaml.safe_dump(with_broken_release(data, hosts[1].name)))
     try:
         run = first.run("deploy", "--host", ",".join(host.name for host in hosts))
     finally:
@@ -69,7 +71,7 @@ def test_one_broken_host_fails_alone_and_the_others_still_report(fleet):
 
 def test_rolling_deploy_stops_after_the_first_failed_batch(fleet):
     first, hosts, data = fleet
-    first.inventory.write_text(yaml.safe_dump(with_unpullable_image(data, hosts[0].name)))
+    first.inventory.write_text(yaml.safe_dump(with_broken_release(data, hosts[0].name)))
     try:
         run = first.run("deploy", "--host", "fleet", "--serial", "1")
     finally:

@@ -154,6 +154,9 @@ def test_rollback_to_an_earlier_release_brings_back_its_image_and_config(lab_hos
     assert lab_host.inspect()["Config"]["Image"] == pinned("1.106.2")
     assert chat(lab_host, "claude-sonnet-4") == FIRST_ANSWER
     assert "web:" in compose_text(lab_host)  # the team's own service is still there
+    # The image changed, so the broken release, which no kept release runs, was pruned.
+    assert subprocess.run(["docker", "image", "inspect", registry.release(registry.BROKEN_RELEASE)],
+                          capture_output=True).returncode != 0
     history = lab_host.run("ops.history", "--host", lab_host.name)
     assert history.returncode == 0
     lines = history.stdout.splitlines()
