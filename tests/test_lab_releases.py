@@ -180,9 +180,10 @@ def test_pass_through_and_the_production_preset_are_what_litellm_runs(fresh_lab_
     env = subprocess.run(["docker", "exec", host.container, "env"], capture_output=True, text=True).stdout
     assert {"LITELLM_MODE=PRODUCTION", "LITELLM_LOG=ERROR", "LITEDEPLOY_LAB_MARK=on",
             "EXTRA_TOKEN=extra-token-value-1"} <= set(env.splitlines())
+    assert host.inspect()["Config"]["Cmd"][-4:] == ["--num_workers", "2", "--max_requests_before_restart", "10000"]
     processes = subprocess.run(["docker", "top", host.container, "-o", "pid,args"], capture_output=True,
                                text=True, check=True).stdout
-    assert "--num_workers 2" in processes and "--max_requests_before_restart 10000" in processes
+    assert processes.count("spawn_main") == 2, processes  # uvicorn's two worker processes
 
 
 def test_a_local_build_runs_by_its_tag(fresh_lab_host):
