@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import posixpath
 import re
@@ -105,6 +106,34 @@ class Inventory:
     def names(self, name: str) -> list[str]:
         """A group's hosts, or the one host named."""
         return list(self.groups[name]) if name in self.groups else [name]
+
+    def select(self, pattern: str) -> list[str]:
+        """Hosts a pattern names, in the order named, as Ansible's and Kamal's patterns do: terms
+        separated by `,` or `:`, each a host, a group or a glob over both (`web*`); a term starting
+        with `!` takes its hosts out (`prod:!fox2`). A name or glob that matches nothing is an error."""
+        chosen: list[str] = []
+        excluded: set[str] = set()
+        for term in (t.strip() for t in re.split(r"[,:]", pattern)):
+            if not term:
+                continue
+            negated, name = term.startswith("!"), term.lstrip("!")
+            if any(c in name for c in "*?["):
+                matched = [n for n in [*self.hosts, *self.groups] if fnmatch.fnmatchcase(n, name)]
+                if not matched:
+                    raise InventoryError(f"{self.path}: host pattern {name!r} matches no host or group")
+                members = [member for n in matched for member in self.names(n)]
+            else:
+                if name not in self.hosts and name not in self.groups:
+                    self.host(name)  # the unknown-host error, listing the known ones
+                members = self.names(name)
+            if negated:
+                excluded.update(members)
+            else:
+                chosen += [member for member in members if member not in chosen]
+        selected = [name for name in chosen if name not in excluded]
+        if not selected:
+            raise InventoryError(f"{self.path}: host pattern {pattern!r} leaves no host")
+        return selected
 
     def host(self, name: str, profile: str | None = None) -> Host:
         """The host, with `profile` (or its own default profile) applied over its vars."""

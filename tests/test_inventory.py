@@ -109,3 +109,28 @@ def test_groups_expand_to_their_hosts_and_are_checked():
         parse(MINIMAL + "groups:\n  prod: [one, three]\n")
     with pytest.raises(InventoryError, match="'one' is both a host and a group"):
         parse(MINIMAL + "groups:\n  one: [one]\n")
+
+
+@pytest.mark.parametrize("pattern, selected", [
+    ("web1", ["web1"]),
+    ("web*", ["web1", "web2"]),
+    ("prod:!fox2", ["fox1", "web1"]),
+    ("prod,!fox2", ["fox1", "web1"]),
+    ("fox*,web2", ["fox1", "fox2", "web2"]),
+    ("!web1,prod", ["fox1", "fox2"]),  # an exclusion counts wherever it stands
+    ("web1,web1,prod", ["web1", "fox1", "fox2"]),
+])
+def test_host_patterns_select_hosts_and_groups(pattern, selected):
+    hosts = "".join(f"  {name}:\n    address: {name}.example\n" for name in ("fox1", "fox2", "web1", "web2"))
+    inventory = parse(MINIMAL.split("hosts:")[0] + f"hosts:\n{hosts}groups:\n  prod: [fox1, fox2, web1]\n")
+    assert inventory.select(pattern) == selected
+
+
+def test_a_pattern_that_selects_nothing_is_an_error_naming_it():
+    inventory = parse(MINIMAL)
+    with pytest.raises(InventoryError, match="host pattern 'db\\*' matches no host or group"):
+        inventory.select("db*")
+    with pytest.raises(InventoryError, match="host pattern 'one:!one' leaves no host"):
+        inventory.select("one:!one")
+    with pytest.raises(InventoryError, match=r"unknown host 'fax' \(known: one\)"):
+        inventory.select("one,fax")

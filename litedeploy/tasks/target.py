@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..project import Project
 
 
-HOSTS = "inventory name of the host, a group, or several: a,b"
+HOSTS = "a host or group of hosts.yaml, or a pattern: a,b  web*  prod:!fox2"
 PROFILE = "a profile from hosts.yaml's profiles (default: the host's own)"
 
 
@@ -92,8 +92,8 @@ def hosts_of(c, project: Project, host: str | None, profile: str | None = None) 
     """`--host a,b` or a group names several hosts; `fab -H a,b` calls the task once per host instead."""
     if not host and getattr(c, "original_host", None):
         return [host_of(c, project, None, profile)]  # fab -H: explicit, so it wins over LITEDEPLOY_HOST
-    names = [name.strip() for name in (host or os.environ.get("LITEDEPLOY_HOST") or "").split(",") if name.strip()]
-    expanded = list(dict.fromkeys(member for name in names for member in project.inventory.names(name)))
+    pattern = host or os.environ.get("LITEDEPLOY_HOST") or ""
+    expanded = project.inventory.select(pattern) if pattern.strip() else []
     if len(expanded) > 1:
         return [host_of(c, project, name, profile) for name in expanded]
     return [host_of(c, project, expanded[0] if expanded else None, profile)]
