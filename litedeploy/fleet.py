@@ -52,11 +52,27 @@ def _one(host: Host, deploy_one: Callable[[Host], object]) -> Outcome:
         return Outcome(host.name, None, str(exc), getattr(exc, "rolled_back", False), time.monotonic() - start)
 
 
+def as_record(outcome: Outcome) -> dict:
+    """One host's outcome as `deploy --json` prints it."""
+    result = outcome.result
+    plan = getattr(result, "plan", None)
+    return {"host": outcome.host, "result": _result(outcome), "ok": outcome.ok,
+            "changed": [change.path for change in plan.changes] if plan else [],
+            "restart": plan.restart if plan else None, "image": getattr(result, "image", None),
+            "health_seconds": getattr(result, "health_seconds", None), "seconds": round(outcome.seconds, 2),
+            "warnings": list(plan.warnings) if plan else [], "error": outcome.error,
+            "rolled_back": outcome.rolled_back}
+
+
+def _result(outcome: Outcome) -> str:
+    return "skipped" if outcome.skipped else "ok" if outcome.ok else "rolled back" if outcome.rolled_back else "failed"
+
+
 def recap_table(outcomes: Sequence[Outcome]) -> str:
     width = max(len(o.host) for o in outcomes)
     lines = [f"RECAP {'host':<{width}}  result       changed  restart  health  seconds"]
     for o in outcomes:
-        result = "skipped" if o.skipped else "ok" if o.ok else "rolled back" if o.rolled_back else "failed"
+        result = _result(o)
         plan = getattr(o.result, "plan", None)
         health = getattr(o.result, "health_seconds", None)
         lines.append(f"RECAP {o.host:<{width}}  {result:<11}  {len(plan.changes) if plan else '-':>7}  "

@@ -4,6 +4,7 @@ addresses, sshds and Docker engines across a (veth) network."""
 
 from __future__ import annotations
 
+import json
 
 import pytest
 import yaml
@@ -78,3 +79,18 @@ def test_rolling_deploy_stops_after_the_first_failed_batch(fleet):
         first.inventory.write_text(yaml.safe_dump(data))
     assert run.returncode == 1
     assert recap(run) == {hosts[0].name: "rolled back", hosts[1].name: "skipped", hosts[2].name: "skipped"}
+
+
+def test_deploy_json_prints_one_object_per_host_and_nothing_else(fleet):
+    first, hosts, data = fleet
+    first.inventory.write_text(yaml.safe_dump(with_broken_release(data, hosts[2].name)))
+    try:
+        run = first.run("deploy", "--host", "fleet*", "--json")
+    finally:
+        first.inventory.write_text(yaml.safe_dump(data))
+    assert run.returncode == 1
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [(r["host"], r["result"]) for r in records] == [(hosts[0].name, "ok"), (hosts[1].name, "ok"),
+                                                           (hosts[2].name, "rolled back")]
+    assert records[0]["changed"] == [] and records[0]["restart"] is None and "@sha256:" in records[0]["image"]
+    assert records[2]["rolled_back"] and "crash-looping" in records[2]["error"]

@@ -1,5 +1,6 @@
 """The top-level tasks that change what a host runs: `deploy`, `upgrade` and `rollback`."""
 
+import json
 import sys
 from dataclasses import replace
 
@@ -11,6 +12,7 @@ from .target import (HOSTS, PROFILE, hosts_of, on_each_host, project_of, reports
                      terminate_as_interrupt, whole_number)
 
 MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
+JSON = "print one JSON object per host (result, changes, restart, image, timings, error) instead of text"
 YES = ("go ahead although the image changes on a host with a database (a rollback does not undo "
        "LiteLLM's schema migrations)")
 
@@ -23,15 +25,15 @@ YES = ("go ahead although the image changes on a host with a database (a rollbac
             "profile": PROFILE,
             "parallel": "how many hosts deploy at once (default 10)",
             "serial": "rolling: deploy N hosts at a time and stop after a batch with a failure",
-            "yes": YES})
+            "yes": YES, "json": JSON})
 @reports_errors
 def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout="60", profile=None,
-           parallel="10", serial="0", yes=False):
+           parallel="10", serial="0", yes=False, json_=False):
     """Render, upload what changed, restart only if needed, verify; roll back if the gateway fails.
 
     The image runs by digest: a tag is pinned to what the host pulled the first time, until
     `upgrade` pulls it again."""
-    _change(c, host, profile, parallel, serial, diff, check=check, break_lock=break_lock,
+    _change(c, host, profile, parallel, serial, diff, json_, check=check, break_lock=break_lock,
             lock_timeout=seconds("lock-timeout", lock_timeout), yes=yes)
 
 
@@ -41,19 +43,20 @@ def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout
             "break-lock": "remove a stale deploy lock left by a deploy that died",
             "lock-timeout": "seconds to wait for another deploy's lock (default 60)", "profile": PROFILE,
             "parallel": "how many hosts upgrade at once (default 10)",
-            "serial": "rolling: upgrade N hosts at a time and stop after a batch with a failure", "yes": YES})
+            "serial": "rolling: upgrade N hosts at a time and stop after a batch with a failure", "yes": YES,
+            "json": JSON})
 @reports_errors
 def upgrade(c, host=None, to=None, check=False, diff=False, break_lock=False, lock_timeout="60", profile=None,
-            parallel="10", serial="0", yes=False):
+            parallel="10", serial="0", yes=False, json_=False):
     """Pull the release while the old container serves, swap, verify; on failure back to the old digest.
 
     Without --to the host's image tag is pulled again; --to overrides hosts.yaml for this run only: set the same image there, or the next deploy goes
     back to the one it names."""
-    _change(c, host, profile, parallel, serial, diff, to=to, check=check, break_lock=break_lock,
+    _change(c, host, profile, parallel, serial, diff, json_, to=to, check=check, break_lock=break_lock,
             lock_timeout=seconds("lock-timeout", lock_timeout), yes=yes, upgrade=True)
 
 
-def _change(c, host, profile, parallel, serial, diff, to=None, **options) -> None:
+def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **options) -> None:
     """`deploy` and `upgrade` over one host or many; `options` go to each host's deploy."""
     pool, batch = whole_number("parallel", parallel, 1), whole_number("serial", serial)
     check = options["check"]
@@ -65,8 +68,8 @@ def _change(c, host, profile, parallel, serial, diff, to=None, **options) -> Non
     # In a fleet each host's deploy runs on in its thread and finishes (audit line, lock released);
     # the interrupt ends the task once they have.
     with terminate_as_interrupt():
-        if len(targets) > 1:
-            _deploy_many(project, targets, pool, batch or None, **options)
+        if len(targets) > 1 or as_json:
+            _deploy_many(project, targets, pool, batch or None, as_json, **options)
             return
         result = _deploy_one(project, target, **options)
     for warning in result.plan.warnings:
@@ -128,21 +131,27 @@ def _deploy_one(project, target, **options):
         raise
 
 
-def _deploy_many(project, targets, parallel, serial, **options) -> None:
+def _deploy_many(project, targets, parallel, serial, as_json, **options) -> None:
+    """Many hosts (or one, for --json): a recap table, or one JSON object per host on stdout."""
     from ..deploy import deploy as run_deploy
-    from ..fleet import deploy_all, recap_table
+    from ..fleet import as_record, deploy_all, recap_table
 
     def one(target):
         result = run_deploy(project, target, **options)
-        print(summary(result) if not options["check"] else
-              f"{target.name}: check: {len(result.plan.changes)} files would change, "
-              f"restart: {result.plan.restart or 'no'}", flush=True)
+        if not as_json:
+            print(summary(result) if not options["check"] else
+                  f"{target.name}: check: {len(result.plan.changes)} files would change, "
+                  f"restart: {result.plan.restart or 'no'}", flush=True)
         return result
     outcomes = deploy_all(targets, one, parallel, serial)
-    for outcome in outcomes:
-        if outcome.error:
-            print(f"error: {outcome.error}", file=sys.stderr)
-    print(recap_table(outcomes))
+    if as_json:
+        for outcome in outcomes:
+            print(json.dumps(as_record(outcome)))
+    else:
+        for outcome in outcomes:
+            if outcome.error:
+                print(f"error: {outcome.error}", file=sys.stderr)
+        print(recap_table(outcomes))
     failed = [o.host for o in outcomes if not o.ok]
     if failed:
         raise DeployError(f"deploy did not succeed on {len(failed)} of {len(outcomes)} hosts: {', '.join(failed)}")
