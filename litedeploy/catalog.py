@@ -4,6 +4,7 @@ limits, and prompt caching with the workshop's rule that a fallback must cache t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -12,13 +13,15 @@ from .errors import RenderError, parse_yaml
 
 # The vars of a host that the catalog reads.
 CATALOG_VARS = frozenset({"models", "aws_region", "inference_prefix", "catalog", "prompt_caching", "fallbacks",
-                          "mock_response", "ollama_backends"})
+                          "mock_response", "ollama_backends", "anthropic_model_ids"})
 
 # Region family -> the prefix of Bedrock's cross-region inference profiles.
 REGION_PREFIXES = {"us": "us", "eu": "eu", "ap": "apac"}
 # Per-model settings passed to LiteLLM as they are.
 LIMITS = ("max_tokens", "rpm", "tpm", "timeout")
 MODEL_KEYS = {"name", "catalog", "model", "provider", *LIMITS}
+# A Bedrock id of an Anthropic model -> its id in Anthropic's API: anthropic.X-v1:0 -> X.
+_ANTHROPIC_ID = re.compile(r"anthropic\.(claude-[a-z0-9-]+-\d{8})-v\d+:\d+")
 # Where LiteLLM puts the cache_control marker: the system prompt, which is what a coding agent repeats.
 CACHE_POINTS = [{"location": "message", "role": "system"}]
 
@@ -30,6 +33,8 @@ class Deployment:
     name: str
     params: dict[str, Any]
     caching: bool
+    # The model's id in Anthropic's own API (claude-sonnet-4-20250514), for catalog models.
+    anthropic_id: str | None = None
 
 
 def load_catalog(path: Path) -> dict[str, dict]:
@@ -60,21 +65,37 @@ def resolve_models(variables: Mapping[str, Any], catalog: Mapping[str, dict], wh
         if spec.get("provider"):
             raise RenderError(f"{where}: vars.models[{index}]: unknown provider {spec['provider']!r} "
                               "(ollama, or give the LiteLLM model string as 'model')")
+        anthropic_id = None
         if "model" in spec:
             params, caching = {"model": spec["model"]}, False
             if spec["model"].startswith("bedrock/"):
                 params["aws_region_name"] = variables["aws_region"]
         else:
             params, caching = _bedrock(spec.get("catalog", spec["name"]), entries, variables, where)
+            found = _ANTHROPIC_ID.fullmatch(params["model"].partition(".")[2])
+            anthropic_id = found.group(1) if found else None
         params.update(limits)
         if "mock_response" in variables:
             params["mock_response"] = variables["mock_response"]
         if caching_on and caching:
             params["cache_control_injection_points"] = CACHE_POINTS
-        deployments.append(Deployment(spec["name"], params, caching))
+        deployments.append(Deployment(spec["name"], params, caching, anthropic_id))
     if caching_on:
         _check_caching_fallbacks(deployments, variables.get("fallbacks") or {}, where)
     return deployments
+
+
+def anthropic_aliases(deployments: list[Deployment]) -> dict[str, str]:
+    """The ids Claude Code sends (dated, and the undated alias Anthropic also takes) -> our model
+    names, for LiteLLM's model_group_alias; ids that already name a configured model are left out."""
+    names = {d.name for d in deployments}
+    aliases: dict[str, str] = {}
+    for deployment in deployments:
+        if deployment.anthropic_id:
+            for alias in (deployment.anthropic_id, re.sub(r"-\d{8}$", "", deployment.anthropic_id)):
+                if alias not in names:
+                    aliases.setdefault(alias, deployment.name)
+    return aliases
 
 
 def inference_prefix(variables: Mapping[str, Any], where: str) -> str:

@@ -169,18 +169,28 @@ def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: b
             pass  # the connection is gone: the lock stays, and the next deploy says who holds it
 
 
+def lock_owner() -> dict:
+    """Who takes a lock: recorded in it, shown to whoever finds the host locked."""
+    return {"user": getpass.getuser(), "from": socket.gethostname(), "pid": os.getpid(),
+            "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def describe_holder(holder: dict | None) -> str:
+    """`ann@laptop (pid 4242) since TIME: 'message'`, from a lock's owner record."""
+    holder = holder or {}
+    who = f"{holder.get('user', '?')}@{holder.get('from', '?')} (pid {holder.get('pid', '?')}) since {holder.get('since', '?')}"
+    return who + (f": {holder['message']!r}" if holder.get("message") else "")
+
+
 def _take_lock(session: Session, timeout: float, out: TextIO, break_lock: bool) -> HostFacts:
-    owner = {"user": getpass.getuser(), "from": socket.gethostname(), "pid": os.getpid(),
-             "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    owner = lock_owner()
     deadline = time.monotonic() + timeout
     while True:
         facts = session.remote.gather_facts(lock_owner=owner, break_lock=break_lock)
         break_lock = False  # only the stale lock found at the start, never a live deploy's
         if facts.lock_acquired:
             return facts
-        holder = facts.lock_holder or {}
-        who = (f"{holder.get('user', '?')}@{holder.get('from', '?')} (pid {holder.get('pid', '?')}) "
-               f"since {holder.get('since', '?')}")
+        who = describe_holder(facts.lock_holder)
         if facts.lock_live:
             raise DeployError(f"{session.host.name}: --break-lock refused: the deploy holding the lock, {who}, is "
                               f"still connected (sshd pid {facts.lock_live}); wait for it with --lock-timeout")

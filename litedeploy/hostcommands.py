@@ -128,8 +128,14 @@ def lock_script(host: Host, owner: dict) -> str:
     return "\n".join([
         f"if mkdir {lock} 2>/dev/null; then printf '%s\\n' {q(json.dumps(owner))} > {lock}/owner;",
         f"  {_CONNECTION_PID}; echo \"$c\" > {lock}/connection; echo 'lock acquired';",
-        f"else printf 'lock held '; base64 -w0 < {lock}/owner 2>/dev/null; echo; fi",
+        f"else {lock_status_script(host)}; fi",
     ])
+
+
+def lock_status_script(host: Host) -> str:
+    """Prints `lock held BASE64-OWNER` when the host is locked, nothing otherwise."""
+    lock = q(lock_path(host))
+    return f"if [ -d {lock} ]; then printf 'lock held '; base64 -w0 < {lock}/owner 2>/dev/null; echo; fi"
 
 
 def unlock_script(host: Host) -> str:
@@ -215,8 +221,13 @@ def releases_script(host: Host) -> str:
             " printf 'release %s %s ' \"${f%%/*}\" \"${f#*/}\"; base64 -w0 < \"$f\"; echo; done")
 
 
-def history_script(host: Host, lines: int) -> str:
-    """The audit log's last LINES lines (JSON, no secrets), then `releases ID ...`."""
+def audit_log_script(host: Host, lines: int) -> str:
+    """The audit log's last LINES lines (JSON, no secrets)."""
     log = q(f"{host.config_dir}/deploys.log")
-    return (f"[ -f {log} ] && tail -n {int(lines)} {log}; printf 'releases '; "
+    return f"[ ! -f {log} ] || tail -n {int(lines)} {log}"
+
+
+def history_script(host: Host, lines: int) -> str:
+    """The audit log's last LINES lines, then `releases ID ...`."""
+    return (f"{audit_log_script(host, lines)}; printf 'releases '; "
             f"ls -1 {q(releases_dir(host))} 2>/dev/null | tr '\\n' ' '; echo")

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import jinja2
 import yaml
 
-from .catalog import CATALOG_VARS, load_catalog, resolve_models
+from .catalog import CATALOG_VARS, anthropic_aliases, load_catalog, resolve_models
 from .errors import RenderError, parse_yaml
 from .inventory import Host
 from .secrets import SecretValues, env_pairs, quote_env_file
@@ -98,7 +98,8 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
         raise RenderError(f"{where}: vars.aws_auth must be one of {', '.join(AWS_AUTH)}")
     check_settings(host.vars, where)
     models = resolve_models(host.vars, templates.catalog, where)
-    context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models}
+    context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models,
+               "router_settings": router_settings(host.vars, models)}
     env = quote_env_file(_render(templates, ENV_TEMPLATE, context, host))
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env,
                          block=_render(templates, BLOCK_TEMPLATE, context, host),
@@ -107,6 +108,15 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
     check_env_names(files.env, files.config, where)
     check_block(files.block, host)
     return files
+
+
+def router_settings(variables: Mapping[str, Any], models: list) -> dict[str, Any]:
+    """vars.router_settings, with the ids Claude Code sends mapped to our models where the host
+    asks for that (its own aliases win)."""
+    settings = dict(variables.get("router_settings") or {})
+    if variables.get("anthropic_model_ids"):
+        settings["model_group_alias"] = {**anthropic_aliases(models), **(settings.get("model_group_alias") or {})}
+    return settings
 
 
 def _render(templates: Templates, name: str, context: dict, host: Host) -> str:

@@ -162,6 +162,17 @@ def chat(gateway: Gateway, model: str, **extra: Any) -> Response:
     return reply
 
 
+def messages(gateway: Gateway, model: str) -> str:
+    """Anthropic's Messages API, as Claude Code calls it: LiteLLM translates it for any provider."""
+    reply = gateway.request("POST", "/v1/messages", {"model": model, "max_tokens": 16,
+                                                     "messages": [{"role": "user", "content": "ping"}]})
+    data = reply.json() or {}
+    texts = [part.get("text", "") for part in data.get("content") or [] if isinstance(part, dict)]
+    if reply.status != 200 or not texts:
+        raise VerifyError(f"{gateway.name}: /v1/messages with {model} answered {reply.status}{_error_of(reply)}")
+    return texts[0]
+
+
 def _error_of(reply: Response) -> str:
     data = reply.json()
     error = data.get("error") if isinstance(data, dict) else None
@@ -199,8 +210,9 @@ class Check:
     skipped: bool = False
 
 
-def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str]) -> list[Check]:
-    """Each check runs even when an earlier one failed, so the table shows the whole picture."""
+def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str], messages_model: str | None = None) -> list[Check]:
+    """Each check runs even when an earlier one failed, so the table shows the whole picture.
+    With `messages_model`, Anthropic's /v1/messages is proven too (one more model call)."""
     def readiness() -> str:
         reply = gateway.request("GET", "/health/readiness", auth=False)
         if reply.status != 200:
@@ -231,6 +243,8 @@ def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str]) -> list[Che
     checks = [("liveliness", lambda: f"answered in {wait_until_live(gateway, REQUEST_TIMEOUT, io.StringIO()):.1f} s"),
               ("readiness", readiness), ("auth enforced", auth_enforced), ("models", models)]
     checks += [(f"chat {model}", answer(model)) for model in chat_models]
+    if messages_model:
+        checks.append((f"messages {messages_model}", lambda: repr(messages(gateway, messages_model)[:60])))
     results = [_timed(name, probe) for name, probe in checks]
     if plan.fallback_from and plan.mock_fallbacks_allowed:
         results.append(_timed(f"fallback from {plan.fallback_from}", fallback))

@@ -1,9 +1,10 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
-from litedeploy.catalog import CACHE_POINTS, load_catalog, resolve_models
+from litedeploy.catalog import CACHE_POINTS, anthropic_aliases, load_catalog, resolve_models
 from litedeploy.errors import InventoryError, RenderError
 from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
@@ -138,3 +139,26 @@ def test_router_settings_pass_through_with_fallbacks(repo):
     router = yaml.safe_load(render_host(templates, inventory.host("fox"), secrets).config)["router_settings"]
     assert router == {"num_retries": 3, "timeout": 600, "allowed_fails": 2,
                       "fallbacks": [{"claude-sonnet-4": ["claude-3-7-sonnet"]}]}
+
+
+def test_the_ids_claude_code_sends_map_to_the_configured_models(catalog):
+    models = resolve(catalog, models=[{"name": "claude-sonnet-4-5"}, {"name": "fast", "catalog": "claude-haiku-4-5"},
+                                      {"name": "mine", "model": "bedrock/x"}])
+    aliases = anthropic_aliases(models)
+    assert aliases["claude-sonnet-4-5-20250929"] == "claude-sonnet-4-5"
+    assert aliases["claude-haiku-4-5"] == "fast" and aliases["claude-haiku-4-5-20251001"] == "fast"
+    assert "claude-sonnet-4-5" not in aliases  # already a configured name
+    assert "mine" not in aliases.values()  # no catalog entry, no Anthropic id
+
+
+def test_anthropic_model_ids_fill_model_group_alias_under_the_hosts_own(repo):
+    inventory = parse_inventory((repo / "hosts.yaml").read_text(), repo / "hosts.yaml")
+    fox = inventory.host("fox")
+    host = replace(fox, vars={**fox.vars, "anthropic_model_ids": True,
+                              "router_settings": {"model_group_alias": {"claude-opus-4": "claude-sonnet-4"}}})
+    secrets = SecretValues({"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "LITELLM_MASTER_KEY": "sk-x",
+                            "LITELLM_SALT_KEY": "s"}, "secrets.enc.yaml")
+    config = yaml.safe_load(render_host(load_templates(repo / "templates", repo / "models.yaml"), host, secrets).config)
+    aliases = config["router_settings"]["model_group_alias"]
+    assert aliases["claude-sonnet-4-20250514"] == "claude-sonnet-4"
+    assert aliases["claude-opus-4"] == "claude-sonnet-4"  # the host's own alias stays

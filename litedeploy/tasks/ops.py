@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import re
+import shlex
 import sys
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
@@ -114,6 +115,48 @@ def history(c, host=None, last="20", json_=False):
     on_each_host(c, host, show)
 
 
+@task(help={"host": HOSTS, "last": "how many recent entries (default 50)"})
+@reports_errors
+def audit(c, host=None, last="50"):
+    """The host's audit log as it is: one JSON object per deploy, upgrade, rollback, remove and
+    compose task (who, from where, which commit, what changed, the result)."""
+    from ..hostcommands import audit_log_script
+    from ..session import opened
+    count = whole_number("last", last, 1)
+
+    def show(project, target):
+        with opened(target) as session:
+            lines = session.remote.run(["sh", "-c", audit_log_script(target, count)]).stdout.splitlines()
+        for line in lines:
+            print(f"{target.name} {line}")
+        if not lines:
+            print(f"{target.name}: nothing recorded in {target.config_dir}/deploys.log")
+    on_each_host(c, host, show)
+
+
+@task(name="exec", help={"host": HOSTS, "command": "the command line to run in the container, quoted as one "
+                                                    "argument (split like a shell, not run by one)"})
+@reports_errors
+def exec_(c, host=None, command=None):
+    """Run a command in the litellm container (docker exec, no terminal); secrets in its output masked."""
+    from ..session import opened
+    if not command:
+        raise DeployError("ops.exec needs --command 'ARGV...' (for example --command 'python3 --version')")
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise DeployError(f"--command {command!r}: {exc}") from None
+
+    def run(project, target):
+        with opened(target) as session:
+            out = RedactedLines(sys.stdout, session.redact, lambda line: True)
+            code = session.remote.stream(["docker", "exec", target.container_name, *argv], out)
+            out.close()
+        if code not in (0, None):
+            raise DeployError(f"{target.name}: {argv[0]} exited with {code} in {target.container_name}")
+    on_each_host(c, host, run)
+
+
 @task(help={"host": HOSTS, "tail": "how many recent lines (default 100)", "follow": "keep streaming new lines",
             "since": "only lines since this time (10m, 2h, 2026-11-22T10:00)",
             "grep": "only lines matching this regular expression"})
@@ -184,10 +227,11 @@ def _fingerprint(value: str) -> str:
             "profile": PROFILE_RUNNING})
 @reports_errors
 def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None, profile=None):
-    """Prove the gateway answers: health, auth, models, chat, fallback; exit 1 on any failure.
+    """Prove the gateway answers: health, auth, models, chat, /v1/messages, fallback; exit 1 on any failure.
 
     Liveliness, readiness, no key rejected, exactly the configured models listed, chat answers with
-    latency, and the fallback path where configured. Never LiteLLM's billed /health."""
+    latency, Anthropic's Messages API (what Claude Code calls), and the fallback path where
+    configured. Never LiteLLM's billed /health."""
     from ..render import render_host
     from ..session import host_secrets, opened
     from ..verify import SmokePlan, direct_gateway, smoke as run_smoke
@@ -197,7 +241,8 @@ def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None, 
 
         def run(gateway, deployed):
             expected = SmokePlan.of(render_host(project.templates, deployed, secrets).config)
-            return run_smoke(gateway, expected, expected.models if all_models else [model or expected.models[0]])
+            chosen = expected.models if all_models else [model or expected.models[0]]
+            return run_smoke(gateway, expected, chosen, messages_model=chosen[0])
         if direct:
             gateway = direct_gateway(target.name, direct, secrets["LITELLM_MASTER_KEY"])
             checks = run(gateway, project.inventory.with_profile(target, profile or target.profile))
@@ -218,13 +263,17 @@ def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None, 
 
 
 @task(help={"host": HOSTS, "show-key": "also print the master key (it is a secret: mind your terminal)",
+            "client": "print what this client needs, ready to paste: claude-code, cline or openai",
             "profile": PROFILE})
 @reports_errors
-def endpoints(c, host=None, show_key=False, profile=None):
-    """What a client (Cline, an OpenAI SDK) needs: base URL and model IDs; the key on request."""
+def endpoints(c, host=None, show_key=False, client=None, profile=None):
+    """What a client (Claude Code, Cline, an OpenAI SDK) needs: base URL and model IDs; the key on request."""
+    from ..clients import CLIENTS, client_lines
     from ..render import render_host
     from ..session import host_secrets
     from ..verify import SmokePlan
+    if client is not None and client not in CLIENTS:
+        raise DeployError(f"--client must be one of {', '.join(CLIENTS)}, not {client!r}")
 
     def show(project, target):
         secrets = host_secrets(target)
@@ -236,9 +285,13 @@ def endpoints(c, host=None, show_key=False, profile=None):
             base = f"http://127.0.0.1:{target.port}"
             reach = (f"  (listens on {target.bind} only; from elsewhere: ssh -N -L {target.port}:"
                      f"{target.local_address}:{target.port} -p {target.ssh_port} {target.ssh_user}@{target.address})")
+        key = secrets["LITELLM_MASTER_KEY"] if show_key else REDACTED
+        if client:
+            print(f"# {target.name}{reach}")
+            print("\n".join(client_lines(client, base, key, models)))
+            return
         print(f"{target.name}: base URL  {base}{reach}")
         print(f"{target.name}: OpenAI SDK base_url  {base}/v1")
-        key = secrets["LITELLM_MASTER_KEY"] if show_key else f"{REDACTED} (--show-key prints it)"
-        print(f"{target.name}: API key   {key}")
+        print(f"{target.name}: API key   {key if show_key else key + ' (--show-key prints it)'}")
         print(f"{target.name}: model IDs {', '.join(models)}")
     on_each_host(c, host, show, profile)

@@ -1,0 +1,36 @@
+"""What each client needs, as lines to paste."""
+
+import shlex
+
+import pytest
+
+from litedeploy.clients import CLIENTS, client_lines
+
+MODELS = ["claude-3-7-sonnet", "claude-sonnet-4", "claude-haiku-4-5"]
+
+
+def exports(lines):
+    return dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in lines if line.startswith("export "))
+
+
+def test_claude_code_gets_the_messages_base_url_the_default_model_and_a_haiku():
+    assert exports(client_lines("claude-code", "http://fox:4000", "sk-x", MODELS)) == {
+        "ANTHROPIC_BASE_URL": "http://fox:4000", "ANTHROPIC_AUTH_TOKEN": "sk-x",
+        "ANTHROPIC_MODEL": "claude-3-7-sonnet", "ANTHROPIC_SMALL_FAST_MODEL": "claude-haiku-4-5"}
+
+
+def test_openai_sdks_get_the_v1_base_url():
+    assert exports(client_lines("openai", "http://fox:4000", "sk-x", MODELS)) == {
+        "OPENAI_BASE_URL": "http://fox:4000/v1", "OPENAI_API_KEY": "sk-x"}
+
+
+def test_cline_gets_its_litellm_provider_fields():
+    lines = client_lines("cline", "http://fox:4000", "sk-x", MODELS)
+    assert "Base URL:  http://fox:4000" in lines and "Model ID:  claude-3-7-sonnet" in lines
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_key_with_shell_characters_is_quoted(client):
+    lines = client_lines(client, "http://fox:4000", "sk-a'b $c", MODELS)
+    if client != "cline":
+        assert "sk-a'b $c" in exports(lines).values()
