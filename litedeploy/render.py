@@ -16,6 +16,7 @@ from .catalog import CATALOG_VARS, anthropic_aliases, load_catalog, resolve_mode
 from .errors import RenderError, parse_yaml
 from .inventory import Host
 from .secrets import SecretValues, env_pairs, quote_env_file
+from .shared import check_redis, with_redis
 from .settings import SETTINGS_VARS, check_env_names, check_settings, env_value
 
 CONFIG_TEMPLATE = "config.yaml.j2"
@@ -58,7 +59,7 @@ class Templates:
     environment: jinja2.Environment
     catalog: Mapping[str, dict]
     # Every var a host may set: a key outside this set is a typo, never silently ignored.
-    var_names: frozenset[str] = CATALOG_VARS | SETTINGS_VARS | {"aws_auth"}
+    var_names: frozenset[str] = CATALOG_VARS | SETTINGS_VARS | {"aws_auth", "redis", "migrations"}
 
 
 def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
@@ -70,7 +71,8 @@ def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
     environment.filters["env_value"] = env_value
     mentioned = {name for template in sorted(Path(templates_dir).glob("*.j2"))
                  for match in _VAR_REFERENCE.finditer(template.read_text()) for name in match.groups() if name}
-    return Templates(environment, load_catalog(catalog_file), CATALOG_VARS | SETTINGS_VARS | {"aws_auth"} | mentioned)
+    return Templates(environment, load_catalog(catalog_file),
+                     CATALOG_VARS | SETTINGS_VARS | {"aws_auth", "redis", "migrations"} | mentioned)
 
 
 def quoted(value: Any) -> str:
@@ -97,9 +99,12 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
     if host.vars.get("aws_auth", "keys") not in AWS_AUTH:
         raise RenderError(f"{where}: vars.aws_auth must be one of {', '.join(AWS_AUTH)}")
     check_settings(host.vars, where)
+    check_redis(host.vars, where)
     models = resolve_models(host.vars, templates.catalog, where)
+    router, litellm = with_redis(router_settings(host.vars, models), host.vars.get("litellm_settings") or {},
+                                 host.vars)
     context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models,
-               "router_settings": router_settings(host.vars, models)}
+               "router_settings": router, "litellm_settings": litellm}
     env = quote_env_file(_render(templates, ENV_TEMPLATE, context, host))
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env,
                          block=_render(templates, BLOCK_TEMPLATE, context, host),

@@ -64,6 +64,7 @@ def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **option
     targets = hosts_of(c, project, host, profile)
     if to:
         targets = [replace(target, image=str(ImageRef.parse(target.image).with_version(to))) for target in targets]
+    _check_shared_database(project, targets)
     target = targets[0]
     # In a fleet each host's deploy runs on in its thread and finishes (audit line, lock released);
     # the interrupt ends the task once they have.
@@ -118,6 +119,18 @@ def rollback(c, host=None, to=None, break_lock=False, lock_timeout="60", yes=Fal
         print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
                     health=result.health_seconds))
     on_each_host(c, host, back)
+
+
+def _check_shared_database(project, targets) -> None:
+    """The hosts deployed and their groups' other members, where they share a database, must agree
+    (see shared.py), before anything is sent to any of them."""
+    from ..session import host_secrets
+    from ..shared import check_shared_database
+    names = {target.name for target in targets}
+    members = names | {member for group in project.inventory.groups.values() if names & set(group) for member in group}
+    hosts = {**{name: project.inventory.host(name) for name in members}, **{t.name: t for t in targets}}
+    check_shared_database([(host, host_secrets(host)) for _, host in sorted(hosts.items())
+                           if host.vars.get("database")])
 
 
 def _deploy_one(project, target, **options):
