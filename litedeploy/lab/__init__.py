@@ -30,7 +30,7 @@ APT_PACKAGES = {"/usr/sbin/sshd": "openssh-server", "/usr/bin/ssh-keygen": "open
                 "/usr/sbin/dockerd": "docker.io",
                 "/usr/bin/docker-compose": "docker-compose", "/usr/sbin/debootstrap": "debootstrap",
                 "/usr/bin/sudo": "sudo", "/usr/sbin/ip": "iproute2", "/usr/bin/nsenter": "util-linux",
-                "/usr/bin/docker-registry": "docker-registry"}
+                "/usr/bin/docker-registry": "docker-registry", "/usr/bin/redis-server": "redis-server"}
 # A non-root user with a password and sudo, as many production hosts are reached.
 SUDO_USER = "litedeploy-sudoer"
 

@@ -1,0 +1,150 @@
+"""Two gateways behind one address sharing limits through a real redis-server, the clients teams
+use (Claude Code's /v1/messages, Cline, OpenAI SDKs) with the settings `ops.endpoints` prints, and
+the daily operations: audit, exec, lock. All through the lab's real sshd, dockerd and LiteLLM."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import encrypt_for_lab, free_port, lab_secrets, make_lab_host
+from litedeploy.lab.process import listening, wait
+
+pytestmark = pytest.mark.lab
+COMPOSE_FLAVOURS = ("v2",)  # the compose flavour plays no part here; every other module covers both
+
+LIMITED = "claude-sonnet-4"  # 2 requests a minute, counted in Redis across both gateways
+REDIS_PASSWORD = "redis-lab-password-1"
+
+
+@pytest.fixture(scope="module")
+def redis_port(lab, tmp_path_factory):
+    """A real redis-server on a loopback port of its own, with a password, keeping nothing on disk."""
+    port, folder = free_port(), tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
+                               "--bind", "127.0.0.1", "--requirepass", REDIS_PASSWORD, "--save", "",
+                               "--appendonly", "no", "--dir", str(folder)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait(lambda: listening("127.0.0.1", port), 10, "redis-server did not start")
+    yield port
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def gateways(lab, tmp_path_factory, redis_port):
+    secrets = encrypt_for_lab(lab_secrets(REDIS_PASSWORD=REDIS_PASSWORD),
+                              tmp_path_factory.mktemp("gateway-secrets") / "secrets.enc.yaml")
+    hosts = []
+    for name in ("gw-a", "gw-b"):
+        host = make_lab_host(lab, tmp_path_factory.mktemp(name), name)
+        host.write_inventory({"secrets_file": str(secrets)},
+                             models=[{"name": "claude-3-7-sonnet"}, {"name": LIMITED, "rpm": 2}],
+                             redis={"host": "127.0.0.1", "port": redis_port, "password": True},
+                             router_settings={"num_retries": 0}, anthropic_model_ids=True)
+        deployed = host.run("deploy", "--host", host.name)
+        assert deployed.returncode == 0, deployed.stderr
+        hosts.append(host)
+    yield hosts
+    for host in hosts:
+        host.remove_container()
+
+
+def post(url: str, key: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+
+
+def chat_status(host, model: str) -> int:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    return post(f"http://127.0.0.1:{host.port}/v1/chat/completions", lab_secrets()["LITELLM_MASTER_KEY"], body)[0]
+
+
+def test_two_gateways_share_one_rate_limit_through_redis(gateways):
+    first, second = gateways
+    # Counted apart, each would allow 2 a minute, 4 in all; shared, the third request is refused.
+    assert [chat_status(first, LIMITED), chat_status(second, LIMITED)] == [200, 200]
+    assert chat_status(first, LIMITED) == 429
+    assert chat_status(second, "claude-3-7-sonnet") == 200  # an unlimited model still answers
+
+
+def exports(text: str) -> dict[str, str]:
+    return dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
+                for line in text.splitlines() if line.startswith("export "))
+
+
+def test_claude_code_settings_from_endpoints_reach_the_messages_api(gateways):
+    host = gateways[0]
+    run = host.run("ops.endpoints", "--host", host.name, "--client", "claude-code", "--show-key")
+    assert run.returncode == 0, run.stderr
+    settings = exports(run.stdout)
+    assert settings["ANTHROPIC_BASE_URL"] == f"http://127.0.0.1:{host.port}"
+    body = {"model": settings["ANTHROPIC_MODEL"], "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    status, answer = post(settings["ANTHROPIC_BASE_URL"] + "/v1/messages", settings["ANTHROPIC_AUTH_TOKEN"], body)
+    assert status == 200 and answer["content"][0]["text"] == "lab mock: hello from LiteLLM"
+    # The id Claude Code sends for Claude 3.7 Sonnet reaches the configured model of that name.
+    status, answer = post(settings["ANTHROPIC_BASE_URL"] + "/v1/messages", settings["ANTHROPIC_AUTH_TOKEN"],
+                          {**body, "model": "claude-3-7-sonnet-20250219"})
+    assert status == 200, answer
+
+
+def test_openai_and_cline_settings_from_endpoints_reach_chat(gateways):
+    host = gateways[0]
+    openai = exports(host.run("ops.endpoints", "--host", host.name, "--client", "openai", "--show-key").stdout)
+    body = {"model": "claude-3-7-sonnet", "messages": [{"role": "user", "content": "hi"}]}
+    assert post(openai["OPENAI_BASE_URL"] + "/chat/completions", openai["OPENAI_API_KEY"], body)[0] == 200
+    cline = host.run("ops.endpoints", "--host", host.name, "--client", "cline").stdout
+    assert f"Base URL:  http://127.0.0.1:{host.port}" in cline and "API Key:   ********" in cline
+    assert lab_secrets()["LITELLM_MASTER_KEY"] not in cline
+
+
+def test_the_smoke_proves_the_messages_api(gateways):
+    host = gateways[1]
+    run = host.run("ops.smoke", "--host", host.name)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert any(" ok  " in line and "messages claude-3-7-sonnet" in line for line in run.stdout.splitlines())
+
+
+def test_audit_prints_the_hosts_log(gateways):
+    host = gateways[0]
+    run = host.run("ops.audit", "--host", host.name, "--last", "5")
+    assert run.returncode == 0
+    records = [json.loads(line.split(" ", 1)[1]) for line in run.stdout.splitlines()]
+    assert records and records[-1]["action"] == "deploy" and records[-1]["host"] == host.name
+
+
+def test_exec_runs_in_the_container_and_masks_secrets(gateways):
+    host = gateways[0]
+    run = host.run("ops.exec", "--host", host.name, "--command", "printenv LITELLM_MASTER_KEY REDIS_PASSWORD")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["********", "********"]
+    failed = host.run("ops.exec", "--host", host.name, "--command", "false")
+    assert failed.returncode == 1 and "false exited with 1" in failed.stderr
+
+
+def test_a_lock_taken_by_hand_holds_deploys_off_until_released(gateways):
+    host = gateways[1]
+    taken = host.run("lock.acquire", "--host", host.name, "--message", "database maintenance")
+    assert taken.returncode == 0, taken.stderr
+    try:
+        assert "database maintenance" in host.run("lock.status", "--host", host.name).stdout
+        blocked = host.run("deploy", "--host", host.name, "--lock-timeout", "1")
+        assert blocked.returncode == 1 and "'database maintenance'" in blocked.stderr
+        again = host.run("lock.acquire", "--host", host.name)
+        assert again.returncode == 1 and "already locked" in again.stderr
+    finally:
+        released = host.run("lock.release", "--host", host.name)
+    assert released.returncode == 0 and "released the lock" in released.stdout
+    assert host.run("lock.status", "--host", host.name).stdout.strip().endswith("not locked")
+    assert host.run("deploy", "--host", host.name).returncode == 0
