@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -46,7 +47,9 @@ def test_status_of_a_healthy_gateway(host):
     report = json.loads(host.run("ops.status", "--host", host.name, "--json").stdout)
     assert (report["state"], report["answering"], report["drift"], report["restarts"]) == ("running", True, [], 0)
     assert report["config_on_host"] == report["config_in_repo"]
-    assert report["image"] == host.entry["image"] and report["image_id"].startswith("sha256:")
+    # The release hosts.yaml names, pinned to the digest the host pulled.
+    assert report["image"].startswith(host.entry["image"] + "@sha256:") and report["image_id"].startswith("sha256:")
+    assert report["image"].partition("@")[2] in report["digests"][0]
 
 
 def test_status_shows_a_hand_edit_as_drift_and_a_pending_restart(host):
@@ -177,10 +180,18 @@ def test_a_crash_loop_ends_compose_restart_early_and_a_deploy_repairs_it(host):
     assert host.run("ops.status", "--host", host.name).returncode == 0
 
 
-def test_pull_from_an_unreachable_registry_is_one_clear_error(host, compose_flavour):
-    # The lab image has no registry; the pull tries one on loopback and is refused at once.
-    program = {"v2": "docker compose", "v1": "docker-compose"}[compose_flavour]
-    assert f"error: {host.name}: {program} failed" in last_error(host.run("compose.pull", "--host", host.name))
+def test_pull_fetches_the_pinned_release_and_an_unreachable_registry_is_one_clear_error(host, compose_flavour):
+    pulled = host.run("compose.pull", "--host", host.name)
+    assert pulled.returncode == 0 and f"{host.name}: pulled the litellm image" in pulled.stdout, pulled.stderr
+    # A compose file naming a registry on a closed loopback port: refused at once.
+    compose = host.root / "compose.yml"
+    original = compose.read_text()
+    compose.write_text(re.sub(r'image: ".*"', 'image: "127.0.0.1:1/litedeploy-missing:0"', original, count=1))
+    try:
+        program = {"v2": "docker compose", "v1": "docker-compose"}[compose_flavour]
+        assert f"error: {host.name}: {program} failed" in last_error(host.run("compose.pull", "--host", host.name))
+    finally:
+        compose.write_text(original)
 
 
 def test_several_hosts_report_each_and_fail_naming_the_broken_one(host):
