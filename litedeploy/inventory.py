@@ -129,7 +129,7 @@ class Inventory:
             if negated:
                 excluded.update(members)
             else:
-                chosen += [member for member in members if member not in chosen]
+                chosen += [member for member in dict.fromkeys(members) if member not in chosen]
         selected = [name for name in chosen if name not in excluded]
         if not selected:
             raise InventoryError(f"{self.path}: host pattern {pattern!r} leaves no host")

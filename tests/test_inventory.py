@@ -119,6 +119,7 @@ def test_groups_expand_to_their_hosts_and_are_checked():
     ("fox*,web2", ["fox1", "fox2", "web2"]),
     ("!web1,prod", ["fox1", "fox2"]),  # an exclusion counts wherever it stands
     ("web1,web1,prod", ["web1", "fox1", "fox2"]),
+    ("*", ["fox1", "fox2", "web1", "web2"]),  # hosts and the group prod: each host once
 ])
 def test_host_patterns_select_hosts_and_groups(pattern, selected):
     hosts = "".join(f"  {name}:\n    address: {name}.example\n" for name in ("fox1", "fox2", "web1", "web2"))

@@ -121,7 +121,8 @@ def test_env_and_smoke_catch_a_master_key_the_container_does_not_have(host, tmp_
     smoke = host.run("ops.smoke", "--host", host.name)
     assert "FAIL  models" in smoke.stdout and "FAIL  chat claude-3-7-sonnet" in smoke.stdout
     assert "ok    auth enforced" in smoke.stdout
-    assert last_error(smoke) == f"error: {host.name}: smoke failed: models, chat claude-3-7-sonnet"
+    assert last_error(smoke) == f"error: {host.name}: smoke failed: models, chat claude-3-7-sonnet, " \
+                                "messages claude-3-7-sonnet"
     assert "sk-lab-not-the-deployed-one-42" not in smoke.stdout + smoke.stderr
 
 
