@@ -84,7 +84,8 @@ def test_smoke_passes_after_the_first_deploy(lab_host, first_deploy):
     smoke = lab_host.run("ops.smoke", "--host", lab_host.name)
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     checks = {line.split()[2]: line.split()[1] for line in smoke.stdout.splitlines()}
-    assert checks == {"liveliness": "ok", "readiness": "ok", "auth": "ok", "models": "ok", "chat": "ok"}
+    assert checks == {"liveliness": "ok", "readiness": "ok", "auth": "ok", "models": "ok", "chat": "ok",
+                      "messages": "ok"}
     assert "lab mock: hello from LiteLLM" in smoke.stdout
 
 
