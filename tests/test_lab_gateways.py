@@ -73,17 +73,23 @@ def chat_status(host, model: str) -> int:
 
 
 def test_two_gateways_share_one_rate_limit_through_redis(gateways):
-    """The first gateway is used up to its limit; the second, which has answered nothing, must then
-    refuse too: only a count kept in Redis can tell it about the first one's requests."""
+    """The first gateway is used up to its limit; the second must then refuse before it has answered
+    its own 2: only a count kept in Redis can tell it about the first one's requests. LiteLLM writes
+    counts to Redis in batches (every 0.1 s, later under load), so the second is asked after a pause."""
     first, second = gateways
-    if time.gmtime().tm_sec > 45:  # LiteLLM counts per clock minute: stay inside one
+    if time.gmtime().tm_sec > 40:  # LiteLLM counts per clock minute: stay inside one
         time.sleep(61 - time.gmtime().tm_sec)
     answered = 0
     while chat_status(first, LIMITED) == 200:
         answered += 1
         assert answered <= 2, "the rpm limit of 2 is not enforced at all"
     assert answered >= 1
-    assert chat_status(second, LIMITED) == 429
+    own = 0
+    time.sleep(2)
+    while chat_status(second, LIMITED) == 200:
+        own += 1
+        assert own < 2, "the second gateway answered its own 2 requests: the limit is not shared"
+        time.sleep(2)
     assert chat_status(second, "claude-3-7-sonnet") == 200  # an unlimited model still answers
 
 
