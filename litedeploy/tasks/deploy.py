@@ -107,13 +107,8 @@ def rollback(c, host=None, to=None, break_lock=False, lock_timeout="60", yes=Fal
 
     def back(project, target):
         with terminate_as_interrupt():
-            try:
-                result, release = run_rollback(project, target, to=to, yes=yes, break_lock=break_lock,
-                                               lock_timeout=wait)
-            except DeployError as exc:
-                print(recap(target.name, changed=0, failed=True, rolled_back=getattr(exc, "rolled_back", False)),
-                      file=sys.stderr)
-                raise
+            result, release = _with_recap(run_rollback, project, target, to=to, yes=yes, break_lock=break_lock,
+                                          lock_timeout=wait)
         print(f"{target.name}: back to release {release}")
         print(summary(result))
         print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
@@ -134,10 +129,14 @@ def _check_shared_database(project, targets) -> None:
 
 
 def _deploy_one(project, target, **options):
-    """One host's deploy; a failure still ends with its RECAP line."""
     from ..deploy import deploy as run_deploy
+    return _with_recap(run_deploy, project, target, **options)
+
+
+def _with_recap(change, project, target, **options):
+    """One host's deploy or rollback; a failure still ends with its RECAP line."""
     try:
-        return run_deploy(project, target, **options)
+        return change(project, target, **options)
     except DeployError as exc:
         print(recap(target.name, changed=0, failed=True, rolled_back=getattr(exc, "rolled_back", False)),
               file=sys.stderr)

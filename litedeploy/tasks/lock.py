@@ -30,33 +30,26 @@ def acquire(c, host=None, message=None):
 @reports_errors
 def status(c, host=None):
     """Who holds the host's deploy lock, since when and why."""
-    from ..deploy import describe_holder
-    from ..facts import parse_facts
-    from ..hostcommands import lock_status_script
-    from ..session import opened
-
-    def show(project, target):
-        with opened(target) as session:
-            facts = parse_facts(session.remote.run(["sh", "-c", lock_status_script(target)]).stdout)
-        print(f"{target.name}: " + (f"locked by {describe_holder(facts.lock_holder)}" if facts.lock_holder is not None
-                                    else "not locked"))
-    on_each_host(c, host, show)
+    _report_holder(c, host, release=False, held="locked by {}", free="not locked")
 
 
 @task(help={"host": HOSTS})
 @reports_errors
 def release(c, host=None):
     """Release the host's deploy lock, whoever took it (say who that was)."""
+    _report_holder(c, host, release=True, held="released the lock of {}", free="was not locked")
+
+
+def _report_holder(c, host, release: bool, held: str, free: str) -> None:
+    """Reads the lock's holder (and removes the lock, when releasing) in one round trip per host."""
     from ..deploy import describe_holder
     from ..facts import parse_facts
     from ..hostcommands import lock_status_script, unlock_script
     from ..session import opened
 
-    def free(project, target):
+    def report(project, target):
+        script = lock_status_script(target) + (f"\n{unlock_script(target)}" if release else "")
         with opened(target) as session:
-            script = f"{lock_status_script(target)}\n{unlock_script(target)}"
-            facts = parse_facts(session.remote.run(["sh", "-c", script]).stdout)
-        print(f"{target.name}: " + (f"released the lock of {describe_holder(facts.lock_holder)}"
-                                    if facts.lock_holder is not None else "was not locked"))
-    on_each_host(c, host, free)
-
+            holder = parse_facts(session.remote.run(["sh", "-c", script]).stdout).lock_holder
+        print(f"{target.name}: " + (held.format(describe_holder(holder)) if holder is not None else free))
+    on_each_host(c, host, report)
