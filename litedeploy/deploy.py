@@ -16,14 +16,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from .compose import ComposeCommands, compose_commands, container_logs
-from .composefile import Markers, find_block, remove_block, served_image, served_port
+from .commands import argv, audit, container, files, lock, script
+from .commands.compose import ComposeCommands, compose_commands
+from .composefile import served_image
 from .errors import DeployError, DeployFailed, RemoteError, VerifyError
 from .facts import HostFacts
-from .hostcommands import audit_script, release_script, restore_script, unlock_script
 from .images import ImageRef, resolve_image
 from .inventory import Host
-from .plan import FileChange, Plan, file_diff, pinned_image, plan_deploy
+from .plan import Plan, file_diff, pinned_image, plan_deploy, plan_remove, rollback_steps
 from .project import Project
 from .releases import choose_release, migration_refusal
 from .render import render_host
@@ -54,7 +54,7 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
     render_host(project.templates, host, secrets)  # every mistake in the inputs before connecting
     with opened(host, secrets) as session:
         if check:
-            facts = session.remote.gather_facts()
+            facts = session.facts()
             image = pinned_image(host, facts, upgrade)
             plan = plan_deploy(host, render_host(project.templates, replace(host, image=image or host.image),
                                                  secrets), facts)
@@ -77,7 +77,7 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
     secrets = host_secrets(host)
     with opened(host, secrets) as session, \
             locked(session, project.root, "rollback", out, break_lock, lock_timeout) as (facts, record):
-        release = choose_release(host, session.remote.releases(), facts, to)
+        release = choose_release(host, session.releases(), facts, to)
         image = release.image(host) or host.image
         deployed = _check_migrations(host, facts, image, False, yes)
         record.update(image=image, previous_image=deployed, rollback_to=release.id)
@@ -106,7 +106,7 @@ def _pulled(session: Session, out: TextIO) -> str:
     out.write(f"{host.name}: pulling {host.image}\n")
     out.flush()
     started = time.monotonic()
-    digests = session.remote.pull_image(host.image)
+    digests = session.pull_image(host.image)
     image = resolve_image(host.image, None, digests)
     out.write(f"{host.name}: pulled {image} in {time.monotonic() - started:.1f} s\n")
     return image
@@ -118,20 +118,16 @@ def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock
     compose file (backed up, validated); config and env stay, so a deploy brings it all back."""
     with opened(host) as session, \
             locked(session, project.root, "remove", out, break_lock, lock_timeout) as (facts, record):
+        removal = plan_remove(host, facts)
         done = []
         commands = compose_commands(host, facts)
-        if facts.container:
+        if removal.container:
             session.remote.run(commands.remove())
             done.append(f"removed container {host.container_name}")
-        source = f"{host.name}:{host.compose_file}"
-        markers = Markers.from_template(host.marker)
-        if facts.compose_text and find_block(facts.compose_text, markers, source):
-            change = FileChange(host.compose_file, facts.compose_text,
-                                remove_block(facts.compose_text, markers, source), "0644", keep_owner=True)
-            session.remote.install([change], record["id"], commands)
-            record["changed"] = [host.compose_file]
+        if removal.compose:
+            session.install([removal.compose], record["id"], commands)
             done.append(f"took the {host.service_name} block out of {host.compose_file}")
-        record["restart"] = "removed" if facts.container else None
+        record.update(changed=removal.changed, restart="removed" if removal.container else None)
         return done
 
 
@@ -152,8 +148,8 @@ def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: b
         record["result"] = "ok"
         if record.get("image") and record["changed"]:  # a deploy, upgrade or rollback that changed the host
             changed_image = record["image"] != record.get("previous_image")
-            keep = release_script(session.host, record["id"],
-                                  ImageRef.parse(record["image"]).name if changed_image else None)
+            keep = files.keep_release(session.host, record["id"],
+                                      ImageRef.parse(record["image"]).name if changed_image else None)
     except DeployError as exc:
         record.update(result="failed", error=session.redact(str(exc)),
                       rolled_back=getattr(exc, "rolled_back", False))
@@ -163,8 +159,7 @@ def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: b
         raise
     finally:
         try:
-            script = [keep, audit_script(session.host, record), unlock_script(session.host)]
-            session.remote.run(["sh", "-c", "\n".join(line for line in script if line)])
+            session.remote.run(script(keep, audit.append(session.host, record), argv(lock.release(session.host))))
         except RemoteError:
             pass  # the connection is gone: the lock stays, and the next deploy says who holds it
 
@@ -186,7 +181,7 @@ def _take_lock(session: Session, timeout: float, out: TextIO, break_lock: bool) 
     owner = lock_owner()
     deadline = time.monotonic() + timeout
     while True:
-        facts = session.remote.gather_facts(lock_owner=owner, break_lock=break_lock)
+        facts = session.facts(lock_owner=owner, break_lock=break_lock)
         break_lock = False  # only the stale lock found at the start, never a live deploy's
         if facts.lock_acquired:
             return facts
@@ -208,19 +203,19 @@ def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: Tex
     commands = compose_commands(host, facts) if plan.changed else None
     if plan.restart == "up" and not (facts.container and facts.container.running):
         # A new container could not bind the port; fail before the host changes, naming who has it.
-        other = remote.container_and_port(host.port).held_by_other(host.container_name)
+        other = session.container_and_port().held_by_other(host.container_name)
         if other:
             raise DeployError(f"{host.name}: port {host.port} is already in use by {other}; stop it or set "
                               "another port in hosts.yaml")
     if plan.changes:
-        remote.install(plan.changes, deploy_id, commands)
+        session.install(plan.changes, deploy_id, commands)
     try:
         health, models = _restart_and_verify(session, plan, SmokePlan.of(desired.config), commands, out)
     except (DeployError, KeyboardInterrupt) as failure:
         if not plan.changed:
             raise  # we changed nothing: there is nothing to roll back to
         reason = f"{host.name}: interrupted" if isinstance(failure, KeyboardInterrupt) else str(failure)
-        logs = remote.run(container_logs(host, LOG_LINES_ON_FAILURE), check=False)
+        logs = remote.run(container.logs(host, LOG_LINES_ON_FAILURE), check=False)
         tail = session.redact(logs.stdout + logs.stderr)
         rolled_back, how = _roll_back(session, plan, facts, commands, deploy_id, out)
         raise DeployFailed(f"{reason}; {how}", details=tail, rolled_back=rolled_back) from None
@@ -244,18 +239,19 @@ def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: Compos
                deploy_id: str, out: TextIO) -> tuple[bool, str]:
     """Restores this deploy's backups and brings the container back as it was; says how that went."""
     host, remote = session.host, session.remote
+    steps = rollback_steps(host, plan, before)
     try:
-        if plan.changes:
-            remote.run(["sh", "-c", restore_script(host, plan.changes, deploy_id)])
-        if before.container is None:
-            remote.run(["docker", "rm", "-f", host.container_name], check=False)
+        if steps.restore:
+            remote.run(files.restore(host, plan.changes, deploy_id))
+        if steps.container == "remove":
+            remote.run(container.remove(host), check=False)
             return True, "rolled back: previous files restored, the new container removed"
-        if not before.container.running:
-            remote.run(["docker", "stop", host.container_name], check=False)
+        if steps.container == "stop":
+            remote.run(container.stop(host), check=False)
             return True, "rolled back: previous files restored, the container left stopped as it was"
         # The restored files may serve another port than the one this deploy wanted.
-        port = served_port(before.compose_text or "", host.service_name) or host.port
-        seconds = replace(session, host=replace(host, port=port)).start_and_wait(commands.bringing_up(plan.restart), out)
+        restored = replace(session, host=replace(host, port=steps.port))
+        seconds = restored.start_and_wait(commands.bringing_up(plan.restart), out)
         return True, f"rolled back: previous files and container restored, answering again after {seconds:.1f} s"
     except DeployError as exc:
         return False, f"ROLLBACK FAILED too: {exc}"

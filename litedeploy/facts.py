@@ -1,4 +1,5 @@
-"""What is on the host now, gathered by one shell script in one round trip (no remote Python).
+"""What is on the host now, read from the output of `commands.facts.gather` (one round trip, no
+remote Python).
 
 The script prints one `key value` line per fact; file contents travel base64-encoded. The env file
 comes too, so a diff can name the keys that changed; it stays in memory and is never printed.
@@ -8,17 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
-import shlex
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from .inventory import Host
-
-# Only these parts of `docker inspect`: its full output holds the container's secret environment.
-_INSPECT_FORMAT = ('{"state": {{json .State}}, "restart_count": {{json .RestartCount}}, '
-                   '"labels": {{json .Config.Labels}}, "image": {{json .Config.Image}}, '
-                   '"image_id": {{json .Image}}, "ports": {{json .NetworkSettings.Ports}}, '
-                   '"network_mode": {{json .HostConfig.NetworkMode}}}')
 
 
 @dataclass(frozen=True)
@@ -69,69 +63,6 @@ class HostFacts:
 # The files a deploy manages, by the fact name that carries each one's content.
 def managed_files(host: Host) -> dict[str, str]:
     return {"compose_file": host.compose_file, "config_file": host.config_path, "env_file": host.env_path}
-
-
-def facts_script(host: Host) -> str:
-    q = shlex.quote
-    return "\n".join([
-        # Content (base64), where a symlink leads (base64), and whether the path is no regular file.
-        "f() { if [ -f \"$2\" ]; then printf '%s ' \"$1\"; base64 -w0 < \"$2\"; echo; fi;"
-        " if [ -L \"$2\" ]; then printf 'real_%s ' \"$1\"; readlink -f -- \"$2\" | tr -d '\\n' | base64 -w0; echo; fi;"
-        " if [ -e \"$2\" ] && [ ! -f \"$2\" ]; then echo \"notfile_$1 1\"; fi; }",
-        *(f"f {name} {q(path)}" for name, path in managed_files(host).items()),
-        f"[ -f {q(host.config_path)} ] && echo \"config_mtime $(stat -c %Y {q(host.config_path)})\"",
-        # v1 is a Python program that takes half a second to start: finding it is enough.
-        "if docker compose version >/dev/null 2>&1; then echo 'flavour v2';"
-        " elif command -v docker-compose >/dev/null 2>&1; then echo 'flavour v1'; fi",
-        container_script(host),
-        image_script(host),
-        wanted_image_script(host.image),
-        "true",
-    ])
-
-
-def container_script(host: Host) -> str:
-    """Prints a `container` fact line, or nothing when there is no such container."""
-    return (f"c=$(docker inspect --type container --format {shlex.quote(_INSPECT_FORMAT)} "
-            f"{shlex.quote(host.container_name)} 2>/dev/null)"
-            " && printf 'container %s\\n' \"$(printf '%s' \"$c\" | base64 -w0)\"")
-
-
-def image_script(host: Host) -> str:
-    """The registry digests of the image the container runs (none for a locally built image)."""
-    return (f"i=$(docker inspect --type container --format '{{{{.Image}}}}' {shlex.quote(host.container_name)} "
-            "2>/dev/null) && printf 'image_digests %s\\n' "
-            "\"$(docker image inspect --format '{{json .RepoDigests}}' \"$i\" | base64 -w0)\"")
-
-
-def wanted_image_script(image: str) -> str:
-    """Prints `wanted_image` with the image's registry digests, or nothing when the host lacks it."""
-    return (f"w=$(docker image inspect --format '{{{{json .RepoDigests}}}}' {shlex.quote(image)} 2>/dev/null)"
-            " && printf 'wanted_image %s\\n' \"$(printf '%s' \"$w\" | base64 -w0)\"")
-
-
-def pull_script(image: str) -> str:
-    """Pulls the image (the running container keeps serving) and prints its `wanted_image` line."""
-    return f"set -e\ndocker pull -q {shlex.quote(image)} >/dev/null\n{wanted_image_script(image)}"
-
-
-def port_holder_script(port: int) -> str:
-    """Prints `port_holder container NAME` or `port_holder process COMMAND (pid N)` for whatever
-    listens on the gateway's port: a published port through Docker, else the listening process
-    (whose cgroup names its container, if it runs in one)."""
-    port = int(port)
-    return "\n".join([
-        f"h=$(docker ps --filter publish={port} --format '{{{{.Names}}}}' 2>/dev/null | head -n 1)",
-        "if [ -n \"$h\" ]; then echo \"port_holder container $h\";",
-        f"elif pid=$(ss -Hltnp 'sport = :{port}' 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)"
-        " && [ -n \"$pid\" ]; then",
-        "  cid=$(grep -o -E '[0-9a-f]{64}' /proc/$pid/cgroup 2>/dev/null | head -n 1)",
-        "  name=$([ -n \"$cid\" ] && docker inspect --format '{{.Name}}' \"$cid\" 2>/dev/null | tr -d /)",
-        "  if [ -n \"$name\" ]; then echo \"port_holder container $name\";",
-        "  else echo \"port_holder process $(cat /proc/$pid/comm 2>/dev/null) (pid $pid)\"; fi",
-        "fi",
-        "true",
-    ])
 
 
 def parse_facts(output: str, host: Host | None = None) -> HostFacts:

@@ -8,7 +8,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from .composefile import Markers, check_compose, check_unmanaged_service, replace_block, served_image
+from .composefile import (Markers, check_compose, check_unmanaged_service, find_block, remove_block,
+                          replace_block, served_image, served_port)
 from .errors import ComposeFileError, DeployError
 from .facts import HostFacts
 from .images import ImageRef, resolve_image
@@ -80,6 +81,49 @@ def pinned_image(host: Host, facts: HostFacts, upgrade: bool = False) -> str | N
     hosts.yaml's image; `describe` and `config.diff` compare against this, as a deploy would write."""
     deployed = served_image(facts.compose_text or "", host.service_name)
     return resolve_image(host.image, deployed, facts.wanted_digests, fresh=upgrade)
+
+
+@dataclass(frozen=True)
+class RollbackSteps:
+    """How a failed deploy puts the host back: restore the files it wrote, then bring the container
+    to the state it had: `remove` (there was none), `stop` (it was stopped) or `start` with the
+    plan's verb, verified on the port the restored files serve."""
+
+    restore: bool
+    container: str
+    port: int | None = None
+
+
+def rollback_steps(host: Host, plan: Plan, before: HostFacts) -> RollbackSteps:
+    if before.container is None:
+        return RollbackSteps(bool(plan.changes), "remove")
+    if not before.container.running:
+        return RollbackSteps(bool(plan.changes), "stop")
+    return RollbackSteps(bool(plan.changes), "start",
+                         served_port(before.compose_text or "", host.service_name) or host.port)
+
+
+@dataclass(frozen=True)
+class RemovePlan:
+    """What `compose.remove` does: remove the container (when there is one) and take our block out
+    of the compose file (when it holds one), like blockinfile's state=absent."""
+
+    container: bool
+    compose: FileChange | None
+
+    @property
+    def changed(self) -> list[str]:
+        return [self.compose.path] if self.compose else []
+
+
+def plan_remove(host: Host, facts: HostFacts) -> RemovePlan:
+    source = f"{host.name}:{host.compose_file}"
+    markers = Markers.from_template(host.marker)
+    compose = None
+    if facts.compose_text and find_block(facts.compose_text, markers, source):
+        compose = FileChange(host.compose_file, facts.compose_text, remove_block(facts.compose_text, markers, source),
+                             "0644", keep_owner=True)
+    return RemovePlan(facts.container is not None, compose)
 
 
 def plaintext_secrets_warning(host: Host, compose_text: str, secret_names: tuple[str, ...]) -> tuple[str, ...]:

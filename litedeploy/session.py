@@ -1,17 +1,24 @@
-"""A host opened for one task: its secrets decrypted into memory and one SSH connection."""
+"""A host opened for one task: its secrets decrypted into memory and one SSH connection, and what a
+task asks of the host, each a command built by `commands`, run by `remote`, read by `facts`."""
 
 from __future__ import annotations
 
 import os
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Sequence, TextIO
 
-from .errors import VerifyError
-from .facts import ContainerState
+from .commands import argv, container, files, lock, script
+from .commands.compose import ComposeCommands
+from .commands.facts import gather
+from .commands.network import port_holder
+from .errors import ComposeFileError, RemoteError, VerifyError
+from .facts import ContainerState, HostFacts, parse_facts
 from .inventory import Host
+from .plan import FileChange
+from .releases import Release, parse_releases
 from .remote import Remote
 from .secrets import Redactor, SecretValues, decrypt_secrets
 from .verify import Gateway, container_failure, tunnel_gateway, wait_until_live
@@ -31,21 +38,73 @@ class Session:
 
     @property
     def gateway(self) -> Gateway:
-        return tunnel_gateway(self.remote, self.host.port, self.secrets["LITELLM_MASTER_KEY"])
+        return tunnel_gateway(self.remote, self.host.local_address, self.host.port, self.secrets["LITELLM_MASTER_KEY"])
+
+    def facts(self, lock_owner: dict | None = None, break_lock: bool = False) -> HostFacts:
+        """One round trip; with an owner it also tries to take the deploy lock in the same script,
+        first removing a stale one when told to."""
+        output = self.remote.run(gather(self.host, lock_owner, break_lock)).stdout
+        try:
+            return parse_facts(output, self.host)
+        except Exception:
+            if "lock acquired" in output.splitlines():
+                self.remote.run(lock.release(self.host), check=False)  # never leave a lock behind
+            raise
+
+    def read(self, command: str) -> HostFacts:
+        """Facts from a script that prints some of them (a lock's holder, a container)."""
+        return parse_facts(self.remote.run(command).stdout)
+
+    def container_state(self) -> ContainerState | None:
+        return self.read(container.state(self.host)).container
+
+    def container_and_port(self) -> HostFacts:
+        """The container's state and what holds the port, in one round trip."""
+        return self.read(script(container.state(self.host), port_holder(self.host.port)))
+
+    def run_and_inspect(self, command: list[str]) -> ContainerState | None:
+        """Runs a compose verb and reads the container's state right after, in one round trip: the
+        baseline against which a crash loop is recognised."""
+        return self.read(script("set -e", f"{argv(command)} >&2", f"{container.state(self.host)} || true")).container
+
+    def pull_image(self, image: str) -> tuple[str, ...]:
+        """Pulls while the running container keeps serving; returns the image's registry digests."""
+        result = self.remote.run(container.pull(image), check=False)
+        if result.failed:
+            raise RemoteError(f"{self.host.name}: cannot pull {image}: {self.remote.last_line(result)}")
+        return parse_facts(result.stdout).wanted_digests or ()
+
+    def releases(self) -> list[Release]:
+        return parse_releases(self.remote.run(files.releases(self.host)).stdout)
+
+    def install(self, changes: Sequence[FileChange], deploy_id: str, commands: ComposeCommands) -> None:
+        """Stages every file over SFTP (secrets never on a command line), then swaps them in with one
+        script."""
+        stage = self.remote.upload([change.new for change in changes])
+        result = self.remote.run(files.install(self.host, changes, stage, deploy_id, commands), check=False)
+        if result.exited == files.COMPOSE_REJECTED:
+            # Compose v2 names the file it validated: the candidate beside the real one.
+            reason = result.stderr.strip().splitlines()[-1]
+            for change in changes:
+                reason = reason.replace(files.temp_path(change), change.path)
+            raise ComposeFileError(f"{self.host.name}:{self.host.compose_file}: {self.redact(reason)}")
+        if result.failed:
+            raise RemoteError(f"{self.host.name}: writing the files failed, the previous ones are in place: "
+                              f"{self.remote.last_line(result)}")
 
     def start_and_wait(self, command: Sequence[str], out: TextIO = sys.stderr) -> float:
         """Runs a compose verb that (re)starts the container and waits until it answers; a crash loop
         ends the wait early."""
-        baseline = self.remote.run_and_inspect(command)
+        baseline = self.run_and_inspect(command)
         seconds = wait_until_live(self.gateway, self.host.health_timeout, out,
-                                  watch=lambda: container_failure(self.remote.container_state(), baseline))
+                                  watch=lambda: container_failure(self.container_state(), baseline))
         self.check_answering_is_ours(baseline)
         return seconds
 
     def check_answering_is_ours(self, baseline: ContainerState | None) -> None:
         """An answer on the port may come from someone else (an old container under another name, a
         second gateway) while ours crash-loops: ours must run, unrestarted, and hold the port."""
-        now = self.remote.container_and_port(self.host.port)
+        now = self.container_and_port()
         failure = container_failure(now.container, baseline)
         if failure:
             raise VerifyError(f"{self.host.name}: {failure}")

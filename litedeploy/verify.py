@@ -72,9 +72,9 @@ class Gateway:
             stream.close()
 
 
-def tunnel_gateway(remote: Remote, port: int, master_key: str) -> Gateway:
-    host = remote.host
-    return Gateway(host.name, lambda timeout: remote.stream_to(port, timeout), f"{host.local_address}:{port}",
+def tunnel_gateway(remote: Remote, address: str, port: int, master_key: str) -> Gateway:
+    """The gateway at ADDRESS:PORT as the host sees it, through the task's connection."""
+    return Gateway(remote.host.name, lambda timeout: remote.stream_to(address, port, timeout), f"{address}:{port}",
                    master_key)
 
 

@@ -4,9 +4,10 @@ import subprocess
 
 import pytest
 
-from litedeploy.compose import compose_commands
+from litedeploy.commands.compose import compose_commands
+from litedeploy.commands.facts import gather
 from litedeploy.errors import RemoteError
-from litedeploy.facts import HostFacts, facts_script, parse_facts
+from litedeploy.facts import HostFacts, parse_facts
 from litedeploy.inventory import load_inventory
 
 
@@ -48,7 +49,7 @@ def test_facts_script_runs_in_plain_sh_on_a_host_without_our_files(lab, tmp_path
     host = replace(lab, compose_file=str(tmp_path / "none.yml"), config_dir=str(tmp_path / "gw"),
                    container_name="no-such-container-litedeploy")
     (tmp_path / "none.yml").write_text("services:\n  web: {}\n")
-    output = subprocess.run(["sh", "-c", facts_script(host)], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True).stdout
     facts = parse_facts(output)
     assert facts.compose_text == "services:\n  web: {}\n"
     assert facts.config_text is None and facts.env_text is None and facts.container is None
@@ -84,7 +85,7 @@ def test_facts_name_symlinks_directories_and_bytes_that_are_not_text(lab, tmp_pa
     (tmp_path / "gw/litellm.env").write_bytes(b"K=caf\xe9\n")
     host = replace(lab, compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "gw"),
                    container_name="no-such-container-litedeploy")
-    output = subprocess.run(["sh", "-c", facts_script(host)], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True).stdout
     facts = parse_facts(output, host)
     assert facts.compose_text == "services: {}\n"
     assert facts.real_paths == {host.compose_file: str(tmp_path / "real dir/compose.yml")}

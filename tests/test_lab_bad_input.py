@@ -181,12 +181,12 @@ def test_read_only_target_leaves_the_old_files(fresh_lab_host):
 
 
 def test_connection_dropped_in_the_middle_leaves_the_old_files(host, monkeypatch, tmp_path):
-    from litedeploy import hostcommands, remote
+    from litedeploy.commands import files
     from litedeploy.deploy import deploy
     from litedeploy.errors import RemoteError
     from litedeploy.project import load_project
 
-    real = hostcommands.install_script
+    real = files.install
 
     def dropping(*args, **kwargs):
         # Kill this session's sshd process once the new files are written beside their targets,
@@ -196,12 +196,12 @@ def test_connection_dropped_in_the_middle_leaves_the_old_files(host, monkeypatch
         drop = ('p=$$; while [ "$(ps -o comm= -p "$p")" != sshd ]; do p=$(ps -o ppid= -p "$p" | tr -d " "); done; '
                 'kill -KILL "$p"; sleep 5')
         return "\n".join(script[:first_move] + [drop] + script[first_move:])
-    monkeypatch.setattr(remote, "install_script", dropping)
+    monkeypatch.setattr(files, "install", dropping)
     host.write_inventory({"port": host.port}, mock_response="a change that never lands")
     project = load_project(REPO, str(host.inventory), "templates")
     with pytest.raises(RemoteError, match="connection lost"):
         deploy(project, project.inventory.host(host.name), out=open("/dev/null", "w"))
-    # Fabric reconnects for the cleanup: the failure is audited and the lock released.
+    # The executor reconnects for the cleanup: the failure is audited and the lock released.
     assert '"error": "' + f"{host.name}: connection lost" in (host.root / "litellm/deploys.log").read_text()
     host.write_inventory()
     again = host.run("deploy", "--host", host.name, "--lock-timeout", "1")

@@ -12,7 +12,7 @@ import pytest
 from litedeploy.composefile import Markers, replace_block
 from litedeploy.errors import DeployError
 from litedeploy.facts import HostFacts
-from litedeploy.hostcommands import RELEASES_KEPT, release_script
+from litedeploy.commands.files import RELEASES_KEPT, keep_release
 from litedeploy.inventory import load_inventory
 from litedeploy.releases import Release, choose_release, history, migration_refusal, parse_releases
 
@@ -105,7 +105,7 @@ def test_the_release_script_keeps_the_files_private_and_only_the_newest_releases
             out.write(text)
     ids = [f"20261123T1200{n:02d}Z-abcdef" for n in range(RELEASES_KEPT + 2)]
     for release_id in ids:
-        subprocess.run(["sh", "-c", release_script(host, release_id, None)], check=True)
+        subprocess.run(["sh", "-c", keep_release(host, release_id, None)], check=True)
     folder = tmp_path / "litellm/backups/releases"
     assert sorted(os.listdir(folder)) == ids[-RELEASES_KEPT:]
     newest = folder / ids[-1]

@@ -1,7 +1,7 @@
 """The local target "lab": this machine made into deploy hosts shaped like the ones users have.
 
 On 127.0.0.1 it runs one real sshd per host profile (standard, compose v1 only, hardened without
-TCP forwarding, a login shell that prints text), all reaching the machine's Docker engine; with
+TCP forwarding, a login shell that prints text, one without root's rc file), all reaching the machine's Docker engine; with
 `hosts=N` it adds N hosts in network namespaces of its own, each with an address on a veth link, its
 own sshd and host key, and its own Docker engine with bridge networking. They run a local image
 that behaves like ghcr.io/berriai/litellm, which a registry on loopback also serves as releases
@@ -190,7 +190,7 @@ def _start_sshd(paths: SshdPaths, profile: SshdProfile, config: str, wrap: list[
                 where: str) -> bool:
     """Writes the config (and the profile's shell rc) and starts sshd unless it runs already."""
     paths.config.write_text(config)
-    if profile.rc_text:
+    if profile.own_home:
         paths.rc_home.mkdir(mode=0o700, exist_ok=True)
         (paths.rc_home / ".bashrc").write_text(rc_script(profile))
     if alive(paths.pidfile):

@@ -22,13 +22,18 @@ class SshdProfile:
     tcp_forwarding: bool = True
     # Text the login shell prints for every command, as many root rc files (motd, fortune) do.
     rc_text: str = ""
+    # The login shell gets a HOME of its own (whose .bashrc prints rc_text, if any), not this
+    # machine's /root, whose .bashrc runs pyenv for every command (a normal host has no such rc).
+    own_home: bool = False
 
 
 PROFILES = {profile.name: profile for profile in (
     SshdProfile("standard", 0),
     SshdProfile("compose-v1", 1, compose_v2=False),
     SshdProfile("hardened", 2, tcp_forwarding=False),
-    SshdProfile("noisy-rc", 3, rc_text="Welcome to the lab host!\n  Authorized use only. Last audit: today\n"),
+    SshdProfile("noisy-rc", 3, rc_text="Welcome to the lab host!\n  Authorized use only. Last audit: today\n",
+                own_home=True),
+    SshdProfile("quiet-rc", 4, own_home=True),
 )}
 # The namespace hosts are shaped like a production host: hardened sshd, compose v2, bridge networking.
 NAMESPACE_PROFILE = PROFILES["hardened"]
@@ -56,16 +61,16 @@ class SshdPaths:
 
     @property
     def rc_home(self) -> Path:
-        """The login shell's HOME for a profile with rc text: bash run by sshd reads its .bashrc."""
+        """The login shell's HOME for a profile with a home of its own: bash run by sshd reads its .bashrc."""
         return self.folder / f"{self.prefix}home"
 
 
 def sshd_config(profile: SshdProfile, paths: SshdPaths, address: str, port: int, host_key: Path,
                 environment: dict[str, str]) -> str:
     """`environment` reaches every command of every user (sshd's SetEnv): a Docker engine or a
-    compose plugin of the lab's own, and for a profile with rc text a HOME whose .bashrc prints it
-    (so the machine's real /root/.bashrc stays as it is)."""
-    if profile.rc_text:
+    compose plugin of the lab's own, and for a profile with a home of its own a HOME whose .bashrc
+    prints the rc text (so the machine's real /root/.bashrc stays as it is)."""
+    if profile.own_home:
         environment = {**environment, "HOME": str(paths.rc_home)}
     lines = [
         f"ListenAddress {address}",

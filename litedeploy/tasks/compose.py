@@ -7,7 +7,7 @@ from typing import Callable
 
 from invoke import task
 
-from ..compose import ComposeCommands, compose_commands
+from ..commands.compose import ComposeCommands, compose_commands
 from .target import HOSTS, on_each_host, reports_errors
 
 
@@ -18,7 +18,7 @@ def _on_service(c, host: str | None, verb: Callable[[ComposeCommands], list[str]
     def act(project, target):
         with opened(target) as session:
             remote = session.remote
-            command = verb(compose_commands(target, remote.gather_facts()))
+            command = verb(compose_commands(target, session.facts()))
             seconds = None
             if wait:
                 seconds = session.start_and_wait(command)

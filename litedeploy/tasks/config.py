@@ -19,7 +19,7 @@ def show(c, host=None):
 
     def act(project, target):
         with opened(target) as session:
-            facts = session.remote.gather_facts()
+            facts = session.facts()
         if facts.config_text is None:
             print(f"# {target.name}:{target.config_path}: absent (not deployed)")
         else:
@@ -39,7 +39,7 @@ def diff(c, host=None, profile=None):
         secrets = host_secrets(target)
         render_host(project.templates, target, secrets)
         with opened(target, secrets) as session:
-            facts = session.remote.gather_facts()
+            facts = session.facts()
         pinned = replace(target, image=pinned_image(target, facts) or target.image)
         changes = plan_deploy(target, render_host(project.templates, pinned, secrets), facts).changes
         for change in changes:

@@ -12,14 +12,13 @@ def acquire(c, host=None, message=None):
     """Take the host's deploy lock until `lock.release` (a reboot also releases it)."""
     from ..deploy import describe_holder, lock_owner
     from ..errors import DeployError
-    from ..facts import parse_facts
-    from ..hostcommands import lock_script
+    from ..commands import lock
     from ..session import opened
 
     def take(project, target):
         owner = {**lock_owner(), "message": message or "locked by hand"}
         with opened(target) as session:
-            facts = parse_facts(session.remote.run(["sh", "-c", lock_script(target, owner)]).stdout)
+            facts = session.read(lock.take(target, owner))
         if not facts.lock_acquired:
             raise DeployError(f"{target.name}: already locked by {describe_holder(facts.lock_holder)}")
         print(f"{target.name}: locked ({owner['message']})")
@@ -43,13 +42,11 @@ def release(c, host=None):
 def _report_holder(c, host, release: bool, held: str, free: str) -> None:
     """Reads the lock's holder (and removes the lock, when releasing) in one round trip per host."""
     from ..deploy import describe_holder
-    from ..facts import parse_facts
-    from ..hostcommands import lock_status_script, unlock_script
+    from ..commands import argv, lock, script
     from ..session import opened
 
     def report(project, target):
-        script = lock_status_script(target) + (f"\n{unlock_script(target)}" if release else "")
         with opened(target) as session:
-            holder = parse_facts(session.remote.run(["sh", "-c", script]).stdout).lock_holder
+            holder = session.read(script(lock.holder(target), argv(lock.release(target)) if release else None)).lock_holder
         print(f"{target.name}: " + (held.format(describe_holder(holder)) if holder is not None else free))
     on_each_host(c, host, report)

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from invoke import task
 
-from ..compose import container_logs
+from ..commands import audit as audit_log, container
 from ..errors import DeployError
 from ..secrets import REDACTED, RedactedLines, env_pairs
 from .target import HOSTS, PROFILE, on_each_host, reports_errors, whole_number
@@ -44,7 +44,7 @@ def status(c, host=None, json_=False):
     def show(project, target):
         secrets = host_secrets(target)
         with opened(target, secrets) as session:
-            facts = session.remote.gather_facts()
+            facts = session.facts()
             try:
                 answering = facts.container is not None and wait_until_live(session.gateway, 3, io.StringIO()) >= 0
             except (VerifyError, OSError):
@@ -93,14 +93,14 @@ def _trouble(report) -> str:
 def history(c, host=None, last="20", json_=False):
     """The host's deploys, upgrades and rollbacks from its audit log, newest last; `kept` marks a
     release that `inv rollback --to ID` can go back to."""
-    from ..hostcommands import history_script
+    from ..commands.files import releases_dir
     from ..releases import history as entries_of
     from ..session import opened
     count = whole_number("last", last, 1)
 
     def show(project, target):
         with opened(target) as session:
-            lines = session.remote.run(["sh", "-c", history_script(target, count)]).stdout.splitlines()
+            lines = session.remote.run(audit_log.history(target, count, releases_dir(target))).stdout.splitlines()
         kept = set(lines[-1].split()[1:]) if lines and lines[-1].startswith("releases") else set()
         entries = entries_of(lines[:-1], kept)
         if not entries:
@@ -120,13 +120,12 @@ def history(c, host=None, last="20", json_=False):
 def audit(c, host=None, last="50"):
     """The host's audit log as it is: one JSON object per deploy, upgrade, rollback, remove and
     compose task (who, from where, which commit, what changed, the result)."""
-    from ..hostcommands import audit_log_script
     from ..session import opened
     count = whole_number("last", last, 1)
 
     def show(project, target):
         with opened(target) as session:
-            lines = session.remote.run(["sh", "-c", audit_log_script(target, count)]).stdout.splitlines()
+            lines = session.remote.run(audit_log.last(target, count)).stdout.splitlines()
         for line in lines:
             print(f"{target.name} {line}")
         if not lines:
@@ -150,7 +149,7 @@ def exec_(c, host=None, command=None):
     def run(project, target):
         with opened(target) as session:
             out = RedactedLines(sys.stdout, session.redact, lambda line: True)
-            code = session.remote.stream(["docker", "exec", target.container_name, *argv], out)
+            code = session.remote.stream(container.execute(target, argv), out)
             out.close()
         if code not in (0, None):
             raise DeployError(f"{target.name}: {argv[0]} exited with {code} in {target.container_name}")
@@ -175,7 +174,7 @@ def logs(c, host=None, tail="100", follow=False, since=None, grep=None):
     def show(project, target):
         with opened(target) as session:
             out = RedactedLines(sys.stdout, session.redact, pattern.search if pattern else lambda line: True)
-            code = session.remote.stream(container_logs(target, lines, follow, since), out)
+            code = session.remote.stream(container.logs(target, lines, follow, since), out)
             out.close()
         if code not in (0, None):
             raise DeployError(f"{target.name}: docker logs failed (exit {code}): is the container there?")
@@ -194,8 +193,8 @@ def env(c, host=None, profile=None):
     def show(project, target):
         secrets = host_secrets(target)
         with opened(target, secrets) as session:
-            target = running_profile(project, target, session.remote.gather_facts(), profile)
-            result = session.remote.run(["docker", "exec", target.container_name, "env"], check=False)
+            target = running_profile(project, target, session.facts(), profile)
+            result = session.remote.run(container.execute(target, ["env"]), check=False)
         expected = env_pairs(render_host(project.templates, target, secrets).env)
         if result.failed:
             raise DeployError(f"{target.name}: cannot read the environment of {target.container_name}: "
@@ -248,7 +247,7 @@ def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None, 
             checks = run(gateway, project.inventory.with_profile(target, profile or target.profile))
         else:
             with opened(target, secrets) as session:
-                checks = run(session.gateway, running_profile(project, target, session.remote.gather_facts(), profile))
+                checks = run(session.gateway, running_profile(project, target, session.facts(), profile))
         if json_:
             print(json.dumps({"host": target.name, "ok": all(c.ok for c in checks),
                               "checks": [asdict(check) for check in checks]}))

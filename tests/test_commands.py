@@ -1,7 +1,7 @@
-"""The host scripts, run for real with sh on this machine's files (as root, like on a host)."""
+"""The host commands, run for real with sh on this machine's files (as root, like on a host), and the
+shell framing that carries them."""
 
 import http.server
-import io
 import os
 import socket
 import stat
@@ -11,9 +11,10 @@ from dataclasses import replace
 
 import pytest
 
-from litedeploy.hostcommands import (BACKUPS_KEPT, COMPOSE_REJECTED, OUTPUT_STARTS, after_output_start, install_script,
-                                     marked, relay_command, restore_script)
-from litedeploy.remote import FromOutputStart
+from litedeploy.commands import argv
+from litedeploy.commands.files import BACKUPS_KEPT, COMPOSE_REJECTED, install as install_script, restore as restore_script
+from litedeploy.commands.network import RELAY_READY, relay
+from litedeploy.remote import Marked
 from litedeploy.inventory import load_inventory
 from litedeploy.plan import FileChange
 
@@ -86,23 +87,26 @@ def test_the_compose_file_keeps_its_mode_and_restore_brings_back_the_old_one(hos
     assert (tmp_path / "compose.yml").read_text() == "services: {}\n"
 
 
-def test_marked_output_drops_what_a_login_shell_printed_first():
-    shell = subprocess.run(["bash", "-c", "echo 'Welcome!'; echo motd >&2; " + marked("echo \"it's out\"; echo err >&2")],
-                           capture_output=True, text=True)
-    assert after_output_start(shell.stdout) == "it's out\n"
-    assert after_output_start(shell.stderr) == "err\n"
-    assert after_output_start("no mark at all\n") == "no mark at all\n"
+def test_the_mark_ends_a_commands_output_and_brings_its_exit_code_across_chunks():
+    out = Marked(b"litedeploy-end-1234", coded=True)
+    for chunk in (b"first line\nsecond", b" line\nlitedeploy-en", b"d-1234 ", b"3\n"):
+        assert not out.done
+        out.feed(chunk)
+    assert out.done and out.code == 3
+    assert bytes(out.kept) == b"first line\nsecond line\n"
 
 
-def test_output_start_filter_passes_on_only_what_follows_the_mark_across_chunks():
-    seen = io.StringIO()
-    stream = FromOutputStart(seen)
-    for chunk in ("Welc", "ome\nlitedeploy-out", "put-starts\nfirst", " line\n", "second\n"):
-        stream.write(chunk)
-    assert seen.getvalue() == "first line\nsecond\n"
+def test_only_bytes_that_may_begin_the_mark_wait_for_the_next_chunk():
+    seen = []
+    out = Marked(b"litedeploy-end-1234", sink=seen.append)
+    out.feed(b"a log line\nlite")
+    assert b"".join(seen) == b"a log line\n", "a whole line reaches the sink at once"
+    out.feed(b"rally not the mark\n")
+    out.feed(b"litedeploy-end-1234\n")
+    assert b"".join(seen) == b"a log line\nliterally not the mark\n" and out.done
 
 
-def test_relay_joins_stdin_and_stdout_to_a_tcp_port_with_bash_alone():
+def test_relay_joins_exactly_the_request_to_a_tcp_port_with_bash_alone():
     class Hello(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             body = f"you asked for {self.path}".encode()
@@ -115,23 +119,24 @@ def test_relay_joins_stdin_and_stdout_to_a_tcp_port_with_bash_alone():
             pass
     server = http.server.HTTPServer(("127.0.0.1", 0), Hello)
     threading.Thread(target=server.handle_request, daemon=True).start()
-    relay = subprocess.run(["sh", "-c", relay_command("127.0.0.1", server.server_port)],
-                           input=b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                           capture_output=True, timeout=10)
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    # What follows the request on stdin is the shell's next command, not the relay's to read.
+    shell = subprocess.run(["sh", "-c", f"{argv(relay('127.0.0.1', server.server_port, len(request)))}; cat"],
+                           input=request + b"the next command\n", capture_output=True, timeout=10)
     server.server_close()
-    head, _, answer = relay.stdout.partition(f"{OUTPUT_STARTS}\n".encode())
-    assert head == b""
-    assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"you asked for /health")
+    ready, _, answer = shell.stdout.partition(b"\n")
+    assert ready == RELAY_READY.encode()
+    assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"you asked for /healththe next command\n")
 
 
-def test_relay_to_a_closed_port_fails_before_the_mark():
+def test_relay_to_a_closed_port_fails_before_saying_ready():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    relay = subprocess.run(["sh", "-c", relay_command("127.0.0.1", port)], capture_output=True, timeout=10)
-    assert relay.returncode == 1
-    assert OUTPUT_STARTS.encode() not in relay.stdout
-    assert b"Connection refused" in relay.stderr
+    relay_run = subprocess.run(argv(relay("127.0.0.1", port, 10)), shell=True, capture_output=True, timeout=10)
+    assert relay_run.returncode == 1
+    assert RELAY_READY.encode() not in relay_run.stdout
+    assert b"Connection refused" in relay_run.stderr
 
 
 def test_a_symlinked_compose_file_is_rewritten_at_its_target_keeping_link_owner_and_mode(host, tmp_path):

@@ -1,0 +1,45 @@
+"""Commands as data (Kamal's `commands/`): builders that return argv lists, or shell scripts made of
+lines built from argv, for one executor (`remote`) to run. Nothing in this package talks to a host,
+so tests read and run what a deploy would send without one.
+
+Every word that comes from outside (a path, a name, an image) goes through `line` (or `argv`), which
+quotes it; shell syntax the script means (`$var`, `"$(...)"`, `>>`, `||`) is marked `Raw`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Iterable, Sequence, Union
+
+
+class Raw(str):
+    """Shell syntax, passed through as it is: `line` quotes every other word."""
+
+
+Word = Union[str, int, Raw]
+
+
+def line(*words: Word) -> str:
+    """One command line: words quoted, Raw kept."""
+    return " ".join(word if isinstance(word, Raw) else shlex.quote(str(word)) for word in words)
+
+
+def argv(command: Sequence[Word]) -> str:
+    """An argv list as one command line."""
+    return line(*command)
+
+
+def script(*lines: str | Iterable[str] | None) -> str:
+    """Lines (or lists of lines) of one script; empty parts are left out."""
+    flat: list[str] = []
+    for part in lines:
+        if isinstance(part, str):
+            flat.append(part)
+        elif part:
+            flat.extend(item for item in part if item)
+    return "\n".join(item for item in flat if item)
+
+
+def quiet(command: str) -> str:
+    """The command with its output and errors discarded."""
+    return f"{command} >/dev/null 2>&1"

@@ -1,0 +1,76 @@
+"""Docker commands for the gateway's container and its image: state, digests, pull, logs, exec,
+removal, and pruning the images no kept release runs."""
+
+from __future__ import annotations
+
+from ..inventory import Host
+from . import Raw, line, script
+
+# Only these parts of `docker inspect`: its full output holds the container's secret environment.
+INSPECT_FORMAT = ('{"state": {{json .State}}, "restart_count": {{json .RestartCount}}, '
+                  '"labels": {{json .Config.Labels}}, "image": {{json .Config.Image}}, '
+                  '"image_id": {{json .Image}}, "ports": {{json .NetworkSettings.Ports}}, '
+                  '"network_mode": {{json .HostConfig.NetworkMode}}}')
+_DIGESTS = "{{json .RepoDigests}}"
+
+
+def state(host: Host, digests: bool = False) -> str:
+    """Prints a `container` fact line, or nothing when there is no such container; with digests also
+    `image_digests`: the registry digests of the image it runs (none for a local build)."""
+    inspect = line("docker", "inspect", "--type", "container", "--format", "{{.Image}} " + INSPECT_FORMAT,
+                   host.container_name)
+    lines = [f"c=$({inspect} 2>/dev/null) && printf 'container %s\\n' \"$(printf '%s' \"${{c#* }}\" | base64 -w0)\""]
+    if digests:
+        lines.append("[ -z \"$c\" ] || printf 'image_digests %s\\n' \"$("
+                     + line("docker", "image", "inspect", "--format", _DIGESTS, Raw('"${c%% *}"'))
+                     + " | base64 -w0)\"")
+    return script(lines)
+
+
+def wanted_image(image: str) -> str:
+    """Prints `wanted_image` with the image's registry digests, or nothing when the host lacks it."""
+    inspect = line("docker", "image", "inspect", "--format", _DIGESTS, image)
+    return f"w=$({inspect} 2>/dev/null) && printf 'wanted_image %s\\n' \"$(printf '%s' \"$w\" | base64 -w0)\""
+
+
+def pull(image: str) -> str:
+    """Pulls the image (the running container keeps serving) and prints its `wanted_image` line."""
+    return script("set -e", line("docker", "pull", "-q", image, Raw(">/dev/null")), wanted_image(image))
+
+
+def logs(host: Host, tail: int, follow: bool = False, since: str | None = None) -> list[str]:
+    words = ["docker", "logs", "--tail", str(tail)]
+    if follow:
+        words.append("--follow")
+    if since:
+        words += ["--since", since]
+    return words + [host.container_name]
+
+
+def execute(host: Host, command: list[str]) -> list[str]:
+    """A command in the container, without a terminal."""
+    return ["docker", "exec", host.container_name, *command]
+
+
+def remove(host: Host) -> list[str]:
+    return ["docker", "rm", "-f", host.container_name]
+
+
+def stop(host: Host) -> list[str]:
+    return ["docker", "stop", host.container_name]
+
+
+def prune_images(repository: str, releases_dir: str) -> str:
+    """Removes the repository's images that no kept release's compose file runs by digest (Docker
+    refuses to remove one a container uses); a local build has no registry to get it back from."""
+    return script(
+        f"keep=\" $(cat {line(releases_dir)}/*/compose.yml 2>/dev/null | grep -o 'sha256:[0-9a-f]\\{{64\\}}' | sort -u"
+        " | tr '\\n' ' ') \"",
+        line("docker", "images", "--no-trunc", "--format", "{{.ID}}", repository) + " | sort -u | while read -r id; do",
+        "  digests=$(docker image inspect --format '{{range .RepoDigests}}{{.}} {{end}}' \"$id\")",
+        "  [ -n \"$digests\" ] || continue",
+        "  used=no; for d in $digests; do case \"$keep\" in *\" ${d#*@} \"*) used=yes;; esac; done",
+        "  [ $used = yes ] || docker rmi $(docker image inspect --format"
+        " '{{range .RepoTags}}{{.}} {{end}}{{range .RepoDigests}}{{.}} {{end}}' \"$id\") >/dev/null 2>&1 || true",
+        "done",
+    )

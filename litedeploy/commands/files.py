@@ -1,0 +1,157 @@
+"""The files a deploy manages on the host: read them (content, symlinks, non-files), install new
+versions atomically with backups and compose validation, restore them, keep releases.
+
+No script here ever carries a secret: secret files are staged over SFTP and only their paths appear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+from typing import Sequence
+
+from ..facts import managed_files
+from ..inventory import Host
+from ..plan import FileChange
+from ..releases import RELEASE_FILES
+from . import Raw, line, script
+from .compose import ComposeCommands, validated
+from .container import prune_images
+
+BACKUPS_KEPT = 5
+# Exit status of an install whose new compose file the compose CLI rejected.
+COMPOSE_REJECTED = 3
+
+
+def backup_stem(change: FileChange) -> str:
+    """One name per full path, so two files called config.yaml never share backups, and only
+    characters that need no quoting or glob escaping: `config.yaml.1a2b3c4d`."""
+    readable = re.sub(r"[^A-Za-z0-9._-]", "_", posixpath.basename(change.target))
+    return f"{readable}.{hashlib.sha256(change.target.encode()).hexdigest()[:8]}"
+
+
+def backup_path(host: Host, change: FileChange, deploy_id: str) -> str:
+    return f"{host.backup_dir}/{backup_stem(change)}.{deploy_id}"
+
+
+def temp_path(change: FileChange) -> str:
+    """Beside the file written (a symlink's target), so the final rename is atomic and the compose
+    CLI resolves relative paths of a file being validated exactly as it will for the real one."""
+    return posixpath.join(posixpath.dirname(change.target), f".{posixpath.basename(change.target)}.litedeploy-new")
+
+
+def _prune(host: Host, change: FileChange) -> str:
+    """Keeps the newest BACKUPS_KEPT backups of one file; safe for any characters in the folder."""
+    return (line("find", host.backup_dir, "-maxdepth", "1", "-type", "f", "-name", backup_stem(change) + ".*",
+                 "-printf", "%T@ %p\\n")
+            + f" | sort -rn | tail -n +{BACKUPS_KEPT + 1} | cut -d' ' -f2- | while IFS= read -r old; do"
+            ' rm -f -- "$old"; done')
+
+
+def _restore(host: Host, changes: Sequence[FileChange], deploy_id: str) -> list[str]:
+    """Puts back what each target held before this deploy: its backup's bytes with the owner and mode
+    the target has (backups themselves are 0600), or nothing if it was new."""
+    lines = []
+    for change in changes:
+        backup, temp, target = line(backup_path(host, change, deploy_id)), line(temp_path(change)), line(change.target)
+        lines.append(f"if [ -f {backup} ]; then cp {backup} {temp} && if [ -e {target} ]; then"
+                     f" chown --reference={target} {temp} && chmod --reference={target} {temp}; fi"
+                     f" && mv -f {temp} {target}; else rm -f {target}; fi")
+    return lines
+
+
+def _write_beside(change: FileChange, staged: str) -> list[str]:
+    """The staged file installed beside its target, as root with the change's mode; a file taken over
+    (the compose file) keeps the owner and mode it has."""
+    target, temp = line(change.target), line(temp_path(change))
+    if change.keep_owner:
+        owner = (f"$(if [ -f {target} ]; then stat -c '-m %a -o %u -g %g' {target}; "
+                 f"else echo '-m {change.mode} -o root -g root'; fi)")
+        install = f"install {owner} {line(staged)} {temp}"
+    else:
+        install = line("install", "-m", change.mode, "-o", "root", "-g", "root", staged, temp_path(change))
+    return [line("mkdir", "-p", posixpath.dirname(change.target)), install]
+
+
+def install(host: Host, changes: Sequence[FileChange], stage: str, deploy_id: str, commands: ComposeCommands) -> str:
+    """Backs up, writes every new file beside its target (a full disk or a read-only path fails here,
+    before any target is touched), moves our files in, validates the new compose file with the compose
+    CLI and only then moves it in; a rejected compose file puts our files back."""
+    ours = [change for change in changes if change.path != host.compose_file]
+    compose = [change for change in changes if change.path == host.compose_file]
+    lines = [
+        "set -e", "umask 077",
+        f"cleanup() {{ {line('rm', '-rf', stage)}; {line('rm', '-f', *[temp_path(c) for c in changes])}; }}",
+        "trap cleanup EXIT",
+        f"[ -d {line(host.config_dir)} ] || " + line("install", "-d", "-m", "0755", "-o", "root", "-g", "root",
+                                                   host.config_dir),
+        f"[ -d {line(host.backup_dir)} ] || " + line("install", "-d", "-m", "0700", "-o", "root", "-g", "root",
+                                                   host.backup_dir),
+    ]
+    for change in changes:
+        # 0600 whatever the original's mode: a compose file taken over may hold secrets in plain text.
+        target, backup = line(change.target), line(backup_path(host, change, deploy_id))
+        lines.append(f"if [ -f {target} ]; then cp -p {target} {backup} && chmod 0600 {backup}; fi")
+    for index, change in enumerate(changes):
+        lines += _write_beside(change, f"{stage}/{index}")
+    lines += [line("mv", "-f", temp_path(change), change.target) for change in ours]
+    if compose:
+        log = f"{stage}/validate.log"
+        lines += [
+            f"if ! {validated(commands, temp_path(compose[0]), log)}; then",
+            *[f"  {undo}" for undo in _restore(host, ours, deploy_id)],
+            f"  echo \"the new compose file was rejected: $(grep -v '^\\s*$' {line(log)} | tail -n 1)\" >&2",
+            f"  exit {COMPOSE_REJECTED}",
+            "fi",
+            line("mv", "-f", temp_path(compose[0]), compose[0].target),
+        ]
+    lines += [_prune(host, change) for change in changes]
+    return script(lines)
+
+
+def restore(host: Host, changes: Sequence[FileChange], deploy_id: str) -> str:
+    return script("set -e", "umask 077", _restore(host, changes, deploy_id))
+
+
+RELEASES_KEPT = 5
+
+
+def releases_dir(host: Host) -> str:
+    return f"{host.backup_dir}/releases"
+
+
+def keep_release(host: Host, deploy_id: str, prune_images_of: str | None) -> str:
+    """Keeps the files a successful deploy left (0600: the env file holds secrets) as release
+    DEPLOY_ID, keeps the newest RELEASES_KEPT releases, and where the image changed removes the
+    repository's images that no kept release runs."""
+    folder = releases_dir(host)
+    this = f"{folder}/{deploy_id}"
+    return script(
+        line("install", "-d", "-m", "0700", host.backup_dir, folder, this),
+        [line("cp", path, f"{this}/{RELEASE_FILES[name]}", Raw("2>/dev/null || true"))
+         for name, path in managed_files(host).items()],
+        f"chmod 0600 {line(this)}/*",
+        f"ls -1 {line(folder)} | sort | head -n -{RELEASES_KEPT} | while IFS= read -r old; do"
+        f" rm -rf -- {line(folder)}/\"$old\"; done",
+        prune_images(prune_images_of, folder) if prune_images_of else None,
+    )
+
+
+def releases(host: Host) -> str:
+    """Prints `release ID NAME BASE64` for every file of every kept release."""
+    folder = line(releases_dir(host))
+    return (f"[ -d {folder} ] || exit 0; cd {folder} && for f in */*; do [ -f \"$f\" ] || continue;"
+            " printf 'release %s %s ' \"${f%%/*}\" \"${f#*/}\"; base64 -w0 < \"$f\"; echo; done")
+
+
+def contents(host: Host) -> str:
+    """Prints, per managed file (by its fact name): its content (base64), where a symlink leads
+    (base64), and whether the path is no regular file; then config.yaml's modification time."""
+    return script(
+        "f() { if [ -f \"$2\" ]; then printf '%s ' \"$1\"; base64 -w0 < \"$2\"; echo; fi;"
+        " if [ -L \"$2\" ]; then printf 'real_%s ' \"$1\"; readlink -f -- \"$2\" | tr -d '\\n' | base64 -w0; echo; fi;"
+        " if [ -e \"$2\" ] && [ ! -f \"$2\" ]; then echo \"notfile_$1 1\"; fi; }",
+        [line("f", name, path) for name, path in managed_files(host).items()],
+        f"[ -f {line(host.config_path)} ] && echo \"config_mtime $(stat -c %Y {line(host.config_path)})\"",
+    )

@@ -1,0 +1,48 @@
+"""The host's deploy lock, as Kamal's `commands/lock.rb`: take it, read its holder, release it,
+break a stale one. Only built here; `session` runs them."""
+
+from __future__ import annotations
+
+import json
+
+from ..inventory import Host
+from . import line
+
+
+def path(host: Host) -> str:
+    """In /run/lock, which a reboot empties: after a reboot no deploy can still be running."""
+    return f"/run/lock/litedeploy{host.config_dir.replace('/', '_')}"
+
+
+# The pid of the sshd process serving this SSH connection (sshd-session since OpenSSH 9.8): it lives
+# exactly as long as the deploy that took the lock stays connected.
+_CONNECTION_PID = ("c=$$; while [ \"$c\" -gt 1 ]; do case $(cat /proc/$c/comm 2>/dev/null) in"
+                   " sshd|sshd-session) break;; esac; c=$(cut -d' ' -f4 /proc/$c/stat 2>/dev/null || echo 1); done")
+
+
+def take(host: Host, owner: dict) -> str:
+    """Takes the lock atomically (mkdir) and says `lock acquired`, or prints who holds it; the
+    holder's SSH connection is recorded, so a lock is known to be live while that connection is."""
+    lock = line(path(host))
+    return "\n".join([
+        f"if mkdir {lock} 2>/dev/null; then printf '%s\\n' {line(json.dumps(owner))} > {lock}/owner;",
+        f"  {_CONNECTION_PID}; echo \"$c\" > {lock}/connection; echo 'lock acquired';",
+        f"else {holder(host)}; fi",
+    ])
+
+
+def holder(host: Host) -> str:
+    """Prints `lock held BASE64-OWNER` when the host is locked, nothing otherwise."""
+    lock = line(path(host))
+    return f"if [ -d {lock} ]; then printf 'lock held '; base64 -w0 < {lock}/owner 2>/dev/null; echo; fi"
+
+
+def release(host: Host) -> list[str]:
+    return ["rm", "-rf", path(host)]
+
+
+def break_stale(host: Host) -> str:
+    """Removes the lock unless the connection of the deploy holding it is still open."""
+    lock = line(path(host))
+    return (f"c=$(cat {lock}/connection 2>/dev/null); case $(cat /proc/${{c:-0}}/comm 2>/dev/null) in"
+            f" sshd|sshd-session) echo \"lock_live $c\";; *) rm -rf {lock};; esac")
