@@ -21,5 +21,5 @@ def namespace(project: Path) -> Collection:
                     Collection.from_module(ops), Collection.from_module(secrets), Collection.from_module(lock),
                     Collection.from_module(lab))
     ns.configure({"litellm": {"project": str(project), "inventory": "hosts.yaml",
-                              "templates": "templates", "catalog": "models.yaml"}})
+                              "templates": "templates", "catalog": "models.yaml", "parallel": 10}})
     return ns

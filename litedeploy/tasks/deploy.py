@@ -70,24 +70,13 @@ def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **option
     # the interrupt ends the task once they have.
     with terminate_as_interrupt():
         if len(targets) > 1 or as_json:
-            _deploy_many(project, targets, pool, batch or None, as_json, **options)
+            _deploy_many(project, targets, pool, batch or None, as_json, diff, **options)
             return
         result = _deploy_one(project, target, **options)
-    for warning in result.plan.warnings:
-        print(f"{target.name}: warning: {warning}", file=sys.stderr)
-    if check or diff:
-        for path, text in result.diffs:
-            print(f"{target.name}: {'would change' if check else 'changed'} {path}")
-            if diff:
-                print(text, end="" if text.endswith("\n") else "\n")
-    if check:
-        restart = {"up": "create or recreate litellm", "restart": "restart litellm"}.get(result.plan.restart)
-        print(f"{target.name}: check: {'would ' + restart if restart else 'would not restart'}; "
-              f"{'nothing would change' if not result.plan.changes else ''}".rstrip("; "))
-        return
-    print(summary(result))
-    print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
-                health=result.health_seconds))
+    print(report_of(result, check, diff), end="")
+    if not check:
+        print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
+                    health=result.health_seconds))
     if to and project.inventory.host(target.name).image != target.image:
         print(f"{target.name}: hosts.yaml still names {project.inventory.host(target.name).image}: set image: "
               f"{target.image} there, or the next deploy goes back to it", file=sys.stderr)
@@ -143,30 +132,46 @@ def _with_recap(change, project, target, **options):
         raise
 
 
-def _deploy_many(project, targets, parallel, serial, as_json, **options) -> None:
-    """Many hosts (or one, for --json): a recap table, or one JSON object per host on stdout."""
+def _deploy_many(project, targets, parallel, serial, as_json, diff, **options) -> None:
+    """Many hosts (or one, for --json) through the fleet runner: each host's report (with --check
+    --diff its diffs) and a recap table, or one JSON object per host on stdout."""
     from ..deploy import deploy as run_deploy
-    from ..fleet import as_record, deploy_all, recap_table
+    from ..fleet import as_record, report, run_hosts
 
     def one(target):
         result = run_deploy(project, target, **options)
         if not as_json:
-            print(summary(result) if not options["check"] else
-                  f"{target.name}: check: {len(result.plan.changes)} files would change, "
-                  f"restart: {result.plan.restart or 'no'}", flush=True)
+            print(report_of(result, options["check"], diff), end="")
         return result
-    outcomes = deploy_all(targets, one, parallel, serial)
-    if as_json:
-        for outcome in outcomes:
-            print(json.dumps(as_record(outcome)))
-    else:
-        for outcome in outcomes:
-            if outcome.error:
-                print(f"error: {outcome.error}", file=sys.stderr)
-        print(recap_table(outcomes))
+    outcomes = run_hosts(targets, one, parallel, serial)
+    if not as_json:
+        report(outcomes, failed="deploy did not succeed")
+        return
+    for outcome in outcomes:
+        print(json.dumps(as_record(outcome)))
     failed = [o.host for o in outcomes if not o.ok]
     if failed:
         raise DeployError(f"deploy did not succeed on {len(failed)} of {len(outcomes)} hosts: {', '.join(failed)}")
+
+
+def report_of(result, check: bool, diff: bool) -> str:
+    """What a host's deploy says: the files it changed (or would, with --check) and with --diff how,
+    then its summary line; warnings go to stderr at once."""
+    name, plan = result.host, result.plan
+    for warning in plan.warnings:
+        print(f"{name}: warning: {warning}", file=sys.stderr)
+    lines = []
+    for path, text in result.diffs if check or diff else ():
+        lines.append(f"{name}: {'would change' if check else 'changed'} {path}")
+        if diff:
+            lines.append(text.rstrip("\n"))
+    if check:
+        restart = {"up": "create or recreate litellm", "restart": "restart litellm"}.get(plan.restart)
+        lines.append(f"{name}: check: {'would ' + restart if restart else 'would not restart'}; "
+                     f"{'nothing would change' if not plan.changes else ''}".rstrip("; "))
+    else:
+        lines.append(summary(result))
+    return "\n".join(lines) + "\n"
 
 
 def summary(result) -> str:

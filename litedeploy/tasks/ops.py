@@ -153,7 +153,7 @@ def exec_(c, host=None, command=None):
             out.close()
         if code not in (0, None):
             raise DeployError(f"{target.name}: {argv[0]} exited with {code} in {target.container_name}")
-    on_each_host(c, host, run)
+    on_each_host(c, host, run, streams=True)
 
 
 @task(help={"host": HOSTS, "tail": "how many recent lines (default 100)", "follow": "keep streaming new lines",

@@ -99,24 +99,20 @@ def hosts_of(c, project: Project, host: str | None, profile: str | None = None) 
     return [host_of(c, project, expanded[0] if expanded else None, profile)]
 
 
-def on_each_host(c, host: str | None, action: Callable[[Project, Host], None], profile: str | None = None) -> None:
-    """Runs the action for each named host in turn. A failing host is reported and the others still
-    run; the task then fails naming every host that failed."""
+def on_each_host(c, host: str | None, action: Callable[[Project, Host], object], profile: str | None = None,
+                 streams: bool = False) -> None:
+    """Runs the action on each named host through the fleet runner: `litellm.parallel` hosts at once
+    (invoke.yaml or INVOKE_LITELLM_PARALLEL; one at a time for a task that streams its output). A
+    failing host is reported and the others still run; the task then fails naming every host that
+    failed."""
+    from ..fleet import report, run_hosts
     project = project_of(c)
     targets = hosts_of(c, project, host, profile)
     if len(targets) == 1:
         action(project, targets[0])
         return
-    failed = []
-    for target in targets:
-        try:
-            action(project, target)
-        except DeployError as exc:
-            _show_details(exc)
-            print(f"error: {exc}", file=sys.stderr)
-            failed.append(target.name)
-    if failed:
-        raise DeployError(f"failed on {len(failed)} of {len(targets)} hosts: {', '.join(failed)}")
+    parallel = 1 if streams else whole_number("parallel (litellm.parallel)", c.config.litellm.parallel, 1)
+    report(run_hosts(targets, lambda target: action(project, target), parallel))
 
 
 def _show_details(exc: DeployError) -> None:
