@@ -1,9 +1,11 @@
-"""Deploy benchmark on the lab: N separate hosts (the lab's namespace hosts lab1..labN, each with its
-own address, hardened sshd and Docker engine with bridge networking).
+"""Deploy benchmark on the lab: the no-op deploy of the `lab` host through the quiet-rc sshd (root's
+login shell reads no rc file, as on most hosts), then N separate hosts (the lab's namespace hosts
+lab1..labN, each with its own address, hardened sshd and Docker engine with bridge networking).
 
     python bench/deploy_bench.py [--sizes 1,5,20]
 
-Prints, per N: the wall time of a first, a no-op and a config-change deploy of all N hosts at once,
+Prints the no-op's time in-process (the deploy itself: sops, render, SSH, facts, verify, audit) and
+through `inv deploy` (Python's start and imports too), with SSH connections and sessions; then per N: the wall time of a first, a no-op and a config-change deploy of all N hosts at once,
 SSH connections and sessions (exec channels) per host from the hosts' sshd logs, and how long
 `inv --list` takes. N = 1 runs the real LiteLLM image; N > 1 runs the same image with a stand-in
 gateway (bench/standin_gateway.py) so 20 of them fit in memory. Traffic stays on the links the lab
@@ -14,6 +16,7 @@ about 20 s, kept in .lab/labN/ for the next run).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import statistics
@@ -29,7 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from litedeploy import lab as local_lab  # noqa: E402
+from litedeploy.deploy import deploy  # noqa: E402
 from litedeploy.inventory import LOCAL_PATHS, load_inventory  # noqa: E402
+from litedeploy.project import load_project  # noqa: E402
 
 STANDIN = REPO / "bench" / "standin_gateway.py"
 
@@ -45,12 +50,57 @@ def standin_templates(folder: Path) -> Path:
     return folder
 
 
-def inventory(folder: Path, size: int, lab: local_lab.Lab) -> tuple[Path, list[str]]:
+def lab_entry() -> tuple[dict, dict]:
+    """hosts.yaml and its `lab` entry, local paths made absolute (the copy lives elsewhere)."""
     data = yaml.safe_load((REPO / "hosts.yaml").read_text())
     entry = data["hosts"]["lab"]
     for key in LOCAL_PATHS:
         if key in entry:
             entry[key] = str(REPO / entry[key])
+    return data, entry
+
+
+def log_counts(log: Path) -> tuple[int, int]:
+    text = log.read_text()
+    return text.count("Accepted publickey"), text.count("Starting session")
+
+
+def quiet_noop(lab: local_lab.Lab, runs: int = 10) -> list[str]:
+    """The `lab` host reached through the quiet-rc sshd; its first deploy (whatever it changes) is
+    not measured, then `runs` no-ops in this process and five through `inv`."""
+    folder = Path(tempfile.mkdtemp(prefix="litedeploy-bench-noop-"))
+    data, entry = lab_entry()
+    entry["ssh_port"] = lab.port("quiet-rc")
+    path = folder / "hosts.yaml"
+    path.write_text(yaml.safe_dump(data))
+    project = load_project(REPO, str(path), "templates")
+    host = project.inventory.host("lab")
+    log = lab.sshd_paths("quiet-rc").log
+    try:
+        deploy(project, host, io.StringIO())
+        before = log_counts(log)
+        walls = []
+        for _ in range(runs):
+            start = time.monotonic()
+            deploy(project, host, io.StringIO())
+            walls.append(time.monotonic() - start)
+        connections, sessions = (after - first for after, first in zip(log_counts(log), before))
+        env = {**os.environ, "INVOKE_LITELLM_INVENTORY": str(path)}
+        invs = []
+        for _ in range(5):
+            start = time.monotonic()
+            subprocess.run([sys.executable, "-m", "invoke", "deploy", "--host", "lab"], cwd=REPO, env=env,
+                           capture_output=True, check=True)
+            invs.append(time.monotonic() - start)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return [f"no-op deploy of lab over quiet-rc: {statistics.median(walls):.3f} s in-process (median of {runs}, "
+            f"min {min(walls):.3f}), {statistics.median(invs):.2f} s through `inv deploy` (median of 5); "
+            f"{connections / runs:.1f} SSH connections and {sessions / runs:.1f} sessions per deploy"]
+
+
+def inventory(folder: Path, size: int, lab: local_lab.Lab) -> tuple[Path, list[str]]:
+    data, entry = lab_entry()
     hosts = {}
     for index in range(1, size + 1):
         root = folder / f"host{index}"
@@ -67,8 +117,8 @@ def inventory(folder: Path, size: int, lab: local_lab.Lab) -> tuple[Path, list[s
 
 
 def sshd_counts(lab: local_lab.Lab, size: int) -> tuple[int, int]:
-    logs = [(lab.namespace_host(index).folder / "sshd.log").read_text() for index in range(1, size + 1)]
-    return sum(log.count("Accepted publickey") for log in logs), sum(log.count("Starting session") for log in logs)
+    counts = [log_counts(lab.namespace_host(index).folder / "sshd.log") for index in range(1, size + 1)]
+    return sum(count[0] for count in counts), sum(count[1] for count in counts)
 
 
 def timed_deploy(env: dict, lab: local_lab.Lab, size: int) -> tuple[float, float, float]:
@@ -125,6 +175,8 @@ def main() -> None:
     lab = local_lab.Lab(REPO / ".lab", load_inventory(REPO / "hosts.yaml").host("lab"))
     started = local_lab.up(lab, print, hosts=max(sizes))
     try:
+        for row in quiet_noop(lab):
+            print(row, flush=True)
         print("  N  deploy            wall   conn/host  sessions/host  image")
         for size in sizes:
             for row in bench(size, lab):

@@ -11,7 +11,6 @@ import logging
 import os
 import secrets
 import select
-import shlex
 import socket
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Callable, Sequence
 import paramiko
 from fabric import Connection
 
-from .commands import argv
+from .commands import argv, line
 from .commands.network import RELAY_READY, relay
 from .errors import RemoteError
 from .inventory import Host
@@ -220,9 +219,9 @@ class Shell:
         token = secrets.token_hex(8)
         self.end = f"litedeploy-end-{token}".encode()
         ready = f"litedeploy-ready-{token}"
-        start = shlex.join(["sh", "-c", f"echo {ready}; echo {ready} >&2; exec sh"])
+        start = line("sh", "-c", f"echo {ready}; echo {ready} >&2; exec sh")
         if host.sudo:
-            start = f"sudo -S -p {shlex.quote(SUDO_PROMPT)} {start}"
+            start = f"{line('sudo', '-S', '-p', SUDO_PROMPT)} {start}"
         try:
             self.channel = transport.open_session(timeout=CONNECT_TIMEOUT)
             self.channel.exec_command(start)
@@ -246,14 +245,14 @@ class Shell:
             return out.done and err.done
         self._pump(out, err, answered, time.monotonic() + 3 * CONNECT_TIMEOUT)
 
-    def run(self, line: str, sink: Callable[[bytes], None] | None = None, request: bytes | None = None,
+    def run(self, command: str, sink: Callable[[bytes], None] | None = None, request: bytes | None = None,
             timeout: float | None = None) -> tuple[bytes, bytes, int]:
         """Runs one command line; returns its stdout, stderr and exit code (with a sink, both streams
         go there as they arrive instead). With a request, the command keeps the shell's stdin and the
         request is written to it once the command printed RELAY_READY."""
         redirect = "" if request is not None else " </dev/null"
         end = self.end.decode()
-        text = f"{line}{redirect}; printf '%s %s\\n' {end} $?; printf '%s\\n' {end} >&2\n"
+        text = f"{command}{redirect}; printf '%s %s\\n' {end} $?; printf '%s\\n' {end} >&2\n"
         out, err = Marked(self.end, coded=True, sink=sink), Marked(self.end, sink=sink)
         sent = request is None
         ready = f"{RELAY_READY}\n".encode()

@@ -2,6 +2,7 @@
 shell framing that carries them."""
 
 import http.server
+import json
 import os
 import socket
 import stat
@@ -185,3 +186,28 @@ def test_backups_are_0600_whatever_the_original_and_restore_keeps_the_targets_mo
     subprocess.run(["sh", "-c", restore_script(host, [change], "5")], check=True)
     assert stat.S_IMODE(os.stat(tmp_path / "compose.yml").st_mode) == 0o644
     assert (tmp_path / "compose.yml").read_text() == "services: {}\n# KEY=plain\n"
+
+
+def test_every_builder_quotes_paths_that_hold_shell_syntax(repo, tmp_path):
+    """A config folder whose name is shell code: lock, audit, file facts and releases work on it and
+    the code never runs."""
+    from litedeploy.commands import audit, files, lock
+    from litedeploy.facts import parse_facts
+    lab = load_inventory(repo / "hosts.yaml").host("lab")
+    folder = tmp_path / "it's $(touch pwned); `touch pwned` gw"
+    folder.mkdir()
+    odd = replace(lab, compose_file=str(folder / "compose.yml"), config_dir=str(folder / "x"))
+    (folder / "x").mkdir()
+    (folder / "compose.yml").write_text("services: {}\n")
+    sh = lambda command: subprocess.run(["sh", "-c", command], capture_output=True, text=True, cwd=tmp_path)  # noqa: E731
+    try:
+        assert "lock acquired" in sh(lock.take(odd, {"user": "ann's"})).stdout
+        assert parse_facts(sh(lock.holder(odd)).stdout).lock_holder == {"user": "ann's"}
+        sh(audit.append(odd, {"id": "1", "note": "it's $(x)"}))
+        assert json.loads(sh(audit.last(odd, 5)).stdout) == {"id": "1", "note": "it's $(x)"}
+        assert parse_facts(sh(files.contents(odd)).stdout, odd).compose_text == "services: {}\n"
+        sh(files.keep_release(odd, "20261123T000000Z-abcdef", None))
+        assert "release 20261123T000000Z-abcdef compose.yml" in sh(files.releases(odd)).stdout
+    finally:
+        sh(argv(lock.release(odd)))
+    assert not (tmp_path / "pwned").exists() and not list(tmp_path.rglob("pwned"))

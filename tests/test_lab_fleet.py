@@ -52,6 +52,50 @@ def test_a_group_deploys_in_parallel_with_one_connection_per_host(lab, fleet):
         assert host.inspect()["State"]["Running"]
 
 
+def sessions(lab, index: int) -> int:
+    return (lab.namespace_host(index).folder / "sshd.log").read_text().count("Starting session")
+
+
+def test_a_no_op_deploy_is_one_ssh_session_per_host(lab, fleet):
+    """Lock, facts, verification (relayed: these sshds forbid tunnels) and the audit line all go
+    through one shell on each host."""
+    first, hosts, _ = fleet
+    indexes = range(1, len(hosts) + 1)
+    before = [sessions(lab, index) for index in indexes]
+    run = first.run("deploy", "--host", "fleet")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert all(f"{host.name}: ok, nothing changed" in run.stdout for host in hosts)
+    assert [sessions(lab, index) for index in indexes] == [count + 1 for count in before]
+
+
+def test_check_diff_on_a_group_shows_each_hosts_diff_and_changes_nothing(fleet):
+    first, hosts, data = fleet
+    changed = {**data, "hosts": {name: {**entry, "vars": {**(entry.get("vars") or {}), "mock_response": "a new answer"}}
+                                 for name, entry in data["hosts"].items()}}
+    configs = [(host.root / "litellm/config.yaml").read_text() for host in hosts]
+    first.inventory.write_text(yaml.safe_dump(changed))
+    try:
+        run = first.run("deploy", "--host", "fleet", "--check", "--diff")
+    finally:
+        first.inventory.write_text(yaml.safe_dump(data))
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    for host in hosts:
+        start = lines.index(f"{host.name}: would change {host.root}/litellm/config.yaml")
+        block = lines[start:lines.index(f"{host.name}: check: would restart litellm", start)]
+        assert any(line.startswith("+") and "a new answer" in line for line in block), block
+    assert [(host.root / "litellm/config.yaml").read_text() for host in hosts] == configs
+
+
+def test_ops_tasks_on_a_group_report_each_host_in_order_with_a_recap(fleet):
+    first, hosts, _ = fleet
+    run = first.run("ops.status", "--host", "fleet")
+    assert run.returncode == 0, run.stdout + run.stderr
+    firsts = [line.split(":")[0] for line in run.stdout.splitlines() if line.startswith("fleet") and ": running" in line]
+    assert firsts == [host.name for host in hosts]
+    assert recap(run) == {host.name: "ok" for host in hosts}
+
+
 def with_broken_release(data: dict, name: str) -> dict:
     """The inventory with one host on the lab registry's release that exits at start."""
     broken = registry.release(registry.BROKEN_RELEASE)
