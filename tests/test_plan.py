@@ -114,3 +114,30 @@ def test_a_moving_tag_is_deployed_with_a_warning(fox):
     moving = replace(fox, image="ghcr.io/berriai/litellm:main-stable")
     (warning,) = plan_deploy(moving, DESIRED, facts_matching(moving)).warnings
     assert "main-stable is a tag that moves" in warning
+
+
+def test_a_failed_first_deploy_rolls_back_by_removing_the_new_container(fox):
+    from litedeploy.plan import rollback_steps
+    before = HostFacts(None, None, None, "v2", None)
+    plan = plan_deploy(fox, DESIRED, before)
+    steps = rollback_steps(fox, plan, before)
+    assert (steps.restore, steps.container) == (True, "remove")
+
+
+def test_a_stopped_container_is_left_stopped_and_a_running_one_restarted_on_its_old_port(fox):
+    from litedeploy.plan import rollback_steps
+    stopped = facts_matching(fox, container=running(False), config_text="old: 1\n")
+    assert rollback_steps(fox, plan_deploy(fox, DESIRED, stopped), stopped).container == "stop"
+    old_block = "  litellm:\n    image: x\n    ports:\n      - \"0.0.0.0:4123:4000\"\n"
+    before = facts_matching(fox, DesiredFiles(DESIRED.config, DESIRED.env, old_block))
+    steps = rollback_steps(fox, plan_deploy(fox, DESIRED, before), before)
+    assert (steps.restore, steps.container, steps.port) == (True, "start", 4123)
+
+
+def test_removal_takes_out_only_our_block_and_the_container_that_exists(fox):
+    from litedeploy.plan import plan_remove
+    removal = plan_remove(fox, facts_matching(fox))
+    assert removal.container and removal.changed == [fox.compose_file]
+    assert removal.compose.new == "services:\n  web: {image: nginx}\n"
+    bare = plan_remove(fox, HostFacts("services:\n  web: {image: nginx}\n", None, None, "v2", None))
+    assert not bare.container and bare.compose is None and bare.changed == []
