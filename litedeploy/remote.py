@@ -20,7 +20,7 @@ import paramiko
 from fabric import Connection
 
 from .commands import argv, line
-from .commands.network import RELAY_READY, relay
+from .commands.transfer import INPUT_READY, receive, relay
 from .errors import RemoteError
 from .inventory import Host
 
@@ -157,18 +157,17 @@ class Remote:
         return self._shell().run(_line(command), sink=lambda data: out.write(decoder.decode(data)))[2]
 
     def upload(self, texts: Sequence[str]) -> str:
-        """Stages each text as a file (0, 1, ...) in a private folder over SFTP, so a secret never
-        travels on a command line; returns the folder."""
+        """Stages each text as a file (0, 1, ...) in a private folder, written from the shell's stdin:
+        a secret never travels on a command line, and hosts without sshd's sftp subsystem work too.
+        Returns the folder."""
         stage = f"/tmp/.litedeploy-{secrets.token_hex(8)}"
-        sftp = self.connection.sftp()
-        try:
-            sftp.mkdir(stage, 0o700)
-            for index, text in enumerate(texts):
-                with sftp.open(f"{stage}/{index}", "w") as staged:
-                    staged.write(text.encode())
-        except OSError as exc:
+        contents = [text.encode() for text in texts]
+        out, err, code = self._shell().run(argv(receive(stage, [len(data) for data in contents])),
+                                           request=b"".join(contents))
+        if code != 0:
             self.run(["rm", "-rf", stage], check=False)
-            raise RemoteError(f"{self.host.name}: cannot stage files in /tmp: {exc}") from None
+            problem = self.redact(err.decode(errors="replace").strip()).splitlines()
+            raise RemoteError(f"{self.host.name}: cannot stage files in /tmp: {problem[-1] if problem else code}")
         return stage
 
     def stream_to(self, address: str, port: int, timeout: float) -> "paramiko.Channel | RelayStream":
@@ -249,13 +248,13 @@ class Shell:
             timeout: float | None = None) -> tuple[bytes, bytes, int]:
         """Runs one command line; returns its stdout, stderr and exit code (with a sink, both streams
         go there as they arrive instead). With a request, the command keeps the shell's stdin and the
-        request is written to it once the command printed RELAY_READY."""
+        request is written to it once the command printed INPUT_READY."""
         redirect = "" if request is not None else " </dev/null"
         end = self.end.decode()
         text = f"{command}{redirect}; printf '%s %s\\n' {end} $?; printf '%s\\n' {end} >&2\n"
         out, err = Marked(self.end, coded=True, sink=sink), Marked(self.end, sink=sink)
         sent = request is None
-        ready = f"{RELAY_READY}\n".encode()
+        ready = f"{INPUT_READY}\n".encode()
 
         def finished() -> bool:
             nonlocal sent
@@ -360,7 +359,7 @@ class RelayStream:
     def sendall(self, data: bytes) -> None:
         command = relay(self.address, self.port, len(data))
         out, err, code = self.remote._shell().run(argv(command), request=data, timeout=self.timeout)
-        ready = f"{RELAY_READY}\n".encode()
+        ready = f"{INPUT_READY}\n".encode()
         if out.startswith(ready):
             self.answer = out[len(ready):]
             return

@@ -13,7 +13,6 @@ from typing import Iterator, Sequence, TextIO
 from .commands import argv, container, files, lock, script
 from .commands.compose import ComposeCommands
 from .commands.facts import gather
-from .commands.network import port_holder
 from .errors import ComposeFileError, RemoteError, VerifyError
 from .facts import ContainerState, HostFacts, parse_facts
 from .inventory import Host
@@ -60,7 +59,7 @@ class Session:
 
     def container_and_port(self) -> HostFacts:
         """The container's state and what holds the port, in one round trip."""
-        return self.read(script(container.state(self.host), port_holder(self.host.port)))
+        return self.read(script(container.state(self.host), container.port_holder(self.host.port)))
 
     def run_and_inspect(self, command: list[str]) -> ContainerState | None:
         """Runs a compose verb and reads the container's state right after, in one round trip: the
@@ -78,8 +77,7 @@ class Session:
         return parse_releases(self.remote.run(files.releases(self.host)).stdout)
 
     def install(self, changes: Sequence[FileChange], deploy_id: str, commands: ComposeCommands) -> None:
-        """Stages every file over SFTP (secrets never on a command line), then swaps them in with one
-        script."""
+        """Stages every file (secrets never on a command line), then swaps them in with one script."""
         stage = self.remote.upload([change.new for change in changes])
         result = self.remote.run(files.install(self.host, changes, stage, deploy_id, commands), check=False)
         if result.exited == files.COMPOSE_REJECTED:

@@ -14,7 +14,7 @@ import pytest
 
 from litedeploy.commands import argv
 from litedeploy.commands.files import BACKUPS_KEPT, COMPOSE_REJECTED, install as install_script, restore as restore_script
-from litedeploy.commands.network import RELAY_READY, relay
+from litedeploy.commands.transfer import INPUT_READY, receive, relay
 from litedeploy.remote import Marked
 from litedeploy.inventory import load_inventory
 from litedeploy.plan import FileChange
@@ -126,8 +126,18 @@ def test_relay_joins_exactly_the_request_to_a_tcp_port_with_bash_alone():
                            input=request + b"the next command\n", capture_output=True, timeout=10)
     server.server_close()
     ready, _, answer = shell.stdout.partition(b"\n")
-    assert ready == RELAY_READY.encode()
+    assert ready == INPUT_READY.encode()
     assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"you asked for /healththe next command\n")
+
+
+def test_received_files_take_exactly_their_bytes_from_stdin_into_a_private_folder(tmp_path):
+    stage = tmp_path / "stage"
+    files = [b"KEY='it''s'\n", b"", "caf\u00e9\n".encode()]
+    shell = subprocess.run(["sh", "-c", f"{argv(receive(str(stage), [len(data) for data in files]))}; cat"],
+                           input=b"".join(files) + b"the next command\n", capture_output=True, timeout=10)
+    assert shell.stdout == f"{INPUT_READY}\n".encode() + b"the next command\n"
+    assert [(stage / str(index)).read_bytes() for index in range(3)] == files
+    assert stat.S_IMODE(stage.stat().st_mode) == 0o700 and stat.S_IMODE((stage / "0").stat().st_mode) == 0o600
 
 
 def test_relay_to_a_closed_port_fails_before_saying_ready():
@@ -136,7 +146,7 @@ def test_relay_to_a_closed_port_fails_before_saying_ready():
         port = probe.getsockname()[1]
     relay_run = subprocess.run(argv(relay("127.0.0.1", port, 10)), shell=True, capture_output=True, timeout=10)
     assert relay_run.returncode == 1
-    assert RELAY_READY.encode() not in relay_run.stdout
+    assert INPUT_READY.encode() not in relay_run.stdout
     assert b"Connection refused" in relay_run.stderr
 
 

@@ -74,3 +74,22 @@ def prune_images(repository: str, releases_dir: str) -> str:
         " '{{range .RepoTags}}{{.}} {{end}}{{range .RepoDigests}}{{.}} {{end}}' \"$id\") >/dev/null 2>&1 || true",
         "done",
     )
+
+
+def port_holder(port: int) -> str:
+    """Prints `port_holder container NAME` or `port_holder process COMMAND (pid N)` for whatever
+    listens on the gateway's port: a published port through Docker, else the listening process
+    (whose cgroup names its container, if it runs in one)."""
+    port = int(port)
+    return script(
+        f"h=$(docker ps --filter publish={port} --format '{{{{.Names}}}}' 2>/dev/null | head -n 1)",
+        "if [ -n \"$h\" ]; then echo \"port_holder container $h\";",
+        f"elif pid=$(ss -Hltnp 'sport = :{port}' 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)"
+        " && [ -n \"$pid\" ]; then",
+        "  cid=$(grep -o -E '[0-9a-f]{64}' /proc/$pid/cgroup 2>/dev/null | head -n 1)",
+        "  name=$([ -n \"$cid\" ] && docker inspect --format '{{.Name}}' \"$cid\" 2>/dev/null | tr -d /)",
+        "  if [ -n \"$name\" ]; then echo \"port_holder container $name\";",
+        "  else echo \"port_holder process $(cat /proc/$pid/comm 2>/dev/null) (pid $pid)\"; fi",
+        "fi",
+        "true",
+    )

@@ -1,7 +1,7 @@
 """The files a deploy manages on the host: read them (content, symlinks, non-files), install new
 versions atomically with backups and compose validation, restore them, keep releases.
 
-No script here ever carries a secret: secret files are staged over SFTP and only their paths appear.
+No script here ever carries a secret: secret files are staged through stdin and only their paths appear.
 """
 
 from __future__ import annotations

@@ -1,0 +1,25 @@
+"""Bytes between this machine and the host through the task's shell: a relay to a TCP port (for
+hosts whose sshd forbids tunnels) and files received from stdin (no sftp subsystem needed, and no
+secret on a command line). Each command says INPUT_READY once it reads its stdin: what it is given
+then is its own, and exactly that many bytes (the rest of stdin carries the shell's next commands)."""
+
+from __future__ import annotations
+
+from . import line
+
+INPUT_READY = "litedeploy-input-ready"
+
+
+def relay(address: str, port: int, length: int) -> list[str]:
+    """One HTTP exchange with ADDRESS:PORT through bash's /dev/tcp (no nc, socat or Python needed):
+    once connected it passes LENGTH bytes of its stdin (the request) and prints the answer until
+    the server closes."""
+    target = f"/dev/tcp/{address}/{int(port)}"
+    return ["bash", "-c", f"exec 3<>{line(target)} || exit 1; echo {INPUT_READY}; "
+                          f"head -c {int(length)} >&3; cat <&3"]
+
+
+def receive(folder: str, sizes: list[int]) -> list[str]:
+    """A private folder (0700) holding files 0, 1, ... of the given sizes, read in turn from stdin."""
+    writes = "".join(f"head -c {int(size)} > {line(f'{folder}/{index}')} && " for index, size in enumerate(sizes))
+    return ["sh", "-c", f"umask 077 && mkdir -m 0700 {line(folder)} && echo {INPUT_READY} && {writes}true"]
