@@ -65,7 +65,6 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
-
 @dataclass(frozen=True)
 class Result:
     stdout: str
@@ -229,20 +228,30 @@ class Shell:
         self.closed = False
         # What the login shell prints first (a motd in root's .bashrc) is not ours: dropped.
         out, err = Marked(ready.encode()), Marked(ready.encode())
-        prompts = 0
+        prompts, refused = 0, ""
 
         def answered() -> bool:
-            nonlocal prompts
+            nonlocal prompts, refused
             if err.kept.count(SUDO_PROMPT.encode()) > prompts:
                 if prompts or not sudo_password:
-                    self.close()
-                    raise RemoteError(f"{host.name}: sudo refused the password for {host.ssh_user}" if prompts else
-                                      f"{host.name}: sudo asks {host.ssh_user} for a password: set SUDO_PASSWORD in "
-                                      "the host's secrets or LITEDEPLOY_SUDO_PASSWORD")
+                    refused = (f"sudo refused the password for {host.ssh_user}" if prompts else
+                               f"sudo asks {host.ssh_user} for a password: set SUDO_PASSWORD in the host's "
+                               "secrets or LITEDEPLOY_SUDO_PASSWORD")
+                    return True
                 self.channel.sendall(f"{sudo_password}\n".encode())
                 prompts += 1
             return out.done and err.done
-        self._pump(out, err, answered, time.monotonic() + 3 * CONNECT_TIMEOUT)
+        try:
+            self._pump(out, err, answered, time.monotonic() + 3 * CONNECT_TIMEOUT)
+        except socket.timeout:
+            self.close()
+            raise RemoteError(f"{host.name}: the shell on the host did not start within {3 * CONNECT_TIMEOUT} s") from None
+        except RemoteError:
+            said = err.kept.decode(errors="replace").replace(SUDO_PROMPT, "").strip().splitlines()
+            raise RemoteError(f"{host.name}: cannot start a shell: {said[-1] if said else 'the session ended'}") from None
+        if refused:
+            self.close()
+            raise RemoteError(f"{host.name}: {refused}")
 
     def run(self, command: str, sink: Callable[[bytes], None] | None = None, request: bytes | None = None,
             timeout: float | None = None) -> tuple[bytes, bytes, int]:
