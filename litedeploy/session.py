@@ -42,11 +42,14 @@ class Session:
     def facts(self, lock_owner: dict | None = None, break_lock: bool = False) -> HostFacts:
         """One round trip; with an owner it also tries to take the deploy lock in the same script,
         first removing a stale one when told to."""
-        output = self.remote.run(gather(self.host, lock_owner, break_lock)).stdout
+        result = self.remote.run(gather(self.host, lock_owner, break_lock), check=False)
         try:
-            return parse_facts(output, self.host)
+            if result.failed:
+                raise RemoteError(f"{self.host.name}: reading what the host holds failed (exit {result.exited}): "
+                                  f"{self.remote.last_line(result)}")
+            return parse_facts(result.stdout, self.host)
         except Exception:
-            if "lock acquired" in output.splitlines():
+            if "lock acquired" in result.stdout.splitlines():
                 self.remote.run(lock.release(self.host), check=False)  # never leave a lock behind
             raise
 

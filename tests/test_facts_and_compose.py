@@ -91,3 +91,18 @@ def test_facts_name_symlinks_directories_and_bytes_that_are_not_text(lab, tmp_pa
     assert facts.real_paths == {host.compose_file: str(tmp_path / "real dir/compose.yml")}
     assert facts.not_files == (host.config_path,)
     assert facts.not_text == (host.env_path,) and facts.env_text is None
+
+
+def test_facts_are_the_same_when_no_temporary_folder_can_be_made(lab, tmp_path):
+    """The Docker questions run side by side through a temporary folder, or one after another when
+    /tmp is full or read-only: the answers are the same."""
+    import os
+    from dataclasses import replace
+    (tmp_path / "compose.yml").write_text("services:\n  web: {}\n")
+    host = replace(lab, compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "gw"),
+                   container_name="no-such-container-litedeploy")
+    side_by_side = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True)
+    in_turn = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True,
+                             env={**os.environ, "TMPDIR": str(tmp_path / "no such folder")})
+    assert parse_facts(in_turn.stdout, host) == parse_facts(side_by_side.stdout, host)
+    assert parse_facts(in_turn.stdout, host).compose_text == "services:\n  web: {}\n"

@@ -9,16 +9,19 @@ from .compose import FLAVOUR
 
 
 def gather(host: Host, lock_owner: dict | None = None, break_lock: bool = False) -> str:
-    """The Docker questions run side by side (each answer in a file of its own, printed in order):
-    on a host the compose CLI alone takes tens of milliseconds to answer."""
+    """The Docker questions run side by side, each answer in a file of its own printed in order (on a
+    host the compose CLI alone takes tens of milliseconds to answer); one after another where no
+    temporary folder can be made (a full /tmp must not stop a deploy from reading the host)."""
+    questions = [FLAVOUR, container.state(host, digests=True), container.wanted_image(host.image)]
     return script(
         lock.break_stale(host) if break_lock else None,
         lock.take(host, lock_owner) if lock_owner is not None else None,
         files.contents(host),
-        "t=$(mktemp -d) || exit 1",
-        f"( {FLAVOUR} ) > \"$t/flavour\" &",
-        f"( {container.state(host, digests=True)} ) > \"$t/container\" &",
-        f"( {container.wanted_image(host.image)} ) > \"$t/wanted\" &",
-        "wait",
-        "cat \"$t/flavour\" \"$t/container\" \"$t/wanted\"; rm -rf \"$t\"",
+        "if t=$(mktemp -d 2>/dev/null); then",
+        [f"  ( {question} ) > \"$t/{index}\" &" for index, question in enumerate(questions)],
+        "  wait; cat " + " ".join(f"\"$t/{index}\"" for index in range(len(questions))) + "; rm -rf \"$t\"",
+        "else",
+        [f"  ( {question} )" for question in questions],
+        "fi",
+        "true",
     )
