@@ -138,7 +138,8 @@ class Remote:
         return self.shell
 
     def run(self, command: Sequence[str] | str, *, check: bool = True) -> Result:
-        """Runs argv (or a script) as root and returns its output; with check, a failure is a RemoteError."""
+        """Runs argv (or a script) in the task's shell (as root where the host says sudo) and returns its
+        output; with check, a failure is a RemoteError."""
         out, err, code = self._shell().run(_line(command))
         result = Result(out.decode(errors="replace"), err.decode(errors="replace"), code)
         if check and result.failed:
