@@ -122,6 +122,11 @@ def report(outcomes: Sequence[Outcome], failed: str = "failed") -> None:
         if outcome.error:
             print(f"error: {outcome.error}", file=sys.stderr)
     print(recap_table(outcomes))
+    require_success(outcomes, failed)
+
+
+def require_success(outcomes: Sequence[Outcome], failed: str = "failed") -> None:
+    """The task's exit: a DeployError naming every host that did not succeed."""
     not_ok = [o.host for o in outcomes if not o.ok]
     if not_ok:
         raise DeployError(f"{failed} on {len(not_ok)} of {len(outcomes)} hosts: {', '.join(not_ok)}")

@@ -156,18 +156,24 @@ class Remote:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         return self._shell().run(_line(command), sink=lambda data: out.write(decoder.decode(data)))[2]
 
+    def feed(self, command: Sequence[str], data: bytes, timeout: float | None = None) -> tuple[bytes | None, str, int]:
+        """Runs argv that says INPUT_READY and then reads DATA from its stdin; returns what it printed
+        after that word (None when it never got that far), its stderr and its exit code."""
+        out, err, code = self._shell().run(argv(command), request=data, timeout=timeout)
+        ready = f"{INPUT_READY}\n".encode()
+        return (out[len(ready):] if out.startswith(ready) else None), err.decode(errors="replace").strip(), code
+
     def upload(self, texts: Sequence[str]) -> str:
         """Stages each text as a file (0, 1, ...) in a private folder, written from the shell's stdin:
         a secret never travels on a command line, and hosts without sshd's sftp subsystem work too.
         Returns the folder."""
         stage = f"/tmp/.litedeploy-{secrets.token_hex(8)}"
         contents = [text.encode() for text in texts]
-        out, err, code = self._shell().run(argv(receive(stage, [len(data) for data in contents])),
-                                           request=b"".join(contents))
+        _, problem, code = self.feed(receive(stage, [len(data) for data in contents]), b"".join(contents))
         if code != 0:
             self.run(["rm", "-rf", stage], check=False)
-            problem = self.redact(err.decode(errors="replace").strip()).splitlines()
-            raise RemoteError(f"{self.host.name}: cannot stage files in /tmp: {problem[-1] if problem else code}")
+            said = self.redact(problem).splitlines()
+            raise RemoteError(f"{self.host.name}: cannot stage files in /tmp: {said[-1] if said else code}")
         return stage
 
     def stream_to(self, address: str, port: int, timeout: float) -> "paramiko.Channel | RelayStream":
@@ -367,13 +373,10 @@ class RelayStream:
         self.timeout = timeout
 
     def sendall(self, data: bytes) -> None:
-        command = relay(self.address, self.port, len(data))
-        out, err, code = self.remote._shell().run(argv(command), request=data, timeout=self.timeout)
-        ready = f"{INPUT_READY}\n".encode()
-        if out.startswith(ready):
-            self.answer = out[len(ready):]
+        answer, problem, code = self.remote.feed(relay(self.address, self.port, len(data)), data, self.timeout)
+        if answer is not None:
+            self.answer = answer
             return
-        problem = err.decode(errors="replace").strip()
         if code == 127:
             raise RemoteError(f"{self.remote.host.name}: sshd refuses TCP forwarding and the host has no bash to "
                               f"reach port {self.port} through: {problem.splitlines()[-1] if problem else 'not found'}")

@@ -38,8 +38,3 @@ def script(*lines: str | Iterable[str] | None) -> str:
         elif part:
             flat.extend(item for item in part if item)
     return "\n".join(item for item in flat if item)
-
-
-def quiet(command: str) -> str:
-    """The command with its output and errors discarded."""
-    return f"{command} >/dev/null 2>&1"

@@ -136,7 +136,7 @@ def _deploy_many(project, targets, parallel, serial, as_json, diff, **options) -
     """Many hosts (or one, for --json) through the fleet runner: each host's report (with --check
     --diff its diffs) and a recap table, or one JSON object per host on stdout."""
     from ..deploy import deploy as run_deploy
-    from ..fleet import as_record, report, run_hosts
+    from ..fleet import as_record, report, require_success, run_hosts
 
     def one(target):
         result = run_deploy(project, target, **options)
@@ -149,9 +149,7 @@ def _deploy_many(project, targets, parallel, serial, as_json, diff, **options) -
         return
     for outcome in outcomes:
         print(json.dumps(as_record(outcome)))
-    failed = [o.host for o in outcomes if not o.ok]
-    if failed:
-        raise DeployError(f"deploy did not succeed on {len(failed)} of {len(outcomes)} hosts: {', '.join(failed)}")
+    require_success(outcomes, failed="deploy did not succeed")
 
 
 def report_of(result, check: bool, diff: bool) -> str:
