@@ -16,14 +16,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from .commands import argv, audit, container, files, lock, script
-from .commands.compose import ComposeCommands, compose_commands
-from .composefile import served_image
+from .commands import argv, audit, container, files, lock, runtime, script, unit
+from .commands.compose import compose_commands
+from .commands.runtime import ServiceCommands
 from .errors import DeployError, DeployFailed, RemoteError, VerifyError
 from .facts import HostFacts
 from .images import ImageRef, resolve_image
 from .inventory import Host
-from .plan import Plan, file_diff, pinned_image, plan_deploy, plan_remove, rollback_steps
+from .plan import Plan, file_diff, pinned_image, plan_deploy, plan_remove, rollback_steps, served
 from .project import Project
 from .releases import choose_release, migration_refusal
 from .render import render_host
@@ -52,7 +52,14 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
     is taken. An upgrade pulls the image's tag again, where a deploy keeps the digest it pinned."""
     secrets = host_secrets(host)
     render_host(project.templates, host, secrets)  # every mistake in the inputs before connecting
+    if host.runtime == "systemd":
+        if upgrade:
+            raise DeployError(f"{host.name}: runs LiteLLM as a systemd service (runtime: systemd): there is no image "
+                              "to upgrade; pin the new version in its packages in hosts.yaml and deploy")
+        check_wheels(host)
     with opened(host, secrets) as session:
+        if host.runtime == "systemd":
+            return _deploy_unit(project, session, secrets, out, check, break_lock, lock_timeout, yes)
         if check:
             facts = session.facts()
             image = pinned_image(host, facts, upgrade)
@@ -68,6 +75,27 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
             record.update(image=image, previous_image=deployed)
             return _apply_recorded(session, render_host(project.templates, replace(host, image=image), secrets),
                                    facts, record, out)
+
+
+def _deploy_unit(project: Project, session: Session, secrets, out: TextIO, check: bool, break_lock: bool,
+                 lock_timeout: float, yes: bool) -> DeployResult:
+    """The systemd runtime's deploy: no image to pin or pull; what runs is the venv the unit names."""
+    host = session.host
+    desired = render_host(project.templates, host, secrets)
+    if check:
+        plan = plan_deploy(host, desired, session.facts())
+        return DeployResult(host.name, plan, None, (), _diffs(plan, session))
+    with locked(session, project.root, "deploy", out, break_lock, lock_timeout) as (facts, record):
+        deployed = _check_migrations(host, facts, host.venv_dir, False, yes)
+        record.update(image=host.venv_dir, previous_image=deployed)
+        return _apply_recorded(session, desired, facts, record, out)
+
+
+def check_wheels(host: Host) -> None:
+    """A wheel folder hosts.yaml names must hold wheels, found before connecting."""
+    if host.wheels and not any(Path(host.wheels).glob("*.whl")):
+        raise DeployError(f"hosts.yaml (host {host.name}): wheels {host.wheels} holds no .whl files "
+                          f"(make it with: pip download -d {host.wheels} {' '.join(host.packages)})")
 
 
 def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str | None = None,
@@ -87,7 +115,7 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
 def _check_migrations(host: Host, facts: HostFacts, wanted: str, upgrade: bool, yes: bool) -> str | None:
     """Refuses a change of image on a host with a database unless told yes; returns the image the
     block runs now."""
-    deployed = served_image(facts.compose_text or "", host.service_name)
+    deployed = served(host, facts.service_text(host))
     refusal = None if yes else migration_refusal(host, deployed, wanted, upgrade)
     if refusal:
         raise DeployError(refusal)
@@ -118,6 +146,8 @@ def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock
     compose file (backed up, validated); config and env stay, so a deploy brings it all back."""
     with opened(host) as session, \
             locked(session, project.root, "remove", out, break_lock, lock_timeout) as (facts, record):
+        if host.runtime == "systemd":
+            return _remove_unit(session, facts, record)
         removal = plan_remove(host, facts)
         done = []
         commands = compose_commands(host, facts)
@@ -129,6 +159,19 @@ def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock
             done.append(f"took the {host.service_name} block out of {host.compose_file}")
         record.update(changed=removal.changed, restart="removed" if removal.container else None)
         return done
+
+
+def _remove_unit(session: Session, facts: HostFacts, record: dict) -> list[str]:
+    """The systemd runtime's removal: the unit stopped, out of boot, its file kept among the backups;
+    venvs, config and env stay, so a deploy brings it all back."""
+    host = session.host
+    if facts.unit_text is None and facts.container is None:
+        return []
+    session.remote.run(script(unit.UnitCommands(host).remove(), files.take_away(host, host.unit_path, record["id"]),
+                              "systemctl daemon-reload"))
+    record.update(changed=[host.unit_path] if facts.unit_text is not None else [], restart="removed")
+    return [f"stopped and disabled {unit.unit_name(host)}"] + (
+        [f"moved {host.unit_path} to {host.backup_dir}"] if facts.unit_text is not None else [])
 
 
 @contextmanager
@@ -147,9 +190,7 @@ def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: b
         yield facts, record
         record["result"] = "ok"
         if record.get("image") and record["changed"]:  # a deploy, upgrade or rollback that changed the host
-            changed_image = record["image"] != record.get("previous_image")
-            keep = files.keep_release(session.host, record["id"],
-                                      ImageRef.parse(record["image"]).name if changed_image else None)
+            keep = files.keep_release(session.host, record["id"], _prune(session.host, record))
     except DeployError as exc:
         record.update(result="failed", error=session.redact(str(exc)),
                       rolled_back=getattr(exc, "rolled_back", False))
@@ -162,6 +203,15 @@ def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: b
             session.remote.run(script(keep, audit.append(session.host, record), argv(lock.release(session.host))))
         except RemoteError:
             pass  # the connection is gone: the lock stays, and the next deploy says who holds it
+
+
+def _prune(host: Host, record: dict) -> str | None:
+    """Where what runs changed, the images (or venvs) no kept release runs go."""
+    if record["image"] == record.get("previous_image"):
+        return None
+    if host.runtime == "systemd":
+        return unit.prune_venvs(host, files.releases_dir(host))
+    return container.prune_images(ImageRef.parse(record["image"]).name, files.releases_dir(host))
 
 
 def lock_owner() -> dict:
@@ -200,13 +250,15 @@ def _take_lock(session: Session, timeout: float, out: TextIO, break_lock: bool) 
 def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: TextIO) -> DeployResult:
     host, remote = session.host, session.remote
     plan = plan_deploy(host, desired, facts)
-    commands = compose_commands(host, facts) if plan.changed else None
+    commands = runtime.service_commands(host, facts) if plan.changed else None
     if plan.restart == "up" and not (facts.container and facts.container.running):
         # A new container could not bind the port; fail before the host changes, naming who has it.
-        other = session.container_and_port().held_by_other(host.container_name)
+        other = session.container_and_port().held_by_other(host.gateway_holder)
         if other:
             raise DeployError(f"{host.name}: port {host.port} is already in use by {other}; stop it or set "
                               "another port in hosts.yaml")
+    if plan.user or plan.venv:
+        session.prepare(plan, out)
     if plan.changes:
         session.install(plan.changes, deploy_id, commands)
     try:
@@ -215,14 +267,14 @@ def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: Tex
         if not plan.changed:
             raise  # we changed nothing: there is nothing to roll back to
         reason = f"{host.name}: interrupted" if isinstance(failure, KeyboardInterrupt) else str(failure)
-        logs = remote.run(container.logs(host, LOG_LINES_ON_FAILURE), check=False)
+        logs = remote.run(runtime.logs(host, LOG_LINES_ON_FAILURE), check=False)
         tail = session.redact(logs.stdout + logs.stderr)
         rolled_back, how = _roll_back(session, plan, facts, commands, deploy_id, out)
         raise DeployFailed(f"{reason}; {how}", details=tail, rolled_back=rolled_back) from None
     return DeployResult(host.name, plan, health, models, _diffs(plan, session))
 
 
-def _restart_and_verify(session: Session, plan: Plan, expected: SmokePlan, commands: ComposeCommands | None,
+def _restart_and_verify(session: Session, plan: Plan, expected: SmokePlan, commands: ServiceCommands | None,
                         out: TextIO) -> tuple[float, tuple[str, ...]]:
     """After a restart the full smoke (a chat answer proves the credentials); else the models list."""
     host, gateway = session.host, session.gateway
@@ -235,24 +287,27 @@ def _restart_and_verify(session: Session, plan: Plan, expected: SmokePlan, comma
     return health, tuple(expected.models)
 
 
-def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: ComposeCommands | None,
+def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: ServiceCommands | None,
                deploy_id: str, out: TextIO) -> tuple[bool, str]:
-    """Restores this deploy's backups and brings the container back as it was; says how that went."""
+    """Restores this deploy's backups and brings the gateway back as it was (a systemd unit's
+    previous venv is still there: only a kept release's unit stops a venv from being pruned);
+    says how that went."""
     host, remote = session.host, session.remote
     steps = rollback_steps(host, plan, before)
+    kind = "service" if host.runtime == "systemd" else "container"
     try:
         if steps.restore:
             remote.run(files.restore(host, plan.changes, deploy_id))
         if steps.container == "remove":
-            remote.run(container.remove(host), check=False)
-            return True, "rolled back: previous files restored, the new container removed"
+            remote.run(runtime.remove(host), check=False)
+            return True, f"rolled back: previous files restored, the new {kind} removed"
         if steps.container == "stop":
-            remote.run(container.stop(host), check=False)
-            return True, "rolled back: previous files restored, the container left stopped as it was"
+            remote.run(runtime.stop(host), check=False)
+            return True, f"rolled back: previous files restored, the {kind} left stopped as it was"
         # The restored files may serve another port than the one this deploy wanted.
         restored = replace(session, host=replace(host, port=steps.port))
         seconds = restored.start_and_wait(commands.bringing_up(plan.restart), out)
-        return True, f"rolled back: previous files and container restored, answering again after {seconds:.1f} s"
+        return True, f"rolled back: previous files and {kind} restored, answering again after {seconds:.1f} s"
     except DeployError as exc:
         return False, f"ROLLBACK FAILED too: {exc}"
 

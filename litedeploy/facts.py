@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -17,6 +18,10 @@ from .inventory import Host
 
 @dataclass(frozen=True)
 class ContainerState:
+    """The gateway's process as its runtime reports it: a container's `docker inspect`, or a systemd
+    unit's `systemctl show` (kind "service"; status is the unit's sub-state, or its active state
+    when it is not active; restart_count NRestarts; no image)."""
+
     status: str
     running: bool
     started_at: str
@@ -28,6 +33,7 @@ class ContainerState:
     compose_project: str | None
     network_mode: str = ""
     ports: tuple[str, ...] = ()  # "HOST_IP:HOST_PORT->CONTAINER_PORT/PROTO"
+    kind: str = "container"
 
 
 @dataclass(frozen=True)
@@ -54,15 +60,24 @@ class HostFacts:
     port_holder: str | None = None
     # RepoDigests of the image hosts.yaml names, as the host holds it (None: it has no such image).
     wanted_digests: tuple[str, ...] | None = None
+    # The systemd runtime: its unit file, the venvs installed completely, whether its user exists.
+    unit_text: str | None = None
+    venvs: tuple[str, ...] = ()
+    service_user: bool = False
 
-    def held_by_other(self, container_name: str) -> str | None:
-        """The port's holder when it is not our container."""
-        return None if self.port_holder in (None, f"container {container_name}") else self.port_holder
+    def service_text(self, host: Host) -> str | None:
+        """The file that says what the gateway runs: the unit (systemd) or the compose file."""
+        return self.unit_text if host.runtime == "systemd" else self.compose_text
+
+    def held_by_other(self, ours: str) -> str | None:
+        """The port's holder when it is not our gateway (`Host.gateway_holder`)."""
+        return None if self.port_holder in (None, ours) else self.port_holder
 
 
 # The files a deploy manages, by the fact name that carries each one's content.
 def managed_files(host: Host) -> dict[str, str]:
-    return {"compose_file": host.compose_file, "config_file": host.config_path, "env_file": host.env_path}
+    runs = {"unit_file": host.unit_path} if host.runtime == "systemd" else {"compose_file": host.compose_file}
+    return {**runs, "config_file": host.config_path, "env_file": host.env_path}
 
 
 def parse_facts(output: str, host: Host | None = None) -> HostFacts:
@@ -72,10 +87,13 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
         key, _, value = line.partition(" ")
         found[key] = value.strip()
     files = managed_files(host) if host else {}
-    texts = {name: _text(found[name]) for name in ("compose_file", "config_file", "env_file") if name in found}
+    texts = {name: _text(found[name]) for name in ("compose_file", "unit_file", "config_file", "env_file")
+             if name in found}
     container = None
     if "container" in found:
         container = _container(json.loads(_decode(found["container"])))
+    elif "service" in found:
+        container = _service(dict(pair.split("=", 1) for pair in _decode(found["service"]).splitlines() if "=" in pair))
     holder = None
     if found.get("lock", "").startswith("held"):
         encoded = found["lock"].partition(" ")[2]
@@ -99,6 +117,9 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
         not_text=tuple(path for name, path in files.items() if name in texts and texts[name] is None),
         port_holder=found.get("port_holder"),
         wanted_digests=tuple(json.loads(_decode(found["wanted_image"])) or ()) if "wanted_image" in found else None,
+        unit_text=texts.get("unit_file"),
+        venvs=tuple(found["venvs"].split()) if "venvs" in found else (),
+        service_user="service_user" in found,
     )
 
 
@@ -131,3 +152,19 @@ def _container(data: dict) -> ContainerState:
         ports=tuple(f"{bind.get('HostIp') or '0.0.0.0'}:{bind.get('HostPort')}->{port}"
                     for port, binds in (data.get("ports") or {}).items() for bind in (binds or [])),
     )
+
+
+def _service(show: Mapping[str, str]) -> ContainerState | None:
+    """`systemctl show` properties of a unit; None when systemd has no such unit file."""
+    if show.get("LoadState") == "not-found":
+        return None
+    active = show.get("ActiveState", "")
+    started = show.get("ExecMainStartTimestamp", "")  # "Tue 2026-11-24 02:30:00 UTC" with --timestamp=utc
+    return ContainerState(
+        status=show.get("SubState", "") if active in ("active", "activating", "reloading") else active,
+        running=active == "active" and show.get("SubState") == "running",
+        started_at=datetime.strptime(started, "%a %Y-%m-%d %H:%M:%S UTC").replace(tzinfo=timezone.utc).isoformat()
+        if started.endswith(" UTC") else "",
+        restart_count=int(show.get("NRestarts") or 0),
+        exit_code=int(show.get("ExecMainStatus") or 0),
+        health=None, image="", image_id="", compose_project=None, kind="service")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import ipaddress
 import posixpath
 import re
@@ -16,6 +17,8 @@ from .settings import PRESETS, with_preset
 # Every per-host setting and its default; a key not listed here is a typo and an error.
 SETTINGS: Mapping[str, Any] = {
     "address": None,
+    # docker: the gateway in a container of the host's compose file; systemd: a venv and a unit.
+    "runtime": "docker",
     "ssh_user": "root",
     "ssh_port": 22,
     "ssh_key": None,
@@ -35,12 +38,22 @@ SETTINGS: Mapping[str, Any] = {
     "secrets_file": "secrets.enc.yaml",
     "age_key_file": None,
     "health_timeout": 180,
+    # The systemd runtime: pinned requirements installed into a venv under venv_root (one per set),
+    # run as service_user; from the host's package index, or from `wheels`, a local folder uploaded.
+    "packages": ("litellm[proxy]==1.106.2", "prisma==0.15.0"),
+    "venv_root": "/opt/litellm",
+    "service_user": "litellm",
+    "python": "python3",
+    "wheels": None,
     "profile": None,
     "preset": None,
     "vars": {},
 }
 # Settings that name local files: relative paths are taken from the inventory's folder.
-LOCAL_PATHS = ("ssh_key", "known_hosts", "secrets_file", "age_key_file")
+LOCAL_PATHS = ("ssh_key", "known_hosts", "secrets_file", "age_key_file", "wheels")
+RUNTIMES = ("docker", "systemd")
+# A pinned requirement: name[extras]==version.
+_PINNED = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?==([A-Za-z0-9.+!-]+)")
 NETWORK_MODES = ("bridge", "host")
 # strict: an unknown host key is refused; accept-new: recorded on first contact (OpenSSH's
 # StrictHostKeyChecking=accept-new). A changed key is refused either way.
@@ -53,6 +66,7 @@ class Host:
 
     name: str
     address: str
+    runtime: str
     ssh_user: str
     ssh_port: int
     ssh_key: str | None
@@ -72,6 +86,11 @@ class Host:
     secrets_file: str
     age_key_file: str | None
     health_timeout: float
+    packages: tuple[str, ...]
+    venv_root: str
+    service_user: str
+    python: str
+    wheels: str | None
     # A named set of vars from the inventory's `profiles`, applied over the host's own vars.
     profile: str | None = None
     # Built-in vars (settings.PRESETS) the host's own vars are applied over.
@@ -89,6 +108,26 @@ class Host:
     @property
     def backup_dir(self) -> str:
         return posixpath.join(self.config_dir, "backups")
+
+    @property
+    def unit_path(self) -> str:
+        return f"/etc/systemd/system/{self.service_name}.service"
+
+    @property
+    def litellm_version(self) -> str:
+        return next(_PINNED.fullmatch(p).group(3) for p in self.packages if _PINNED.fullmatch(p).group(1) == "litellm")
+
+    @property
+    def venv_dir(self) -> str:
+        """One venv per set of packages, named for the litellm it holds: a unit that names it runs
+        exactly that, and a rollback's unit finds its venv still there."""
+        digest = hashlib.sha256("\n".join(sorted(self.packages)).encode()).hexdigest()[:8]
+        return posixpath.join(self.venv_root, f"litellm-{self.litellm_version}-{digest}")
+
+    @property
+    def gateway_holder(self) -> str:
+        """How `commands.container.port_holder` names our own gateway when it holds the port."""
+        return f"service {self.service_name}" if self.runtime == "systemd" else f"container {self.container_name}"
 
     @property
     def local_address(self) -> str:
@@ -228,6 +267,7 @@ def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
             continue
         if not valid(value):
             raise InventoryError(f"{path}: {where}: {key!r} must be {meaning}, not {value!r}")
+    settings["packages"] = tuple(settings["packages"])
     settings["vars"] = with_preset(settings["preset"], settings["vars"])
     _check_models(settings["vars"].get("models"), path, where)
     for key in LOCAL_PATHS:
@@ -258,6 +298,7 @@ _ABSOLUTE_PATH = r"/[^\x00-\x1f]*"
 # for names, so a bad one fails here instead of halfway through a deploy.
 RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "address": (_text(r"[^\s/]+"), "a host name or IP address"),
+    "runtime": (lambda value: value in RUNTIMES, f"one of {', '.join(RUNTIMES)}"),
     "ssh_user": (_text(r"[A-Za-z_][A-Za-z0-9_.-]*\$?"), "a user name"),
     "ssh_port": (_port, "a port number (1-65535)"),
     "ssh_key": (_text(r"[^\x00-\x1f]+"), "a path"),
@@ -277,6 +318,14 @@ RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "secrets_file": (_text(r"[^\x00-\x1f]+"), "a path"),
     "age_key_file": (_text(r"[^\x00-\x1f]+"), "a path"),
     "health_timeout": (lambda value: type(value) in (int, float) and value > 0, "a positive number of seconds"),
+    "packages": (lambda value: isinstance(value, (list, tuple)) and all(isinstance(p, str) and _PINNED.fullmatch(p)
+                                                                       for p in value)
+                 and any(_PINNED.fullmatch(p).group(1) == "litellm" for p in value),
+                 "a list of pinned requirements (name==version) including litellm, e.g. litellm[proxy]==1.106.2"),
+    "venv_root": (_text(r"/[^\x00-\x1f\s]*[^/\x00-\x1f\s]"), "an absolute path on the host without spaces (not /)"),
+    "service_user": (_text(r"[a-z_][a-z0-9_-]*"), "a system user name (a-z, 0-9, _ and -)"),
+    "python": (_text(r"[A-Za-z0-9_./+-]+"), "a Python interpreter's name or path (python3)"),
+    "wheels": (_text(r"[^\x00-\x1f]+"), "a path"),
     "profile": (lambda value: value is None or isinstance(value, str), "a profile name"),
     "preset": (lambda value: isinstance(value, str) and value in PRESETS, f"one of {', '.join(PRESETS)}"),
 }

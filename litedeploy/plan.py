@@ -29,6 +29,8 @@ class FileChange:
     keep_owner: bool = False
     # Where `path` is a symlink, the file it leads to: that file is rewritten, the link kept.
     resolved: str | None = None
+    # Our files are root's; the systemd runtime's config and env are readable by the service's group.
+    group: str = "root"
 
     @property
     def target(self) -> str:
@@ -45,6 +47,10 @@ class Plan:
     restart: str | None  # None, "restart" (config only) or "up" (create or recreate)
     # Things the admin should act on although the deploy goes ahead.
     warnings: tuple[str, ...] = ()
+    # The systemd runtime's preparation, before any file changes: the service user to create and
+    # the venv to install.
+    user: str | None = None
+    venv: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -52,6 +58,8 @@ class Plan:
 
 
 def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
+    if host.runtime == "systemd":
+        return plan_unit_deploy(host, desired, facts)
     source = f"{host.name}:{host.compose_file}"
     for path in facts.not_files:
         error = ComposeFileError if path == host.compose_file else DeployError
@@ -74,6 +82,38 @@ def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
         warnings += (f"image {host.image} is a tag that moves every week; name a release in hosts.yaml "
                      "(ghcr.io/berriai/litellm:v1.83.10-stable) so every host runs what was tested",)
     return Plan(tuple(changes), restart_verb(host, changes, facts), warnings)
+
+
+def plan_unit_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
+    """The systemd runtime: the unit, config and env (the latter two root:USER 0640, as the unit's
+    user reads them); a changed unit or a new venv means daemon-reload and restart (`up`), a changed
+    config or env a restart, nothing else nothing."""
+    for path in facts.not_files:
+        raise DeployError(f"{host.name}:{path}: is not a regular file (a directory?); it must name a file")
+    wanted = [FileChange(host.unit_path, facts.unit_text, desired.unit or "", "0644"),
+              FileChange(host.env_path, facts.env_text, desired.env, "0640", secret=True, group=host.service_user),
+              FileChange(host.config_path, facts.config_text, desired.config, "0640", group=host.service_user)]
+    changes = [replace(change, resolved=facts.real_paths.get(change.path)) for change in wanted
+               if change.new != change.old]
+    runs = served(host, desired.unit)
+    venv = None if runs in facts.venvs else runs
+    if venv and venv != host.venv_dir:  # a release's unit whose venv a later change removed
+        raise DeployError(f"{host.name}:{venv}: the venv this unit runs is gone; deploy its packages again")
+    changed = {change.path for change in changes}
+    if venv or host.unit_path in changed or facts.container is None or not facts.container.running:
+        restart = "up"
+    else:
+        restart = "restart" if changed else None
+    return Plan(tuple(changes), restart, user=None if facts.service_user else host.service_user, venv=venv)
+
+
+def served(host: Host, text: str | None) -> str | None:
+    """What the gateway runs, read from the file that says so: the image of our compose block, or
+    the venv of the unit's ExecStart."""
+    if host.runtime == "systemd":
+        found = re.search(r"^ExecStart=(\S+)/bin/litellm\b", text or "", re.MULTILINE)
+        return found.group(1) if found else None
+    return served_image(text or "", host.service_name)
 
 
 def pinned_image(host: Host, facts: HostFacts, upgrade: bool = False) -> str | None:
@@ -99,6 +139,9 @@ def rollback_steps(host: Host, plan: Plan, before: HostFacts) -> RollbackSteps:
         return RollbackSteps(bool(plan.changes), "remove")
     if not before.container.running:
         return RollbackSteps(bool(plan.changes), "stop")
+    if host.runtime == "systemd":
+        found = re.search(r"^ExecStart=.* --port (\d+)", before.unit_text or "", re.MULTILINE)
+        return RollbackSteps(bool(plan.changes), "start", int(found.group(1)) if found else host.port)
     return RollbackSteps(bool(plan.changes), "start",
                          served_port(before.compose_text or "", host.service_name) or host.port)
 

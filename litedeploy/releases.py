@@ -13,16 +13,18 @@ import json
 from dataclasses import dataclass
 from typing import Mapping
 
-from .composefile import Markers, block_text, served_image
+from .composefile import Markers, block_text
 from .errors import DeployError
-from .facts import HostFacts
+from .facts import HostFacts, managed_files
 from .images import ImageRef
 from .inventory import Host
+from .plan import served
 from .render import DesiredFiles
 from .secrets import env_pairs
 
 # Fact name -> the file's name inside a release folder.
-RELEASE_FILES = {"compose_file": "compose.yml", "config_file": "config.yaml", "env_file": "litellm.env"}
+RELEASE_FILES = {"compose_file": "compose.yml", "unit_file": "litellm.service", "config_file": "config.yaml",
+                 "env_file": "litellm.env"}
 
 
 @dataclass(frozen=True)
@@ -31,18 +33,23 @@ class Release:
     files: Mapping[str, str]  # RELEASE_FILES name -> text
 
     def desired(self, host: Host, secret_names: frozenset[str]) -> DesiredFiles:
-        source = f"{host.name}:{host.backup_dir}/releases/{self.id}/compose.yml"
-        missing = [name for name in RELEASE_FILES.values() if name not in self.files]
-        block = block_text(self.files.get("compose.yml", ""), Markers.from_template(host.marker), source)
+        systemd = host.runtime == "systemd"
+        runs = RELEASE_FILES["unit_file" if systemd else "compose_file"]
+        source = f"{host.name}:{host.backup_dir}/releases/{self.id}/{runs}"
+        names = [RELEASE_FILES[name] for name in managed_files(host)]
+        missing = [name for name in names if name not in self.files]
+        block = "" if systemd else block_text(self.files.get(runs, ""), Markers.from_template(host.marker), source)
         if missing or block is None:
             raise DeployError(f"{source}: release {self.id} is incomplete "
                               f"({', '.join(missing) or 'no litellm block'}); choose another with --to")
         env = self.files["litellm.env"]
         return DesiredFiles(config=self.files["config.yaml"], env=env, block=block,
-                            secret_names=tuple(name for name in env_pairs(env) if name in secret_names))
+                            secret_names=tuple(name for name in env_pairs(env) if name in secret_names),
+                            unit=self.files[runs] if systemd else None)
 
     def image(self, host: Host) -> str | None:
-        return served_image(self.files.get("compose.yml", ""), host.service_name)
+        """What the release runs: its image, or on a systemd host its venv."""
+        return served(host, self.files.get(RELEASE_FILES["unit_file" if host.runtime == "systemd" else "compose_file"]))
 
 
 def parse_releases(output: str) -> list[Release]:
@@ -67,7 +74,7 @@ def choose_release(host: Host, releases: list[Release], facts: HostFacts, to: st
             known = ", ".join(release.id for release in releases) or "none"
             raise DeployError(f"{where}: no release {to!r} (kept: {known}); see inv ops.history --host {host.name}")
         return found[0]
-    now = (facts.config_text, facts.env_text, served_image(facts.compose_text or "", host.service_name))
+    now = (facts.config_text, facts.env_text, served(host, facts.service_text(host)))
     for release in reversed(releases):
         if (release.files.get("config.yaml"), release.files.get("litellm.env"), release.image(host)) != now:
             return release
@@ -79,9 +86,12 @@ def migration_refusal(host: Host, deployed: str | None, wanted: str, upgrade: bo
     no rollback (automatic or on demand) undoes a migration."""
     if not host.vars.get("database") or not deployed:
         return None
-    if not upgrade and ImageRef.parse(deployed).unpinned == ImageRef.parse(wanted).unpinned:
+    if host.runtime == "systemd":
+        if deployed == wanted:
+            return None
+    elif not upgrade and ImageRef.parse(deployed).unpinned == ImageRef.parse(wanted).unpinned:
         return None
-    return (f"{host.name}: the image changes from {deployed} to {wanted} and vars.database is set: LiteLLM "
+    return (f"{host.name}: {'the venv' if host.runtime == 'systemd' else 'the image'} changes from {deployed} to {wanted} and vars.database is set: LiteLLM "
             "migrates the database schema when it starts, and a rollback does not undo a migration; "
             "back up the database, then run again with --yes")
 

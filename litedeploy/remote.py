@@ -25,6 +25,8 @@ from .errors import RemoteError
 from .inventory import Host
 
 CONNECT_TIMEOUT = 10
+# Bytes handed to paramiko at once when feeding a command's stdin.
+SEND_SLICE = 1 << 20
 # Paramiko logs every refused tunnel at ERROR; while the gateway starts, refusals are expected.
 # Its records still reach a handler configured with --debug.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -163,12 +165,12 @@ class Remote:
         ready = f"{INPUT_READY}\n".encode()
         return (out[len(ready):] if out.startswith(ready) else None), err.decode(errors="replace").strip(), code
 
-    def upload(self, texts: Sequence[str]) -> str:
-        """Stages each text as a file (0, 1, ...) in a private folder, written from the shell's stdin:
-        a secret never travels on a command line, and hosts without sshd's sftp subsystem work too.
-        Returns the folder."""
+    def upload(self, texts: Sequence[str | bytes]) -> str:
+        """Stages each text (or file's bytes) as a file (0, 1, ...) in a private folder, written from
+        the shell's stdin: a secret never travels on a command line, and hosts without sshd's sftp
+        subsystem work too. Returns the folder."""
         stage = f"/tmp/.litedeploy-{secrets.token_hex(8)}"
-        contents = [text.encode() for text in texts]
+        contents = [text if isinstance(text, bytes) else text.encode() for text in texts]
         _, problem, code = self.feed(receive(stage, [len(data) for data in contents]), b"".join(contents))
         if code != 0:
             self.run(["rm", "-rf", stage], check=False)
@@ -275,7 +277,9 @@ class Shell:
         def finished() -> bool:
             nonlocal sent
             if not sent and out.kept.startswith(ready):
-                self.channel.sendall(request)
+                # In slices: paramiko's sendall copies what is left after every packet.
+                for start in range(0, len(request), SEND_SLICE):
+                    self.channel.sendall(request[start:start + SEND_SLICE])
                 sent = True
             return out.done and err.done
         try:

@@ -22,17 +22,20 @@ from .settings import SETTINGS_VARS, check_env_names, check_settings, env_value
 CONFIG_TEMPLATE = "config.yaml.j2"
 ENV_TEMPLATE = "litellm.env.j2"
 BLOCK_TEMPLATE = "compose-service.yml.j2"
+UNIT_TEMPLATE = "litellm.service.j2"
 
 
 @dataclass(frozen=True)
 class DesiredFiles:
-    """What the host should hold: LiteLLM's config, the secret env file, the compose service block."""
+    """What the host should hold: LiteLLM's config, the secret env file, and what runs LiteLLM: the
+    compose service block (runtime docker) or the systemd unit (runtime systemd; the block is empty)."""
 
     config: str
     env: str
     block: str
     # The env file's variables that hold secrets (the rest, like the region, do not).
     secret_names: tuple[str, ...] = ()
+    unit: str | None = None
 
 
 class _NamedUndefined(jinja2.StrictUndefined):
@@ -106,12 +109,17 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
     context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models,
                "router_settings": router, "litellm_settings": litellm}
     env = quote_env_file(_render(templates, ENV_TEMPLATE, context, host))
+    systemd = host.runtime == "systemd"
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env,
-                         block=_render(templates, BLOCK_TEMPLATE, context, host),
-                         secret_names=tuple(name for name in env_pairs(env) if name in secrets))
+                         block="" if systemd else _render(templates, BLOCK_TEMPLATE, context, host),
+                         secret_names=tuple(name for name in env_pairs(env) if name in secrets),
+                         unit=_render(templates, UNIT_TEMPLATE, context, host) if systemd else None)
     check_config(files.config, host)
     check_env_names(files.env, files.config, where)
-    check_block(files.block, host)
+    if systemd:
+        check_unit(files.unit, host)
+    else:
+        check_block(files.block, host)
     return files
 
 
@@ -159,6 +167,16 @@ def check_config(text: str, host: Host) -> None:
     if not str(master_key or "").startswith("os.environ/"):
         raise RenderError(f"{where}: general_settings.master_key must be an os.environ/ reference, "
                           "so the key stays out of config.yaml")
+
+
+def check_unit(text: str, host: Host) -> None:
+    """A unit systemd would run: one ExecStart naming the venv, never a secret of its own."""
+    where = f"templates/{UNIT_TEMPLATE} (host {host.name})"
+    starts = [line for line in text.splitlines() if line.startswith("ExecStart=")]
+    if len(starts) != 1 or not starts[0].startswith(f"ExecStart={host.venv_dir}/bin/"):
+        raise RenderError(f"{where}: must have one ExecStart running a program of {host.venv_dir}/bin")
+    if not re.search(rf"^EnvironmentFile={re.escape(host.env_path)}$", text, re.MULTILINE):
+        raise RenderError(f"{where}: must read its secrets from EnvironmentFile={host.env_path}")
 
 
 def check_block(text: str, host: Host) -> None:

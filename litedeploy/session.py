@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence, TextIO
 
-from .commands import argv, container, files, lock, script
-from .commands.compose import ComposeCommands
+from .commands import argv, container, files, lock, runtime, script, unit
 from .commands.facts import gather
+from .commands.runtime import ServiceCommands
 from .errors import ComposeFileError, RemoteError, VerifyError
 from .facts import ContainerState, HostFacts, parse_facts
 from .inventory import Host
-from .plan import FileChange
+from .plan import FileChange, Plan
 from .releases import Release, parse_releases
 from .remote import Remote
 from .secrets import Redactor, SecretValues, decrypt_secrets
@@ -58,16 +58,18 @@ class Session:
         return parse_facts(self.remote.run(command).stdout)
 
     def container_state(self) -> ContainerState | None:
-        return self.read(container.state(self.host)).container
+        """The gateway's state: its container's, or its unit's on a systemd host."""
+        return self.read(runtime.state(self.host)).container
 
     def container_and_port(self) -> HostFacts:
-        """The container's state and what holds the port, in one round trip."""
-        return self.read(script(container.state(self.host), container.port_holder(self.host.port)))
+        """The gateway's state and what holds the port, in one round trip."""
+        return self.read(script(runtime.state(self.host), container.port_holder(self.host.port)))
 
-    def run_and_inspect(self, command: list[str]) -> ContainerState | None:
-        """Runs a compose verb and reads the container's state right after, in one round trip: the
-        baseline against which a crash loop is recognised."""
-        return self.read(script("set -e", f"{argv(command)} >&2", f"{container.state(self.host)} || true")).container
+    def run_and_inspect(self, command: list[str] | str) -> ContainerState | None:
+        """Runs a verb (a compose verb, or systemctl's) and reads the gateway's state right after, in
+        one round trip: the baseline against which a crash loop is recognised."""
+        verb = f"( {command} ) >&2" if isinstance(command, str) else f"{argv(command)} >&2"
+        return self.read(script("set -e", verb, f"{runtime.state(self.host)} || true")).container
 
     def pull_image(self, image: str) -> tuple[str, ...]:
         """Pulls while the running container keeps serving; returns the image's registry digests."""
@@ -79,7 +81,32 @@ class Session:
     def releases(self) -> list[Release]:
         return parse_releases(self.remote.run(files.releases(self.host)).stdout)
 
-    def install(self, changes: Sequence[FileChange], deploy_id: str, commands: ComposeCommands) -> None:
+    def prepare(self, plan: Plan, out: TextIO) -> None:
+        """The systemd runtime's user and venv, before any file changes (a failure leaves the host as
+        it was: a venv is only used once a unit names it). The wheel folder, where hosts.yaml names
+        one, is uploaded for the install and removed after it."""
+        host = self.host
+        stage = None
+        if plan.venv:
+            source = f"the wheels in {host.wheels}" if host.wheels else "the host's package index"
+            out.write(f"{host.name}: installing {' '.join(host.packages)} into {plan.venv} from {source}\n")
+            out.flush()
+        try:
+            if plan.venv and host.wheels:
+                wheels = sorted(Path(host.wheels).glob("*.whl"))
+                stage = self.remote.upload([wheel.read_bytes() for wheel in wheels])
+                renames = [f"mv {stage}/{index} {stage}/{argv([wheel.name])}" for index, wheel in enumerate(wheels)]
+                self.remote.run(script("set -e", renames))
+            result = self.remote.run(script("set -e", unit.ensure_user(host) if plan.user else None,
+                                            unit.install_venv(host, stage) if plan.venv else None), check=False)
+        finally:
+            if stage:
+                self.remote.run(["rm", "-rf", stage], check=False)
+        if result.failed:
+            raise RemoteError(f"{host.name}: installing {' '.join(host.packages)} into {host.venv_dir} failed, "
+                              f"nothing else changed: {self.remote.last_line(result)}")
+
+    def install(self, changes: Sequence[FileChange], deploy_id: str, commands: ServiceCommands) -> None:
         """Stages every file (secrets never on a command line), then swaps them in with one script."""
         stage = self.remote.upload([change.new for change in changes])
         result = self.remote.run(files.install(self.host, changes, stage, deploy_id, commands), check=False)
@@ -93,9 +120,9 @@ class Session:
             raise RemoteError(f"{self.host.name}: writing the files failed, the previous ones are in place: "
                               f"{self.remote.last_line(result)}")
 
-    def start_and_wait(self, command: Sequence[str], out: TextIO = sys.stderr) -> float:
-        """Runs a compose verb that (re)starts the container and waits until it answers; a crash loop
-        ends the wait early."""
+    def start_and_wait(self, command: Sequence[str] | str, out: TextIO = sys.stderr) -> float:
+        """Runs a verb that (re)starts the gateway and waits until it answers; a crash loop ends the
+        wait early."""
         baseline = self.run_and_inspect(command)
         seconds = wait_until_live(self.gateway, self.host.health_timeout, out,
                                   watch=lambda: container_failure(self.container_state(), baseline))
@@ -109,10 +136,10 @@ class Session:
         failure = container_failure(now.container, baseline)
         if failure:
             raise VerifyError(f"{self.host.name}: {failure}")
-        other = now.held_by_other(self.host.container_name)
+        other = now.held_by_other(self.host.gateway_holder)
         if other:
             raise VerifyError(f"{self.host.name}: port {self.host.port} answers, but from {other}, "
-                              f"not the {self.host.container_name} container")
+                              f"not the {self.host.gateway_holder}")
 
 
 def host_file(host: Host) -> Path:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from .facts import HostFacts
 from .inventory import Host
-from .plan import plan_deploy
+from .plan import plan_deploy, served
 from .render import DesiredFiles
 
 
@@ -33,6 +33,7 @@ class Status:
     # seconds after the process starts, so a file written in that window is already in use.
     restart_pending: bool
     answering: bool
+    runtime: str = "docker"
 
     @property
     def ok(self) -> bool:
@@ -44,7 +45,11 @@ def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: boo
     started = _parse_time(container.started_at) if container and container.running else None
     drift = tuple(change.name for change in plan_deploy(host, desired, facts).changes)
     pending = bool(started and facts.config_mtime and facts.config_mtime > started.timestamp())
-    if container and container.network_mode == "host":
+    image = container.image if container else host.image
+    if host.runtime == "systemd":
+        image = served(host, facts.unit_text) or host.venv_dir
+        ports = (f"{host.bind}:{host.port} (the service listens on the host)",)
+    elif container and container.network_mode == "host":
         ports = (f"host network, {host.local_address}:{host.port}",)
     else:
         ports = container.ports if container else ()
@@ -54,10 +59,11 @@ def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: boo
         uptime_seconds=(now - started).total_seconds() if started else None,
         restarts=container.restart_count if container else 0,
         exit_code=container.exit_code if container else None,
-        image=container.image if container else host.image, image_id=container.image_id if container else "",
+        image=image, image_id=container.image_id if container else "",
         digests=facts.image_digests, ports=ports,
         config_on_host=_digest(facts.config_text) if facts.config_text is not None else None,
-        config_in_repo=_digest(desired.config), drift=drift, restart_pending=pending, answering=answering)
+        config_in_repo=_digest(desired.config), drift=drift, restart_pending=pending, answering=answering,
+        runtime=host.runtime)
 
 
 def deployed_profile(config_text: str | None) -> str | None:

@@ -124,10 +124,11 @@ def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
 def container_failure(state: ContainerState | None, baseline: ContainerState | None) -> str | None:
     """Why the container counts as failed, or None while it may still be starting."""
     if state is None:
-        return "the litellm container is gone"
+        return f"the litellm {baseline.kind if baseline else 'container'} is gone"
     restarts = state.restart_count - (baseline.restart_count if baseline else 0)
-    if state.status in ("restarting", "exited", "dead") or restarts > 0:
-        return (f"the litellm container is crash-looping (status {state.status}, exit code "
+    # Docker's words for a container that is down, then systemd's for a unit.
+    if state.status in ("restarting", "exited", "dead", "failed", "auto-restart", "inactive") or restarts > 0:
+        return (f"the litellm {state.kind} is crash-looping (status {state.status}, exit code "
                 f"{state.exit_code}, {max(restarts, 0)} restarts since the deploy)")
     return None
 
@@ -193,7 +194,8 @@ class SmokePlan:
     @classmethod
     def of(cls, config_text: str) -> "SmokePlan":
         config = yaml.safe_load(config_text) or {}
-        models = [m["model_name"] for m in config.get("model_list") or []]
+        # A name served by several deployments (load balancing, Ollama backends) is one model.
+        models = list(dict.fromkeys(m["model_name"] for m in config.get("model_list") or []))
         rules = [rule for section in ("router_settings", "litellm_settings")
                  for rule in (config.get(section) or {}).get("fallbacks") or [] if isinstance(rule, dict)]
         allowed = bool((config.get("general_settings") or {}).get("dangerously_allow_mock_testing_request_params"))

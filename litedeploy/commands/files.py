@@ -17,7 +17,6 @@ from ..plan import FileChange
 from ..releases import RELEASE_FILES
 from . import Raw, line, script
 from .compose import ComposeCommands, validated
-from .container import prune_images
 
 BACKUPS_KEPT = 5
 # Exit status of an install whose new compose file the compose CLI rejected.
@@ -70,7 +69,7 @@ def _write_beside(change: FileChange, staged: str) -> list[str]:
                  f"else echo '-m {change.mode} -o root -g root'; fi)")
         install = f"install {owner} {line(staged)} {temp}"
     else:
-        install = line("install", "-m", change.mode, "-o", "root", "-g", "root", staged, temp_path(change))
+        install = line("install", "-m", change.mode, "-o", "root", "-g", change.group, staged, temp_path(change))
     return [line("mkdir", "-p", posixpath.dirname(change.target)), install]
 
 
@@ -110,6 +109,13 @@ def install(host: Host, changes: Sequence[FileChange], stage: str, deploy_id: st
     return script(lines)
 
 
+def take_away(host: Host, path: str, deploy_id: str) -> str:
+    """Moves a managed file among the backups (0600), as its install would have backed it up."""
+    backup = line(backup_path(host, FileChange(path, None, "", "0644"), deploy_id))
+    return script(line("install", "-d", "-m", "0700", host.backup_dir),
+                  f"if [ -f {line(path)} ]; then mv -f {line(path)} {backup} && chmod 0600 {backup}; fi")
+
+
 def restore(host: Host, changes: Sequence[FileChange], deploy_id: str) -> str:
     return script("set -e", "umask 077", _restore(host, changes, deploy_id))
 
@@ -121,10 +127,10 @@ def releases_dir(host: Host) -> str:
     return f"{host.backup_dir}/releases"
 
 
-def keep_release(host: Host, deploy_id: str, prune_images_of: str | None) -> str:
+def keep_release(host: Host, deploy_id: str, prune: str | None) -> str:
     """Keeps the files a successful deploy left (0600: the env file holds secrets) as release
-    DEPLOY_ID, keeps the newest RELEASES_KEPT releases, and where the image changed removes the
-    repository's images that no kept release runs."""
+    DEPLOY_ID, keeps the newest RELEASES_KEPT releases, then runs PRUNE (where what runs changed:
+    removing the images or venvs no kept release runs)."""
     folder = releases_dir(host)
     this = f"{folder}/{deploy_id}"
     return script(
@@ -134,7 +140,7 @@ def keep_release(host: Host, deploy_id: str, prune_images_of: str | None) -> str
         f"chmod 0600 {line(this)}/*",
         f"ls -1 {line(folder)} | sort | head -n -{RELEASES_KEPT} | while IFS= read -r old; do"
         f" rm -rf -- {line(folder)}/\"$old\"; done",
-        prune_images(prune_images_of, folder) if prune_images_of else None,
+        prune,
     )
 
 

@@ -3,7 +3,8 @@
 On 127.0.0.1 it runs one real sshd per host profile (standard, compose v1 only, hardened without
 TCP forwarding, a login shell that prints text, one without root's rc file), all reaching the machine's Docker engine; with
 `hosts=N` it adds N hosts in network namespaces of its own, each with an address on a veth link, its
-own sshd and host key, and its own Docker engine with bridge networking. They run a local image
+own sshd and host key, and its own Docker engine with bridge networking, and on the first of them a
+host without Docker for the gateway (systemd as PID 1, see `systemd_host`). They run a local image
 that behaves like ghcr.io/berriai/litellm, which a registry on loopback also serves as releases
 (see `registry`). Everything the lab starts is recorded in the state folder, so `down` stops
 exactly that.
@@ -19,7 +20,7 @@ from typing import Iterable
 
 from ..errors import DeployError
 from ..inventory import Host
-from . import netns, registry
+from . import netns, registry, systemd_host
 from .image import LAB_IMAGE, build_image, install_compose_v2, saved_image
 from .netns import NamespaceHost
 from .process import Say, alive, docker_answers, listening, run, spawn, stop, succeeds, wait
@@ -98,6 +99,8 @@ def up(lab: Lab, say: Say, hosts: int = 0) -> set[str]:
     for index in range(1, hosts + 1):
         if _start_namespace_host(lab, lab.namespace_host(index), say):
             started.add(f"host:{index}")
+    if hosts and systemd_host.start(lab.namespace_host(1), lab.state, say):
+        started.add("systemd-host")
     _write_known_hosts(lab)
     return started
 
@@ -106,16 +109,22 @@ def down(lab: Lab, say: Say) -> None:
     if docker_answers():
         succeeds(["docker", "stop", lab.host.container_name])
     for host in netns.existing_hosts(lab.state):
+        if host.index == 1 and docker_answers(*host.docker):
+            systemd_host.stop(host, say)
         netns.destroy(host, say)
     stop_daemons(lab, say, [*(f"sshd:{name}" for name in PROFILES), "registry", "dockerd"])
     remove_sudo_user(lab, say)
 
 
 def stop_daemons(lab: Lab, say: Say, started: Iterable[str]) -> None:
-    """Stops what `up` reported as started: `sshd:PROFILE`, `registry`, `dockerd`, `host:N`."""
-    for item in sorted(started, reverse=True):  # namespace hosts, sshds and the registry before the engine
+    """Stops what `up` reported as started: `systemd-host`, `sshd:PROFILE`, `registry`, `dockerd`,
+    `host:N`."""
+    # The systemd host before its engine's namespace host, those, the sshds and the registry before the engine.
+    for item in sorted(started, reverse=True):
         kind, _, name = item.partition(":")
-        if kind == "host":
+        if kind == "systemd-host":
+            systemd_host.stop(lab.namespace_host(1), say)
+        elif kind == "host":
             netns.destroy(lab.namespace_host(int(name)), say)
         elif kind == "sshd":
             stop(lab.sshd_paths(name).pidfile, f"sshd ({name})", say)
@@ -245,4 +254,7 @@ def _write_known_hosts(lab: Lab) -> None:
         public = host.folder / "ssh_host_ed25519_key.pub"
         if public.exists():
             lines.append(f"{host.address} {' '.join(public.read_text().split()[:2])}")
+        if host.index == 1 and docker_answers(*host.docker) and succeeds(
+                [*host.docker, "inspect", systemd_host.CONTAINER]):
+            lines.append(f"[{host.address}]:{systemd_host.SSH_PORT} {systemd_host.host_key(host)}")
     Path(lab.host.known_hosts).write_text("\n".join(lines) + "\n")

@@ -48,6 +48,11 @@ class NamespaceHost:
         return f"{SUBNET_PREFIX}.{self.index}.1"
 
     @property
+    def bridge_gateway(self) -> str:
+        """Its Docker bridge's own address, from which docker-proxy reaches a published port's container."""
+        return f"{BRIDGE_PREFIX}.{self.index}.1"
+
+    @property
     def folder(self) -> Path:
         return self.state / self.name
 
@@ -117,7 +122,7 @@ def start_dockerd(host: NamespaceHost, say: Say) -> bool:
     host.exec_root.mkdir(mode=0o700, parents=True, exist_ok=True)
     spawn(host.in_netns(["dockerd", "--data-root", str(host.folder / "docker"), "--exec-root", str(host.exec_root),
                          "-H", host.docker_socket, "-p", str(host.exec_root / "dockerd.pid"),
-                         "--bip", f"{BRIDGE_PREFIX}.{host.index}.1/24", "--iptables=false", "--ip-masq=false",
+                         "--bip", f"{host.bridge_gateway}/24", "--iptables=false", "--ip-masq=false",
                          "--cgroup-parent", f"litedeploy-{host.name}"]),
           host.dockerd_pid, host.folder / "dockerd.log")
     wait(lambda: docker_answers(*host.docker), 60, f"dockerd on {host.name} did not answer; "

@@ -1,24 +1,27 @@
 """The litellm service in the host's compose file, and only that service: the user's other services
-are never named, so compose never touches them."""
+are never named, so compose never touches them. On a systemd host (runtime: systemd) the same
+tasks drive the unit with systemctl; `pull` and `remove`, which only mean something for a
+container, say so."""
 
 from __future__ import annotations
 
+from operator import methodcaller
 from typing import Callable
 
 from invoke import task
 
-from ..commands.compose import ComposeCommands, compose_commands
+from ..commands.runtime import ServiceCommands, service_commands
 from .target import HOSTS, on_each_host, reports_errors
 
 
-def _on_service(c, host: str | None, verb: Callable[[ComposeCommands], list[str]], done: str,
+def _on_service(c, host: str | None, verb: Callable[[ServiceCommands], list[str] | str], done: str,
                 wait: bool = False, show_output: bool = False) -> None:
     from ..session import opened
 
     def act(project, target):
         with opened(target) as session:
             remote = session.remote
-            command = verb(compose_commands(target, session.facts()))
+            command = verb(service_commands(target, session.facts()))
             seconds = None
             if wait:
                 seconds = session.start_and_wait(command)
@@ -34,42 +37,42 @@ def _on_service(c, host: str | None, verb: Callable[[ComposeCommands], list[str]
 @reports_errors
 def restart(c, host=None):
     """Restart the litellm container and wait until it answers again."""
-    _on_service(c, host, ComposeCommands.restart, "restarted litellm", wait=True)
+    _on_service(c, host, methodcaller("restart"), "restarted litellm", wait=True)
 
 
 @task(help={"host": HOSTS})
 @reports_errors
 def up(c, host=None):
     """Create or recreate the litellm container from the compose file as it is, and wait for it."""
-    _on_service(c, host, ComposeCommands.up, "litellm is up", wait=True)
+    _on_service(c, host, methodcaller("up"), "litellm is up", wait=True)
 
 
 @task(help={"host": HOSTS})
 @reports_errors
 def stop(c, host=None):
     """Stop the litellm container (it stays stopped across reboots until started)."""
-    _on_service(c, host, ComposeCommands.stop, "stopped litellm")
+    _on_service(c, host, methodcaller("stop"), "stopped litellm")
 
 
 @task(help={"host": HOSTS})
 @reports_errors
 def start(c, host=None):
     """Start the stopped litellm container and wait until it answers."""
-    _on_service(c, host, ComposeCommands.start, "started litellm", wait=True)
+    _on_service(c, host, methodcaller("start"), "started litellm", wait=True)
 
 
 @task(help={"host": HOSTS})
 @reports_errors
 def pull(c, host=None):
     """Pull the image the compose file names, at its pinned digest (a new release: `inv upgrade`)."""
-    _on_service(c, host, ComposeCommands.pull, "pulled the litellm image")
+    _on_service(c, host, methodcaller("pull"), "pulled the litellm image")
 
 
 @task(help={"host": HOSTS})
 @reports_errors
 def ps(c, host=None):
     """The litellm service as compose sees it."""
-    _on_service(c, host, ComposeCommands.ps, "listed", show_output=True)
+    _on_service(c, host, methodcaller("ps"), "listed", show_output=True)
 
 
 @task(help={"host": HOSTS, "break-lock": "remove a stale deploy lock left by a deploy that died"})

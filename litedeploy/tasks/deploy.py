@@ -164,6 +164,10 @@ def report_of(result, check: bool, diff: bool) -> str:
         if diff:
             lines.append(text.rstrip("\n"))
     if check:
+        if plan.user:
+            lines.append(f"{name}: would create the system user {plan.user}")
+        if plan.venv:
+            lines.append(f"{name}: would install a venv at {plan.venv}")
         restart = {"up": "create or recreate litellm", "restart": "restart litellm"}.get(plan.restart)
         lines.append(f"{name}: check: {'would ' + restart if restart else 'would not restart'}; "
                      f"{'nothing would change' if not plan.changes else ''}".rstrip("; "))
@@ -173,7 +177,7 @@ def report_of(result, check: bool, diff: bool) -> str:
 
 
 def summary(result) -> str:
-    names = [change.name for change in result.plan.changes]
+    names = [change.name for change in result.plan.changes] + (["venv"] if result.plan.venv else [])
     changed = f"changed {', '.join(names)}" if names else "nothing changed"
     verb = {"up": "; recreated litellm", "restart": "; restarted litellm"}.get(result.plan.restart, "")
     image = f"; runs {result.image}" if result.image else ""

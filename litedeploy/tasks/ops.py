@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from invoke import task
 
-from ..commands import audit as audit_log, container
+from ..commands import audit as audit_log, runtime
 from ..errors import DeployError
 from ..secrets import REDACTED, RedactedLines, env_pairs
 from .target import HOSTS, PROFILE, on_each_host, reports_errors, whole_number
@@ -60,8 +60,11 @@ def status(c, host=None, json_=False):
             print(f"{report.host}: {report.state}{health}, {'answering' if report.answering else 'NOT answering'}, "
                   f"up {uptime(report.uptime_seconds)}, restarts {report.restarts}, exit code {report.exit_code}, "
                   f"profile {report.profile}")
-            print(f"  image   {report.image}  {report.image_id[:19]}  "
-                  f"{', '.join(report.digests) or 'no registry digest (local image)'}")
+            if report.runtime == "systemd":
+                print(f"  venv    {report.image}  (systemd unit {target.unit_path})")
+            else:
+                print(f"  image   {report.image}  {report.image_id[:19]}  "
+                      f"{', '.join(report.digests) or 'no registry digest (local image)'}")
             print(f"  ports   {', '.join(report.ports) or '-'}")
             drift = f"drift in {', '.join(report.drift)}: run deploy" if report.drift else "no drift"
             print(f"  config  host {report.config_on_host or 'absent'}, repo {report.config_in_repo}; {drift}"
@@ -137,7 +140,8 @@ def audit(c, host=None, last="50"):
                                                     "argument (split like a shell, not run by one)"})
 @reports_errors
 def exec_(c, host=None, command=None):
-    """Run a command in the litellm container (docker exec, no terminal); secrets in its output masked."""
+    """Run a command in the litellm container (docker exec, no terminal), or on a systemd host as the
+    service's user with its environment (systemd-run); secrets in its output masked."""
     from ..session import opened
     if not command:
         raise DeployError("ops.exec needs --command 'ARGV...' (for example --command 'python3 --version')")
@@ -149,10 +153,10 @@ def exec_(c, host=None, command=None):
     def run(project, target):
         with opened(target) as session:
             out = RedactedLines(sys.stdout, session.redact, lambda line: True)
-            code = session.remote.stream(container.execute(target, argv), out)
+            code = session.remote.stream(runtime.execute(target, argv), out)
             out.close()
         if code not in (0, None):
-            raise DeployError(f"{target.name}: {argv[0]} exited with {code} in {target.container_name}")
+            raise DeployError(f"{target.name}: {argv[0]} exited with {code} in the {target.gateway_holder}")
     on_each_host(c, host, run, streams=True)
 
 
@@ -161,7 +165,7 @@ def exec_(c, host=None, command=None):
             "grep": "only lines matching this regular expression"})
 @reports_errors
 def logs(c, host=None, tail="100", follow=False, since=None, grep=None):
-    """The litellm container's log lines, with every secret value masked."""
+    """The litellm container's log lines (a systemd host: its unit's journal), every secret value masked."""
     from ..session import opened
     lines = whole_number("tail", tail)
     try:
@@ -174,10 +178,11 @@ def logs(c, host=None, tail="100", follow=False, since=None, grep=None):
     def show(project, target):
         with opened(target) as session:
             out = RedactedLines(sys.stdout, session.redact, pattern.search if pattern else lambda line: True)
-            code = session.remote.stream(container.logs(target, lines, follow, since), out)
+            code = session.remote.stream(runtime.logs(target, lines, follow, since), out)
             out.close()
         if code not in (0, None):
-            raise DeployError(f"{target.name}: docker logs failed (exit {code}): is the container there?")
+            raise DeployError(f"{target.name}: {runtime.logs(target, lines)[0]} failed (exit {code}): "
+                              f"is the {target.gateway_holder} there?")
     on_each_host(c, host, show)
 
 
@@ -194,10 +199,10 @@ def env(c, host=None, profile=None):
         secrets = host_secrets(target)
         with opened(target, secrets) as session:
             target = running_profile(project, target, session.facts(), profile)
-            result = session.remote.run(container.execute(target, ["env"]), check=False)
+            result = session.remote.run(runtime.environment(target), check=False)
         expected = env_pairs(render_host(project.templates, target, secrets).env)
         if result.failed:
-            raise DeployError(f"{target.name}: cannot read the environment of {target.container_name}: "
+            raise DeployError(f"{target.name}: cannot read the environment of the {target.gateway_holder}: "
                               "is it running?")
         running = env_pairs(result.stdout)
         wrong = []

@@ -1,4 +1,5 @@
-"""A stand-in for Ollama's HTTP API on 127.0.0.1, so a chat really goes through LiteLLM to a backend.
+"""A stand-in for Ollama's HTTP API on 127.0.0.1, so a chat really goes through LiteLLM to a backend
+(in the tests' own process, or as a service on the lab's systemd host).
 
 It answers /api/chat (streamed or not), /api/show, /api/tags and /api/version, and records every
 request it served.
@@ -12,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class OllamaStandIn:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, port: int = 0) -> None:
         self.name = name
         self.requests: list[tuple[str, dict]] = []
         standin = self
@@ -53,7 +54,7 @@ class OllamaStandIn:
                 else:
                     self._reply({**done, "message": message})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -67,3 +68,9 @@ class OllamaStandIn:
 
     def chats(self) -> int:
         return sum(1 for path, _ in self.requests if path == "/api/chat")
+
+
+if __name__ == "__main__":  # a stand-in of its own on a lab host: `python3 ollama_standin.py NAME PORT`
+    import sys
+    standin = OllamaStandIn(sys.argv[1], int(sys.argv[2]))
+    standin.server.serve_forever()

@@ -1,0 +1,47 @@
+"""The one place that picks a command by the host's runtime (`docker` or `systemd`): what the rest
+of the tool asks of "the gateway" (its state, verbs, logs, environment, a command run beside it)."""
+
+from __future__ import annotations
+
+from typing import Union
+
+from ..facts import HostFacts
+from ..inventory import Host
+from . import container, unit
+from .compose import ComposeCommands, compose_commands
+from .unit import UnitCommands
+
+ServiceCommands = Union[ComposeCommands, UnitCommands]
+
+
+def systemd(host: Host) -> bool:
+    return host.runtime == "systemd"
+
+
+def service_commands(host: Host, facts: HostFacts) -> ServiceCommands:
+    return UnitCommands(host) if systemd(host) else compose_commands(host, facts)
+
+
+def state(host: Host) -> str:
+    return unit.state(host) if systemd(host) else container.state(host)
+
+
+def logs(host: Host, tail: int, follow: bool = False, since: str | None = None) -> list[str]:
+    return (unit.logs if systemd(host) else container.logs)(host, tail, follow, since)
+
+
+def execute(host: Host, command: list[str]) -> list[str]:
+    return (unit.execute if systemd(host) else container.execute)(host, command)
+
+
+def environment(host: Host) -> list[str] | str:
+    return unit.environment(host) if systemd(host) else container.execute(host, ["env"])
+
+
+def stop(host: Host) -> list[str] | str:
+    return UnitCommands(host).reload_and_stop() if systemd(host) else container.stop(host)
+
+
+def remove(host: Host) -> list[str] | str:
+    """Takes away a gateway that was not there before: the container, or the unit's running process."""
+    return UnitCommands(host).remove() if systemd(host) else container.remove(host)

@@ -1,0 +1,154 @@
+"""Commands for the systemd runtime: the unit's state and verbs, its journal, a command in its
+environment, the service user, and the venvs LiteLLM runs from (installed from the host's package
+index or a staged wheel folder, and pruned to those kept releases still run)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from datetime import datetime
+from dataclasses import dataclass
+
+from ..errors import DeployError
+from ..inventory import Host
+from . import Raw, line, script
+
+SHOW = ("ActiveState", "SubState", "NRestarts", "MainPID", "ExecMainStartTimestamp", "ExecMainStatus", "LoadState")
+# Written last into a venv: a venv without it is a broken install, made again.
+COMPLETE = ".litedeploy-complete"
+
+
+def unit_name(host: Host) -> str:
+    return f"{host.service_name}.service"
+
+
+def state(host: Host) -> str:
+    """Prints a `service` fact line (the unit's properties, base64), as `container.state` does for Docker."""
+    show = line("systemctl", "show", "--timestamp=utc", "-p", ",".join(SHOW), unit_name(host))
+    return f"s=$({show} 2>/dev/null) && printf 'service %s\\n' \"$(printf '%s' \"$s\" | base64 -w0)\""
+
+
+def runtime_facts(host: Host) -> str:
+    """Prints the unit's state, the venvs installed completely under venv_root, and whether the
+    service user exists."""
+    return script(
+        state(host),
+        f"printf 'venvs'; for d in {line(host.venv_root)}/litellm-*; do [ -f \"$d/{COMPLETE}\" ] && printf ' %s' \"$d\";"
+        " done; echo",
+        f"id -u {line(host.service_user)} >/dev/null 2>&1 && echo 'service_user 1'",
+        "true",
+    )
+
+
+@dataclass(frozen=True)
+class UnitCommands:
+    """The compose verbs' counterparts for a unit, so `compose.*` tasks and the deploy drive either runtime."""
+
+    host: Host
+
+    def _systemctl(self, *verbs: str) -> list[str]:
+        return ["systemctl", *verbs, unit_name(self.host)]
+
+    def up(self) -> str:
+        """Applies a changed unit: reload systemd's view of it, enable it for boot, (re)start it."""
+        return script("set -e", "systemctl daemon-reload", line(*self._systemctl("enable", "--quiet")),
+                      line(*self._systemctl("restart")))
+
+    def restart(self) -> list[str]:
+        return self._systemctl("restart")
+
+    def bringing_up(self, verb: str) -> list[str] | str:
+        return self.restart() if verb == "restart" else self.up()
+
+    def stop(self) -> list[str]:
+        return self._systemctl("stop")
+
+    def reload_and_stop(self) -> str:
+        """Stops the unit as its file now says (a rollback has just put back the previous one)."""
+        return script("systemctl daemon-reload", line(*self._systemctl("stop")))
+
+    def start(self) -> list[str]:
+        return self._systemctl("start")
+
+    def ps(self) -> list[str]:
+        return ["systemctl", "status", "--no-pager", "--lines=0", unit_name(self.host)]
+
+    def pull(self) -> list[str]:
+        raise DeployError(f"{self.host.name}: runs LiteLLM as a systemd service (runtime: systemd): there is no "
+                          "image to pull; deploy installs the packages hosts.yaml pins")
+
+    def remove(self) -> str:
+        """Stops the unit and takes it out of boot whether or not its file is still there (a rollback
+        may have removed it already), then forgets it."""
+        name = unit_name(self.host)
+        return script(line("systemctl", "stop", name), line("rm", "-f", f"/etc/systemd/system/multi-user.target.wants/{name}"),
+                      "systemctl daemon-reload", line("systemctl", "reset-failed", name) + " 2>/dev/null", "true")
+
+
+def logs(host: Host, tail: int, follow: bool = False, since: str | None = None) -> list[str]:
+    words = ["journalctl", "--unit", unit_name(host), "--lines", str(tail), "--no-pager", "--output", "cat"]
+    if follow:
+        words.append("--follow")
+    if since:
+        words += ["--since", journal_time(since)]
+    return words
+
+
+def journal_time(since: str) -> str:
+    """`docker logs --since` in journalctl's words: a duration (10m, 1h30m) counts back from now, a
+    time without zone is this machine's local time (as for docker), a number is Unix time."""
+    if re.fullmatch(r"\d+(\.\d+)?", since):
+        return f"@{int(float(since))}"
+    if re.fullmatch(r"[\d.]+[a-zµ]+.*", since):
+        return f"-{since}"
+    return f"@{int(datetime.fromisoformat(since.replace('Z', '+00:00')).timestamp())}"
+
+
+def environment(host: Host) -> str:
+    """The environment the unit's main process runs with (what `docker exec env` shows for a container)."""
+    pid = line("systemctl", "show", "-p", "MainPID", "--value", unit_name(host))
+    return f"p=$({pid}) && [ \"$p\" != 0 ] && tr '\\0' '\\n' < /proc/$p/environ"
+
+
+def execute(host: Host, command: list[str]) -> list[str]:
+    """A command as the service user, with the unit's env file and the venv first on PATH."""
+    return ["systemd-run", "--quiet", "--pipe", "--wait", "--collect", f"--uid={host.service_user}",
+            f"--property=EnvironmentFile={host.env_path}",
+            f"--setenv=PATH={host.venv_dir}/bin:/usr/local/bin:/usr/bin:/bin",
+            # systemd-run looks the program up on its own PATH; the shell finds it on the venv's.
+            "/bin/sh", "-c", 'exec "$@"', "sh", *command]
+
+
+def ensure_user(host: Host) -> str:
+    """A system user and group without a login, as the hx role's litellm user."""
+    user = line(host.service_user)
+    return (f"id -u {user} >/dev/null 2>&1 || useradd --system --user-group --home-dir /nonexistent "
+            f"--no-create-home --shell /usr/sbin/nologin {user}")
+
+
+def install_venv(host: Host, wheels: str | None) -> str:
+    """A venv with the pinned packages, from the staged wheel folder (no index) or the host's index;
+    marked complete only when pip succeeded, so a half-made venv is made again next time."""
+    source = ["--no-index", "--find-links", wheels] if wheels else []
+    return script(
+        "set -e",
+        line("rm", "-rf", host.venv_dir),
+        f"trap {line(line('rm', '-rf', host.venv_dir))} EXIT",
+        line("install", "-d", "-m", "0755", host.venv_root),
+        line(host.python, "-m", "venv", host.venv_dir),
+        line(f"{host.venv_dir}/bin/pip", "install", "--quiet", "--disable-pip-version-check", "--no-cache-dir",
+             *source, *host.packages, Raw(">&2")),
+        line("touch", posixpath.join(host.venv_dir, COMPLETE)),
+        "trap - EXIT",
+    )
+
+
+def prune_venvs(host: Host, releases_dir: str) -> str:
+    """Removes venvs under venv_root that neither the unit nor a kept release's unit runs."""
+    root = line(host.venv_root)
+    return script(
+        f"keep=\" $(cat {line(host.unit_path)} {line(releases_dir)}/*/litellm.service 2>/dev/null"
+        " | sed -n 's|^ExecStart=\\(.*\\)/bin/litellm.*|\\1|p' | sort -u | tr '\\n' ' ') \"",
+        f"for d in {root}/litellm-*; do [ -d \"$d\" ] || continue;"
+        " case \"$keep\" in *\" $d \"*) ;; *) rm -rf -- \"$d\";; esac; done",
+    )
