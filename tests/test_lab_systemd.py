@@ -1,0 +1,225 @@
+"""The systemd runtime on the lab's systemd host (systemd as PID 1, its own sshd at lab1's address,
+no package index, two Ollama stand-ins on its loopback): one admin's week with a host that has no
+Docker for the gateway. The tests build on each other, in order: first deploy, no-op, config and
+unit changes, a failed start rolled back, a failed install, rollback to the previous venv, and the
+ops, compose and lock tasks. What the host holds is checked on the host itself, not through the tool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO, LabHost, encrypt_for_lab, lab_secrets
+from litedeploy.inventory import LOCAL_PATHS
+from litedeploy.lab import systemd_host
+
+pytestmark = pytest.mark.lab
+UNIT = "/etc/systemd/system/litellm.service"
+
+
+class SystemdHost(LabHost):
+    def sh(self, command: str, check: bool = True) -> str:
+        """A command on the host, beside the tool (docker exec into the lab's systemd host)."""
+        done = subprocess.run([*self.docker, "exec", systemd_host.CONTAINER, "sh", "-c", command],
+                              capture_output=True, text=True)
+        if check:
+            assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def show(self) -> dict:
+        out = self.sh("systemctl show -p MainPID,NRestarts,ActiveState,ExecMainStartTimestamp litellm")
+        return dict(line.split("=", 1) for line in out.splitlines())
+
+    def ok(self, *argv: str) -> str:
+        run = self.run(*argv)
+        assert run.returncode == 0, run.stdout + run.stderr
+        return run.stdout
+
+
+@pytest.fixture(scope="module")
+def host(lab, tmp_path_factory) -> SystemdHost:
+    """The lab's systemd host as hosts.yaml's `labsd` describes it, wiped first so the first deploy
+    is a first one, and wiped again afterwards."""
+    data = yaml.safe_load((REPO / "hosts.yaml").read_text())
+    entry = dict(data["hosts"]["labsd"])
+    for key in LOCAL_PATHS:
+        if key in entry:
+            entry[key] = str(REPO / entry[key])
+    root = tmp_path_factory.mktemp("systemd")
+    target = SystemdHost("labsd", root, root / "hosts.yaml", entry, docker=lab.namespace_host(1).docker)
+    target.write_inventory()
+    wipe = ("systemctl disable --now litellm 2>/dev/null; rm -rf /etc/systemd/system/litellm.service /etc/litellm "
+            "/opt/litellm /run/lock/litedeploy*; userdel litellm 2>/dev/null; systemctl daemon-reload; true")
+    target.sh(wipe)
+    yield target
+    target.sh(wipe)
+
+
+def test_first_deploy_installs_user_venv_and_unit_from_the_wheel_folder(host):
+    out = host.ok("deploy", "--host", host.name)
+    assert "changed litellm.service, litellm.env, config.yaml, venv; recreated litellm" in out
+    venv = host.sh(f"sed -n 's|^ExecStart=\\(.*\\)/bin/litellm .*|\\1|p' {UNIT}").strip()
+    assert venv.startswith("/opt/litellm/litellm-1.106.2-")
+    assert host.sh(f"ls -A {venv}/.litedeploy-complete && ls -d /tmp/.litedeploy-* 2>/dev/null; true").strip() \
+        == f"{venv}/.litedeploy-complete", "the staged wheels are removed after the install"
+    assert host.sh("stat -c '%U:%G %a' /etc/litellm/config.yaml /etc/litellm/litellm.env").split("\n")[:2] == \
+        ["root:litellm 640", "root:litellm 640"]
+    assert host.sh("systemctl is-enabled litellm").strip() == "enabled"
+    pid = host.show()["MainPID"]
+    assert host.sh(f"ps -o user= -p {pid}").strip() == "litellm"
+    key = lab_secrets()["LITELLM_MASTER_KEY"]
+    assert key not in host.sh(f"cat {UNIT}; ps -eo args")
+    smoke = host.ok("ops.smoke", "--host", host.name)
+    assert "ollama stand-in" in smoke and "FAIL" not in smoke
+
+
+def test_a_second_deploy_changes_nothing_and_keeps_the_process(host):
+    before = host.show()
+    out = host.ok("deploy", "--host", host.name)
+    assert "nothing changed" in out and "restarted=no" in out
+    assert host.show() == before
+
+
+def test_a_config_change_restarts_without_reloading_the_unit_or_reinstalling(host):
+    before, venvs = host.show(), host.sh("ls --full-time /opt/litellm")
+    host.write_inventory(router_settings={"num_retries": 1})
+    out = host.ok("deploy", "--host", host.name)
+    assert "changed config.yaml; restarted litellm" in out
+    assert host.show()["MainPID"] != before["MainPID"]
+    assert host.sh("ls --full-time /opt/litellm") == venvs
+    assert "num_retries: 1" in host.sh("cat /etc/litellm/config.yaml")
+
+
+def test_a_unit_change_reloads_systemd_and_restarts(host):
+    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    out = host.ok("deploy", "--host", host.name)
+    assert "changed litellm.service; recreated litellm" in out
+    pid = host.show()["MainPID"]
+    assert "--num_workers 2" in host.sh(f"ps -o args= -p {pid}")
+    assert host.sh("systemctl show -p NeedDaemonReload --value litellm").strip() == "no"
+
+
+def test_a_failed_start_is_rolled_back_to_the_files_and_process_before(host, tmp_path):
+    """LiteLLM refuses the documented example key: the unit crash-loops, the env file is restored."""
+    env_before = host.sh("cat /etc/litellm/litellm.env")
+    bad = encrypt_for_lab(lab_secrets(LITELLM_MASTER_KEY="sk-1234"), tmp_path / "bad.enc.yaml")
+    host.write_inventory({"secrets_file": str(bad)}, router_settings={"num_retries": 1}, workers=2)
+    failed = host.run("deploy", "--host", host.name)
+    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    assert failed.returncode == 1
+    error = failed.stderr.strip().splitlines()[-1]
+    assert "crash-looping" in error and "rolled back: previous files and service restored, answering again" in error
+    assert host.sh("cat /etc/litellm/litellm.env") == env_before
+    assert host.show()["NRestarts"] == "0" and host.show()["ActiveState"] == "active"
+    host.ok("ops.smoke", "--host", host.name)
+    audit = [json.loads(line.split(" ", 1)[1]) for line in host.ok("ops.audit", "--host", host.name).splitlines()]
+    assert audit[-1]["result"] == "failed" and audit[-1]["rolled_back"] is True
+
+
+def test_a_failed_install_changes_nothing(host):
+    """A package the wheel folder lacks: pip fails, the half-made venv goes, the service runs on."""
+    before, files = host.show(), host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env")
+    host.write_inventory({"packages": ["litellm[proxy]==1.106.2", "prisma==0.15.0", "no-such-package==1.0"]},
+                         router_settings={"num_retries": 1}, workers=2)
+    failed = host.run("deploy", "--host", host.name)
+    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    assert failed.returncode == 1
+    assert "installing" in failed.stderr and "failed, nothing else changed" in failed.stderr
+    assert host.show() == before
+    assert host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env") == files
+    assert len(host.sh("ls /opt/litellm").split()) == 1
+
+
+def test_rollback_returns_to_the_previous_venv(host):
+    """Another set of packages is another venv; a rollback's unit runs the previous one again,
+    which the kept release kept from being pruned."""
+    old_venv = host.sh("ls -d /opt/litellm/*").strip()
+    host.write_inventory({"packages": ["litellm[proxy]==1.106.2", "prisma==0.15.0", "PyYAML==6.0.3"]},
+                         router_settings={"num_retries": 1}, workers=2)
+    out = host.ok("deploy", "--host", host.name)
+    assert "changed litellm.service, venv; recreated litellm" in out
+    assert len(host.sh("ls /opt/litellm").split()) == 2
+    back = host.ok("rollback", "--host", host.name)
+    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    assert f"{host.name}: back to release" in back
+    assert f"ExecStart={old_venv}/bin/litellm" in host.sh(f"cat {UNIT}")
+    assert old_venv in host.sh(f"cat /proc/{host.show()['MainPID']}/cmdline | tr '\\0' ' '")
+    host.ok("ops.smoke", "--host", host.name)
+    assert "nothing changed" in host.ok("deploy", "--host", host.name), "hosts.yaml pins what now runs"
+
+
+def test_status_reads_the_unit_and_reports_drift(host):
+    out = host.ok("ops.status", "--host", host.name)
+    assert "running, answering" in out and "restarts 0" in out and "no drift" in out
+    assert "venv    /opt/litellm/litellm-1.106.2-" in out
+    host.write_inventory(router_settings={"num_retries": 2}, workers=2)
+    drifted = host.run("ops.status", "--host", host.name, "--json")
+    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    assert drifted.returncode == 1 and json.loads(drifted.stdout)["drift"] == ["config.yaml"]
+
+
+def test_logs_come_from_the_journal_with_since_and_follow(host):
+    assert "/health/liveliness" in host.ok("ops.logs", "--host", host.name, "--tail", "50")
+    assert host.ok("ops.logs", "--host", host.name, "--since", "2099-01-01T00:00:00").strip() == ""
+    assert "Uvicorn running" in host.ok("ops.logs", "--host", host.name, "--since", "30m", "--tail", "1000",
+                                        "--grep", "Uvicorn")
+    follow = subprocess.Popen([sys.executable, "-m", "invoke", "ops.logs", "--host", host.name, "--follow",
+                               "--tail", "0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "INVOKE_LITELLM_INVENTORY": str(host.inventory)})
+    try:
+        time.sleep(3)
+        host.ok("ops.smoke", "--host", host.name)
+        line = follow.stdout.readline()
+        assert "HTTP/1.1" in line
+    finally:
+        follow.kill()
+        follow.wait()
+
+
+def test_env_exec_and_masking(host):
+    env = host.ok("ops.env", "--host", host.name)
+    assert "LITELLM_MASTER_KEY" in env and "DIFFERS" not in env and "MISSING" not in env
+    out = host.ok("ops.exec", "--host", host.name, "--command",
+                  "python -c 'import os, litellm; print(os.getuid(), os.environ[\"LITELLM_MASTER_KEY\"])'")
+    uid = host.sh("id -u litellm").strip()
+    assert out.split() == [uid, "********"]
+    failed = host.run("ops.exec", "--host", host.name, "--command", "false")
+    assert failed.returncode == 1 and "false exited with 1 in the service litellm" in failed.stderr
+
+
+def test_compose_tasks_drive_the_unit(host):
+    assert "Active: active (running)" in host.ok("compose.ps", "--host", host.name)
+    host.ok("compose.stop", "--host", host.name)
+    assert host.show()["ActiveState"] == "inactive"
+    assert "started litellm; answering after" in host.ok("compose.start", "--host", host.name)
+    pid = host.show()["MainPID"]
+    assert "restarted litellm; answering after" in host.ok("compose.restart", "--host", host.name)
+    assert host.show()["MainPID"] != pid
+    pull = host.run("compose.pull", "--host", host.name)
+    assert pull.returncode == 1 and "runtime: systemd" in pull.stderr.strip().splitlines()[-1]
+
+
+def test_a_held_lock_stops_a_deploy_with_its_message(host):
+    host.ok("lock.acquire", "--host", host.name, "--message", "moving the venvs")
+    try:
+        blocked = host.run("deploy", "--host", host.name, "--lock-timeout", "0")
+        assert blocked.returncode == 1 and "moving the venvs" in blocked.stderr
+    finally:
+        host.ok("lock.release", "--host", host.name)
+    assert "nothing changed" in host.ok("deploy", "--host", host.name)
+
+
+def test_remove_stops_the_unit_keeps_its_file_and_a_deploy_brings_it_back(host):
+    out = host.ok("compose.remove", "--host", host.name)
+    assert "stopped and disabled litellm.service" in out
+    assert host.sh(f"ls {UNIT} 2>/dev/null; systemctl is-enabled litellm 2>/dev/null; true").strip() in ("", "disabled")
+    assert host.sh("ls /etc/litellm/backups | grep -c '^litellm.service'").strip() != "0"
+    assert "changed litellm.service; recreated litellm" in host.ok("deploy", "--host", host.name)
+    host.ok("ops.smoke", "--host", host.name)
