@@ -71,7 +71,7 @@ def test_a_crash_looping_gateway_is_rolled_back_to_the_previous_files_and_contai
     error = failed.stderr.strip().splitlines()[-1]
     assert error.startswith(f"error: {host.name}: ") and "crash-looping" in error
     assert "rolled back: previous files and container restored, answering again" in error
-    assert "--- last lines of the container's log ---" in failed.stderr
+    assert "--- last lines of the gateway's log ---" in failed.stderr
     assert "rolled_back=yes" in failed.stderr
     after = host.snapshot()
     assert {k: v for k, v in after.items() if k != "container"} == \

@@ -53,7 +53,8 @@ def diff(c, host=None, profile=None):
             "profile": PROFILE})
 @reports_errors
 def render(c, host=None, output=None, profile=None):
-    """Render a host's config.yaml, env file (values masked) and compose service block locally."""
+    """Render a host's config.yaml, env file (values masked) and compose service block (a systemd
+    host: its unit) locally."""
     from ..render import render_host
     from ..secrets import Redactor, masked_env
     from ..session import host_secrets
@@ -62,7 +63,7 @@ def render(c, host=None, output=None, profile=None):
         secrets = host_secrets(target)
         files = render_host(project.templates, target, secrets)
         rendered = {"config.yaml": Redactor.of(secrets)(files.config), "litellm.env": masked_env(files.env),
-                    "compose-service.yml": files.block}
+                    **({"litellm.service": files.unit} if files.unit else {"compose-service.yml": files.block})}
         if output:
             folder = Path(output) / target.name
             folder.mkdir(parents=True, exist_ok=True)

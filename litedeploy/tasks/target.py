@@ -118,7 +118,7 @@ def on_each_host(c, host: str | None, action: Callable[[Project, Host], object],
 def _show_details(exc: DeployError) -> None:
     details = getattr(exc, "details", "")
     if details:
-        print(f"--- last lines of the container's log ---\n{details.rstrip()}\n---", file=sys.stderr)
+        print(f"--- last lines of the gateway's log ---\n{details.rstrip()}\n---", file=sys.stderr)
 
 
 def reports_errors(body: Callable) -> Callable:
