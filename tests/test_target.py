@@ -29,9 +29,12 @@ def test_fab_dash_h_wins_over_the_default_host(project, monkeypatch):
     assert names(hosts_of(fab, project, None)) == ["lab"]
 
 
-def test_fab_dash_h_with_an_address_and_port_finds_the_entry(project):
-    fab = SimpleNamespace(original_host="root@127.0.0.1:22022", host="127.0.0.1", port=22022)
-    assert names(hosts_of(fab, project, None)) == ["lab"]
+@pytest.mark.parametrize("dash_h, expected", [("root@127.0.0.1:22022", "lab"), ("10.213.1.2:2222", "labsd"),
+                                               ("10.213.1.2", "lab1"), ("fox.rewse.jp:2200", "fox")])
+def test_fab_dash_h_with_an_address_and_port_finds_the_entry(project, dash_h, expected):
+    """Fabric's own Connection, so its parsing of -H (which keeps the port only in .port) is the real one."""
+    from fabric import Connection
+    assert names(hosts_of(Connection(dash_h), project, None)) == [expected]
 
 
 def test_the_default_host_applies_when_nothing_else_names_one(project, monkeypatch):

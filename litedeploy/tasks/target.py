@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from invoke.exceptions import Exit
 
-from ..errors import DeployError
+from ..errors import DeployError, InventoryError
 from ..inventory import Host
 
 if TYPE_CHECKING:
@@ -80,7 +80,12 @@ def host_of(c, project: Project, host: str | None, profile: str | None = None) -
         name = named.rsplit("@", 1)[-1]
         if name in inventory.hosts:
             return inventory.host(name, profile)
-        found = inventory.host_at(c.host, c.port if ":" in name else None)
+        # Fabric keeps -H's port only in c.port (22 unless given): an entry with that port wins,
+        # else the one entry at that address.
+        try:
+            found = inventory.host_at(c.host, c.port)
+        except InventoryError:
+            found = inventory.host_at(c.host, None)
         return inventory.with_profile(found, profile or found.profile)
     host = host or os.environ.get("LITEDEPLOY_HOST")
     if host:
