@@ -78,6 +78,8 @@ def test_first_deploy_installs_user_venv_and_unit_from_the_wheel_folder(host):
     assert key not in host.sh(f"cat {UNIT}; ps -eo args")
     smoke = host.ok("ops.smoke", "--host", host.name)
     assert "ollama stand-in" in smoke and "FAIL" not in smoke
+    # The host's sshd forbids tunnels: every request went through the task's shell instead.
+    assert "refused local port forward" in host.sh("journalctl -u ssh --no-pager")
 
 
 def test_a_second_deploy_changes_nothing_and_keeps_the_process(host):
@@ -202,8 +204,17 @@ def test_compose_tasks_drive_the_unit(host):
     pid = host.show()["MainPID"]
     assert "restarted litellm; answering after" in host.ok("compose.restart", "--host", host.name)
     assert host.show()["MainPID"] != pid
-    pull = host.run("compose.pull", "--host", host.name)
-    assert pull.returncode == 1 and "runtime: systemd" in pull.stderr.strip().splitlines()[-1]
+    for verb in ("compose.pull", "upgrade"):
+        refused = host.run(verb, "--host", host.name)
+        assert refused.returncode == 1 and "runtime: systemd" in refused.stderr.strip().splitlines()[-1]
+
+
+def test_an_empty_wheel_folder_is_named_before_connecting(host, tmp_path):
+    host.write_inventory({"wheels": str(tmp_path)}, router_settings={"num_retries": 1}, workers=2)
+    failed = host.run("deploy", "--host", host.name)
+    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    assert failed.returncode == 1
+    assert f"wheels {tmp_path} holds no .whl files" in failed.stderr.strip().splitlines()[-1]
 
 
 def test_a_held_lock_stops_a_deploy_with_its_message(host):

@@ -35,6 +35,9 @@ PROFILES = {profile.name: profile for profile in (
                 own_home=True),
     SshdProfile("quiet-rc", 4, own_home=True),
 )}
+# The CIS forwarding settings of the hardened profile.
+NO_FORWARDING = ["AllowTcpForwarding no", "AllowStreamLocalForwarding no", "AllowAgentForwarding no",
+                 "X11Forwarding no", "PermitTunnel no", "GatewayPorts no"]
 # The namespace hosts are shaped like a production host: hardened sshd, compose v2, bridge networking.
 NAMESPACE_PROFILE = PROFILES["hardened"]
 
@@ -94,8 +97,7 @@ def sshd_config(profile: SshdProfile, paths: SshdPaths, address: str, port: int,
     if environment:
         lines.append("SetEnv " + " ".join(f"{name}={value}" for name, value in sorted(environment.items())))
     if not profile.tcp_forwarding:
-        lines += ["AllowTcpForwarding no", "AllowStreamLocalForwarding no", "AllowAgentForwarding no",
-                  "X11Forwarding no", "PermitTunnel no", "GatewayPorts no"]
+        lines += NO_FORWARDING
     return "\n".join(lines) + "\n"
 
 

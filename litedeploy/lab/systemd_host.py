@@ -1,5 +1,5 @@
-"""A lab host without Docker for the gateway: a container whose PID 1 is systemd, with its own sshd,
-run on namespace host 1's engine and reached over SSH at that host's address (port 2222). It is
+"""A lab host without Docker for the gateway: a container whose PID 1 is systemd, with its own
+hardened sshd (no forwarding), run on namespace host 1's engine and reached over SSH at that host's address (port 2222). It is
 shaped like the hosts of the hx_litellm_proxy role: Debian with python3-venv and no package index
 (the namespace has no route out), so LiteLLM reaches it as a folder of wheels, built here once with
 the host's own Python; two Ollama stand-ins answer on its loopback as the role's backends do.
@@ -15,6 +15,7 @@ from pathlib import Path
 from .image import LITELLM_REQUIREMENTS
 from .netns import NamespaceHost
 from .process import Say, run, succeeds, wait
+from .sshd import NO_FORWARDING
 
 IMAGE = "localhost/litedeploy-systemd-host:bookworm"
 CONTAINER = "litedeploy-systemd-host"
@@ -26,6 +27,9 @@ PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3-venv,ca-certificate
 SYSTEMD_FLAGS = ("--tmpfs", "/run", "--tmpfs", "/run/lock", "--cgroupns=private", "--cap-add", "SYS_ADMIN",
                  "--stop-signal", "SIGRTMIN+3")
 STANDIN_SCRIPT = Path(__file__).with_name("ollama_standin.py")
+# Debian's sshd with root's key only and the hardened profile's forwarding settings: every HTTP
+# check of the gateway is relayed through the task's shell, as on a CIS-hardened host.
+SSHD_SETTINGS = ["PermitRootLogin prohibit-password", "PasswordAuthentication no", *NO_FORWARDING]
 STANDIN_UNIT = """[Unit]
 Description=Ollama stand-in on port %i (litedeploy lab)
 
@@ -71,7 +75,6 @@ def build(engine: NamespaceHost, state: Path, say: Say) -> None:
         for cache in ("tmp/download", "var/cache/apt/archives", "var/lib/apt/lists", "root/.cache"):
             shutil.rmtree(rootfs / cache, ignore_errors=True)
         (rootfs / "etc/resolv.conf").write_text("")
-        (rootfs / "etc/ssh/sshd_config.d/litedeploy.conf").write_text("PermitRootLogin prohibit-password\n")
         (rootfs / "etc/systemd/system/ollama-standin@.service").write_text(STANDIN_UNIT)
         run(["chroot", str(rootfs), "ssh-keygen", "-A"])
         run(["chroot", str(rootfs), "systemctl", "enable", "ssh", *[f"ollama-standin@{port}" for port in STANDIN_PORTS]])
@@ -93,12 +96,13 @@ def start(engine: NamespaceHost, state: Path, say: Say) -> bool:
     build(engine, state, say)
     say(f"lab: starting the systemd host at {engine.address}:{SSH_PORT} (on {engine.name}'s engine)")
     subprocess.run([*engine.docker, "rm", "-f", CONTAINER], capture_output=True)
-    keys = state / "systemd-host-authorized_keys"
+    keys, config = state / "systemd-host-authorized_keys", state / "systemd-host-sshd.conf"
     keys.write_text((state / "authorized_keys").read_text().replace('from="', f'from="{engine.bridge_gateway},', 1))
+    config.write_text("\n".join(SSHD_SETTINGS) + "\n")
     run([*engine.docker, "run", "-d", "--name", CONTAINER, "--hostname", "labsd", *SYSTEMD_FLAGS,
-         "-p", f"{engine.address}:{SSH_PORT}:22",
-         "-v", f"{keys}:/root/.ssh/authorized_keys:ro", "-v", f"{STANDIN_SCRIPT}:/usr/local/lib/ollama_standin.py:ro",
-         IMAGE])
+         "-p", f"{engine.address}:{SSH_PORT}:22", "-v", f"{keys}:/root/.ssh/authorized_keys:ro",
+         "-v", f"{config}:/etc/ssh/sshd_config.d/litedeploy.conf:ro",
+         "-v", f"{STANDIN_SCRIPT}:/usr/local/lib/ollama_standin.py:ro", IMAGE])
     wait(lambda: succeeds([*engine.docker, "exec", CONTAINER, "systemctl", "is-active", "ssh"]), 60,
          f"the systemd host did not start sshd; see `{' '.join(engine.docker)} logs {CONTAINER}`")
     return True
