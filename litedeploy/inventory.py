@@ -114,6 +114,11 @@ class Host:
         return f"/etc/systemd/system/{self.service_name}.service"
 
     @property
+    def service_file(self) -> str:
+        """The file that says what runs the gateway, validated before it is moved in."""
+        return self.unit_path if self.runtime == "systemd" else self.compose_file
+
+    @property
     def litellm_version(self) -> str:
         return next(_PINNED.fullmatch(p).group(3) for p in self.packages if _PINNED.fullmatch(p).group(1) == "litellm")
 

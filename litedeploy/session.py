@@ -13,7 +13,7 @@ from typing import Iterator, Sequence, TextIO
 from .commands import argv, container, files, lock, runtime, script, unit
 from .commands.facts import gather
 from .commands.runtime import ServiceCommands
-from .errors import ComposeFileError, RemoteError, VerifyError
+from .errors import ComposeFileError, DeployError, RemoteError, VerifyError
 from .facts import ContainerState, HostFacts, parse_facts
 from .inventory import Host
 from .plan import FileChange, Plan
@@ -110,12 +110,13 @@ class Session:
         """Stages every file (secrets never on a command line), then swaps them in with one script."""
         stage = self.remote.upload([change.new for change in changes])
         result = self.remote.run(files.install(self.host, changes, stage, deploy_id, commands), check=False)
-        if result.exited == files.COMPOSE_REJECTED:
+        if result.exited == files.REJECTED:
             # Compose v2 names the file it validated: the candidate beside the real one.
             reason = result.stderr.strip().splitlines()[-1]
             for change in changes:
                 reason = reason.replace(files.temp_path(change), change.path)
-            raise ComposeFileError(f"{self.host.name}:{self.host.compose_file}: {self.redact(reason)}")
+            error = DeployError if self.host.runtime == "systemd" else ComposeFileError
+            raise error(f"{self.host.name}:{self.host.service_file}: {self.redact(reason)}")
         if result.failed:
             raise RemoteError(f"{self.host.name}: writing the files failed, the previous ones are in place: "
                               f"{self.remote.last_line(result)}")

@@ -13,7 +13,8 @@ from dataclasses import replace
 import pytest
 
 from litedeploy.commands import argv
-from litedeploy.commands.files import BACKUPS_KEPT, COMPOSE_REJECTED, install as install_script, restore as restore_script
+from litedeploy.commands.compose import ComposeCommands
+from litedeploy.commands.files import BACKUPS_KEPT, REJECTED, install as install_script, restore as restore_script
 from litedeploy.commands.transfer import INPUT_READY, receive, relay
 from litedeploy.remote import Marked
 from litedeploy.inventory import load_inventory
@@ -22,7 +23,7 @@ from litedeploy.plan import FileChange
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="installs root-owned files, as on a host")
 
 
-class AcceptsComposeWithServices:
+class AcceptsComposeWithServices(ComposeCommands):
     """Stands in for `docker compose config -q`: accepts a file with a services: line."""
 
     def validate(self, file):
@@ -40,7 +41,7 @@ def install(host, tmp_path, changes, deploy_id):
     stage.mkdir(mode=0o700)
     for index, change in enumerate(changes):
         (stage / str(index)).write_text(change.new)
-    script = install_script(host, changes, str(stage), deploy_id, AcceptsComposeWithServices())
+    script = install_script(host, changes, str(stage), deploy_id, AcceptsComposeWithServices("v2", host.compose_file, None, host.service_name))
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True)
 
 
@@ -71,7 +72,7 @@ def test_a_rejected_compose_file_puts_our_files_back(host, tmp_path):
                FileChange(host.config_path, "old\n", "new\n", "0644"),
                FileChange(host.env_path, None, "K=v\n", "0600", secret=True)]
     result = install(host, tmp_path, changes, "2")
-    assert result.returncode == COMPOSE_REJECTED
+    assert result.returncode == REJECTED
     assert "the new compose file was rejected" in result.stderr
     assert (tmp_path / "compose.yml").read_text() == "services:\n  web: {}\n"
     assert open(host.config_path).read() == "old\n"

@@ -16,7 +16,7 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO, LabHost, encrypt_for_lab, lab_secrets
+from conftest import REPO, LabHost, copy_templates, encrypt_for_lab, fails_with, lab_secrets
 from litedeploy.inventory import LOCAL_PATHS
 from litedeploy.lab import systemd_host
 
@@ -137,6 +137,22 @@ def test_a_failed_install_changes_nothing(host):
     assert host.show() == before
     assert host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env") == files
     assert len(host.sh("ls /opt/litellm").split()) == 1
+
+
+def test_a_unit_systemd_would_half_ignore_is_refused_and_changes_nothing(host, tmp_path):
+    """A mistyped setting in the unit template: systemd would start the service without it, so
+    `systemd-analyze verify` on the host refuses it, and the config changed alongside goes back."""
+    before, files = host.show(), host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env")
+    templates = copy_templates(tmp_path)
+    unit = templates / "litellm.service.j2"
+    unit.write_text(unit.read_text().replace("Restart=on-failure", "Restart=on-failur"))
+    host.write_inventory(router_settings={"num_retries": 3}, workers=2)
+    failed = host.run("deploy", "--host", host.name, env={"INVOKE_LITELLM_TEMPLATES": str(templates)})
+    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    fails_with(failed, f"{host.name}:{UNIT}: the new unit was rejected: {UNIT}:",
+               "Failed to parse service restart specifier")
+    assert host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env") == files
+    assert host.show() == before
 
 
 def test_rollback_returns_to_the_previous_venv(host):

@@ -64,6 +64,10 @@ class ComposeCommands:
         """Checks a candidate compose file (in the real one's folder) without touching anything."""
         return replace(self, file=file)._base() + ["config", "-q"]
 
+    def accepts(self, candidate: str, log: str) -> str:
+        """The condition `compose accepts the candidate file`, its output kept in LOG."""
+        return line(*self.validate(candidate), Raw(">"), log, Raw("2>&1"))
+
     def remove(self) -> list[str]:
         """Stops and removes the service's container, leaving the user's other services alone."""
         return self._base() + ["rm", "--stop", "--force", self.service]
@@ -76,8 +80,3 @@ def compose_commands(host: Host, facts: HostFacts) -> ComposeCommands:
     running_project = facts.container.compose_project if facts.container else None
     return ComposeCommands(facts.compose_flavour, host.compose_file,
                            host.compose_project or running_project, host.service_name)
-
-
-def validated(commands: ComposeCommands, candidate: str, log: str) -> str:
-    """The condition `compose accepts the candidate file`, its output kept in LOG."""
-    return line(*commands.validate(candidate), Raw(">"), log, Raw("2>&1"))

@@ -16,11 +16,11 @@ from ..inventory import Host
 from ..plan import FileChange
 from ..releases import RELEASE_FILES
 from . import Raw, line, script
-from .compose import ComposeCommands, validated
+from .runtime import ServiceCommands
 
 BACKUPS_KEPT = 5
-# Exit status of an install whose new compose file the compose CLI rejected.
-COMPOSE_REJECTED = 3
+# Exit status of an install whose new compose file (or unit) the compose CLI (or systemd) rejected.
+REJECTED = 3
 
 
 def backup_stem(change: FileChange) -> str:
@@ -73,12 +73,12 @@ def _write_beside(change: FileChange, staged: str) -> list[str]:
     return [line("mkdir", "-p", posixpath.dirname(change.target)), install]
 
 
-def install(host: Host, changes: Sequence[FileChange], stage: str, deploy_id: str, commands: ComposeCommands) -> str:
+def install(host: Host, changes: Sequence[FileChange], stage: str, deploy_id: str, commands: ServiceCommands) -> str:
     """Backs up, writes every new file beside its target (a full disk or a read-only path fails here,
     before any target is touched), moves our files in, validates the new compose file with the compose
-    CLI and only then moves it in; a rejected compose file puts our files back."""
-    ours = [change for change in changes if change.path != host.compose_file]
-    compose = [change for change in changes if change.path == host.compose_file]
+    CLI (a unit with systemd) and only then moves it in; a rejected one puts our files back."""
+    ours = [change for change in changes if change.path != host.service_file]
+    guarded = [change for change in changes if change.path == host.service_file]
     lines = [
         "set -e", "umask 077",
         f"cleanup() {{ {line('rm', '-rf', stage)}; {line('rm', '-f', *[temp_path(c) for c in changes])}; }}",
@@ -95,15 +95,16 @@ def install(host: Host, changes: Sequence[FileChange], stage: str, deploy_id: st
     for index, change in enumerate(changes):
         lines += _write_beside(change, f"{stage}/{index}")
     lines += [line("mv", "-f", temp_path(change), change.target) for change in ours]
-    if compose:
+    if guarded:
         log = f"{stage}/validate.log"
+        what = "unit" if host.runtime == "systemd" else "compose file"
         lines += [
-            f"if ! {validated(commands, temp_path(compose[0]), log)}; then",
+            f"if ! {commands.accepts(temp_path(guarded[0]), log)}; then",
             *[f"  {undo}" for undo in _restore(host, ours, deploy_id)],
-            f"  echo \"the new compose file was rejected: $(grep -v '^\\s*$' {line(log)} | tail -n 1)\" >&2",
-            f"  exit {COMPOSE_REJECTED}",
+            f"  echo \"the new {what} was rejected: $(grep -v '^\\s*$' {line(log)} | tail -n 1)\" >&2",
+            f"  exit {REJECTED}",
             "fi",
-            line("mv", "-f", temp_path(compose[0]), compose[0].target),
+            line("mv", "-f", temp_path(guarded[0]), guarded[0].target),
         ]
     lines += [_prune(host, change) for change in changes]
     return script(lines)

@@ -73,6 +73,17 @@ class UnitCommands:
     def ps(self) -> list[str]:
         return ["systemctl", "status", "--no-pager", "--lines=0", unit_name(self.host)]
 
+    def accepts(self, candidate: str, log: str) -> str:
+        """The condition `systemd accepts the candidate unit`: `systemd-analyze verify` under the
+        unit's own name, failing on a command that is not there and on any line it would ignore (a
+        mistyped limit is silently dropped by systemd otherwise); LOG keeps the lines about this unit,
+        named by its real path. Accepted where the host has no systemd-analyze."""
+        name, real = unit_name(self.host), self.host.unit_path
+        return (f"( command -v systemd-analyze >/dev/null || exit 0; d=$(mktemp -d) && cp {line(candidate)} \"$d/{name}\""
+                f" && systemd-analyze verify \"$d/{name}\" > \"$d/log\" 2>&1; rc=$?;"
+                f" sed \"s|$d/{name}|{real}|g\" \"$d/log\" | grep -F -- {line(name)} > {line(log)}; rm -rf \"$d\";"
+                f" [ $rc = 0 ] && ! grep -q {line('^' + real + ':')} {line(log)} )")
+
     def pull(self) -> list[str]:
         raise DeployError(f"{self.host.name}: runs LiteLLM as a systemd service (runtime: systemd): there is no "
                           "image to pull; deploy installs the packages hosts.yaml pins")
