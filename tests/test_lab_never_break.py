@@ -143,7 +143,8 @@ def test_a_bad_option_value_is_one_line_not_a_traceback(host, argv, expected):
 
 
 @pytest.mark.parametrize("secrets, expected", [
-    ({"LITELLM_SALT_KEY": 123}, "LITELLM_SALT_KEY is not text (YAML read it as int)"),
+    # A number no temporary path holds (pytest numbers its folders: pytest-123).
+    ({"LITELLM_SALT_KEY": 987654321}, "LITELLM_SALT_KEY is not text (YAML read it as int)"),
     ({"LITELLM_MASTER_KEY": "sk-it's-quoted"}, "LITELLM_MASTER_KEY holds a single quote"),
     ({"LITELLM_MASTER_KEY": "sk-${HOME}-1"}, "LITELLM_MASTER_KEY holds '${' (compose v1 expands it even in quotes)"),
 ])
