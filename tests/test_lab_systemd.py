@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -249,6 +250,28 @@ def test_a_held_lock_stops_a_deploy_with_its_message(host):
     finally:
         host.ok("lock.release", "--host", host.name)
     assert "nothing changed" in host.ok("deploy", "--host", host.name)
+
+
+def test_a_sudo_user_deploys_and_reads_the_journal(host):
+    """As many hosts are reached: a non-root user with a password and sudo; every command of the
+    task runs through it (the password only on sudo's stdin)."""
+    password = "pw-" + secrets.token_urlsafe(12)
+    subprocess.run([*host.docker, "exec", "-i", systemd_host.CONTAINER, "sh", "-c",
+                    "useradd -m -s /bin/bash admin && chpasswd && echo 'admin ALL=(ALL) ALL' > /etc/sudoers.d/admin"
+                    " && install -d -m 0700 -o admin -g admin ~admin/.ssh"
+                    " && install -m 0600 -o admin -g admin /root/.ssh/authorized_keys ~admin/.ssh/authorized_keys"],
+                   input=f"admin:{password}\n", text=True, check=True)
+    try:
+        host.write_inventory({"ssh_user": "admin", "sudo": True}, router_settings={"num_retries": 1}, workers=2)
+        sudo = {"LITEDEPLOY_SUDO_PASSWORD": password}
+        deployed = host.run("deploy", "--host", host.name, env=sudo)
+        assert deployed.returncode == 0 and "nothing changed" in deployed.stdout, deployed.stderr
+        logs = host.run("ops.logs", "--host", host.name, "--tail", "5", env=sudo)
+        assert logs.returncode == 0 and "HTTP/1.1" in logs.stdout and password not in logs.stdout + logs.stderr
+        assert password not in host.sh("journalctl --no-pager -n 200; ps -eo args")
+    finally:
+        host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+        host.sh("userdel -r admin 2>/dev/null; rm -f /etc/sudoers.d/admin")
 
 
 def test_remove_stops_the_unit_keeps_its_file_and_a_deploy_brings_it_back(host):

@@ -1,12 +1,13 @@
 """A lab host without Docker for the gateway: a container whose PID 1 is systemd, with its own
 hardened sshd (no forwarding), run on namespace host 1's engine and reached over SSH at that host's address (port 2222). It is
-shaped like the hosts of the hx_litellm_proxy role: Debian with python3-venv and no package index
+shaped like the hosts of the hx_litellm_proxy role: Debian with python3-venv and sudo, no package index
 (the namespace has no route out), so LiteLLM reaches it as a folder of wheels, built here once with
 the host's own Python; two Ollama stand-ins answer on its loopback as the role's backends do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import time
@@ -17,12 +18,13 @@ from .netns import NamespaceHost
 from .process import Say, run, succeeds, wait
 from .sshd import NO_FORWARDING
 
-IMAGE = "localhost/litedeploy-systemd-host:bookworm"
+PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,sudo,python3-venv,ca-certificates,iproute2,procps"
+# Tagged by what it holds: a changed package list builds a new image instead of reusing the old one.
+IMAGE = f"localhost/litedeploy-systemd-host:bookworm-{hashlib.sha256(PACKAGES.encode()).hexdigest()[:8]}"
 CONTAINER = "litedeploy-systemd-host"
 SSH_PORT = 2222
 # The stand-ins answer where the role's default backends would: Ollama's port, on the host itself.
 STANDIN_PORTS = (11434, 11435)
-PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3-venv,ca-certificates,iproute2,procps"
 # What systemd needs to be PID 1 here (LAB-NOTES): `--privileged` is refused by this kernel.
 SYSTEMD_FLAGS = ("--tmpfs", "/run", "--tmpfs", "/run/lock", "--cgroupns=private", "--cap-add", "SYS_ADMIN",
                  "--stop-signal", "SIGRTMIN+3")
@@ -81,6 +83,8 @@ def build(engine: NamespaceHost, state: Path, say: Say) -> None:
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         run([*engine.docker, "import", "-c", 'CMD ["/sbin/init"]', "-", IMAGE], stdin=tar.stdout)
         tar.wait()
+        older = run([*engine.docker, "images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE.split(":")[0]]).split()
+        subprocess.run([*engine.docker, "rmi", "-f", *[name for name in older if name != IMAGE]], capture_output=True)
         shutil.rmtree(wheels, ignore_errors=True)
         partial.rename(wheels)
     finally:
@@ -91,7 +95,9 @@ def build(engine: NamespaceHost, state: Path, say: Say) -> None:
 def start(engine: NamespaceHost, state: Path, say: Say) -> bool:
     """Boots the host (systemd, sshd, the stand-ins) unless it runs; root logs in with the lab's key
     from the engine's bridge, where docker-proxy relays SSH from. False when it was running."""
-    if succeeds([*engine.docker, "exec", CONTAINER, "systemctl", "is-active", "ssh"]):
+    running = subprocess.run([*engine.docker, "inspect", "--format", "{{.Config.Image}} {{.State.Running}}", CONTAINER],
+                             capture_output=True, text=True).stdout.split()
+    if running == [IMAGE, "true"] and succeeds([*engine.docker, "exec", CONTAINER, "systemctl", "is-active", "ssh"]):
         return False
     build(engine, state, say)
     say(f"lab: starting the systemd host at {engine.address}:{SSH_PORT} (on {engine.name}'s engine)")
