@@ -56,7 +56,7 @@ def main() -> None:
 
     def upload() -> None:
         with opened(host) as session:
-            stage = session.remote.upload([wheel.read_bytes() for wheel in wheels])
+            stage = session.remote.upload([wheel.read_bytes() for wheel in wheels], [wheel.name for wheel in wheels])
             session.remote.run(["rm", "-rf", stage])
     print(f"upload of {len(wheels)} wheels ({size:.0f} MB) through the task's shell: {timed(upload):.1f} s")
     print(f"first deploy (user, venv from the wheels, unit, start, smoke): "

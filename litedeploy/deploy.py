@@ -52,14 +52,9 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
     is taken. An upgrade pulls the image's tag again, where a deploy keeps the digest it pinned."""
     secrets = host_secrets(host)
     render_host(project.templates, host, secrets)  # every mistake in the inputs before connecting
-    if host.runtime == "systemd":
-        if upgrade:
-            raise DeployError(f"{host.name}: runs LiteLLM as a systemd service (runtime: systemd): there is no image "
-                              "to upgrade; pin the new version in its packages in hosts.yaml and deploy")
-        check_wheels(host)
+    if host.systemd:
+        return _deploy_unit(project, host, secrets, out, check, break_lock, lock_timeout, upgrade, yes)
     with opened(host, secrets) as session:
-        if host.runtime == "systemd":
-            return _deploy_unit(project, session, secrets, out, check, break_lock, lock_timeout, yes)
         if check:
             facts = session.facts()
             image = pinned_image(host, facts, upgrade)
@@ -77,25 +72,25 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
                                    facts, record, out)
 
 
-def _deploy_unit(project: Project, session: Session, secrets, out: TextIO, check: bool, break_lock: bool,
-                 lock_timeout: float, yes: bool) -> DeployResult:
-    """The systemd runtime's deploy: no image to pin or pull; what runs is the venv the unit names."""
-    host = session.host
-    desired = render_host(project.templates, host, secrets)
-    if check:
-        plan = plan_deploy(host, desired, session.facts())
-        return DeployResult(host.name, plan, None, (), _diffs(plan, session))
-    with locked(session, project.root, "deploy", out, break_lock, lock_timeout) as (facts, record):
-        deployed = _check_migrations(host, facts, host.venv_dir, False, yes)
-        record.update(image=host.venv_dir, previous_image=deployed)
-        return _apply_recorded(session, desired, facts, record, out)
-
-
-def check_wheels(host: Host) -> None:
-    """A wheel folder hosts.yaml names must hold wheels, found before connecting."""
+def _deploy_unit(project: Project, host: Host, secrets, out: TextIO, check: bool, break_lock: bool,
+                 lock_timeout: float, upgrade: bool, yes: bool) -> DeployResult:
+    """The systemd runtime's deploy: no image to pin or pull; what runs is the venv the unit names.
+    A wheel folder hosts.yaml names must hold wheels, found before connecting."""
+    if upgrade:
+        raise DeployError(f"{host.name}: runs LiteLLM as a systemd service (runtime: systemd): there is no image "
+                          "to upgrade; pin the new version in its packages in hosts.yaml and deploy")
     if host.wheels and not any(Path(host.wheels).glob("*.whl")):
         raise DeployError(f"hosts.yaml (host {host.name}): wheels {host.wheels} holds no .whl files "
                           f"(make it with: pip download -d {host.wheels} {' '.join(host.packages)})")
+    desired = render_host(project.templates, host, secrets)
+    with opened(host, secrets) as session:
+        if check:
+            plan = plan_deploy(host, desired, session.facts())
+            return DeployResult(host.name, plan, None, (), _diffs(plan, session))
+        with locked(session, project.root, "deploy", out, break_lock, lock_timeout) as (facts, record):
+            deployed = _check_migrations(host, facts, host.venv_dir, False, yes)
+            record.update(image=host.venv_dir, previous_image=deployed)
+            return _apply_recorded(session, desired, facts, record, out)
 
 
 def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str | None = None,
@@ -146,7 +141,7 @@ def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock
     compose file (backed up, validated); config and env stay, so a deploy brings it all back."""
     with opened(host) as session, \
             locked(session, project.root, "remove", out, break_lock, lock_timeout) as (facts, record):
-        if host.runtime == "systemd":
+        if host.systemd:
             return _remove_unit(session, facts, record)
         removal = plan_remove(host, facts)
         done = []
@@ -167,8 +162,8 @@ def _remove_unit(session: Session, facts: HostFacts, record: dict) -> list[str]:
     host = session.host
     if facts.unit_text is None and facts.container is None:
         return []
-    session.remote.run(script(unit.UnitCommands(host).remove(), files.take_away(host, host.unit_path, record["id"]),
-                              "systemctl daemon-reload"))
+    # The file goes first: systemd still knows a loaded unit, and the removal's daemon-reload forgets it.
+    session.remote.run(script(files.take_away(host, host.unit_path, record["id"]), unit.UnitCommands(host).remove()))
     record.update(changed=[host.unit_path] if facts.unit_text is not None else [], restart="removed")
     return [f"stopped and disabled {unit.unit_name(host)}"] + (
         [f"moved {host.unit_path} to {host.backup_dir}"] if facts.unit_text is not None else [])
@@ -209,7 +204,7 @@ def _prune(host: Host, record: dict) -> str | None:
     """Where what runs changed, the images (or venvs) no kept release runs go."""
     if record["image"] == record.get("previous_image"):
         return None
-    if host.runtime == "systemd":
+    if host.systemd:
         return unit.prune_venvs(host, files.releases_dir(host))
     return container.prune_images(ImageRef.parse(record["image"]).name, files.releases_dir(host))
 
@@ -294,7 +289,7 @@ def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: Servic
     says how that went."""
     host, remote = session.host, session.remote
     steps = rollback_steps(host, plan, before)
-    kind = "service" if host.runtime == "systemd" else "container"
+    kind = host.gateway_kind
     try:
         if steps.restore:
             remote.run(files.restore(host, plan.changes, deploy_id))

@@ -67,17 +67,21 @@ class HostFacts:
 
     def service_text(self, host: Host) -> str | None:
         """The file that says what the gateway runs: the unit (systemd) or the compose file."""
-        return self.unit_text if host.runtime == "systemd" else self.compose_text
+        return self.unit_text if host.systemd else self.compose_text
 
     def held_by_other(self, ours: str) -> str | None:
         """The port's holder when it is not our gateway (`Host.gateway_holder`)."""
         return None if self.port_holder in (None, ours) else self.port_holder
 
 
+def service_fact(host: Host) -> str:
+    """The fact name of the file that says what runs the gateway (`Host.service_file`)."""
+    return "unit_file" if host.systemd else "compose_file"
+
+
 # The files a deploy manages, by the fact name that carries each one's content.
 def managed_files(host: Host) -> dict[str, str]:
-    runs = {"unit_file": host.unit_path} if host.runtime == "systemd" else {"compose_file": host.compose_file}
-    return {**runs, "config_file": host.config_path, "env_file": host.env_path}
+    return {service_fact(host): host.service_file, "config_file": host.config_path, "env_file": host.env_path}
 
 
 def parse_facts(output: str, host: Host | None = None) -> HostFacts:

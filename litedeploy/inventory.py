@@ -110,13 +110,22 @@ class Host:
         return posixpath.join(self.config_dir, "backups")
 
     @property
+    def systemd(self) -> bool:
+        """LiteLLM runs from a venv under a systemd unit, not in a container."""
+        return self.runtime == "systemd"
+
+    @property
+    def gateway_kind(self) -> str:
+        return "service" if self.systemd else "container"
+
+    @property
     def unit_path(self) -> str:
         return f"/etc/systemd/system/{self.service_name}.service"
 
     @property
     def service_file(self) -> str:
         """The file that says what runs the gateway, validated before it is moved in."""
-        return self.unit_path if self.runtime == "systemd" else self.compose_file
+        return self.unit_path if self.systemd else self.compose_file
 
     @property
     def litellm_version(self) -> str:
@@ -132,7 +141,7 @@ class Host:
     @property
     def gateway_holder(self) -> str:
         """How `commands.container.port_holder` names our own gateway when it holds the port."""
-        return f"service {self.service_name}" if self.runtime == "systemd" else f"container {self.container_name}"
+        return f"{self.gateway_kind} {self.service_name if self.systemd else self.container_name}"
 
     @property
     def local_address(self) -> str:

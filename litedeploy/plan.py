@@ -58,7 +58,7 @@ class Plan:
 
 
 def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
-    if host.runtime == "systemd":
+    if host.systemd:
         return plan_unit_deploy(host, desired, facts)
     source = f"{host.name}:{host.compose_file}"
     for path in facts.not_files:
@@ -110,7 +110,7 @@ def plan_unit_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Pla
 def served(host: Host, text: str | None) -> str | None:
     """What the gateway runs, read from the file that says so: the image of our compose block, or
     the venv of the unit's ExecStart."""
-    if host.runtime == "systemd":
+    if host.systemd:
         found = re.search(r"^ExecStart=(\S+)/bin/litellm\b", text or "", re.MULTILINE)
         return found.group(1) if found else None
     return served_image(text or "", host.service_name)
@@ -139,7 +139,7 @@ def rollback_steps(host: Host, plan: Plan, before: HostFacts) -> RollbackSteps:
         return RollbackSteps(bool(plan.changes), "remove")
     if not before.container.running:
         return RollbackSteps(bool(plan.changes), "stop")
-    if host.runtime == "systemd":
+    if host.systemd:
         found = re.search(r"^ExecStart=.* --port (\d+)", before.unit_text or "", re.MULTILINE)
         return RollbackSteps(bool(plan.changes), "start", int(found.group(1)) if found else host.port)
     return RollbackSteps(bool(plan.changes), "start",

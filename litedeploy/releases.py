@@ -15,7 +15,7 @@ from typing import Mapping
 
 from .composefile import Markers, block_text
 from .errors import DeployError
-from .facts import HostFacts, managed_files
+from .facts import HostFacts, managed_files, service_fact
 from .images import ImageRef
 from .inventory import Host
 from .plan import served
@@ -33,8 +33,8 @@ class Release:
     files: Mapping[str, str]  # RELEASE_FILES name -> text
 
     def desired(self, host: Host, secret_names: frozenset[str]) -> DesiredFiles:
-        systemd = host.runtime == "systemd"
-        runs = RELEASE_FILES["unit_file" if systemd else "compose_file"]
+        systemd = host.systemd
+        runs = RELEASE_FILES[service_fact(host)]
         source = f"{host.name}:{host.backup_dir}/releases/{self.id}/{runs}"
         names = [RELEASE_FILES[name] for name in managed_files(host)]
         missing = [name for name in names if name not in self.files]
@@ -49,7 +49,7 @@ class Release:
 
     def image(self, host: Host) -> str | None:
         """What the release runs: its image, or on a systemd host its venv."""
-        return served(host, self.files.get(RELEASE_FILES["unit_file" if host.runtime == "systemd" else "compose_file"]))
+        return served(host, self.files.get(RELEASE_FILES[service_fact(host)]))
 
 
 def parse_releases(output: str) -> list[Release]:
@@ -86,12 +86,13 @@ def migration_refusal(host: Host, deployed: str | None, wanted: str, upgrade: bo
     no rollback (automatic or on demand) undoes a migration."""
     if not host.vars.get("database") or not deployed:
         return None
-    if host.runtime == "systemd":
+    if host.systemd:
         if deployed == wanted:
             return None
     elif not upgrade and ImageRef.parse(deployed).unpinned == ImageRef.parse(wanted).unpinned:
         return None
-    return (f"{host.name}: {'the venv' if host.runtime == 'systemd' else 'the image'} changes from {deployed} to {wanted} and vars.database is set: LiteLLM "
+    runs = "the venv" if host.systemd else "the image"
+    return (f"{host.name}: {runs} changes from {deployed} to {wanted} and vars.database is set: LiteLLM "
             "migrates the database schema when it starts, and a rollback does not undo a migration; "
             "back up the database, then run again with --yes")
 

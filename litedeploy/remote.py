@@ -165,13 +165,13 @@ class Remote:
         ready = f"{INPUT_READY}\n".encode()
         return (out[len(ready):] if out.startswith(ready) else None), err.decode(errors="replace").strip(), code
 
-    def upload(self, texts: Sequence[str | bytes]) -> str:
-        """Stages each text (or file's bytes) as a file (0, 1, ...) in a private folder, written from
-        the shell's stdin: a secret never travels on a command line, and hosts without sshd's sftp
-        subsystem work too. Returns the folder."""
+    def upload(self, texts: Sequence[str | bytes], names: list[str] | None = None) -> str:
+        """Stages each text (or file's bytes) as a file (0, 1, ... or NAMES) in a private folder,
+        written from the shell's stdin: a secret never travels on a command line, and hosts without
+        sshd's sftp subsystem work too. Returns the folder."""
         stage = f"/tmp/.litedeploy-{secrets.token_hex(8)}"
         contents = [text if isinstance(text, bytes) else text.encode() for text in texts]
-        _, problem, code = self.feed(receive(stage, [len(data) for data in contents]), b"".join(contents))
+        _, problem, code = self.feed(receive(stage, [len(data) for data in contents], names), b"".join(contents))
         if code != 0:
             self.run(["rm", "-rf", stage], check=False)
             said = self.redact(problem).splitlines()

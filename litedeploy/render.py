@@ -109,7 +109,7 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
     context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models,
                "router_settings": router, "litellm_settings": litellm}
     env = quote_env_file(_render(templates, ENV_TEMPLATE, context, host))
-    systemd = host.runtime == "systemd"
+    systemd = host.systemd
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env,
                          block="" if systemd else _render(templates, BLOCK_TEMPLATE, context, host),
                          secret_names=tuple(name for name in env_pairs(env) if name in secrets),

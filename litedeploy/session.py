@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence, TextIO
 
-from .commands import argv, container, files, lock, runtime, script, unit
+from .commands import argv, container, files, line, lock, runtime, script, unit
 from .commands.facts import gather
 from .commands.runtime import ServiceCommands
 from .errors import ComposeFileError, DeployError, RemoteError, VerifyError
@@ -91,17 +91,14 @@ class Session:
             source = f"the wheels in {host.wheels}" if host.wheels else "the host's package index"
             out.write(f"{host.name}: installing {' '.join(host.packages)} into {plan.venv} from {source}\n")
             out.flush()
-        try:
-            if plan.venv and host.wheels:
+            if host.wheels:
                 wheels = sorted(Path(host.wheels).glob("*.whl"))
-                stage = self.remote.upload([wheel.read_bytes() for wheel in wheels])
-                renames = [f"mv {stage}/{index} {stage}/{argv([wheel.name])}" for index, wheel in enumerate(wheels)]
-                self.remote.run(script("set -e", renames))
-            result = self.remote.run(script("set -e", unit.ensure_user(host) if plan.user else None,
-                                            unit.install_venv(host, stage) if plan.venv else None), check=False)
-        finally:
-            if stage:
-                self.remote.run(["rm", "-rf", stage], check=False)
+                stage = self.remote.upload([wheel.read_bytes() for wheel in wheels], [wheel.name for wheel in wheels])
+        prepare = script("set -e", unit.ensure_user(host) if plan.user else None,
+                         unit.install_venv(host, stage) if plan.venv else None)
+        # One round trip: the install, then the staged wheels removed whatever its outcome.
+        result = self.remote.run(script(f"( {prepare}\n)", "code=$?", line("rm", "-rf", stage) if stage else None,
+                                        "exit $code"), check=False)
         if result.failed:
             raise RemoteError(f"{host.name}: installing {' '.join(host.packages)} into {host.venv_dir} failed, "
                               f"nothing else changed: {self.remote.last_line(result)}")
@@ -115,7 +112,7 @@ class Session:
             reason = result.stderr.strip().splitlines()[-1]
             for change in changes:
                 reason = reason.replace(files.temp_path(change), change.path)
-            error = DeployError if self.host.runtime == "systemd" else ComposeFileError
+            error = DeployError if self.host.systemd else ComposeFileError
             raise error(f"{self.host.name}:{self.host.service_file}: {self.redact(reason)}")
         if result.failed:
             raise RemoteError(f"{self.host.name}: writing the files failed, the previous ones are in place: "

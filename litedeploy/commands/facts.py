@@ -15,7 +15,7 @@ def gather(host: Host, lock_owner: dict | None = None, break_lock: bool = False)
     systemd host is asked about its unit, venvs and service user instead."""
     taking = (lock.break_stale(host) if break_lock else None,
               lock.take(host, lock_owner) if lock_owner is not None else None, files.contents(host))
-    if host.runtime == "systemd":
+    if host.systemd:
         return script(*taking, unit.runtime_facts(host))
     questions = [FLAVOUR, container.state(host, digests=True), container.wanted_image(host.image)]
     return script(

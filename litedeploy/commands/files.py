@@ -97,7 +97,7 @@ def install(host: Host, changes: Sequence[FileChange], stage: str, deploy_id: st
     lines += [line("mv", "-f", temp_path(change), change.target) for change in ours]
     if guarded:
         log = f"{stage}/validate.log"
-        what = "unit" if host.runtime == "systemd" else "compose file"
+        what = "unit" if host.systemd else "compose file"
         lines += [
             f"if ! {commands.accepts(temp_path(guarded[0]), log)}; then",
             *[f"  {undo}" for undo in _restore(host, ours, deploy_id)],

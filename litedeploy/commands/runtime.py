@@ -14,34 +14,30 @@ from .unit import UnitCommands
 ServiceCommands = Union[ComposeCommands, UnitCommands]
 
 
-def systemd(host: Host) -> bool:
-    return host.runtime == "systemd"
-
-
 def service_commands(host: Host, facts: HostFacts) -> ServiceCommands:
-    return UnitCommands(host) if systemd(host) else compose_commands(host, facts)
+    return UnitCommands(host) if host.systemd else compose_commands(host, facts)
 
 
 def state(host: Host) -> str:
-    return unit.state(host) if systemd(host) else container.state(host)
+    return unit.state(host) if host.systemd else container.state(host)
 
 
 def logs(host: Host, tail: int, follow: bool = False, since: str | None = None) -> list[str]:
-    return (unit.logs if systemd(host) else container.logs)(host, tail, follow, since)
+    return (unit.logs if host.systemd else container.logs)(host, tail, follow, since)
 
 
 def execute(host: Host, command: list[str]) -> list[str]:
-    return (unit.execute if systemd(host) else container.execute)(host, command)
+    return (unit.execute if host.systemd else container.execute)(host, command)
 
 
 def environment(host: Host) -> list[str] | str:
-    return unit.environment(host) if systemd(host) else container.execute(host, ["env"])
+    return unit.environment(host) if host.systemd else container.execute(host, ["env"])
 
 
 def stop(host: Host) -> list[str] | str:
-    return UnitCommands(host).reload_and_stop() if systemd(host) else container.stop(host)
+    return UnitCommands(host).reload_and_stop() if host.systemd else container.stop(host)
 
 
 def remove(host: Host) -> list[str] | str:
     """Takes away a gateway that was not there before: the container, or the unit's running process."""
-    return UnitCommands(host).remove() if systemd(host) else container.remove(host)
+    return UnitCommands(host).remove() if host.systemd else container.remove(host)

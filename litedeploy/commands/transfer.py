@@ -19,7 +19,9 @@ def relay(address: str, port: int, length: int) -> list[str]:
                           f"head -c {int(length)} >&3; cat <&3"]
 
 
-def receive(folder: str, sizes: list[int]) -> list[str]:
-    """A private folder (0700) holding files 0, 1, ... of the given sizes, read in turn from stdin."""
-    writes = "".join(f"head -c {int(size)} > {line(f'{folder}/{index}')} && " for index, size in enumerate(sizes))
+def receive(folder: str, sizes: list[int], names: list[str] | None = None) -> list[str]:
+    """A private folder (0700) holding files of the given sizes, read in turn from stdin, named
+    0, 1, ... or by NAMES."""
+    names = names or [str(index) for index in range(len(sizes))]
+    writes = "".join(f"head -c {int(size)} > {line(f'{folder}/{name}')} && " for name, size in zip(names, sizes))
     return ["sh", "-c", f"umask 077 && mkdir -m 0700 {line(folder)} && echo {INPUT_READY} && {writes}true"]

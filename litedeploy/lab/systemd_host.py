@@ -1,8 +1,9 @@
 """A lab host without Docker for the gateway: a container whose PID 1 is systemd, with its own
-hardened sshd (no forwarding), run on namespace host 1's engine and reached over SSH at that host's address (port 2222). It is
-shaped like the hosts of the hx_litellm_proxy role: Debian with python3-venv and sudo, no package index
-(the namespace has no route out), so LiteLLM reaches it as a folder of wheels, built here once with
-the host's own Python; two Ollama stand-ins answer on its loopback as the role's backends do.
+hardened sshd (no forwarding), run on namespace host 1's engine and reached over SSH at that host's
+address (port 2222). It is shaped like the hosts of the hx_litellm_proxy role: Debian with
+python3-venv and sudo, no package index (the namespace has no route out), so LiteLLM reaches it as
+a folder of wheels, built here once with the host's own Python; two Ollama stand-ins answer on its
+loopback as the role's backends do.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The litellm service in the host's compose file, and only that service: the user's other services
 are never named, so compose never touches them. On a systemd host (runtime: systemd) the same
-tasks drive the unit with systemctl; `pull` and `remove`, which only mean something for a
-container, say so."""
+tasks drive the unit with systemctl; `remove` stops and disables it, and `pull`, which only means
+something for a container, says so."""
 
 from __future__ import annotations
 
