@@ -1,5 +1,6 @@
 """The local target `lab`: this machine as deploy hosts shaped like production ones."""
 
+import shlex
 from pathlib import Path
 
 from invoke import task
@@ -35,3 +36,19 @@ def down(c):
     """Stop the lab's container, the namespace hosts, and the sshds and dockerd that `lab.up` started."""
     local_lab.down(_lab(c), print)
     print("lab: down")
+
+
+@task(help={"upgrade": "let uv move every pin to the newest release the inputs allow (default: keep the "
+                       "pins and only add or drop what the inputs changed)"})
+@reports_errors
+def lock(c, upgrade=False):
+    """Write the lock files in locks/ (the lab's LiteLLM, Docker Compose v2, the test environment)
+    with uv, from locks/*.in and pyproject.toml: the only way the lab's pins change."""
+    from ..lab import locks
+
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        raise DeployError("lab.lock needs uv: pip install --require-hashes -r locks/test.txt") from None
+    for one in locks.ALL:
+        c.run(" ".join(shlex.quote(word) for word in one.compile_argv(find_uv_bin(), upgrade)), echo=True)
