@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -21,7 +22,7 @@ from typing import Iterable
 from ..errors import DeployError
 from ..inventory import Host
 from . import netns, registry, systemd_host
-from .image import LAB_IMAGE, build_image, install_compose_v2, saved_image
+from .image import LAB_IMAGE, build_image, download_wheels, install_compose_v2, saved_image
 from .netns import NamespaceHost
 from .process import Say, alive, docker_answers, listening, run, spawn, stop, succeeds, wait
 from .sshd import NAMESPACE_PROFILE, PROFILES, SshdPaths, SshdProfile, rc_script, sshd_config
@@ -84,22 +85,35 @@ class Lab:
 
 
 def up(lab: Lab, say: Say, hosts: int = 0) -> set[str]:
-    """Returns what this call started (daemons, namespace hosts), so a caller can stop exactly that."""
+    """Returns what this call started (daemons, namespace hosts), so a caller can stop exactly that.
+
+    What waits on the network or the disk runs side by side: the wheel download, the lab image's
+    debootstrap, the namespace hosts' engines and the systemd host's debootstrap; then the image is
+    loaded into every namespace host at once."""
     lab.state.mkdir(mode=0o700, parents=True, exist_ok=True)
     install_packages(say)
-    install_compose_v2(lab.compose_v2_config, say)
     _make_keys(lab)
     started = {f"sshd:{name}" for name in PROFILES if _start_profile_sshd(lab, name, say)}
     if _start_dockerd(lab, say):
         started.add("dockerd")
-    build_image(LAB_IMAGE, lab.state, say)
-    if registry.start(lab.state, say):
-        started.add("registry")
-    registry.publish(LAB_IMAGE, say)
-    for index in range(1, hosts + 1):
-        if _start_namespace_host(lab, lab.namespace_host(index), say):
-            started.add(f"host:{index}")
-    if hosts and systemd_host.start(lab.namespace_host(1), lab.state, say):
+    namespace_hosts = [lab.namespace_host(index) for index in range(1, hosts + 1)]
+    with ThreadPoolExecutor(max_workers=2 * hosts + 4) as pool:
+        wheels = pool.submit(download_wheels, lab.state, say)
+        engines = [pool.submit(_start_namespace_engine, host, say) for host in namespace_hosts]
+        waiting = [pool.submit(_build_systemd_host, engines[0], namespace_hosts[0], lab.state, say)] if hosts else []
+        install_compose_v2(lab.compose_v2_config, say)
+        build_image(LAB_IMAGE, wheels.result, lab.state, say)
+        if registry.start(lab.state, say):
+            started.add("registry")
+        waiting.append(pool.submit(registry.publish, LAB_IMAGE, say))
+        if namespace_hosts:
+            saved = saved_image(LAB_IMAGE, lab.state, say)
+            finished = [pool.submit(_finish_namespace_host, lab, host, saved, say) for host in namespace_hosts]
+            started |= {f"host:{host.index}" for host, engine, rest in zip(namespace_hosts, engines, finished)
+                        if engine.result() | rest.result()}
+        for step in waiting:
+            step.result()
+    if hosts and systemd_host.start(namespace_hosts[0], lab.state, say):
         started.add("systemd-host")
     _write_known_hosts(lab)
     return started
@@ -229,11 +243,21 @@ def _start_dockerd(lab: Lab, say: Say) -> bool:
     return True
 
 
-def _start_namespace_host(lab: Lab, host: NamespaceHost, say: Say) -> bool:
-    """Link, engine, image and sshd of one namespace host; True when any of them had to be started."""
+def _start_namespace_engine(host: NamespaceHost, say: Say) -> bool:
+    """The host's link and Docker engine; True when either had to be made."""
     created = netns.create_link(host, say)
-    started_engine = netns.start_dockerd(host, say)
-    netns.load_image(host, LAB_IMAGE, saved_image(LAB_IMAGE, lab.state, say), say)
+    return netns.start_dockerd(host, say) or created
+
+
+def _build_systemd_host(engine: Future[bool], host: NamespaceHost, state: Path, say: Say) -> None:
+    """The systemd host's image, once the engine of the namespace host it runs on answers."""
+    engine.result()
+    systemd_host.build(host, state, say)
+
+
+def _finish_namespace_host(lab: Lab, host: NamespaceHost, saved: Path, say: Say) -> bool:
+    """Image, registry and sshd of a namespace host whose engine runs; True when any had to be started."""
+    netns.load_image(host, LAB_IMAGE, saved, say)
     started_registry = registry.start(lab.state, say, host.folder, host.in_netns([]))
     host_key = host.folder / "ssh_host_ed25519_key"
     if not host_key.exists():
@@ -243,7 +267,7 @@ def _start_namespace_host(lab: Lab, host: NamespaceHost, say: Say) -> bool:
                          _environment(lab, NAMESPACE_PROFILE, host.docker_socket))
     started_sshd = _start_sshd(paths, NAMESPACE_PROFILE, config, host.in_netns([]), say,
                                f"{host.name} {host.address}:22")
-    return created or started_engine or started_registry or started_sshd
+    return started_registry or started_sshd
 
 
 def _write_known_hosts(lab: Lab) -> None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DeployError
-from . import registry
+from . import locks, registry
+from .image import lock_of
 from .process import Say, alive, docker_answers, run, spawn, stop, succeeds, wait
 from .sshd import SshdPaths
 
@@ -131,7 +132,8 @@ def start_dockerd(host: NamespaceHost, say: Say) -> bool:
 
 
 def load_image(host: NamespaceHost, image: str, saved: Path, say: Say) -> None:
-    if succeeds([*host.docker, "image", "inspect", image]):
+    """Loads the archive unless the host's engine has the image from the same lock."""
+    if lock_of(host.docker, image) == locks.LITELLM.digest:
         return
     say(f"lab: loading {image} into {host.name}")
     run([*host.docker, "load", "-i", str(saved)])

@@ -1,6 +1,11 @@
 """A real registry on loopback (Debian's docker-registry) serving the lab image as LiteLLM releases,
 two that work and one that fails at start, so pulls, upgrades and rollbacks go through `docker pull`
-as they do against ghcr.io."""
+as they do against ghcr.io.
+
+It serves them under two repositories whose images share no image ID: `litellm-lab`, which hosts.yaml's
+lab hosts run, and `litellm-releases`, for the tests of pulls, upgrades and pruning alone. A deploy
+prunes its repository's images that none of its kept releases runs, and a test that takes a tag off
+the engine to force a pull must not take it from a deploy running beside it."""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ from typing import Sequence
 
 import yaml
 
+from .image import lock_of
 from .process import Say, alive, run, spawn, stop, succeeds, wait
 
 ADDRESS, PORT = "127.0.0.1", 15500
-REPOSITORY = f"{ADDRESS}:{PORT}/litellm-lab"
+LAB_REPOSITORY, RELEASE_TESTS = "litellm-lab", "litellm-releases"
 # Release tag -> the `docker commit --change` lines that make it from the lab build. Each gets a
 # digest of its own; all share the build's one big layer, so a pull moves only a few kilobytes.
 RELEASES: dict[str, tuple[str, ...]] = {
@@ -28,8 +34,8 @@ RELEASES: dict[str, tuple[str, ...]] = {
 BROKEN_RELEASE = "1.107.0"
 
 
-def release(tag: str) -> str:
-    return f"{REPOSITORY}:{tag}"
+def release(tag: str, repository: str = LAB_REPOSITORY) -> str:
+    return f"{ADDRESS}:{PORT}/{repository}:{tag}"
 
 
 def start(state: Path, say: Say, folder: Path | None = None, wrap: Sequence[str] = ()) -> bool:
@@ -57,24 +63,33 @@ def stop_in(folder: Path, say: Say) -> None:
 
 
 def publish(built_image: str, say: Say) -> None:
-    """Pushes every release the registry lacks (Docker pulls from 127.0.0.0/8 over plain HTTP)."""
-    for tag, changes in RELEASES.items():
-        if _in_registry(tag):
-            continue
-        say(f"lab: publishing {release(tag)}")
-        if not succeeds(["docker", "image", "inspect", release(tag)]):
-            container = run(["docker", "create", built_image]).strip()
-            try:
-                run(["docker", "commit", *[word for change in changes for word in ("--change", change)],
-                     container, release(tag)])
-            finally:
-                succeeds(["docker", "rm", container])
-        run(["docker", "push", "-q", release(tag)])
+    """Pushes every release the registry lacks, or whose local image was made from another build of
+    the lab image (a refreshed lock). Docker pulls from 127.0.0.0/8 over plain HTTP."""
+    built = lock_of(("docker",), built_image)
+    for repository in (LAB_REPOSITORY, RELEASE_TESTS):
+        for tag, changes in RELEASES.items():
+            name = release(tag, repository)
+            current = lock_of(("docker",), name) == built
+            if current and _in_registry(repository, tag):
+                continue
+            say(f"lab: publishing {name}")
+            if not current:
+                container = run(["docker", "create", built_image]).strip()
+                try:
+                    run(["docker", "commit", *[word for change in changes for word in ("--change", change)],
+                         "--change", f"LABEL org.litedeploy.lab.repository={repository}", container, name])
+                finally:
+                    succeeds(["docker", "rm", container])
+            run(["docker", "push", "-q", name])
 
 
-def _in_registry(tag: str) -> bool:
+def manifest_url(repository: str, tag: str) -> str:
+    return f"http://{ADDRESS}:{PORT}/v2/{repository}/manifests/{tag}"
+
+
+def _in_registry(repository: str, tag: str) -> bool:
     request = urllib.request.Request(
-        f"http://{ADDRESS}:{PORT}/v2/litellm-lab/manifests/{tag}", method="HEAD",
+        manifest_url(repository, tag), method="HEAD",
         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
     try:
         with urllib.request.urlopen(request, timeout=5) as answer:

@@ -2,7 +2,7 @@
 hardened sshd (no forwarding), run on namespace host 1's engine and reached over SSH at that host's
 address (port 2222). It is shaped like the hosts of the hx_litellm_proxy role: Debian with
 python3-venv and sudo, no package index (the namespace has no route out), so LiteLLM reaches it as
-a folder of wheels, built here once with the host's own Python; two Ollama stand-ins answer on its
+the lab's folder of locked wheels (`image.download_wheels`); two Ollama stand-ins answer on its
 loopback as the role's backends do.
 """
 
@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .image import LITELLM_REQUIREMENTS
+from .image import debootstrap, import_rootfs
 from .netns import NamespaceHost
 from .process import Say, run, succeeds, wait
 from .sshd import NO_FORWARDING
@@ -45,52 +45,24 @@ WantedBy=multi-user.target
 """
 
 
-def wheels_dir(state: Path) -> Path:
-    """The wheel folder an inventory's `wheels` names for the lab's systemd hosts."""
-    return state / "wheels" / LITELLM_REQUIREMENTS[0].split("==")[1]
-
-
 def build(engine: NamespaceHost, state: Path, say: Say) -> None:
-    """The image (in the namespace host's engine) and the wheel folder, made together by one
-    debootstrap: the wheels are resolved by the Python the host runs (Debian's 3.11.2, whose
-    markers pip's --python-version cannot evaluate). Cached: skipped when both exist."""
-    wheels = wheels_dir(state)
-    if wheels.is_dir() and succeeds([*engine.docker, "image", "inspect", IMAGE]):
+    """The host's image, in the namespace host's engine. Cached: skipped while that engine has it."""
+    if succeeds([*engine.docker, "image", "inspect", IMAGE]):
         return
-    say(f"lab: building the systemd host image {IMAGE} and the wheel folder (about 1.5 minutes, once)")
+    say(f"lab: building the systemd host image {IMAGE} (debootstrap, about a minute, once)")
     started = time.monotonic()
     rootfs = state / "systemd-rootfs"
-    shutil.rmtree(rootfs, ignore_errors=True)
     try:
-        run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm", str(rootfs)])
-        shutil.copy("/etc/resolv.conf", rootfs / "etc/resolv.conf")
-        shutil.copy("/etc/ssl/certs/ca-certificates.crt", rootfs / "tmp/ca.crt")
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "PIP_CERT": "/tmp/ca.crt",
-               "PIP_CONFIG_FILE": "/dev/null", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "180"}
-        run(["chroot", str(rootfs), "python3", "-m", "venv", "/tmp/download"], env=env)
-        run(["chroot", str(rootfs), "/tmp/download/bin/pip", "download", "-q", "--only-binary=:all:",
-             "-d", "/tmp/wheels", *LITELLM_REQUIREMENTS], env=env)
-        partial = wheels.with_suffix(".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(rootfs / "tmp/wheels"), partial)
-        (rootfs / "tmp/ca.crt").unlink()
-        for cache in ("tmp/download", "var/cache/apt/archives", "var/lib/apt/lists", "root/.cache"):
-            shutil.rmtree(rootfs / cache, ignore_errors=True)
-        (rootfs / "etc/resolv.conf").write_text("")
+        debootstrap(rootfs, PACKAGES)
         (rootfs / "etc/systemd/system/ollama-standin@.service").write_text(STANDIN_UNIT)
         run(["chroot", str(rootfs), "ssh-keygen", "-A"])
         run(["chroot", str(rootfs), "systemctl", "enable", "ssh", *[f"ollama-standin@{port}" for port in STANDIN_PORTS]])
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        run([*engine.docker, "import", "-c", 'CMD ["/sbin/init"]', "-", IMAGE], stdin=tar.stdout)
-        tar.wait()
+        import_rootfs(rootfs, engine.docker, IMAGE, ('CMD ["/sbin/init"]',))
         older = run([*engine.docker, "images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE.split(":")[0]]).split()
         subprocess.run([*engine.docker, "rmi", "-f", *[name for name in older if name != IMAGE]], capture_output=True)
-        shutil.rmtree(wheels, ignore_errors=True)
-        partial.rename(wheels)
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
-    say(f"lab: built {IMAGE} and {len(list(wheels.iterdir()))} wheels in {time.monotonic() - started:.0f} s")
+    say(f"lab: built {IMAGE} in {time.monotonic() - started:.0f} s")
 
 
 def start(engine: NamespaceHost, state: Path, say: Say) -> bool:
