@@ -6,6 +6,7 @@ through the real sshd and dockerd of the lab, so they never touch the user's `la
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,12 @@ def repo() -> Path:
 
 # Namespace hosts the suite brings up: the fleet tests need three separate hosts.
 NAMESPACE_HOSTS = 3
+LAB_STATE = REPO / ".lab"
+# Written by the run's lab.up when it is done: {"error": null} or {"error": "what failed"}.
+LAB_READY = LAB_STATE / "up-result.json"
+LAB_UP = pytest.StashKey[Future]()
+# A cold machine: apt, two debootstraps, the wheels, loading the image into three engines.
+LAB_UP_TIMEOUT = 1800
 # The lab's sshd profile that offers each compose flavour: v2 as on current hosts, v1 alone as on
 # older ones.
 FLAVOUR_PROFILES = {"v2": "standard", "v1": "compose-v1"}
@@ -46,13 +54,107 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("compose_flavour", flavours, scope="module")
 
 
+def _lab_target() -> local_lab.Lab:
+    return local_lab.Lab(LAB_STATE, load_inventory(REPO / "hosts.yaml").host("lab"))
+
+
+def _runs_lab_tests(config: pytest.Config) -> bool:
+    """Whether this run may select a lab test: not when `-m` excludes them, nor when every path
+    given names a module that is not a lab module."""
+    if "not lab" in (config.option.markexpr or ""):
+        return False
+    paths = [arg.split("::")[0] for arg in config.args]
+    return any(Path(path).is_dir() or Path(path).name.startswith("test_lab") for path in paths)
+
+
+def _bring_up_lab() -> set[str]:
+    """`lab.up` for this run, its output in .lab/up.log; the outcome in LAB_READY for the workers."""
+    try:
+        with open(LAB_STATE / "up.log", "a") as log:
+            def say(line: str) -> None:
+                print(f"{time.strftime('%H:%M:%S')} {line}", file=log, flush=True)
+            started = local_lab.up(_lab_target(), say, hosts=NAMESPACE_HOSTS)
+        LAB_READY.write_text(json.dumps({"error": None}))
+        return started
+    except Exception as error:  # any failure reaches every lab test, named, instead of a hang
+        LAB_READY.write_text(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+        raise
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The lab comes up once per run, in the process that runs the session (xdist's controller),
+    beside the tests: unit tests run while its images build; lab tests wait for it in `lab`."""
+    if hasattr(session.config, "workerinput") or not _runs_lab_tests(session.config):
+        return
+    LAB_STATE.mkdir(mode=0o700, exist_ok=True)
+    LAB_READY.unlink(missing_ok=True)
+    bringing_up = ThreadPoolExecutor(max_workers=1)
+    session.config.stash[LAB_UP] = bringing_up.submit(_bring_up_lab)
+    bringing_up.shutdown(wait=False)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stops what this run's lab.up started, once every worker is done with it."""
+    bringing_up = session.config.stash.get(LAB_UP, None)
+    if bringing_up is None:
+        return
+    try:
+        started = bringing_up.result()
+    except Exception:
+        return
+    with open(LAB_STATE / "up.log", "a") as log:
+        local_lab.stop_daemons(_lab_target(), lambda line: print(line, file=log, flush=True), started)
+
+
+# Lab modules that must not run beside each other: the fleet counts the connections each namespace
+# host's sshd accepted, and these modules connect to those sshds too.
+SHARED_GROUPS = {module: "namespace-sshds" for module in
+                 ("test_lab_fleet", "test_lab_host_shapes", "test_lab_sudo", "test_lab_releases")}
+
+
+def lab_group(nodeid: str) -> str | None:
+    """The group a lab module's test runs in (one worker runs a group, in order: its tests build on
+    each other and share module fixtures); None for a unit test, which may run anywhere."""
+    module = Path(nodeid.split("::", 1)[0]).stem
+    return SHARED_GROUPS.get(module, module) if module.startswith("test_lab_") else None
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """xdist's scope scheduling with lab_group as the scope (a unit test is a scope of its own).
+    Our own rule, not the xdist_group mark: pytest 9.2 ignores the node ids xdist 3.8 rewrites for it."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LabGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return lab_group(nodeid) or nodeid
+
+    return LabGroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Unit tests first, while the lab comes up; then the lab groups, the largest first, so the
+    last to finish is a short one (with --no-loadscope-reorder, xdist keeps this order)."""
+    sizes: dict[str, int] = {}
+    for item in items:
+        group = lab_group(item.nodeid)
+        if group:
+            sizes[group] = sizes.get(group, 0) + 1
+    items.sort(key=lambda item: (lab_group(item.nodeid) is not None, -sizes.get(lab_group(item.nodeid) or "", 0),
+                                 lab_group(item.nodeid) or ""))
+
+
 @pytest.fixture(scope="session")
 def lab() -> local_lab.Lab:
-    """The lab target, brought up once; what this run started is stopped at the end."""
-    target = local_lab.Lab(REPO / ".lab", load_inventory(REPO / "hosts.yaml").host("lab"))
-    started = local_lab.up(target, print, hosts=NAMESPACE_HOSTS)
-    yield target
-    local_lab.stop_daemons(target, print, started)
+    """The lab target, once this run's lab.up is done (see pytest_sessionstart)."""
+    deadline = time.monotonic() + LAB_UP_TIMEOUT
+    while not LAB_READY.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the lab was not up after {LAB_UP_TIMEOUT} s; see {LAB_STATE / 'up.log'}")
+        time.sleep(1)
+    error = json.loads(LAB_READY.read_text())["error"]
+    if error:
+        pytest.fail(f"lab.up failed: {error} (see {LAB_STATE / 'up.log'})")
+    return _lab_target()
 
 
 @contextmanager
@@ -100,10 +202,27 @@ def copy_templates(folder: Path) -> Path:
     return folder
 
 
+def _worker_index() -> int:
+    """0 for xdist's gw0 (or a run without xdist), 1 for gw1, ..."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
+# Each worker's own block of ports, below Linux's ephemeral range (32768-60999), where outgoing
+# connections (SSH, HTTP) take theirs: a port handed out here is never taken by another worker or
+# by a client socket before the gateway binds it.
+_PORTS = itertools.count(20000 + 1000 * _worker_index())
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A loopback port of this worker's block that nothing listens on now."""
+    for port in _PORTS:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("unreachable: itertools.count never ends")
 
 
 @dataclass

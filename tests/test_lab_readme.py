@@ -8,7 +8,7 @@ import pytest
 pytestmark = pytest.mark.lab
 
 MAIN_JOB = "inv lab.up deploy --host lab ops.smoke --host lab"
-TEST_JOB = "pip install -e '.[test]' && python -m pytest"
+TEST_JOB = "pip install --require-hashes -r locks/test.txt && python -m pytest"
 
 
 def test_readme_and_ci_give_the_commands_tested_here(repo):

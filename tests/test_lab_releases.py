@@ -1,6 +1,8 @@
 """Pinned releases, upgrades, rollbacks and every setting, through the lab's real registry, sshd,
 dockerd and LiteLLM. The registry serves the lab image as releases 1.106.2 and 1.106.3 and a
-1.107.0 that fails at start; each `docker pull` here is real.
+1.107.0 that fails at start; each `docker pull` here is real. They come from the registry's
+repository for these tests, which no other test's host runs, so the tags this module takes off the
+engine and the images its deploys prune are its own while other modules deploy beside it.
 
 The tests of the first part run in order against one host, as an admin's week would go.
 """
@@ -23,22 +25,26 @@ pytestmark = pytest.mark.lab
 FIRST_ANSWER = "lab mock: hello from LiteLLM"
 
 
+def release(tag: str) -> str:
+    return registry.release(tag, registry.RELEASE_TESTS)
+
+
 def registry_digest(tag: str) -> str:
     """What the registry itself says the release's digest is."""
     request = urllib.request.Request(
-        f"http://{registry.ADDRESS}:{registry.PORT}/v2/litellm-lab/manifests/{tag}", method="HEAD",
+        registry.manifest_url(registry.RELEASE_TESTS, tag), method="HEAD",
         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
     with urllib.request.urlopen(request, timeout=10) as answer:
         return answer.headers["Docker-Content-Digest"]
 
 
 def pinned(tag: str) -> str:
-    return f"{registry.release(tag)}@{registry_digest(tag)}"
+    return f"{release(tag)}@{registry_digest(tag)}"
 
 
 def forget_locally(tag: str) -> None:
     """Takes the tag off this engine (an image a container runs stays, untagged): the next use pulls."""
-    subprocess.run(["docker", "rmi", "-f", registry.release(tag)], capture_output=True)
+    subprocess.run(["docker", "rmi", "-f", release(tag)], capture_output=True)
 
 
 def audit(host) -> list[dict]:
@@ -64,7 +70,7 @@ def first(lab_host):
     """A first deploy of release 1.106.2, which this engine must pull."""
     forget_locally("1.106.2")
     lab_host.root.joinpath("compose.yml").write_text(TEAM_COMPOSE)
-    lab_host.write_inventory({"image": registry.release("1.106.2")})
+    lab_host.write_inventory({"image": release("1.106.2")})
     run = lab_host.run("deploy", "--host", lab_host.name)
     return run, (lab_host.root / "litellm/config.yaml").read_text()
 
@@ -72,7 +78,7 @@ def first(lab_host):
 def test_a_deploy_pins_the_release_to_the_digest_the_registry_serves(lab_host, first):
     run, _ = first
     assert run.returncode == 0, run.stderr
-    assert f"pulling {registry.release('1.106.2')}" in run.stderr
+    assert f"pulling {release('1.106.2')}" in run.stderr
     expected = pinned("1.106.2")
     assert f'image: "{expected}"' in compose_text(lab_host)
     assert lab_host.inspect()["Config"]["Image"] == expected
@@ -98,7 +104,7 @@ def test_upgrade_pulls_the_release_while_the_old_one_serves_then_swaps(lab_host,
     assert run.stderr.index("pulled ") < run.stderr.index("waiting for litellm")
     running = lab_host.inspect()
     assert running["Config"]["Image"] == pinned("1.106.3")
-    local = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", registry.release("1.106.3")],
+    local = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", release("1.106.3")],
                            capture_output=True, text=True, check=True).stdout.strip()
     assert running["Image"] == local
     assert "hosts.yaml still names" in run.stderr  # --to overrides for this run only
@@ -122,19 +128,19 @@ def test_a_release_the_registry_lacks_fails_before_anything_changes(lab_host, fi
     before = lab_host.snapshot()
     run = lab_host.run("upgrade", "--host", lab_host.name, "--to", "9.9.9")
     assert run.returncode == 1
-    assert f"{lab_host.name}: cannot pull {registry.release('9.9.9')}" in run.stderr
+    assert f"{lab_host.name}: cannot pull {release('9.9.9')}" in run.stderr
     assert lab_host.snapshot() == before
 
 
 def test_an_image_change_on_a_host_with_a_database_needs_yes(lab_host, first):
     secrets = encrypt_for_lab(lab_secrets(DATABASE_URL="postgresql://litellm:pw@127.0.0.1:1/litellm"),
                               lab_host.root / "secrets.database.enc.yaml")
-    lab_host.write_inventory({"image": registry.release("1.106.2"), "secrets_file": str(secrets)}, database=True)
+    lab_host.write_inventory({"image": release("1.106.2"), "secrets_file": str(secrets)}, database=True)
     before = lab_host.snapshot()
     try:
         run = lab_host.run("deploy", "--host", lab_host.name)
     finally:
-        lab_host.write_inventory({"image": registry.release("1.106.3")})
+        lab_host.write_inventory({"image": release("1.106.3")})
     assert run.returncode == 1
     assert "a rollback does not undo a migration" in run.stderr and "--yes" in run.stderr
     assert lab_host.snapshot() == before
@@ -142,7 +148,7 @@ def test_an_image_change_on_a_host_with_a_database_needs_yes(lab_host, first):
 
 def test_rollback_to_an_earlier_release_brings_back_its_image_and_config(lab_host, first):
     _, first_config = first
-    lab_host.write_inventory({"image": registry.release("1.106.3")}, mock_response="lab mock: the second config")
+    lab_host.write_inventory({"image": release("1.106.3")}, mock_response="lab mock: the second config")
     changed = lab_host.run("deploy", "--host", lab_host.name)
     assert changed.returncode == 0 and "restarted litellm" in changed.stdout, changed.stderr
     assert chat(lab_host, "claude-sonnet-4") == "lab mock: the second config"
@@ -155,7 +161,7 @@ def test_rollback_to_an_earlier_release_brings_back_its_image_and_config(lab_hos
     assert chat(lab_host, "claude-sonnet-4") == FIRST_ANSWER
     assert "web:" in compose_text(lab_host)  # the team's own service is still there
     # The image changed, so the broken release, which no kept release runs, was pruned.
-    assert subprocess.run(["docker", "image", "inspect", registry.release(registry.BROKEN_RELEASE)],
+    assert subprocess.run(["docker", "image", "inspect", release(registry.BROKEN_RELEASE)],
                           capture_output=True).returncode != 0
     history = lab_host.run("ops.history", "--host", lab_host.name)
     assert history.returncode == 0
@@ -200,8 +206,8 @@ def test_a_separate_hardened_bridged_host_upgrades_and_goes_back_to_the_old_dige
     """A namespace host (own engine, hardened sshd, bridge networking) pulls from the registry on
     its own loopback, which serves the same blobs."""
     host = make_namespace_host(lab, tmp_path, "ns-upgrade", 3)
-    subprocess.run([*host.docker, "rmi", "-f", registry.release("1.106.3")], capture_output=True)
-    host.write_inventory({"image": registry.release("1.106.2")})
+    subprocess.run([*host.docker, "rmi", "-f", release("1.106.3")], capture_output=True)
+    host.write_inventory({"image": release("1.106.2")})
     try:
         assert host.run("deploy", "--host", host.name).returncode == 0
         upgraded = host.run("upgrade", "--host", host.name, "--to", "1.106.3")

@@ -19,7 +19,7 @@ import yaml
 
 from conftest import REPO, LabHost, copy_templates, encrypt_for_lab, fails_with, lab_secrets
 from litedeploy.inventory import LOCAL_PATHS
-from litedeploy.lab import systemd_host
+from litedeploy.lab import locks, systemd_host
 
 pytestmark = pytest.mark.lab
 UNIT = "/etc/systemd/system/litellm.service"
@@ -165,7 +165,9 @@ def test_rollback_returns_to_the_previous_venv(host):
     """Another set of packages is another venv; a rollback's unit runs the previous one again,
     which the kept release kept from being pruned."""
     old_venv = host.sh("ls -d /opt/litellm/*").strip()
-    host.write_inventory({"packages": ["litellm[proxy]==1.106.2", "prisma==0.15.0", "PyYAML==6.0.3"]},
+    # One more pin, of what the wheel folder holds: the lock names its version.
+    pyyaml = f"PyYAML=={locks.LITELLM.version('pyyaml')}"
+    host.write_inventory({"packages": ["litellm[proxy]==1.106.2", "prisma==0.15.0", pyyaml]},
                          router_settings={"num_retries": 1}, workers=2)
     out = host.ok("deploy", "--host", host.name)
     assert "changed litellm.service, venv; recreated litellm" in out
