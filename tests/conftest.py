@@ -84,10 +84,14 @@ def _bring_up_lab() -> set[str]:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """The lab comes up once per run, in the process that runs the session (xdist's controller),
     beside the tests: unit tests run while its images build; lab tests wait for it in `lab`."""
-    if hasattr(session.config, "workerinput") or not _runs_lab_tests(session.config):
+    if hasattr(session.config, "workerinput"):
         return
     LAB_STATE.mkdir(mode=0o700, exist_ok=True)
     LAB_READY.unlink(missing_ok=True)
+    if not _runs_lab_tests(session.config):
+        LAB_READY.write_text(json.dumps({"error": "this run starts no lab (-m excludes lab tests, or no lab module "
+                                                  "is named); mark the test `lab`"}))
+        return
     bringing_up = ThreadPoolExecutor(max_workers=1)
     session.config.stash[LAB_UP] = bringing_up.submit(_bring_up_lab)
     bringing_up.shutdown(wait=False)
@@ -272,7 +276,19 @@ class LabHost:
         return json.loads(out.stdout)[0]
 
     def remove_container(self) -> None:
+        """The gateway's container and the networks compose made for its project (v1 makes a default
+        one): left behind, they use up Docker's 31 default address pools over a few runs."""
+        project = subprocess.run([*self.docker, "inspect", "--format",
+                                  '{{index .Config.Labels "com.docker.compose.project"}}', self.container],
+                                 capture_output=True, text=True).stdout.strip()
         subprocess.run([*self.docker, "rm", "-f", self.container], capture_output=True)
+        if project:
+            networks = subprocess.run([*self.docker, "network", "ls", "-q", "--filter",
+                                       f"label=com.docker.compose.project={project}"],
+                                      capture_output=True, text=True).stdout.split()
+            # A network another container of the project still uses (the team's own) stays.
+            for network in networks:
+                subprocess.run([*self.docker, "network", "rm", network], capture_output=True)
 
 
 def make_lab_host(lab: local_lab.Lab, root: Path, name: str, profile: str = "standard") -> LabHost:

@@ -23,6 +23,8 @@ from litedeploy.lab import locks, systemd_host
 
 pytestmark = pytest.mark.lab
 UNIT = "/etc/systemd/system/litellm.service"
+# The LiteLLM of the lab's wheel folder, which hosts.yaml's labsd pins.
+LITELLM = locks.LITELLM.version("litellm")
 
 
 class SystemdHost(LabHost):
@@ -72,7 +74,7 @@ def test_first_deploy_installs_user_venv_and_unit_from_the_wheel_folder(host):
     out = host.ok("deploy", "--host", host.name)
     assert "changed litellm.service, litellm.env, config.yaml, venv; recreated litellm" in out
     venv = host.sh(f"sed -n 's|^ExecStart=\\(.*\\)/bin/litellm .*|\\1|p' {UNIT}").strip()
-    assert venv.startswith("/opt/litellm/litellm-1.106.2-")
+    assert venv.startswith(f"/opt/litellm/litellm-{LITELLM}-")
     assert host.sh(f"ls -A {venv}/.litedeploy-complete && ls -d /tmp/.litedeploy-* 2>/dev/null; true").strip() \
         == f"{venv}/.litedeploy-complete", "the staged wheels are removed after the install"
     assert host.sh("stat -c '%U:%G %a' /etc/litellm/config.yaml /etc/litellm/litellm.env").split("\n")[:2] == \
@@ -134,7 +136,7 @@ def test_a_failed_start_is_rolled_back_to_the_files_and_process_before(host, tmp
 def test_a_failed_install_changes_nothing(host):
     """A package the wheel folder lacks: pip fails, the half-made venv goes, the service runs on."""
     before, files = host.show(), host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env")
-    host.write_inventory({"packages": ["litellm[proxy]==1.106.2", "prisma==0.15.0", "no-such-package==1.0"]},
+    host.write_inventory({"packages": [*host.entry["packages"], "no-such-package==1.0"]},
                          router_settings={"num_retries": 1}, workers=2)
     failed = host.run("deploy", "--host", host.name)
     host.write_inventory(router_settings={"num_retries": 1}, workers=2)
@@ -167,7 +169,7 @@ def test_rollback_returns_to_the_previous_venv(host):
     old_venv = host.sh("ls -d /opt/litellm/*").strip()
     # One more pin, of what the wheel folder holds: the lock names its version.
     pyyaml = f"PyYAML=={locks.LITELLM.version('pyyaml')}"
-    host.write_inventory({"packages": ["litellm[proxy]==1.106.2", "prisma==0.15.0", pyyaml]},
+    host.write_inventory({"packages": [*host.entry["packages"], pyyaml]},
                          router_settings={"num_retries": 1}, workers=2)
     out = host.ok("deploy", "--host", host.name)
     assert "changed litellm.service, venv; recreated litellm" in out
@@ -184,7 +186,7 @@ def test_rollback_returns_to_the_previous_venv(host):
 def test_status_reads_the_unit_and_reports_drift(host):
     out = host.ok("ops.status", "--host", host.name)
     assert "running, answering" in out and "restarts 0" in out and "no drift" in out
-    assert "venv    /opt/litellm/litellm-1.106.2-" in out
+    assert f"venv    /opt/litellm/litellm-{LITELLM}-" in out
     host.write_inventory(router_settings={"num_retries": 2}, workers=2)
     drifted = host.run("ops.status", "--host", host.name, "--json")
     host.write_inventory(router_settings={"num_retries": 1}, workers=2)

@@ -9,6 +9,7 @@ import tomllib
 import pytest
 
 from litedeploy.errors import DeployError
+from litedeploy.inventory import load_inventory
 from litedeploy.lab import image, locks
 
 
@@ -84,3 +85,10 @@ def test_the_platforms_of_bookworm_are_the_ones_its_pip_accepts():
     assert len(platforms) == len(set(platforms)) == 32 + 3
     assert locks.manylinux_platforms((2, 12)) == [*[f"manylinux_2_{n}_x86_64" for n in range(12, 4, -1)],
                                                   "manylinux2010_x86_64", "manylinux1_x86_64"]
+
+
+def test_the_lab_systemd_host_asks_for_what_the_wheel_folder_holds():
+    """hosts.yaml's labsd installs from the lab's wheel folder: its packages are the lock's inputs."""
+    packages = load_inventory(locks.REPO / "hosts.yaml").host("labsd").packages
+    assert sorted(packages) == sorted(line.strip() for line in locks.LITELLM.source.read_text().splitlines()
+                                      if line.strip() and not line.startswith("#"))

@@ -88,8 +88,8 @@ def up(lab: Lab, say: Say, hosts: int = 0) -> set[str]:
     """Returns what this call started (daemons, namespace hosts), so a caller can stop exactly that.
 
     What waits on the network or the disk runs side by side: the wheel download, the lab image's
-    debootstrap, the namespace hosts' engines and the systemd host's debootstrap; then the image is
-    loaded into every namespace host at once."""
+    debootstrap, the namespace hosts' engines, the systemd host (its debootstrap, then its boot);
+    then the image is loaded into every namespace host at once while the registry publishes it."""
     lab.state.mkdir(mode=0o700, parents=True, exist_ok=True)
     install_packages(say)
     _make_keys(lab)
@@ -100,21 +100,21 @@ def up(lab: Lab, say: Say, hosts: int = 0) -> set[str]:
     with ThreadPoolExecutor(max_workers=2 * hosts + 4) as pool:
         wheels = pool.submit(download_wheels, lab.state, say)
         engines = [pool.submit(_start_namespace_engine, host, say) for host in namespace_hosts]
-        waiting = [pool.submit(_build_systemd_host, engines[0], namespace_hosts[0], lab.state, say)] if hosts else []
+        systemd = pool.submit(_start_systemd_host, engines[0], namespace_hosts[0], lab.state, say) if hosts else None
         install_compose_v2(lab.compose_v2_config, say)
         build_image(LAB_IMAGE, wheels.result, lab.state, say)
         if registry.start(lab.state, say):
             started.add("registry")
-        waiting.append(pool.submit(registry.publish, LAB_IMAGE, say))
+        publishing = pool.submit(registry.publish, LAB_IMAGE, say)
         if namespace_hosts:
             saved = saved_image(LAB_IMAGE, lab.state, say)
             finished = [pool.submit(_finish_namespace_host, lab, host, saved, say) for host in namespace_hosts]
             started |= {f"host:{host.index}" for host, engine, rest in zip(namespace_hosts, engines, finished)
                         if engine.result() | rest.result()}
-        for step in waiting:
-            step.result()
-    if hosts and systemd_host.start(namespace_hosts[0], lab.state, say):
-        started.add("systemd-host")
+        publishing.result()
+        wheels.result()  # labsd installs from them, even when the image was built before
+        if systemd and systemd.result():
+            started.add("systemd-host")
     _write_known_hosts(lab)
     return started
 
@@ -249,10 +249,11 @@ def _start_namespace_engine(host: NamespaceHost, say: Say) -> bool:
     return netns.start_dockerd(host, say) or created
 
 
-def _build_systemd_host(engine: Future[bool], host: NamespaceHost, state: Path, say: Say) -> None:
-    """The systemd host's image, once the engine of the namespace host it runs on answers."""
+def _start_systemd_host(engine: Future[bool], host: NamespaceHost, state: Path, say: Say) -> bool:
+    """The systemd host (its image built first), once the engine of the namespace host it runs on
+    answers; True when it had to be started."""
     engine.result()
-    systemd_host.build(host, state, say)
+    return systemd_host.start(host, state, say)
 
 
 def _finish_namespace_host(lab: Lab, host: NamespaceHost, saved: Path, say: Say) -> bool:
