@@ -55,7 +55,7 @@ def test_the_test_lock_holds_every_dependency_of_pyproject():
         project["optional-dependencies"]["dev"]
     names = [re.split(r"[<>=!~\[ ]", requirement, maxsplit=1)[0] for requirement in wanted]
     pins = locks.TEST.pins()
-    assert [name for name in names if re.sub(r"[-_.]+", "-", name).lower() not in pins] == []
+    assert [name for name in names if locks.canonical_name(name) not in pins] == []
 
 
 def test_versions_are_looked_up_by_any_spelling_of_the_name():

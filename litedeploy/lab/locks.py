@@ -26,6 +26,11 @@ BOOKWORM_GLIBC = (2, 36)
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 
 
+def canonical_name(project: str) -> str:
+    """A project's name as PEP 503 compares them: lower case, each run of `-_.` as one `-`."""
+    return re.sub(r"[-_.]+", "-", project).lower()
+
+
 @dataclass(frozen=True)
 class Lock:
     """One lock file and what uv compiles it from (`compile_args` after `uv pip compile`)."""
@@ -51,19 +56,18 @@ class Lock:
                               "write it with `inv lab.lock`") from None
 
     def pins(self) -> dict[str, str]:
-        """Normalized project name (PEP 503: lower case, runs of `-_.` as `-`) -> pinned version."""
+        """canonical_name of each project -> its pinned version."""
         found = {}
         for line in self.text().splitlines():
             match = _PIN.match(line)
             if match:
-                found[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+                found[canonical_name(match.group(1))] = match.group(2)
         return found
 
     def version(self, project: str) -> str:
         """The version the lock pins for a project (any spelling of its name); DeployError when absent."""
-        normalized = re.sub(r"[-_.]+", "-", project).lower()
         try:
-            return self.pins()[normalized]
+            return self.pins()[canonical_name(project)]
         except KeyError:
             raise DeployError(f"lab: the lock {self.path} pins no {project}") from None
 
