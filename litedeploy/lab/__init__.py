@@ -245,6 +245,7 @@ def _start_dockerd(lab: Lab, say: Say) -> bool:
 
 def _start_namespace_engine(host: NamespaceHost, say: Say) -> bool:
     """The host's link and Docker engine; True when either had to be made."""
+    netns.reclaim(host, say)
     created = netns.create_link(host, say)
     return netns.start_dockerd(host, say) or created
 

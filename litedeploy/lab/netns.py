@@ -145,11 +145,48 @@ def destroy(host: NamespaceHost, say: Say) -> None:
     stop(host.sshd_paths.pidfile, f"sshd on {host.name}", say)
     registry.stop_in(host.folder, say)
     stop(host.dockerd_pid, f"dockerd on {host.name}", say)
-    shutil.rmtree(host.exec_root, ignore_errors=True)  # its sockets and pid file, gone with the engine
+    _remove_link(host, say)
+
+
+def reclaim(host: NamespaceHost, say: Say) -> None:
+    """Clears what a lab that was killed (not stopped) left of the host before its engine starts
+    anew: the namespace, the engine's pid file and the containers' network namespaces, which a
+    killed dockerd leaves mounted under its exec-root. Reused, those keep their veths on the
+    namespace's docker0 with the addresses the new engine hands out again, and connections to a
+    new container's published port go now to it, now to a dead duplicate. Nothing is done while
+    this lab's engine runs; an engine of another lab answering on the socket is refused.
+
+    Raises DeployError when another lab's engine holds the host."""
+    if alive(host.dockerd_pid) and docker_answers(*host.docker):
+        return
+    if docker_answers(*host.docker):
+        raise DeployError(f"lab: {host.name}'s engine ({host.docker_socket}) belongs to another lab than "
+                          f"{host.state}; stop that one with its `inv lab.down`")
+    if namespace_exists(host) or host.exec_root.exists():
+        say(f"lab: clearing what a stopped lab left of {host.name}")
+        _remove_link(host, say)
+
+
+def _remove_link(host: NamespaceHost, say: Say) -> None:
+    """The engine's exec-root (sockets, pid file, containers' namespaces) and the namespace."""
+    for mount in _mounts_under(host.exec_root):
+        run(["umount", mount])
+    shutil.rmtree(host.exec_root, ignore_errors=True)
     if namespace_exists(host):
         say(f"lab: removing host {host.name} ({host.netns})")
-        # Deleting the namespace deletes its end of the veth pair, and with it ours.
+        # Deleting the namespace deletes its end of the veth pair, and with it ours: a moment later,
+        # when the kernel has freed the namespace.
         run(["ip", "netns", "delete", host.netns])
+        wait(lambda: not succeeds(["ip", "link", "show", "dev", host.veth]), 30,
+             f"{host.veth} outlived {host.netns}; a process may still run in it")
+
+
+def _mounts_under(folder: Path) -> list[str]:
+    """Mount points below the folder, deepest first, from /proc/self/mounts (the lab's exec-roots
+    have no characters it would escape)."""
+    prefix = f"{folder}/"
+    points = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    return sorted((point for point in points if point.startswith(prefix)), key=len, reverse=True)
 
 
 def existing_hosts(state: Path) -> list[NamespaceHost]:
