@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -39,6 +40,11 @@ LAB_STATE = REPO / ".lab"
 # Written by the run's lab.up when it is done: {"error": null} or {"error": "what failed"}.
 LAB_READY = LAB_STATE / "up-result.json"
 LAB_UP = pytest.StashKey[Future]()
+# Seconds of work of each lab group in a full run, lab.up's wait left out (`--lab-durations` writes it).
+LAB_DURATIONS = REPO / "tests/lab-durations.json"
+GROUP_SECONDS: dict[str, float] = {}
+# How long this worker's first lab test waited for lab.up, until its setup's report says so.
+LAB_WAITED: list[float] = []
 # A cold machine: apt, two debootstraps, the wheels, loading the image into three engines.
 LAB_UP_TIMEOUT = 1800
 # The lab's sshd profile that offers each compose flavour: v2 as on current hosts, v1 alone as on
@@ -97,8 +103,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     bringing_up.shutdown(wait=False)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Stops what this run's lab.up started, once every worker is done with it."""
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stops what this run's lab.up started, once every worker is done with it; with --lab-durations
+    (and every test passed), writes what each lab group took."""
+    if session.config.getoption("lab_durations") and exitstatus == 0 and not hasattr(session.config, "workerinput"):
+        LAB_DURATIONS.write_text(json.dumps({group: round(seconds) for group, seconds in sorted(GROUP_SECONDS.items())},
+                                            indent=1) + "\n")
     bringing_up = session.config.stash.get(LAB_UP, None)
     if bringing_up is None:
         return
@@ -110,6 +120,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         local_lab.stop_daemons(_lab_target(), lambda line: print(line, file=log, flush=True), started)
 
 
+# The compose flavour among a test's parameter ids (`test[v1]`, `test[v2-case3]`).
+FLAVOUR_ID = re.compile(r"[\[-](%s)[\]-]" % "|".join(FLAVOUR_PROFILES))
 # Lab modules that must not run beside each other: the fleet counts the connections each namespace
 # host's sshd accepted, and these modules connect to those sshds too.
 SHARED_GROUPS = {module: "namespace-sshds" for module in
@@ -118,9 +130,16 @@ SHARED_GROUPS = {module: "namespace-sshds" for module in
 
 def lab_group(nodeid: str) -> str | None:
     """The group a lab module's test runs in (one worker runs a group, in order: its tests build on
-    each other and share module fixtures); None for a unit test, which may run anywhere."""
+    each other and share module fixtures); None for a unit test, which may run anywhere. A module's
+    tests under each compose flavour are a group of their own: their module fixtures are the
+    flavour's (own hosts, containers, folders), so the halves of a long module run side by side."""
     module = Path(nodeid.split("::", 1)[0]).stem
-    return SHARED_GROUPS.get(module, module) if module.startswith("test_lab_") else None
+    if not module.startswith("test_lab_"):
+        return None
+    if module in SHARED_GROUPS:
+        return SHARED_GROUPS[module]
+    flavour = FLAVOUR_ID.search(nodeid.split("::", 1)[-1])
+    return f"{module}[{flavour.group(1)}]" if flavour else module
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
@@ -135,22 +154,47 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     return LabGroupScheduling(config, log)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--lab-durations", action="store_true",
+                     help=f"after a run that passes, write each lab group's seconds to {LAB_DURATIONS.name}")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Unit tests first, while the lab comes up; then the lab groups, the largest first, so the
-    last to finish is a short one (with --no-loadscope-reorder, xdist keeps this order)."""
+    """Unit tests first, while the lab comes up; then the lab groups, the longest first (by
+    LAB_DURATIONS; a group it lacks by its count of tests), so the workers end together (with
+    --no-loadscope-reorder, xdist keeps this order)."""
     sizes: dict[str, int] = {}
     for item in items:
         group = lab_group(item.nodeid)
         if group:
             sizes[group] = sizes.get(group, 0) + 1
-    items.sort(key=lambda item: (lab_group(item.nodeid) is not None, -sizes.get(lab_group(item.nodeid) or "", 0),
+    measured = json.loads(LAB_DURATIONS.read_text()) if LAB_DURATIONS.exists() else {}
+    per_test = sum(measured.values()) / max(1, sum(sizes.get(group, 0) for group in measured))
+    expected = {group: measured.get(group, count * per_test) for group, count in sizes.items()}
+    items.sort(key=lambda item: (lab_group(item.nodeid) is not None, -expected.get(lab_group(item.nodeid) or "", 0),
                                  lab_group(item.nodeid) or ""))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """The setup that waited for lab.up says how long, so the group's duration leaves it out."""
+    report = (yield).get_result()
+    if call.when == "setup" and LAB_WAITED:
+        report.user_properties.append(("lab_wait", LAB_WAITED.pop()))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    group = lab_group(report.nodeid)
+    if group:
+        waited = sum(value for name, value in report.user_properties if name == "lab_wait")
+        GROUP_SECONDS[group] = GROUP_SECONDS.get(group, 0.0) + report.duration - waited
 
 
 @pytest.fixture(scope="session")
 def lab() -> local_lab.Lab:
     """The lab target, once this run's lab.up is done (see pytest_sessionstart)."""
-    deadline = time.monotonic() + LAB_UP_TIMEOUT
+    started = time.monotonic()
+    deadline = started + LAB_UP_TIMEOUT
     while not LAB_READY.exists():
         if time.monotonic() > deadline:
             pytest.fail(f"the lab was not up after {LAB_UP_TIMEOUT} s; see {LAB_STATE / 'up.log'}")
@@ -158,6 +202,7 @@ def lab() -> local_lab.Lab:
     error = json.loads(LAB_READY.read_text())["error"]
     if error:
         pytest.fail(f"lab.up failed: {error} (see {LAB_STATE / 'up.log'})")
+    LAB_WAITED.append(time.monotonic() - started)
     return _lab_target()
 
 

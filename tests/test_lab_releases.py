@@ -33,7 +33,7 @@ def registry_digest(tag: str) -> str:
     """What the registry itself says the release's digest is."""
     request = urllib.request.Request(
         registry.manifest_url(registry.RELEASE_TESTS, tag), method="HEAD",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        headers={"Accept": registry.OCI_MANIFEST})
     with urllib.request.urlopen(request, timeout=10) as answer:
         return answer.headers["Docker-Content-Digest"]
 
