@@ -66,8 +66,8 @@ def _lab_target() -> local_lab.Lab:
 
 def _runs_lab_tests(config: pytest.Config) -> bool:
     """Whether this run may select a lab test: not when `-m` excludes them, nor when every path
-    given names a module that is not a lab module."""
-    if "not lab" in (config.option.markexpr or ""):
+    given names a module that is not a lab module, nor when it only collects."""
+    if "not lab" in (config.option.markexpr or "") or config.option.collectonly:
         return False
     paths = [arg.split("::")[0] for arg in config.args]
     return any(Path(path).is_dir() or Path(path).name.startswith("test_lab") for path in paths)
