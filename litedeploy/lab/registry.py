@@ -139,6 +139,11 @@ def push(names: list[str]) -> None:
                 "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size}
                            for digest, size in layers]}).encode()
             _request("PUT", f"/v2/{repository}/manifests/{tag}", manifest, {"Content-Type": OCI_MANIFEST}, 201)
+    # docker push records the digest on the local image; a pull of what the engine has does the
+    # same (only the manifest moves). Without it, every lab host's first deploy pulls, and a deploy
+    # beside it prunes the repository's images it finds with a digest.
+    for name in names:
+        run(["docker", "pull", "-q", name])
 
 
 def _repository_of(name: str) -> str:
