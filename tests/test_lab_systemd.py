@@ -270,6 +270,9 @@ def test_a_sudo_user_deploys_and_reads_the_journal(host):
         sudo = {"LITEDEPLOY_SUDO_PASSWORD": password}
         deployed = host.run("deploy", "--host", host.name, env=sudo)
         assert deployed.returncode == 0 and "nothing changed" in deployed.stdout, deployed.stderr
+        smoke = host.run("ops.smoke", "--host", host.name, env=sudo)
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        # The requests the smoke test just made, in the journal's last lines.
         logs = host.run("ops.logs", "--host", host.name, "--tail", "5", env=sudo)
         assert logs.returncode == 0 and "HTTP/1.1" in logs.stdout and password not in logs.stdout + logs.stderr
         assert password not in host.sh("journalctl --no-pager -n 200; ps -eo args")
