@@ -72,16 +72,6 @@ def bridge_ports(host: netns.NamespaceHost) -> list[str]:
     return [line.split(": ")[1] for line in shown.splitlines()]
 
 
-def mounts_under(folder: Path) -> list[str]:
-    return [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-            if line.split()[1].startswith(f"{folder}/")]
-
-
-def unmount_all_under(folder: Path) -> None:
-    for point in sorted(mounts_under(folder), key=len, reverse=True):
-        subprocess.run(["umount", point], capture_output=True)
-
-
 @pytest.fixture
 def killed_host(lab, tmp_path):
     """lab9 of a first clone's lab, with a running container, killed; then that of a second clone.
@@ -98,9 +88,8 @@ def killed_host(lab, tmp_path):
     second.state.mkdir()
     yield first, second, address
     netns.destroy(second, say.append)
-    for host in (first, second):
-        unmount_all_under(host.state)
-    unmount_all_under(first.exec_root)
+    for folder in (first.state, second.state, first.exec_root):
+        netns.unmount_below(folder)
     subprocess.run(["rm", "-rf", str(first.exec_root)])
     subprocess.run(["ip", "netns", "delete", first.netns], capture_output=True)
 
@@ -108,7 +97,7 @@ def killed_host(lab, tmp_path):
 def test_a_killed_labs_namespace_host_is_cleared_before_a_new_engine_starts(killed_host):
     first, second, old_address = killed_host
     # What the killed engine left: its container's network namespace, still on docker0.
-    assert mounts_under(first.exec_root) and len(bridge_ports(first)) == 1
+    assert netns.mounts_below(first.exec_root) and len(bridge_ports(first)) == 1
     said: list[str] = []
     assert local_lab._start_namespace_engine(second, said.append) is True
     assert f"lab: clearing what a stopped lab left of lab{INDEX}" in said
@@ -116,7 +105,7 @@ def test_a_killed_labs_namespace_host_is_cleared_before_a_new_engine_starts(kill
     # The new container gets the dead one's address again, and is now the only one that has it.
     assert run_sleeper(second, "new") == old_address
     assert len(bridge_ports(second)) == 1
-    assert len([point for point in mounts_under(second.exec_root) if "/netns/" in point]) == 1
+    assert len([point for point in netns.mounts_below(second.exec_root) if "/netns/" in point]) == 1
 
 
 def test_an_engine_this_lab_runs_is_kept_and_another_labs_engine_is_refused(killed_host):

@@ -169,8 +169,7 @@ def reclaim(host: NamespaceHost, say: Say) -> None:
 
 def _remove_link(host: NamespaceHost, say: Say) -> None:
     """The engine's exec-root (sockets, pid file, containers' namespaces) and the namespace."""
-    for mount in _mounts_under(host.exec_root):
-        run(["umount", mount])
+    unmount_below(host.exec_root)
     shutil.rmtree(host.exec_root, ignore_errors=True)
     if namespace_exists(host):
         say(f"lab: removing host {host.name} ({host.netns})")
@@ -181,12 +180,18 @@ def _remove_link(host: NamespaceHost, say: Say) -> None:
              f"{host.veth} outlived {host.netns}; a process may still run in it")
 
 
-def _mounts_under(folder: Path) -> list[str]:
-    """Mount points below the folder, deepest first, from /proc/self/mounts (the lab's exec-roots
-    have no characters it would escape)."""
+def mounts_below(folder: Path) -> list[str]:
+    """Mount points below the folder, deepest first, from /proc/self/mounts (the lab's folders have
+    no characters it would escape)."""
     prefix = f"{folder}/"
     points = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
     return sorted((point for point in points if point.startswith(prefix)), key=len, reverse=True)
+
+
+def unmount_below(folder: Path) -> None:
+    """Unmounts what a killed engine left mounted below the folder."""
+    for point in mounts_below(folder):
+        run(["umount", point])
 
 
 def existing_hosts(state: Path) -> list[NamespaceHost]:

@@ -15,9 +15,7 @@ import json
 import posixpath
 import subprocess
 import tarfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import IO, Sequence
 
@@ -107,8 +105,7 @@ def push(names: list[str]) -> None:
     blobs: dict[str, tuple[str, int]] = {}  # archive member -> (digest, size), each layer once
     texts: dict[str, bytes] = {}
     links: dict[str, str] = {}  # archive member -> the member it links to
-    uploaded: dict[str, str] = {}  # digest -> the repository it was uploaded to
-    first = _repository_of(names[0])
+    first = _repository_of(names[0])  # where the layers are uploaded; other repositories mount them
     with subprocess.Popen(["docker", "save", *names], stdout=subprocess.PIPE) as save:
         assert save.stdout is not None
         with tarfile.open(fileobj=save.stdout, mode="r|") as archive:
@@ -118,7 +115,6 @@ def push(names: list[str]) -> None:
                                                                             member.linkname))
                 elif member.isfile() and member.name.endswith("/layer.tar"):
                     blobs[member.name] = _upload(first, archive.extractfile(member), member.size)
-                    uploaded[blobs[member.name][0]] = first
                 elif member.isfile():
                     texts[member.name] = archive.extractfile(member).read()
     if save.returncode != 0:
@@ -131,7 +127,7 @@ def push(names: list[str]) -> None:
             repository, tag = _repository_of(name), name.rsplit(":", 1)[1]
             config_digest = _blob(repository, config)
             for digest, _ in layers:
-                _link(repository, digest, uploaded[digest])
+                _link(repository, digest, first)
             manifest = json.dumps({
                 "schemaVersion": 2, "mediaType": OCI_MANIFEST,
                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
@@ -166,29 +162,41 @@ def _upload(repository: str, source: IO[bytes] | None, size: int) -> tuple[str, 
     """Streams a blob of known size to the registry (a chunked upload: its digest is known only at
     the end); (digest, size)."""
     assert source is not None
-    location = _request("POST", f"/v2/{repository}/blobs/uploads/", b"", {}, 202).headers["Location"]
     body = _Hashing(source)
-    location = _request("PATCH", location, body, {"Content-Type": "application/octet-stream",
-                                                  "Content-Length": str(size)}, 202).headers["Location"]
+    sent = _request("PATCH", _upload_location(repository), body,
+                    {"Content-Type": "application/octet-stream", "Content-Length": str(size)}, 202)
     digest = f"sha256:{body.sha256.hexdigest()}"
-    _request("PUT", f"{location}{'&' if '?' in location else '?'}digest={digest}", b"", {}, 201)
+    _finish_upload(sent.headers["Location"], digest, b"")
     return digest, size
 
 
 def _blob(repository: str, data: bytes) -> str:
     """A small blob, uploaded unless the repository has it; its digest."""
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
-    if _request("HEAD", f"/v2/{repository}/blobs/{digest}", b"", {}, None).status != 200:
-        location = _request("POST", f"/v2/{repository}/blobs/uploads/", b"", {}, 202).headers["Location"]
-        _request("PUT", f"{location}{'&' if '?' in location else '?'}digest={digest}", data,
-                 {"Content-Type": "application/octet-stream"}, 201)
+    if not _has_blob(repository, digest):
+        _finish_upload(_upload_location(repository), digest, data)
     return digest
 
 
 def _link(repository: str, digest: str, source: str) -> None:
     """Makes a blob uploaded to `source` a blob of `repository` too (the registry's cross-repository mount)."""
-    if source != repository and _request("HEAD", f"/v2/{repository}/blobs/{digest}", b"", {}, None).status != 200:
+    if source != repository and not _has_blob(repository, digest):
         _request("POST", f"/v2/{repository}/blobs/uploads/?mount={digest}&from={source}", b"", {}, 201)
+
+
+def _has_blob(repository: str, digest: str) -> bool:
+    return _request("HEAD", f"/v2/{repository}/blobs/{digest}", b"", {}, None).status == 200
+
+
+def _upload_location(repository: str) -> str:
+    """Where a new upload to the repository goes (the registry names it)."""
+    return _request("POST", f"/v2/{repository}/blobs/uploads/", b"", {}, 202).headers["Location"]
+
+
+def _finish_upload(location: str, digest: str, data: bytes) -> None:
+    """Completes an upload with its last bytes (all of a small blob's), the registry checking the digest."""
+    _request("PUT", f"{location}{'&' if '?' in location else '?'}digest={digest}", data,
+             {"Content-Type": "application/octet-stream"}, 201)
 
 
 def _request(method: str, target: str, body: bytes | _Hashing, headers: dict[str, str],
@@ -214,11 +222,7 @@ def manifest_url(repository: str, tag: str) -> str:
 
 
 def _in_registry(repository: str, tag: str) -> bool:
-    request = urllib.request.Request(
-        manifest_url(repository, tag), method="HEAD",
-        headers={"Accept": OCI_MANIFEST})
     try:
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return answer.status == 200
-    except (urllib.error.URLError, OSError):
+        return _request("HEAD", f"/v2/{repository}/manifests/{tag}", b"", {"Accept": OCI_MANIFEST}, None).status == 200
+    except OSError:  # no registry answers
         return False
