@@ -316,6 +316,27 @@ class LabHost:
         return subprocess.run([sys.executable, "-m", program, *argv], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
 
+    def followed_line(self, grep: str, action, wait: float = 60) -> str:
+        """The first line `ops.logs --follow --tail 0 --grep GREP` prints after ACTION runs ("" if none
+        came within WAIT seconds). Other lines may reach the log meanwhile (a second worker's start
+        notes), so the test names the one it waits for."""
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "ops.logs", "--host", self.name, "--follow", "--tail", "0",
+             "--grep", grep],
+            cwd=REPO, env={**os.environ, "INVOKE_LITELLM_INVENTORY": str(self.inventory)},
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        # Killing the follower ends a readline that would otherwise wait forever.
+        deadline = threading.Timer(wait, follow.kill)
+        try:
+            time.sleep(3)
+            action()
+            deadline.start()
+            return follow.stdout.readline()
+        finally:
+            deadline.cancel()
+            follow.kill()
+            follow.wait(timeout=10)
+
     def inspect(self) -> dict:
         out = subprocess.run([*self.docker, "inspect", self.container], capture_output=True, text=True, check=True)
         return json.loads(out.stdout)[0]

@@ -4,10 +4,7 @@ wrong master key, a model missing from /v1/models."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +12,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import REPO, encrypt_for_lab, lab_secrets
+from conftest import encrypt_for_lab, lab_secrets
 
 pytestmark = pytest.mark.lab
 
@@ -86,18 +83,8 @@ def test_logs_tail_grep_and_mask_a_secret_that_reached_the_log(host):
 
 
 def test_logs_follow_streams_new_lines_masked(host):
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "ops.logs", "--host", host.name, "--follow", "--tail", "0",
-         "--grep", "follow-me"],
-        cwd=REPO, env={**os.environ, "INVOKE_LITELLM_INVENTORY": str(host.inventory)},
-        stdout=subprocess.PIPE, text=True)
-    try:
-        time.sleep(3)
-        request_logging(host, lab_secrets()["LITELLM_SALT_KEY"], "follow-me")
-        line = follow.stdout.readline()
-    finally:
-        follow.terminate()
-        follow.wait(timeout=10)
+    line = host.followed_line("follow-me", lambda: request_logging(host, lab_secrets()["LITELLM_SALT_KEY"],
+                                                                    "follow-me"))
     assert "GET /follow-me/******** HTTP/1.1" in line
 
 
