@@ -12,6 +12,7 @@ exactly that.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -93,28 +94,40 @@ def up(lab: Lab, say: Say, hosts: int = 0) -> set[str]:
     lab.state.mkdir(mode=0o700, parents=True, exist_ok=True)
     install_packages(say)
     _make_keys(lab)
-    started = {f"sshd:{name}" for name in PROFILES if _start_profile_sshd(lab, name, say)}
-    if _start_dockerd(lab, say):
-        started.add("dockerd")
+    started: set[str] = set()
     namespace_hosts = [lab.namespace_host(index) for index in range(1, hosts + 1)]
-    with ThreadPoolExecutor(max_workers=2 * hosts + 4) as pool:
-        wheels = pool.submit(download_wheels, lab.state, say)
-        engines = [pool.submit(_start_namespace_engine, host, say) for host in namespace_hosts]
-        systemd = pool.submit(_start_systemd_host, engines[0], namespace_hosts[0], lab.state, say) if hosts else None
-        install_compose_v2(lab.compose_v2_config, say)
-        build_image(LAB_IMAGE, wheels.result, lab.state, say)
-        if registry.start(lab.state, say):
-            started.add("registry")
-        publishing = pool.submit(registry.publish, LAB_IMAGE, say)
-        if namespace_hosts:
-            saved = saved_image(LAB_IMAGE, lab.state, say)
-            finished = [pool.submit(_finish_namespace_host, lab, host, saved, say) for host in namespace_hosts]
-            started |= {f"host:{host.index}" for host, engine, rest in zip(namespace_hosts, engines, finished)
-                        if engine.result() | rest.result()}
-        publishing.result()
-        wheels.result()  # labsd installs from them, even when the image was built before
-        if systemd and systemd.result():
-            started.add("systemd-host")
+    try:
+        started.update(f"sshd:{name}" for name in PROFILES if _start_profile_sshd(lab, name, say))
+        if _start_dockerd(lab, say):
+            started.add("dockerd")
+        with ThreadPoolExecutor(max_workers=2 * hosts + 4) as pool:
+            wheels = pool.submit(download_wheels, lab.state, say)
+            engines = [pool.submit(_start_namespace_engine, host, say) for host in namespace_hosts]
+            systemd = (pool.submit(_start_systemd_host, engines[0], namespace_hosts[0], lab.state, say)
+                       if hosts else None)
+            install_compose_v2(lab.compose_v2_config, say)
+            build_image(LAB_IMAGE, wheels.result, lab.state, say)
+            if registry.start(lab.state, say):
+                started.add("registry")
+            publishing = pool.submit(registry.publish, LAB_IMAGE, say)
+            if namespace_hosts:
+                saved = saved_image(LAB_IMAGE, lab.state, say)
+                finished = [pool.submit(_finish_namespace_host, lab, host, engine, saved, say)
+                            for host, engine in zip(namespace_hosts, engines)]
+                started |= {f"host:{host.index}" for host, engine, rest in zip(namespace_hosts, engines, finished)
+                            if engine.result() | rest.result()}
+            publishing.result()
+            wheels.result()  # labsd installs from them, even when the image was built before
+            if systemd and systemd.result():
+                started.add("systemd-host")
+    except BaseException:
+        # A failed `up` returns nothing to stop, and what it started would outlive the run. Its
+        # namespace hosts go too (their engines may have started before the failure; the systemd
+        # host's container ends with lab1's engine).
+        for item in sorted(started | {f"host:{host.index}" for host in namespace_hosts}, reverse=True):
+            with contextlib.suppress(Exception):
+                stop_daemons(lab, say, [item])
+        raise
     _write_known_hosts(lab)
     return started
 
@@ -257,8 +270,10 @@ def _start_systemd_host(engine: Future[bool], host: NamespaceHost, state: Path, 
     return systemd_host.start(host, state, say)
 
 
-def _finish_namespace_host(lab: Lab, host: NamespaceHost, saved: Path, say: Say) -> bool:
-    """Image, registry and sshd of a namespace host whose engine runs; True when any had to be started."""
+def _finish_namespace_host(lab: Lab, host: NamespaceHost, engine: Future[bool], saved: Path, say: Say) -> bool:
+    """Image, registry and sshd of a namespace host, once its engine answers (with the lab image
+    cached, the image is ready before a fresh engine is); True when any had to be started."""
+    engine.result()
     netns.load_image(host, LAB_IMAGE, saved, say)
     started_registry = registry.start(lab.state, say, host.folder, host.in_netns([]))
     host_key = host.folder / "ssh_host_ed25519_key"
