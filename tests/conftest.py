@@ -22,11 +22,20 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
 
 from litedeploy import lab as local_lab
 from litedeploy.inventory import LOCAL_PATHS, load_inventory
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Generated inputs: the suite runs the same examples every time (a run's outcome never depends on
+# the day's seed); with HYPOTHESIS_PROFILE=search each property tries 2,000 more, seeded anew.
+settings.register_profile("suite", derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("search", max_examples=2000, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 
 @pytest.fixture
