@@ -15,7 +15,7 @@ from .facts import HostFacts
 from .images import ImageRef, resolve_image
 from .inventory import Host
 from .render import DesiredFiles
-from .secrets import masked_env
+from .envfile import masked_env
 
 
 @dataclass(frozen=True)

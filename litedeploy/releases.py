@@ -20,7 +20,7 @@ from .images import ImageRef
 from .inventory import Host
 from .plan import served
 from .render import DesiredFiles
-from .secrets import env_pairs
+from .envfile import env_pairs
 
 # Fact name -> the file's name inside a release folder.
 RELEASE_FILES = {"compose_file": "compose.yml", "unit_file": "litellm.service", "config_file": "config.yaml",

@@ -15,7 +15,8 @@ import yaml
 from .catalog import CATALOG_VARS, anthropic_aliases, load_catalog, resolve_models
 from .errors import RenderError, parse_yaml
 from .inventory import Host
-from .secrets import SecretValues, env_pairs, quote_env_file
+from .envfile import Slots, env_pairs, fill
+from .secrets import SecretValues
 from .shared import check_redis, with_redis
 from .settings import SETTINGS_VARS, check_env_names, check_settings, env_value
 
@@ -72,10 +73,19 @@ def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
     environment.filters["yaml_block"] = yaml_block
     environment.filters["quoted"] = quoted
     environment.filters["env_value"] = env_value
+    environment.finalize = _into_slots
     mentioned = {name for template in sorted(Path(templates_dir).glob("*.j2"))
                  for match in _VAR_REFERENCE.finditer(template.read_text()) for name in match.groups() if name}
     return Templates(environment, load_catalog(catalog_file),
                      CATALOG_VARS | SETTINGS_VARS | {"aws_auth", "redis", "migrations"} | mentioned)
+
+
+@jinja2.pass_context
+def _into_slots(context: jinja2.runtime.Context, value: Any) -> Any:
+    """In the env template (its context holds `env_slots`) every {{ expression }} becomes a slot, so
+    the env file's one writer sees each value whole; other templates print values as they are."""
+    slots = context.get("env_slots")
+    return slots.mark(value) if slots is not None else value
 
 
 def quoted(value: Any) -> str:
@@ -108,7 +118,7 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
                                  host.vars)
     context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models,
                "router_settings": router, "litellm_settings": litellm}
-    env = quote_env_file(_render(templates, ENV_TEMPLATE, context, host))
+    env = _render_env(templates, context, host, secrets)
     systemd = host.systemd
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env,
                          block="" if systemd else _render(templates, BLOCK_TEMPLATE, context, host),
@@ -130,6 +140,23 @@ def router_settings(variables: Mapping[str, Any], models: list) -> dict[str, Any
     if variables.get("anthropic_model_ids"):
         settings["model_group_alias"] = {**anthropic_aliases(models), **(settings.get("model_group_alias") or {})}
     return settings
+
+
+def _render_env(templates: Templates, context: dict, host: Host, secrets: SecretValues) -> str:
+    """The env file: the template's lines, every value written by envfile.fill."""
+    slots = Slots()
+    rendered = _render(templates, ENV_TEMPLATE, {**context, "env_slots": slots}, host)
+
+    def origin(name: str) -> str:
+        if name in (host.vars.get("env") or {}):
+            return f"hosts.yaml (host {host.name}): vars.env.{name}"
+        if name in secrets:
+            return f"{secrets.source}: {name}"
+        return f"templates/{ENV_TEMPLATE} (host {host.name}): the value of {name}"
+    try:
+        return fill(rendered, slots, origin, f"templates/{ENV_TEMPLATE} (host {host.name})")
+    except ValueError as error:
+        raise RenderError(str(error)) from None
 
 
 def _render(templates: Templates, name: str, context: dict, host: Host) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -16,15 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+from .envfile import REDACTED, refusal
 from .errors import SecretsError
 
 # sops exits 128 when no key it can find decrypts the file.
 SOPS_NO_KEY = 128
-# An env file line is KEY=VALUE. Compose v1 (python-dotenv) and v2 (compose-go) read a value of
-# these characters alike; any other value goes in single quotes, which both take literally, except
-# for what `env_refusal` names (measured in the lab with both).
-_ENV_PLAIN = re.compile(r"[!%&()*+,\-./0-9:;<=>?@A-Z\[\]^_a-z{|}~]*")
-REDACTED = "********"
 # The committed secrets.enc.yaml holds this until a team puts its own values in.
 PLACEHOLDER = "CHANGE-ME"
 
@@ -91,10 +86,10 @@ def parse_secrets(plaintext: str, source: str) -> SecretValues:
         if text == PLACEHOLDER:
             raise SecretsError(f"{source}: {name} is still the placeholder {PLACEHOLDER}; "
                                f"set the real value with: sops {source}")
-        refusal = env_refusal(text)
-        if refusal:
-            raise SecretsError(f"{source}: {name} holds {refusal}, which compose v1 and v2 would not both pass on "
-                               "as written; choose another value")
+        reason = refusal(text)
+        if reason:
+            raise SecretsError(f"{source}: {name} holds {reason}, which compose v1, v2 and systemd would not all "
+                               "pass on as written; choose another value")
         values[str(name)] = text
     return SecretValues(values, source)
 
@@ -144,54 +139,3 @@ class RedactedLines:
         if self.keep(masked):
             self.out.write(masked)
             self.out.flush()  # a followed log is read as it comes, often through a pipe
-
-
-def env_refusal(value: str) -> str | None:
-    """Why a value cannot reach the container byte for byte under both composes, or None."""
-    if "'" in value:
-        return "a single quote"
-    if re.search(r"[\x00-\x1f\x7f]", value):
-        return "a control character"
-    if "${" in value:
-        return "'${' (compose v1 expands it even in quotes)"
-    if "\\\\" in value or value.endswith("\\"):
-        return "a doubled or trailing backslash (v1 and v2 read it differently)"
-    return None
-
-
-def quote_env_file(text: str) -> str:
-    """The env file with each value that needs it in single quotes; a value already quoted stays."""
-    lines = []
-    for line in text.splitlines(keepends=True):
-        body = line.rstrip("\n")
-        if "=" in body and not body.startswith("#"):
-            key, value = body.split("=", 1)
-            if not _ENV_PLAIN.fullmatch(value) and not _single_quoted(value):
-                line = f"{key}='{value}'" + line[len(body):]
-        lines.append(line)
-    return "".join(lines)
-
-
-def _single_quoted(value: str) -> bool:
-    return len(value) >= 2 and value[0] == value[-1] == "'" and "'" not in value[1:-1]
-
-
-def env_pairs(text: str) -> dict[str, str]:
-    """NAME=value lines of an env file (comments skipped), single quotes taken off as compose does."""
-    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
-    return {key: value[1:-1] if _single_quoted(value) else value for key, value in pairs}
-
-
-def masked_env(text: str, compared_with: str | None = None, side: str = "") -> str:
-    """The env file with every value masked. Against another version of it, a line whose value
-    differs is marked with `side`, so a diff shows which keys change without saying to what."""
-    others = env_pairs(compared_with) if compared_with is not None else None
-    lines = []
-    for line in text.splitlines():
-        if "=" not in line or line.startswith("#"):
-            lines.append(line + "\n")
-            continue
-        key, value = line.split("=", 1)
-        mark = f"  ({side} value)" if others is not None and others.get(key) != value else ""
-        lines.append(f"{key}={REDACTED}{mark}\n")
-    return "".join(lines)

@@ -145,7 +145,8 @@ def test_a_bad_option_value_is_one_line_not_a_traceback(host, argv, expected):
 @pytest.mark.parametrize("secrets, expected", [
     # A number no temporary path holds (pytest numbers its folders: pytest-123).
     ({"LITELLM_SALT_KEY": 987654321}, "LITELLM_SALT_KEY is not text (YAML read it as int)"),
-    ({"LITELLM_MASTER_KEY": "sk-it's-quoted"}, "LITELLM_MASTER_KEY holds a single quote"),
+    ({"LITELLM_MASTER_KEY": "sk-it's-$quoted"}, "LITELLM_MASTER_KEY holds a single quote together with $"),
+    ({"LITELLM_MASTER_KEY": "sk-cut\u2028short"}, "LITELLM_MASTER_KEY holds a line break"),
     ({"LITELLM_MASTER_KEY": "sk-${HOME}-1"}, "LITELLM_MASTER_KEY holds '${' (compose v1 expands it even in quotes)"),
 ])
 def test_a_secret_that_cannot_reach_the_container_as_written_is_refused_by_name(host, tmp_path, secrets, expected):

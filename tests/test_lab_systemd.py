@@ -22,6 +22,7 @@ pytestmark = pytest.mark.lab
 UNIT = "/etc/systemd/system/litellm.service"
 # The LiteLLM of the lab's wheel folder, which hosts.yaml's labsd pins.
 LITELLM = locks.LITELLM.version("litellm")
+PROBES = {"LITEDEPLOY_PROBE_DOUBLE": "it's #1 é ", "LITEDEPLOY_PROBE_SINGLE": '$HOME "q" \\x %i'}
 
 
 class SystemdHost(LabHost):
@@ -54,6 +55,8 @@ def host(lab, tmp_path_factory) -> SystemdHost:
     is a first one, and wiped again afterwards."""
     data = yaml.safe_load((REPO / "hosts.yaml").read_text())
     entry = dict(data["hosts"]["labsd"])
+    # Values each quoting of the env file carries (double quotes, single quotes), read by systemd.
+    entry["vars"] = {**entry["vars"], "env": {**entry["vars"]["env"], **PROBES}}
     for key in LOCAL_PATHS:
         if key in entry:
             entry[key] = str(REPO / entry[key])
@@ -210,6 +213,8 @@ def test_env_exec_and_masking(host):
                   "python -c 'import os, litellm; print(os.getuid(), os.environ[\"LITELLM_MASTER_KEY\"])'")
     uid = host.sh("id -u litellm").strip()
     assert out.split() == [uid, "********"]
+    environment = host.ok("ops.exec", "--host", host.name, "--command", "env").split("\n")
+    assert [f"{name}={value}" in environment for name, value in PROBES.items()] == [True, True]
     failed = host.run("ops.exec", "--host", host.name, "--command", "false")
     assert failed.returncode == 1 and "false exited with 1 in the service litellm" in failed.stderr
 

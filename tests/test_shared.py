@@ -5,10 +5,11 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from litedeploy.envfile import env_pairs
 from litedeploy.errors import RenderError
 from litedeploy.inventory import load_inventory
 from litedeploy.render import load_templates, render_host
-from litedeploy.secrets import SecretValues, env_pairs
+from litedeploy.secrets import SecretValues
 from litedeploy.shared import check_shared_database, with_redis
 
 SECRETS = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "LITELLM_MASTER_KEY": "sk-x",

@@ -55,8 +55,9 @@ def diff(c, host=None, profile=None):
 def render(c, host=None, output=None, profile=None):
     """Render a host's config.yaml, env file (values masked) and compose service block (a systemd
     host: its unit) locally."""
+    from ..envfile import masked_env
     from ..render import render_host
-    from ..secrets import Redactor, masked_env
+    from ..secrets import Redactor
     from ..session import host_secrets
 
     def act(project, target):

@@ -17,7 +17,8 @@ from invoke import task
 
 from ..commands import audit as audit_log, runtime
 from ..errors import DeployError
-from ..secrets import REDACTED, RedactedLines, env_pairs
+from ..envfile import env_pairs
+from ..secrets import REDACTED, RedactedLines
 from .target import HOSTS, PROFILE, on_each_host, reports_errors, whole_number
 
 # What `docker logs --since` takes: a Go duration (10m, 1h30m, 2.5s), a time, or a Unix timestamp.
