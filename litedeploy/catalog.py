@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import RenderError, parse_yaml
+from .shapes import Rule, check, flag, list_of, mapping_of, matching, positive, string, whole
 
 # The vars of a host that the catalog reads.
 CATALOG_VARS = frozenset({"models", "aws_region", "inference_prefix", "catalog", "prompt_caching", "fallbacks",
@@ -22,6 +23,35 @@ LIMITS = ("max_tokens", "rpm", "tpm", "timeout")
 MODEL_KEYS = {"name", "catalog", "model", "provider", *LIMITS}
 # A Bedrock id of an Anthropic model -> its id in Anthropic's API: anthropic.X-v1:0 -> X.
 _ANTHROPIC_ID = re.compile(r"anthropic\.(claude-[a-z0-9-]+-\d{8})-v\d+:\d+")
+_OLLAMA_URL = r"https?://[^\s/?#]+(/[^\s?#]*)?"
+# What each var the catalog reads must be (models: inventory.py checks the list and names).
+CATALOG_RULES: Mapping[str, Rule] = {
+    "aws_region": (matching(r"[a-z]{2}(-[a-z]+)+-[0-9]+"), "an AWS region such as us-east-1"),
+    "inference_prefix": (matching(r"[a-z]+"), "a Bedrock inference profile prefix such as us, eu, apac or global"),
+    "catalog": (mapping_of(lambda entry: isinstance(entry, dict)), "a mapping of model keys to catalog entries"),
+    "prompt_caching": (flag, "true or false"),
+    "fallbacks": (mapping_of(list_of(string)), "a mapping of model names to lists of model names"),
+    "mock_response": (string, "a text"),
+    "ollama_backends": (list_of(matching(_OLLAMA_URL)), "a list of Ollama URLs (http://host:11434)"),
+    "anthropic_model_ids": (flag, "true or false"),
+}
+# What each key of a catalog entry (models.yaml, vars.catalog) must be.
+ENTRY_RULES: Mapping[str, Rule] = {
+    "bedrock_id": (matching(r"[A-Za-z0-9][A-Za-z0-9.:_-]*"), "a Bedrock model id"),
+    "prefixes": (list_of(matching(r"[a-z]+")), "a list of inference profile prefixes (us, eu, apac, global)"),
+    "caching": (flag, "true or false"),
+}
+# What each key of a vars.models entry must be.
+MODEL_RULES: Mapping[str, Rule] = {
+    "name": (matching(r"[^\s]+"), "a model name without spaces"),
+    "catalog": (string, "a key of models.yaml or vars.catalog"),
+    "model": (matching(r"[^\s]+"), "a LiteLLM model string (provider/model)"),
+    "provider": (string, "ollama"),
+    "max_tokens": (whole, "a whole number of tokens"),
+    "rpm": (whole, "a whole number of requests per minute"),
+    "tpm": (whole, "a whole number of tokens per minute"),
+    "timeout": (positive, "a positive number of seconds"),
+}
 # Where LiteLLM puts the cache_control marker: the system prompt, which is what a coding agent repeats.
 CACHE_POINTS = [{"location": "message", "role": "system"}]
 
@@ -43,21 +73,39 @@ def load_catalog(path: Path) -> dict[str, dict]:
     except OSError as exc:
         raise RenderError(f"{path}: cannot read the model catalog ({exc.strerror})") from None
     catalog = parse_yaml(text, str(path), RenderError) or {}
+    if not isinstance(catalog, dict):
+        raise RenderError(f"{path}: expected a mapping of model keys to entries")
     for key, entry in catalog.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("bedrock_id"), str) \
-                or not isinstance(entry.get("prefixes"), list):
-            raise RenderError(f"{path}: {key} needs bedrock_id and a list of prefixes")
+        _check_entry(entry, str(path), f"{key}.")
     return catalog
 
 
-def resolve_models(variables: Mapping[str, Any], catalog: Mapping[str, dict], where: str) -> list[Deployment]:
-    entries = {**catalog, **(variables.get("catalog") or {})}
-    caching_on = bool(variables.get("prompt_caching", False))
-    deployments: list[Deployment] = []
+def _check_entry(entry: Any, where: str, prefix: str) -> None:
+    if not isinstance(entry, dict) or "bedrock_id" not in entry or "prefixes" not in entry:
+        raise RenderError(f"{where}: {prefix.rstrip('.')} needs bedrock_id and a list of prefixes")
+    check(ENTRY_RULES, entry, where, prefix)
+
+
+def check_catalog_vars(variables: Mapping[str, Any], where: str) -> None:
+    """The vars the catalog reads, each of the type it needs, and every model entry's keys.
+    Raises RenderError naming the var (vars.models[1].rpm, vars.catalog.claude-x.prefixes)."""
+    check(CATALOG_RULES, variables, where)
+    for key, entry in (variables.get("catalog") or {}).items():
+        _check_entry(entry, where, f"vars.catalog.{key}.")
     for index, spec in enumerate(variables["models"]):
         unknown = set(spec) - MODEL_KEYS
         if unknown:
             raise RenderError(f"{where}: vars.models[{index}] has unknown key {sorted(unknown)[0]!r}")
+        check(MODEL_RULES, spec, where, f"vars.models[{index}].")
+
+
+def resolve_models(variables: Mapping[str, Any], catalog: Mapping[str, dict], where: str) -> list[Deployment]:
+    """A host's vars.models as LiteLLM deployments. Raises RenderError naming the var at fault."""
+    check_catalog_vars(variables, where)
+    entries = {**catalog, **(variables.get("catalog") or {})}
+    caching_on = bool(variables.get("prompt_caching", False))
+    deployments: list[Deployment] = []
+    for index, spec in enumerate(variables["models"]):
         limits = {key: spec[key] for key in LIMITS if key in spec}
         if spec.get("provider") == "ollama":
             deployments += _ollama(spec, variables, limits, where)

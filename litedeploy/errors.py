@@ -65,6 +65,29 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+class YAML11Number(int):
+    """An int YAML 1.1 read from digits that mean something else to a reader: `0123` (octal, 83),
+    `1:30` (base 60, 90). Kept as the int PyYAML makes, with what was written, so a caller can
+    refuse it by key (YAML 1.2, and every reader of it, takes `0123` as 123)."""
+
+    written: str
+    kind: str
+
+
+def _yaml11_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    value = yaml.SafeLoader.construct_yaml_int(loader, node)
+    digits = str(node.value).lstrip("+-").replace("_", "")
+    kind = "base 60" if ":" in digits else "octal" if len(digits) > 1 and digits[0] == "0" and digits.isdigit() else ""
+    if not kind:
+        return value
+    number = YAML11Number(value)
+    number.written, number.kind = str(node.value), kind
+    return number
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _yaml11_int)
+
+
 def parse_yaml(text: str, source: str, error: type[DeployError]) -> Any:
     """YAML, or `error` naming the file and line where it breaks or repeats a key."""
     try:

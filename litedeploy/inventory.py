@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import InventoryError, parse_yaml
+from .errors import InventoryError, YAML11Number, parse_yaml
 from .settings import PRESETS, with_preset
 
 # Every per-host setting and its default; a key not listed here is a typo and an error.
@@ -232,6 +232,7 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     data = parse_yaml(text, str(path), InventoryError)
     if not isinstance(data, dict):
         raise InventoryError(f"{path}: expected a mapping with 'defaults' and 'hosts'")
+    _refuse_yaml11_numbers(data, path, "")
     unknown = set(data) - {"defaults", "hosts", "profiles", "groups"}
     if unknown:
         raise InventoryError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}")
@@ -256,6 +257,21 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     for host in inventory.hosts.values():
         inventory.with_profile(host, host.profile)  # a default profile that does not exist is an error now
     return inventory
+
+
+def _refuse_yaml11_numbers(value: Any, path: Path, where: str) -> None:
+    """`port: 0123` is 83 and `1:30` is 90 to YAML 1.1 (PyYAML), 123 and text to every YAML 1.2
+    reader: refused by key, so no setting silently deploys as another number."""
+    if isinstance(value, YAML11Number):
+        how = "without leading zeros" if value.kind == "octal" else "in seconds or another unit, without colons"
+        raise InventoryError(f"{path}: {where}: {value.written} is read as {int(value)} (a YAML 1.1 {value.kind} "
+                             f"number); write the number you mean {how}, or quote it to keep the text")
+    if isinstance(value, dict):
+        for key, child in value.items():
+            _refuse_yaml11_numbers(child, path, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            _refuse_yaml11_numbers(child, path, f"{where}[{index}]")
 
 
 def _entry(entry: Any, path: Path, where: str) -> dict[str, Any]:

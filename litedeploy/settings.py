@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+from .envfile import ENV_NAME, env_names
 from .errors import RenderError
+from .shapes import Rule, check, flag, matching, whole
 
 # LiteLLM's "Best Practices for Production", as vars the templates read; a host's own vars win,
 # and its mappings (env, *_settings) are merged key by key over these.
@@ -30,28 +32,22 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
 SETTINGS_SECTIONS = ("litellm_settings", "general_settings", "router_settings")
 # Set by the templates from the host's other settings: a pass-through value would fight them.
 MANAGED_GENERAL = ("master_key", "database_url")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _whole(value: Any) -> bool:
-    return type(value) is int and value > 0
-
-
-def _matching(pattern: str):
-    return lambda value: isinstance(value, str) and re.fullmatch(pattern, value) is not None
 
 
 # Vars the compose block turns into LiteLLM's command line and the container's limits.
-CONTAINER_VARS = {
-    "workers": (_whole, "a whole number of worker processes"),
-    "max_requests_before_restart": (_whole, "a whole number of requests"),
-    "memory_limit": (_matching(r"[1-9][0-9]*[bkmg]?"), "a size such as 4g or 512m"),
-    "stop_grace_period": (_matching(r"([0-9]+(ms|s|m|h))+"), "a duration such as 60s or 1m30s"),
-    "log_max_size": (_matching(r"[1-9][0-9]*[kmg]"), "a size such as 50m"),
-    "log_max_files": (_whole, "a whole number of files"),
+CONTAINER_VARS: Mapping[str, Rule] = {
+    "workers": (whole, "a whole number of worker processes"),
+    "max_requests_before_restart": (whole, "a whole number of requests"),
+    "memory_limit": (matching(r"[1-9][0-9]*[bkmg]?"), "a size such as 4g or 512m"),
+    "stop_grace_period": (matching(r"([0-9]+(ms|s|m|h))+"), "a duration such as 60s or 1m30s"),
+    "log_max_size": (matching(r"[1-9][0-9]*[kmg]"), "a size such as 50m"),
+    "log_max_files": (whole, "a whole number of files"),
 }
+# Vars the templates test with `if`: a string there ("false") would switch the feature on.
+FEATURE_VARS: Mapping[str, Rule] = {name: (flag, "true or false") for name in (
+    "admin_ui", "database", "migrations", "store_prompts_in_spend_logs", "allow_mock_testing")}
 # Vars this module checks, whether or not a (customised) template reads them.
-SETTINGS_VARS = frozenset({*SETTINGS_SECTIONS, "env", "secret_env", *CONTAINER_VARS})
+SETTINGS_VARS = frozenset({*SETTINGS_SECTIONS, "env", "secret_env", *CONTAINER_VARS, *FEATURE_VARS})
 _ENVIRON_REFERENCE = re.compile(r"os\.environ/([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -68,9 +64,7 @@ def with_preset(preset: str | None, variables: Mapping[str, Any]) -> dict[str, A
 
 def check_settings(variables: Mapping[str, Any], where: str) -> None:
     """Shapes first: a mapping of names, a list of secret names; then what must not be overridden."""
-    for name, (valid, meaning) in CONTAINER_VARS.items():
-        if name in variables and not valid(variables[name]):
-            raise RenderError(f"{where}: vars.{name} must be {meaning}, not {variables[name]!r}")
+    check({**CONTAINER_VARS, **FEATURE_VARS}, variables, where)
     for section in (*SETTINGS_SECTIONS, "env"):
         value = variables.get(section, {})
         if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
@@ -82,12 +76,12 @@ def check_settings(variables: Mapping[str, Any], where: str) -> None:
     if "fallbacks" in variables.get("router_settings", {}) and "fallbacks" in variables:
         raise RenderError(f"{where}: fallbacks are set twice, in vars.fallbacks and vars.router_settings; keep one")
     for name, value in variables.get("env", {}).items():
-        if not _ENV_NAME.fullmatch(name):
+        if not ENV_NAME.fullmatch(name):
             raise RenderError(f"{where}: vars.env.{name} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)")
         if not isinstance(value, (str, int, float, bool)):
             raise RenderError(f"{where}: vars.env.{name} must be a string, number or boolean")
     names = variables.get("secret_env", [])
-    if not isinstance(names, list) or not all(isinstance(n, str) and _ENV_NAME.fullmatch(n) for n in names):
+    if not isinstance(names, list) or not all(isinstance(n, str) and ENV_NAME.fullmatch(n) for n in names):
         raise RenderError(f"{where}: vars.secret_env must be a list of secret names (variable names)")
 
 
@@ -98,7 +92,7 @@ def env_value(value: Any) -> str:
 
 def check_env_names(env_text: str, config_text: str, where: str) -> None:
     """Each variable once in the env file, and each `os.environ/NAME` of the config set in it."""
-    names = [line.split("=", 1)[0] for line in env_text.splitlines() if "=" in line and not line.startswith("#")]
+    names = env_names(env_text)
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise RenderError(f"{where}: {twice[0]} is set twice in the env file (vars.env or vars.secret_env "

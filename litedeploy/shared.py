@@ -36,8 +36,6 @@ def check_redis(variables: Mapping[str, Any], where: str) -> None:
     for flag in ("password", "cache"):
         if not isinstance(redis.get(flag, False), bool):
             raise RenderError(f"{where}: vars.redis.{flag} must be true or false")
-    if not isinstance(variables.get("migrations", True), bool):
-        raise RenderError(f"{where}: vars.migrations must be true or false")
 
 
 def with_redis(router: Mapping[str, Any], litellm: Mapping[str, Any],

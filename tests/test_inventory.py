@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,19 @@ def test_a_pattern_that_selects_nothing_is_an_error_naming_it():
         inventory.select("one:!one")
     with pytest.raises(InventoryError, match=r"unknown host 'fax' \(known: one\)"):
         inventory.select("one,fax")
+
+
+@pytest.mark.parametrize("line, where, written, read", [
+    ("port: 0123", "hosts.fox.port", "0123", 83), ("ssh_port: 0600", "hosts.fox.ssh_port", "0600", 384),
+    ("health_timeout: 1:30", "hosts.fox.health_timeout", "1:30", 90),
+    ("vars: {models: [{name: x, rpm: 010}]}", "hosts.fox.vars.models[0].rpm", "010", 8),
+])
+def test_a_yaml_1_1_number_is_refused_by_key(line, where, written, read):
+    """PyYAML reads these as YAML 1.1 does (octal, base 60); the user meant another number or text."""
+    with pytest.raises(InventoryError, match=re.escape(f"hosts.yaml: {where}: {written} is read as {read} (a YAML 1.1")):
+        parse_inventory(f"hosts:\n  fox:\n    address: fox.example\n    {line}\n", Path("hosts.yaml"))
+
+
+def test_the_same_numbers_quoted_or_without_leading_zeros_pass():
+    text = 'hosts:\n  fox:\n    address: fox.example\n    port: 123\n    vars: {models: [{name: x}], note: "0123"}\n'
+    assert parse_inventory(text, Path("hosts.yaml")).host("fox").port == 123

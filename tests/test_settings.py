@@ -1,14 +1,16 @@
 """Settings passed through to LiteLLM, the production preset, and what they may not override."""
 
+import re
 from dataclasses import replace
 
 import pytest
 import yaml
 
+from litedeploy.envfile import env_pairs
 from litedeploy.errors import InventoryError, RenderError
 from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
-from litedeploy.secrets import SecretValues, env_pairs
+from litedeploy.secrets import SecretValues
 
 SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
                         "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456",
@@ -48,6 +50,12 @@ def test_each_settings_section_env_and_secret_env_pass_through(repo, templates):
     assert "LANGFUSE_SECRET_KEY" in render_host(templates, fox, SECRETS).secret_names  # masked in diffs
 
 
+def test_plain_values_are_quoted_by_the_same_writer_as_secrets(repo, templates):
+    values = {"QUOTED": "it's", "DOLLAR": "$HOME", "SPACES": " a # b ", "NUMBER": 0.5}
+    _, env, _ = rendered(templates, fox_with(repo, vars={"env": values}))
+    assert {name: env[name] for name in values} == {**values, "NUMBER": "0.5"}
+
+
 def test_the_production_preset_under_the_hosts_own_vars(repo, templates):
     fox = fox_with(repo, preset="production", vars={"workers": 2, "env": {"LITELLM_LOG": "INFO"},
                                                     "litellm_settings": {"drop_params": True}})
@@ -78,16 +86,26 @@ def test_an_unknown_preset_names_the_host(repo):
     ({"router_settings": {"fallbacks": []}, "fallbacks": {}}, "fallbacks are set twice"),
     ({"env": {"BAD-NAME": "x"}}, "vars.env.BAD-NAME is not a variable name"),
     ({"env": {"LIST": [1]}}, "vars.env.LIST must be a string, number or boolean"),
+    ({"env": {"X": "a\nINJECTED=1"}}, "hosts.yaml (host fox): vars.env.X holds a line break"),
+    ({"env": {"X": "pw\u2028tail"}}, "hosts.yaml (host fox): vars.env.X holds a line break"),
+    ({"env": {"X": "${HOME}"}}, "hosts.yaml (host fox): vars.env.X holds '${'"),
     ({"env": {"LITELLM_MASTER_KEY": "sk-1234"}}, "LITELLM_MASTER_KEY is set twice in the env file"),
     ({"secret_env": "LANGFUSE_SECRET_KEY"}, "vars.secret_env must be a list of secret names"),
     ({"secret_env": ["MISSING_ONE"]}, "secret 'MISSING_ONE' is missing from secrets.enc.yaml"),
     ({"general_settings": {"alerting_webhook": "os.environ/SLACK_URL"}},
      "config.yaml reads os.environ/SLACK_URL, which the env file does not set"),
     ({"workers": 0}, "vars.workers must be a whole number of worker processes, not 0"),
+    ({"admin_ui": "false"}, "vars.admin_ui must be true or false, not 'false'"),
+    ({"migrations": "no"}, "vars.migrations must be true or false, not 'no'"),
+    ({"catalog": "x"}, "vars.catalog must be a mapping of model keys to catalog entries, not 'x'"),
+    ({"ollama_backends": 5}, "vars.ollama_backends must be a list of Ollama URLs (http://host:11434), not 5"),
+    ({"catalog": {"claude-x": {"bedrock_id": "anthropic.x", "prefixes": None}}},
+     "vars.catalog.claude-x.prefixes must be a list of inference profile prefixes"),
+    ({"models": [{"name": "claude-sonnet-4", "model": 5}]}, "vars.models[0].model must be a LiteLLM model string"),
     ({"memory_limit": "4 GB"}, "vars.memory_limit must be a size such as 4g or 512m"),
     ({"stop_grace_period": 60}, "vars.stop_grace_period must be a duration such as 60s"),
 ])
 def test_a_bad_setting_is_one_error_naming_it(repo, templates, variables, message):
     fox = fox_with(repo)
-    with pytest.raises(RenderError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(RenderError, match=re.escape(message)):
         render_host(templates, replace(fox, vars={**fox.vars, **variables}), SECRETS)
