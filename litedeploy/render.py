@@ -15,6 +15,7 @@ import yaml
 from .catalog import CATALOG_VARS, anthropic_aliases, load_catalog, resolve_models
 from .errors import RenderError, parse_yaml
 from .inventory import Host
+from .masterkey import MASTER_KEY, MasterKeyRules, check_master_key, load_master_key_rules
 from .envfile import Slots, env_pairs, fill
 from .secrets import SecretValues
 from .shared import check_redis, with_redis
@@ -62,11 +63,14 @@ class Templates:
 
     environment: jinja2.Environment
     catalog: Mapping[str, dict]
+    master_key: MasterKeyRules
     # Every var a host may set: a key outside this set is a typo, never silently ignored.
     var_names: frozenset[str] = CATALOG_VARS | SETTINGS_VARS | {"aws_auth", "redis", "migrations"}
 
 
-def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
+def load_templates(templates_dir: Path, catalog_file: Path, facts_file: Path | None = None) -> Templates:
+    """The templates, the model catalog and LiteLLM's facts (FACTS_FILE, by default litellm.yaml
+    beside the catalog). Raises RenderError naming a file that cannot be read."""
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir)),
                                      undefined=_NamedUndefined, keep_trailing_newline=True,
                                      trim_blocks=True, lstrip_blocks=True, autoescape=False)
@@ -77,6 +81,7 @@ def load_templates(templates_dir: Path, catalog_file: Path) -> Templates:
     mentioned = {name for template in sorted(Path(templates_dir).glob("*.j2"))
                  for match in _VAR_REFERENCE.finditer(template.read_text()) for name in match.groups() if name}
     return Templates(environment, load_catalog(catalog_file),
+                     load_master_key_rules(facts_file or catalog_file.with_name("litellm.yaml")),
                      CATALOG_VARS | SETTINGS_VARS | {"aws_auth", "redis", "migrations"} | mentioned)
 
 
@@ -113,6 +118,8 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
         raise RenderError(f"{where}: vars.aws_auth must be one of {', '.join(AWS_AUTH)}")
     check_settings(host.vars, where)
     check_redis(host.vars, where)
+    if MASTER_KEY in secrets:
+        check_master_key(secrets[MASTER_KEY], templates.master_key, secrets.source)
     models = resolve_models(host.vars, templates.catalog, where)
     router, litellm = with_redis(router_settings(host.vars, models), host.vars.get("litellm_settings") or {},
                                  host.vars)

@@ -325,6 +325,16 @@ class LabHost:
         return subprocess.run([sys.executable, "-m", program, *argv], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
 
+    def crash_at_start(self) -> dict:
+        """Vars with which the next deploy passes every check and then crash-loops: LiteLLM exits
+        at start when it cannot import a callback its config names (1.106.2: "Could not import
+        handler", exit 3). The env file changes too, so compose recreates the container, as it
+        does for a new secret."""
+        variables = self.entry.get("vars", {})
+        return {"litellm_settings": {**variables.get("litellm_settings", {}),
+                                     "callbacks": ["litedeploy_no_such_module.handler"]},
+                "env": {**variables.get("env", {}), "LITEDEPLOY_CRASH_AT_START": "1"}}
+
     def followed_line(self, grep: str, action, wait: float = 60) -> str:
         """The first line `ops.logs --follow --tail 0 --grep GREP` prints after ACTION runs ("" if none
         came within WAIT seconds). Other lines may reach the log meanwhile (a second worker's start

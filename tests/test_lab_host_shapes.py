@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, lab_secrets, make_lab_host, make_namespace_host
+from conftest import TEAM_COMPOSE, deployed_once, make_lab_host, make_namespace_host
 from litedeploy.lab.sshd import PROFILES
 
 pytestmark = pytest.mark.lab
@@ -19,16 +19,15 @@ def refused_forwards(lab) -> int:
     return lab.sshd_paths("hardened").log.read_text().count("refused local port forward")
 
 
-def crash_looping(host, tmp_path) -> None:
-    """LiteLLM refuses to start with the documented example key: the next deploy's container crash-loops."""
-    bad = encrypt_for_lab(lab_secrets(LITELLM_MASTER_KEY="sk-1234"), tmp_path / "bad.enc.yaml")
-    host.write_inventory({"secrets_file": str(bad)})
+def crash_looping(host) -> None:
+    """The next deploy's container crash-loops."""
+    host.write_inventory(**host.crash_at_start())
 
 
-def rolled_back(host, tmp_path) -> str:
+def rolled_back(host) -> str:
     """Deploys a crash-looping gateway and returns the error line; the host must answer as before
     (the container is recreated on the old files: the env file changed)."""
-    crash_looping(host, tmp_path)
+    crash_looping(host)
     failed = host.run("deploy", "--host", host.name)
     host.write_inventory()
     assert failed.returncode == 1
@@ -53,8 +52,8 @@ def test_hardened_sshd_deploys_by_relaying_over_exec_after_one_refused_tunnel(la
     assert "lab mock: hello from LiteLLM" in smoke.stdout
 
 
-def test_hardened_sshd_rolls_a_crash_loop_back_without_a_false_rollback_failure(hardened, tmp_path):
-    error = rolled_back(hardened, tmp_path)
+def test_hardened_sshd_rolls_a_crash_loop_back_without_a_false_rollback_failure(hardened):
+    error = rolled_back(hardened)
     assert "crash-looping" in error and "ROLLBACK FAILED" not in error
     assert "rolled back: previous files and container restored, answering again" in error
 
@@ -96,12 +95,12 @@ def test_a_separate_host_with_bridge_networking_publishes_the_gateway_port(lab, 
     assert f"0.0.0.0:{port}->{port}/tcp" in status.stdout
 
 
-def test_a_separate_host_restarts_for_a_config_change_and_rolls_back_a_crash_loop(bridged, tmp_path):
+def test_a_separate_host_restarts_for_a_config_change_and_rolls_back_a_crash_loop(bridged):
     before = bridged.inspect()
     bridged.write_inventory(router_settings={"num_retries": 1})
     changed = bridged.run("deploy", "--host", bridged.name)
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert "changed config.yaml; restarted litellm" in changed.stdout
     assert bridged.inspect()["Id"] == before["Id"]
-    error = rolled_back(bridged, tmp_path)
+    error = rolled_back(bridged)
     assert "rolled back: previous files and container restored, answering again" in error

@@ -147,6 +147,9 @@ def test_a_bad_option_value_is_one_line_not_a_traceback(host, argv, expected):
     ({"LITELLM_SALT_KEY": 987654321}, "LITELLM_SALT_KEY is not text (YAML read it as int)"),
     ({"LITELLM_MASTER_KEY": "sk-it's-$quoted"}, "LITELLM_MASTER_KEY holds a single quote together with $"),
     ({"LITELLM_MASTER_KEY": "sk-cut\u2028short"}, "LITELLM_MASTER_KEY holds a line break"),
+    # LiteLLM's docs' example key: newer releases refuse to start on it, older ones run open.
+    ({"LITELLM_MASTER_KEY": "sk-1234"}, "LITELLM_MASTER_KEY is an example key from LiteLLM's docs"),
+    ({"LITELLM_MASTER_KEY": "sk-ключ-0123456789"}, "LITELLM_MASTER_KEY holds characters outside printable ASCII"),
     ({"LITELLM_MASTER_KEY": "sk-${HOME}-1"}, "LITELLM_MASTER_KEY holds '${' (compose v1 expands it even in quotes)"),
 ])
 def test_a_secret_that_cannot_reach_the_container_as_written_is_refused_by_name(host, tmp_path, secrets, expected):

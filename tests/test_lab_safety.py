@@ -61,11 +61,9 @@ def test_diff_of_the_env_file_names_changed_keys_but_no_value(host, tmp_path):
         assert value not in check.stdout + check.stderr
 
 
-def test_a_crash_looping_gateway_is_rolled_back_to_the_previous_files_and_container(host, tmp_path):
+def test_a_crash_looping_gateway_is_rolled_back_to_the_previous_files_and_container(host):
     before = host.snapshot()
-    # LiteLLM refuses to start with the documented example key: the new container crash-loops.
-    bad = encrypt_for_lab(lab_secrets(LITELLM_MASTER_KEY="sk-1234"), tmp_path / "bad.enc.yaml")
-    host.write_inventory({"secrets_file": str(bad)})
+    host.write_inventory(**host.crash_at_start())
     failed = host.run("deploy", "--host", host.name)
     assert failed.returncode == 1
     error = failed.stderr.strip().splitlines()[-1]
@@ -80,7 +78,7 @@ def test_a_crash_looping_gateway_is_rolled_back_to_the_previous_files_and_contai
     assert smoke_ok(host)
     last = audit_lines(host)[-1]
     assert (last["result"], last["rolled_back"]) == ("failed", True)
-    assert "sk-1234" not in json.dumps(last)
+    assert lab_secrets()["LITELLM_MASTER_KEY"] not in json.dumps(last)
 
 
 def test_an_image_that_cannot_be_pulled_leaves_the_running_container_alone(host):

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import REPO, LabHost, copy_templates, encrypt_for_lab, fails_with, lab_secrets
+from conftest import REPO, LabHost, copy_templates, fails_with, lab_secrets
 from litedeploy.inventory import LOCAL_PATHS
 from litedeploy.lab import locks, systemd_host
 
@@ -116,17 +116,16 @@ def test_a_unit_change_reloads_systemd_and_restarts(host):
     assert host.sh("systemctl show -p NeedDaemonReload --value litellm").strip() == "no"
 
 
-def test_a_failed_start_is_rolled_back_to_the_files_and_process_before(host, tmp_path):
-    """LiteLLM refuses the documented example key: the unit crash-loops, the env file is restored."""
-    env_before = host.sh("cat /etc/litellm/litellm.env")
-    bad = encrypt_for_lab(lab_secrets(LITELLM_MASTER_KEY="sk-1234"), tmp_path / "bad.enc.yaml")
-    host.write_inventory({"secrets_file": str(bad)}, router_settings={"num_retries": 1}, workers=2)
+def test_a_failed_start_is_rolled_back_to_the_files_and_process_before(host):
+    """The unit crash-loops on the new files; they are restored."""
+    files_before = host.sh("cat /etc/litellm/config.yaml /etc/litellm/litellm.env")
+    host.write_inventory(router_settings={"num_retries": 1}, workers=2, **host.crash_at_start())
     failed = host.run("deploy", "--host", host.name)
     host.write_inventory(router_settings={"num_retries": 1}, workers=2)
     assert failed.returncode == 1
     error = failed.stderr.strip().splitlines()[-1]
     assert "crash-looping" in error and "rolled back: previous files and service restored, answering again" in error
-    assert host.sh("cat /etc/litellm/litellm.env") == env_before
+    assert host.sh("cat /etc/litellm/config.yaml /etc/litellm/litellm.env") == files_before
     assert host.show()["NRestarts"] == "0" and host.show()["ActiveState"] == "active"
     host.ok("ops.smoke", "--host", host.name)
     audit = [json.loads(line.split(" ", 1)[1]) for line in host.ok("ops.audit", "--host", host.name).splitlines()]

@@ -29,6 +29,7 @@ def project(tmp_path):
     root.mkdir()
     shutil.copytree(REPO / "templates", root / "templates")
     shutil.copy(REPO / "models.yaml", root / "models.yaml")
+    shutil.copy(REPO / "litellm.yaml", root / "litellm.yaml")
     (root / "hosts.yaml").write_text(yaml.safe_dump(INVENTORY))
     (tmp_path / "aws").write_text("[team]\naws_access_key_id = AKIATEAMEXAMPLE1\n"
                                   "aws_secret_access_key = team/secret+value0123\n")
