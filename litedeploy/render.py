@@ -3,8 +3,10 @@ templates), and the checks that catch a bad render before it reaches the host.""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -121,6 +123,7 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
     if MASTER_KEY in secrets:
         check_master_key(secrets[MASTER_KEY], templates.master_key, secrets.source)
     models = resolve_models(host.vars, templates.catalog, where)
+    check_backends_reachable(host, where)
     router, litellm = with_redis(router_settings(host.vars, models), host.vars.get("litellm_settings") or {},
                                  host.vars)
     context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models,
@@ -138,6 +141,23 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
     else:
         check_block(files.block, host)
     return files
+
+
+def check_backends_reachable(host: Host, where: str) -> None:
+    """Under bridge networking a loopback address is the container's own: an Ollama backend there
+    is never reached. Raises RenderError naming the backend."""
+    if host.systemd or host.network_mode != "bridge":
+        return
+    for index, url in enumerate(host.vars.get("ollama_backends") or []):
+        name = urllib.parse.urlsplit(url).hostname or ""
+        try:
+            loopback = name == "localhost" or ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            loopback = False
+        if loopback:
+            raise RenderError(f"{where}: vars.ollama_backends[{index}] is {url}, the container itself under "
+                              "network_mode: bridge; name an address the container reaches (the host's on the "
+                              "Docker bridge, e.g. 172.17.0.1), or set network_mode: host")
 
 
 def router_settings(variables: Mapping[str, Any], models: list) -> dict[str, Any]:

@@ -109,3 +109,13 @@ def test_a_bad_setting_is_one_error_naming_it(repo, templates, variables, messag
     fox = fox_with(repo)
     with pytest.raises(RenderError, match=re.escape(message)):
         render_host(templates, replace(fox, vars={**fox.vars, **variables}), SECRETS)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:11434", "http://localhost:11434", "http://[::1]:11434",
+                                 "http://127.1.2.3:11434/"])
+def test_a_loopback_ollama_backend_under_bridge_networking_is_named(repo, templates, url):
+    fox = fox_with(repo, vars={"ollama_backends": ["http://ollama.example:11434", url],
+                               "models": [{"name": "phi", "provider": "ollama", "model": "phi3"}]})
+    with pytest.raises(RenderError, match=re.escape(f"vars.ollama_backends[1] is {url}, the container itself")):
+        render_host(templates, fox, SECRETS)
+    render_host(templates, replace(fox, network_mode="host"), SECRETS)
