@@ -110,13 +110,31 @@ def _reindented(block: list[str], indent: int | None) -> list[str]:
 
 
 def remove_block(text: str, markers: Markers, source: str) -> str:
+    """The file without our block. When ours was the only service, `services:` becomes `services: {}`:
+    compose refuses a `services:` with nothing under it."""
     parsed = _Lines.of(text)
     lines = parsed.lines[:-1] if parsed.trailing_newline else parsed.lines
     found = find_block(text, markers, source)
     if not found:
         return text
     begin, end = found
-    return parsed.text(lines[:begin] + lines[end + 1:], parsed.trailing_newline)
+    kept = lines[:begin] + lines[end + 1:]
+    start = next((i for i, line in enumerate(kept) if _SERVICES_KEY.match(line)), None)
+    if start is not None and not _entries_below(kept, start):
+        kept[start] = re.sub(r"^services:\s*", "services: {}", kept[start], count=1)
+        kept[start] = re.sub(r"\{\}#", "{} #", kept[start])
+    return parsed.text(kept, parsed.trailing_newline)
+
+
+def _entries_below(lines: list[str], start: int) -> bool:
+    """Whether the top-level key at START has any entry (a line that is not blank or a comment)
+    before the next top-level key."""
+    for line in lines[start + 1:]:
+        if _TOP_LEVEL_KEY.match(line):
+            return False
+        if line.strip() and not line.lstrip().startswith("#"):
+            return True
+    return False
 
 
 def _end_of_services(lines: list[str], source: str) -> int:

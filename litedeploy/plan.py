@@ -164,8 +164,9 @@ def plan_remove(host: Host, facts: HostFacts) -> RemovePlan:
     markers = Markers.from_template(host.marker)
     compose = None
     if facts.compose_text and find_block(facts.compose_text, markers, source):
-        compose = FileChange(host.compose_file, facts.compose_text, remove_block(facts.compose_text, markers, source),
-                             "0644", keep_owner=True)
+        remaining = remove_block(facts.compose_text, markers, source)
+        check_compose(remaining, None, source)  # decided before the container goes, not after
+        compose = FileChange(host.compose_file, facts.compose_text, remaining, "0644", keep_owner=True)
     return RemovePlan(facts.container is not None, compose)
 
 

@@ -166,3 +166,10 @@ def test_a_key_given_twice_is_an_error_naming_its_line():
 def test_the_port_a_previous_compose_file_served_is_read_back_for_a_rollback(text, port):
     from litedeploy.composefile import served_port
     assert served_port(text, "litellm") == port
+
+
+@pytest.mark.parametrize("before", ["", "services:\n", "services: {}\n", "services:  # ours\nvolumes:\n  data: {}\n"])
+def test_removing_the_only_service_leaves_a_services_mapping_compose_accepts(before):
+    removed = remove_block(replace_block(before, BLOCK, MARKERS, "f"), MARKERS, "f")
+    check_compose(removed, None, "f")
+    assert removed.startswith("services: {}")

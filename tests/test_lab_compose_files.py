@@ -147,3 +147,14 @@ def test_secrets_with_dollars_hashes_spaces_quotes_and_backslashes_reach_the_con
     assert {name: env[name] for name in odd} == odd
     listed = host.run("ops.env", "--host", host.name)
     assert listed.returncode == 0 and listed.stdout.count("matches the repo") >= 2, listed.stdout
+
+
+def test_removing_the_only_service_leaves_a_file_compose_accepts_and_a_deploy_brings_it_back(fresh_lab_host):
+    host = fresh_lab_host()
+    (host.root / "compose.yml").write_text("services:\n")
+    deploys(host)
+    removed = host.run("compose.remove", "--host", host.name)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert (host.root / "compose.yml").read_text() == "services: {}\n"
+    assert host.snapshot()["container"] is None
+    deploys(host)
