@@ -31,29 +31,46 @@ class Markers:
 
 @dataclass(frozen=True)
 class _Lines:
-    """A file split into lines, remembering its line ending and whether it ended with one."""
+    """A file as lines without their endings. Each line keeps its own ending (a file edited on
+    Windows and then by the old role mixes CRLF and LF) and a leading byte-order mark is kept."""
 
+    bom: str
     lines: list[str]
-    newline: str
-    trailing_newline: bool
+    endings: list[str]
 
     @classmethod
     def of(cls, text: str) -> "_Lines":
-        newline = "\r\n" if "\r\n" in text else "\n"
-        return cls(text.split(newline) if text else [], newline, text.endswith(newline))
+        bom = "\ufeff" if text.startswith("\ufeff") else ""
+        pieces = text[len(bom):].split("\n")
+        lines, endings = [], []
+        for piece in pieces[:-1]:
+            crlf = piece.endswith("\r")
+            lines.append(piece[:-1] if crlf else piece)
+            endings.append("\r\n" if crlf else "\n")
+        if pieces[-1]:
+            lines.append(pieces[-1])
+            endings.append("")
+        return cls(bom, lines, endings)
 
-    def text(self, lines: list[str], ends_with_newline: bool) -> str:
-        joined = self.newline.join(lines)
-        if ends_with_newline and lines:
-            joined += self.newline
-        return joined
+    def spliced(self, start: int, stop: int, new: list[str]) -> str:
+        """The text with lines[start:stop] replaced by NEW, each ending as most lines outside that
+        range do (the admin's, not the old role's); a line that had no ending and is no longer
+        last gets one."""
+        kept = [ending for ending in self.endings[:start] + self.endings[stop:] if ending] or self.endings
+        newline = "\r\n" if kept.count("\r\n") > kept.count("\n") else "\n"
+        lines = self.lines[:start] + new + self.lines[stop:]
+        endings = self.endings[:start] + [newline] * len(new) + self.endings[stop:]
+        endings = [ending or (newline if index < len(lines) - 1 else "") for index, ending in enumerate(endings)]
+        return self.bom + "".join(line + ending for line, ending in zip(lines, endings))
+
+    def with_line(self, index: int, line: str) -> "_Lines":
+        """The same file with one line's text replaced, its ending kept."""
+        return _Lines(self.bom, [*self.lines[:index], line, *self.lines[index + 1:]], self.endings)
 
 
 def find_block(text: str, markers: Markers, source: str) -> tuple[int, int] | None:
     """Line indexes of the BEGIN and END markers, or None when the file has no block."""
     lines = _Lines.of(text).lines
-    if lines and lines[-1] == "":
-        lines = lines[:-1]
     begins = [i for i, line in enumerate(lines) if line.rstrip() == markers.begin]
     ends = [i for i, line in enumerate(lines) if line.rstrip() == markers.end]
     if not begins and not ends:
@@ -68,23 +85,36 @@ def find_block(text: str, markers: Markers, source: str) -> tuple[int, int] | No
 
 
 def replace_block(text: str, block: str, markers: Markers, source: str) -> str:
-    """The file with our block in place: replaced where it was, else added to `services:`."""
+    """The file with our block in place: replaced where it was, else added to `services:`. A block
+    the old role appended under another top-level key (blockinfile writes at the end of the file,
+    where an `x-` key may be open) is moved into `services:`."""
     parsed = _Lines.of(text)
-    lines = parsed.lines[:-1] if parsed.trailing_newline else parsed.lines
+    lines = parsed.lines
     found = find_block(text, markers, source)
     outside = lines[:found[0]] + lines[found[1] + 1:] if found else lines
-    block_lines = _reindented(block.rstrip("\r\n").splitlines(), _service_indent(outside))
+    block_lines = _reindented(block.rstrip("\r\n").split("\n"), _service_indent(outside))
     ours = [markers.begin, *block_lines, markers.end]
+    if found and _top_level_key_above(lines, found[0]) == "services":
+        return parsed.spliced(found[0], found[1] + 1, ours)
     if found:
-        begin, end = found
-        return parsed.text(lines[:begin] + ours + lines[end + 1:], parsed.trailing_newline or end + 1 == len(lines))
-    if not text.strip():
-        return parsed.text(["services:", *ours], True)
+        parsed = _Lines.of(parsed.spliced(found[0], found[1] + 1, []))
+        lines = parsed.lines
+    if not "".join(lines).strip():
+        return _Lines(parsed.bom, [], []).spliced(0, 0, ["services:", *ours])
     empty = next((i for i, line in enumerate(lines) if _EMPTY_SERVICES.match(line)), None)
     if empty is not None:
-        lines = [*lines[:empty], re.sub(r"\s*\{\s*\}", "", lines[empty], count=1).rstrip(), *lines[empty + 1:]]
+        parsed = parsed.with_line(empty, re.sub(r"\s*\{\s*\}", "", lines[empty], count=1).rstrip())
+        lines = parsed.lines
     at = _end_of_services(lines, source)
-    return parsed.text(lines[:at] + ours + lines[at:], parsed.trailing_newline or at == len(lines))
+    return parsed.spliced(at, at, ours)
+
+
+def _top_level_key_above(lines: list[str], index: int) -> str | None:
+    """The top-level key whose mapping line INDEX lies in (None above the first key)."""
+    for line in reversed(lines[:index]):
+        if _TOP_LEVEL_KEY.match(line):
+            return line.split(":", 1)[0].strip()
+    return None
 
 
 def _service_indent(lines: list[str]) -> int | None:
@@ -112,18 +142,15 @@ def _reindented(block: list[str], indent: int | None) -> list[str]:
 def remove_block(text: str, markers: Markers, source: str) -> str:
     """The file without our block. When ours was the only service, `services:` becomes `services: {}`:
     compose refuses a `services:` with nothing under it."""
-    parsed = _Lines.of(text)
-    lines = parsed.lines[:-1] if parsed.trailing_newline else parsed.lines
     found = find_block(text, markers, source)
     if not found:
         return text
-    begin, end = found
-    kept = lines[:begin] + lines[end + 1:]
-    start = next((i for i, line in enumerate(kept) if _SERVICES_KEY.match(line)), None)
-    if start is not None and not _entries_below(kept, start):
-        kept[start] = re.sub(r"^services:\s*", "services: {}", kept[start], count=1)
-        kept[start] = re.sub(r"\{\}#", "{} #", kept[start])
-    return parsed.text(kept, parsed.trailing_newline)
+    parsed = _Lines.of(_Lines.of(text).spliced(found[0], found[1] + 1, []))
+    start = next((i for i, line in enumerate(parsed.lines) if _SERVICES_KEY.match(line)), None)
+    if start is None or _entries_below(parsed.lines, start):
+        return parsed.spliced(0, 0, [])
+    emptied = re.sub(r"^services:\s*", "services: {}", parsed.lines[start], count=1).replace("{}#", "{} #")
+    return parsed.with_line(start, emptied).spliced(0, 0, [])
 
 
 def _entries_below(lines: list[str], start: int) -> bool:
@@ -151,11 +178,19 @@ def _end_of_services(lines: list[str], source: str) -> int:
     return end
 
 
+def _parsed(text: str, source: str) -> object:
+    """The compose file as YAML for our own checks. Trailing blanks go first: compose v2 accepts a
+    tab after `services:` (or before a comment), which PyYAML (and so compose v1) refuses; the host's
+    own compose has the last word on the file as written."""
+    view = re.sub(r"\t(?=[ \t]*#)", " ", re.sub(r"[ \t]+(?=\r?$)", "", text, flags=re.MULTILINE))
+    return parse_yaml(view, source, ComposeFileError)
+
+
 def check_unmanaged_service(text: str, service: str, markers: Markers, source: str) -> None:
     """A service of our name that is not inside our markers is the admin's: never add a second one."""
     if find_block(text, markers, source):
         return
-    data = parse_yaml(text, source, ComposeFileError)
+    data = _parsed(text, source)
     services = data.get("services") if isinstance(data, dict) else None
     if isinstance(services, dict) and service in services:
         raise ComposeFileError(f"{source}: a service {service!r} is already defined outside the "
@@ -165,7 +200,7 @@ def check_unmanaged_service(text: str, service: str, markers: Markers, source: s
 def _service(text: str, service: str) -> dict:
     """A service's definition, or {} when the text does not parse or lacks it."""
     try:
-        definition = ((parse_yaml(text, "", ComposeFileError) or {}).get("services") or {}).get(service)
+        definition = ((_parsed(text, "") or {}).get("services") or {}).get(service)
     except (ComposeFileError, AttributeError):
         return {}
     return definition if isinstance(definition, dict) else {}
@@ -203,7 +238,7 @@ def block_text(text: str, markers: Markers, source: str) -> str | None:
 
 def check_compose(text: str, service: str | None, source: str) -> None:
     """A compose file must parse and have `services:`; after our edit, our service must be in it."""
-    data = parse_yaml(text, source, ComposeFileError)
+    data = _parsed(text, source)
     services = data.get("services") if isinstance(data, dict) else None
     if not isinstance(services, dict):
         raise ComposeFileError(f"{source}: has no top-level 'services:' mapping")

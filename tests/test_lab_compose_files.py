@@ -158,3 +158,25 @@ def test_removing_the_only_service_leaves_a_file_compose_accepts_and_a_deploy_br
     assert (host.root / "compose.yml").read_text() == "services: {}\n"
     assert host.snapshot()["container"] is None
     deploys(host)
+
+
+@pytest.mark.parametrize("team", [
+    # Saved on Windows, then edited by the old role: its block's lines end in LF, the rest in CRLF.
+    "services:\r\n  web:\r\n    image: nginx:alpine\r\n",
+    # With a byte-order mark, and the role's block appended at the end of the file, where an x- key
+    # was open: compose never ran it; ours goes under services.
+    "\ufeffservices:\r\n  web:\r\n    image: nginx:alpine\r\nx-logging:\r\n  driver: json-file\r\n",
+], ids=["crlf", "bom-and-x-key"])
+def test_the_roles_block_in_a_crlf_file_is_taken_over_in_place_every_other_byte_kept(fresh_lab_host, team):
+    host = fresh_lab_host()
+    old_key = "sk-role-era-plaintext-4242"
+    role = ("# BEGIN ANSIBLE MANAGED BLOCK litellm\n  litellm:\n    image: old:1\n    environment:\n"
+            f"      - LITELLM_MASTER_KEY={old_key}\n# END ANSIBLE MANAGED BLOCK litellm\n")
+    (host.root / "compose.yml").write_bytes((team + role).encode())
+    deploys(host)
+    edited = (host.root / "compose.yml").read_bytes().decode()
+    assert old_key not in edited and edited.count("# BEGIN ANSIBLE MANAGED BLOCK litellm") == 1
+    ours = edited[edited.index("# BEGIN"):edited.index("# END ANSIBLE MANAGED BLOCK litellm\r\n") + 37]
+    assert edited.replace(ours, "") == team, "every byte outside the block is the admin's"
+    assert "\n" not in ours.replace("\r\n", ""), "our lines end as the admin's do"
+    assert host.inspect()["Config"]["Labels"]["com.docker.compose.service"] == "litellm"
