@@ -19,13 +19,14 @@ from typing import Iterator, TextIO
 from .commands import argv, audit, container, files, lock, runtime, script, unit
 from .commands.compose import compose_commands
 from .commands.runtime import ServiceCommands
+from .envfile import env_pairs
 from .errors import DeployError, DeployFailed, RemoteError, VerifyError
 from .facts import HostFacts
 from .images import ImageRef, resolve_image
 from .inventory import Host
 from .plan import Plan, file_diff, pinned_image, plan_deploy, plan_remove, rollback_steps, served
 from .project import Project
-from .releases import choose_release, migration_refusal
+from .releases import SALT_KEY, choose_release, migration_refusal, salt_key_refusal
 from .render import render_host
 from .session import Session, host_secrets, opened
 from .verify import SmokePlan, check_models, smoke, wait_until_live
@@ -65,7 +66,7 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
             return DeployResult(host.name, plan, None, (), _diffs(plan, session))
         action = "upgrade" if upgrade else "deploy"
         with locked(session, project.root, action, out, break_lock, lock_timeout) as (facts, record):
-            deployed = _check_migrations(host, facts, host.image, upgrade, yes)
+            deployed = _check_database(host, facts, host.image, upgrade, yes, secrets.get(SALT_KEY))
             image = pinned_image(host, facts, upgrade) or _pulled(session, out)
             record.update(image=image, previous_image=deployed)
             return _apply_recorded(session, render_host(project.templates, replace(host, image=image), secrets),
@@ -88,7 +89,7 @@ def _deploy_unit(project: Project, host: Host, secrets, out: TextIO, check: bool
             plan = plan_deploy(host, desired, session.facts())
             return DeployResult(host.name, plan, None, (), _diffs(plan, session))
         with locked(session, project.root, "deploy", out, break_lock, lock_timeout) as (facts, record):
-            deployed = _check_migrations(host, facts, host.venv_dir, False, yes)
+            deployed = _check_database(host, facts, host.venv_dir, False, yes, secrets.get(SALT_KEY))
             record.update(image=host.venv_dir, previous_image=deployed)
             return _apply_recorded(session, desired, facts, record, out)
 
@@ -102,16 +103,19 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
             locked(session, project.root, "rollback", out, break_lock, lock_timeout) as (facts, record):
         release = choose_release(host, session.releases(), facts, to)
         image = release.image(host) or host.image
-        deployed = _check_migrations(host, facts, image, False, yes)
+        desired = release.desired(host, frozenset(secrets))
+        deployed = _check_database(host, facts, image, False, yes, env_pairs(desired.env).get(SALT_KEY))
         record.update(image=image, previous_image=deployed, rollback_to=release.id)
-        return _apply_recorded(session, release.desired(host, frozenset(secrets)), facts, record, out), release.id
+        return _apply_recorded(session, desired, facts, record, out), release.id
 
 
-def _check_migrations(host: Host, facts: HostFacts, wanted: str, upgrade: bool, yes: bool) -> str | None:
-    """Refuses a change of image on a host with a database unless told yes; returns the image the
-    block runs now."""
+def _check_database(host: Host, facts: HostFacts, wanted: str, upgrade: bool, yes: bool,
+                    salt: str | None) -> str | None:
+    """Refuses, on a host with a database and unless told yes, a change of image (schema
+    migrations) or of the salt key (stored credentials); returns the image the block runs now."""
     deployed = served(host, facts.service_text(host))
-    refusal = None if yes else migration_refusal(host, deployed, wanted, upgrade)
+    refusal = None if yes else (migration_refusal(host, deployed, wanted, upgrade)
+                                or salt_key_refusal(host, facts.env_text, salt))
     if refusal:
         raise DeployError(refusal)
     return deployed

@@ -78,7 +78,8 @@ def fill(rendered: str, slots: Slots, origin: Callable[[str], str], where: str) 
             continue
         name, equals, value = text.partition("=")
         if not equals or not ENV_NAME.fullmatch(name):
-            raise ValueError(f"{where}:{number}: the line is neither NAME=value (NAME of [A-Za-z_][A-Za-z0-9_]*) nor a comment")
+            raise ValueError(f"{where}:{number}: the line is neither NAME=value (NAME of [A-Za-z_][A-Za-z0-9_]*) "
+                             "nor a comment")
         try:
             lines.append(f"{name}={quote(value)}")
         except ValueError as reason:

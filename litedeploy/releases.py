@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from .composefile import Markers, block_text
+from .envfile import env_pairs
 from .errors import DeployError
 from .facts import HostFacts, managed_files, service_fact
 from .images import ImageRef
 from .inventory import Host
 from .plan import served
 from .render import DesiredFiles
-from .envfile import env_pairs
+from .secrets import fingerprint
 
 # Fact name -> the file's name inside a release folder.
 RELEASE_FILES = {"compose_file": "compose.yml", "unit_file": "litellm.service", "config_file": "config.yaml",
@@ -95,6 +96,23 @@ def migration_refusal(host: Host, deployed: str | None, wanted: str, upgrade: bo
     return (f"{host.name}: {runs} changes from {deployed} to {wanted} and vars.database is set: LiteLLM "
             "migrates the database schema when it starts, and a rollback does not undo a migration; "
             "back up the database, then run again with --yes")
+
+
+SALT_KEY = "LITELLM_SALT_KEY"
+
+
+def salt_key_refusal(host: Host, held_env: str | None, salt: str | None) -> str | None:
+    """Why a new LITELLM_SALT_KEY needs --yes: with a database, LiteLLM encrypts the credentials it
+    stores there (model and provider keys added through the UI or API) with it, and a new one cannot
+    decrypt them (https://docs.litellm.ai/docs/proxy/prod, "LITELLM_SALT_KEY ... do not change it").
+    Values are compared on the host's env file and shown only as fingerprints."""
+    held = env_pairs(held_env or "").get(SALT_KEY)
+    if not host.vars.get("database") or held is None or salt is None or held == salt:
+        return None
+    return (f"{host.name}: {SALT_KEY} would change from {fingerprint(held)} (in {host.env_path}) to "
+            f"{fingerprint(salt)} and vars.database is set: the credentials LiteLLM stored in the database are encrypted with the old "
+            "one and could no longer be decrypted; put the old value back in the secrets file, or run again "
+            "with --yes to change it on purpose")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ sops writes the plaintext to our stdout pipe and nowhere else: no temp file, no 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -92,6 +93,11 @@ def parse_secrets(plaintext: str, source: str) -> SecretValues:
                                "pass on as written; choose another value")
         values[str(name)] = text
     return SecretValues(values, source)
+
+
+def fingerprint(value: str) -> str:
+    """sha256: and 8 hex digits of a secret: enough to tell two values apart, nothing to recover one."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)

@@ -52,3 +52,17 @@ def test_salt_rotation_is_refused_while_a_database_depends_on_it(host):
     host.write_inventory()
     assert refused.returncode == 1
     assert "refusing to rotate LITELLM_SALT_KEY: the database holds credentials" in refused.stderr
+
+
+def test_a_new_salt_key_on_a_host_with_a_database_is_refused_before_anything_changes(host, tmp_path):
+    secrets = lab_secrets(LITELLM_SALT_KEY="lab-salt-a-new-one-0123456789",
+                          DATABASE_URL="postgresql://litellm:pw@127.0.0.1:1/litellm")
+    host.write_inventory({"secrets_file": str(encrypt_for_lab(secrets, tmp_path / "s.enc.yaml"))}, database=True)
+    before = host.snapshot()
+    run = host.run("deploy", "--host", host.name)
+    host.write_inventory()
+    assert run.returncode == 1
+    assert "LITELLM_SALT_KEY would change from sha256:" in run.stderr and "run again with --yes" in run.stderr
+    assert host.snapshot() == before
+    for value in secrets.values():
+        assert value not in run.stdout + run.stderr

@@ -14,7 +14,7 @@ from litedeploy.errors import DeployError
 from litedeploy.facts import HostFacts
 from litedeploy.commands.files import RELEASES_KEPT, keep_release
 from litedeploy.inventory import load_inventory
-from litedeploy.releases import Release, choose_release, history, migration_refusal, parse_releases
+from litedeploy.releases import Release, choose_release, history, migration_refusal, parse_releases, salt_key_refusal
 
 OLD = "ghcr.io/berriai/litellm:v1.83.10-stable@sha256:" + "a" * 64
 NEW = "ghcr.io/berriai/litellm:v1.84.0-stable@sha256:" + "b" * 64
@@ -113,3 +113,13 @@ def test_the_release_script_keeps_the_files_private_and_only_the_newest_releases
     assert (newest / "litellm.env").read_text() == "K=v\n"
     assert {oct(path.stat().st_mode & 0o777) for path in newest.iterdir()} == {"0o600"}
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_new_salt_key_needs_yes_only_where_a_database_holds_what_the_old_one_encrypted(fox):
+    with_database = replace(fox, vars={**fox.vars, "database": True})
+    held = "LITELLM_SALT_KEY=old-salt-0123456789\n"
+    refusal = salt_key_refusal(with_database, held, "new-salt-0123456789")
+    assert "would change from sha256:" in refusal and "old-salt" not in refusal and "new-salt" not in refusal
+    assert salt_key_refusal(with_database, held, "old-salt-0123456789") is None
+    assert salt_key_refusal(with_database, None, "new-salt-0123456789") is None  # a first deploy
+    assert salt_key_refusal(fox, held, "new-salt-0123456789") is None

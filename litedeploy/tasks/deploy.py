@@ -13,8 +13,8 @@ from .target import (HOSTS, PROFILE, hosts_of, on_each_host, project_of, reports
 
 MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
 JSON = "print one JSON object per host (result, changes, restart, image, timings, error) instead of text"
-YES = ("go ahead although the image changes on a host with a database (a rollback does not undo "
-       "LiteLLM's schema migrations)")
+YES = ("go ahead although, on a host with a database, the image changes (a rollback does not undo "
+       "LiteLLM's schema migrations) or LITELLM_SALT_KEY changes (what LiteLLM stored with the old one is lost)")
 
 
 @task(help={"host": HOSTS,

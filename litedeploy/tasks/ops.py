@@ -4,7 +4,6 @@ checks of /v1/models and a chat completion, and the client settings for Cline or
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -18,7 +17,7 @@ from invoke import task
 from ..commands import audit as audit_log, runtime
 from ..errors import DeployError
 from ..envfile import env_pairs
-from ..secrets import REDACTED, RedactedLines
+from ..secrets import REDACTED, RedactedLines, fingerprint
 from .target import HOSTS, PROFILE, on_each_host, reports_errors, whole_number
 
 # What `docker logs --since` takes: a Go duration (10m, 1h30m, 2.5s), a time, or a Unix timestamp.
@@ -212,18 +211,14 @@ def env(c, host=None, profile=None):
                 state = "MISSING"
                 wrong.append(name)
             elif running[name] == value:
-                state = f"set {_fingerprint(running[name])}, matches the repo"
+                state = f"set {fingerprint(running[name])}, matches the repo"
             else:
-                state = f"set {_fingerprint(running[name])}, DIFFERS from the repo ({_fingerprint(value)})"
+                state = f"set {fingerprint(running[name])}, DIFFERS from the repo ({fingerprint(value)})"
                 wrong.append(name)
             print(f"{target.name}  {name:<24} {state}")
         if wrong:
             raise DeployError(f"{target.name}: {', '.join(wrong)} not as the repo has them: deploy to fix")
     on_each_host(c, host, show)
-
-
-def _fingerprint(value: str) -> str:
-    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:8]
 
 
 @task(help={"host": HOSTS, "model": "chat with this model (default: the first configured)",
