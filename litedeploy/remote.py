@@ -6,6 +6,7 @@ wire goes through here."""
 from __future__ import annotations
 
 import codecs
+import fnmatch
 import io
 import logging
 import os
@@ -48,10 +49,40 @@ def connect(host: Host) -> Connection:
     else:
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
     if os.path.exists(known_hosts):
-        client.load_host_keys(known_hosts)
+        load_known_hosts(client.get_host_keys(), known_hosts, host)
     if not host.known_hosts:
         client.load_system_host_keys()
     return connection
+
+
+def load_known_hosts(keys: paramiko.HostKeys, path: str, host: Host) -> None:
+    """OpenSSH's known_hosts into KEYS. paramiko cannot read its marker lines (@cert-authority,
+    @revoked: a traceback) nor verify host certificates, so those lines are read here: a revoked key
+    is left out, and a host an authority vouches for, with no key of its own in the file, is refused
+    with how to pin its key (never accepted as new). Raises RemoteError naming the file and line of
+    a line it cannot read."""
+    names = {host.address if host.ssh_port == 22 else f"[{host.address}]:{host.ssh_port}"}
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        numbered = [(number, text, text.split()) for number, text in enumerate(lines, 1)]
+    marked = [fields for _, _, fields in numbered if fields and fields[0].startswith("@") and len(fields) >= 4]
+    revoked = {(fields[2], fields[3]) for fields in marked if fields[0] == "@revoked"}
+    vouched = any(fnmatch.fnmatch(name, pattern) for fields in marked if fields[0] == "@cert-authority"
+                  for pattern in fields[1].split(",") for name in names)
+    for number, text, fields in numbered:
+        if not fields or fields[0].startswith(("#", "@")):
+            continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(text, number)
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError):
+            raise RemoteError(f"{host.name}: {path}:{number} is not a known_hosts line paramiko can read") from None
+        if entry and (entry.key.get_name(), entry.key.get_base64()) not in revoked:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
+    if vouched and not any(keys.lookup(name) for name in names):
+        where = f"-p {host.ssh_port} {host.address}" if host.ssh_port != 22 else host.address
+        raise RemoteError(f"{host.name}: {path} trusts an SSH certificate authority (@cert-authority) for "
+                          f"{host.address}, which litedeploy cannot verify; pin the host's own key: "
+                          f"ssh-keyscan {where}, check its fingerprint, and add that line to {path}")
 
 
 class _AcceptNew(paramiko.MissingHostKeyPolicy):

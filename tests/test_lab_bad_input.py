@@ -133,6 +133,28 @@ def test_unknown_host_key_is_refused_unless_accept_new_records_it(host, tmp_path
     assert host.run("deploy", "--host", host.name).returncode == 0
 
 
+def test_a_host_an_ssh_certificate_authority_vouches_for_is_refused_until_its_key_is_pinned(host, tmp_path):
+    """paramiko reads no @cert-authority line (a traceback) and verifies no host certificate: the
+    host is refused with how to pin its own key, under accept-new too; other hosts' keys still load."""
+    authority, port = new_key(tmp_path, "company-ca"), host.entry["ssh_port"]
+    known = tmp_path / "known_hosts"
+    authority_line = f"@cert-authority 127.0.0.* {Path(f'{authority}.pub').read_text()}"
+    known.write_text(authority_line + "@revoked * " + Path(f"{new_key(tmp_path, 'old')}.pub").read_text()
+                     + "[other.example]:22 " + Path(f"{new_key(tmp_path, 'other')}.pub").read_text())
+    for policy in ("strict", "accept-new"):
+        host.write_inventory({"known_hosts": str(known), "host_key": policy})
+        fails_with(host.run("deploy", "--host", host.name),
+                   f"{known} trusts an SSH certificate authority (@cert-authority) for 127.0.0.1",
+                   f"ssh-keyscan -p {port} 127.0.0.1")
+    assert known.read_text().count("\n") == 3, "nothing was recorded"
+    scanned = subprocess.run(["ssh-keyscan", "-t", "ed25519", "-p", str(port), "127.0.0.1"], capture_output=True,
+                             text=True, check=True).stdout
+    known.write_text(known.read_text() + scanned)
+    host.write_inventory({"known_hosts": str(known)})
+    pinned = host.run("deploy", "--host", host.name)
+    assert pinned.returncode == 0, pinned.stderr
+
+
 @pytest.mark.parametrize("compose, expected", [
     ("services:\n  web: [\n", "is not valid YAML"),
     ("volumes:\n  data: {}\n", "has no top-level 'services:' mapping"),
