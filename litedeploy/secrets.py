@@ -43,6 +43,18 @@ def sops_binary() -> str:
     return found
 
 
+def default_key_file() -> Path:
+    """Where sops looks for age keys on Linux: SOPS_AGE_KEY_FILE, else sops/age/keys.txt under
+    $XDG_CONFIG_HOME (when set and absolute, as Go's os.UserConfigDir reads it), else under
+    ~/.config (measured with sops 3.11.0: a key only under ~/.config is not found once
+    XDG_CONFIG_HOME names another folder)."""
+    configured = os.environ.get("SOPS_AGE_KEY_FILE")
+    if configured:
+        return Path(configured)
+    config_home = os.environ.get("XDG_CONFIG_HOME", "")
+    return (Path(config_home) if os.path.isabs(config_home) else Path.home() / ".config") / "sops/age/keys.txt"
+
+
 def decrypt_secrets(path: str, age_key_file: str | None = None) -> SecretValues:
     """Once per file version and key per process: a fleet of hosts sharing a file costs one sops run."""
     try:
@@ -60,7 +72,8 @@ def _decrypt(path: str, age_key_file: str | None, version: int) -> SecretValues:
     proc = subprocess.run([sops_binary(), "--decrypt", "--output-type", "json", path],
                           capture_output=True, env=env, check=False)
     if proc.returncode == SOPS_NO_KEY:
-        key_hint = age_key_file or "SOPS_AGE_KEY_FILE or ~/.config/sops/age/keys.txt"
+        key_hint = age_key_file or f"{default_key_file()} (SOPS_AGE_KEY_FILE, else sops/age/keys.txt under " \
+                                   "$XDG_CONFIG_HOME or ~/.config, where secrets.init writes it)"
         raise SecretsError(f"{path}: no age key in {key_hint} can decrypt it")
     if proc.returncode != 0:
         reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]

@@ -24,11 +24,6 @@ from .secrets import sops_binary
 SOPS_MINIMUM = (3, 8)
 
 
-def default_key_file() -> Path:
-    """Where sops looks for age keys: SOPS_AGE_KEY_FILE, else its default location."""
-    return Path(os.environ.get("SOPS_AGE_KEY_FILE") or Path.home() / ".config/sops/age/keys.txt")
-
-
 def check_sops() -> str:
     binary = sops_binary()
     shown = subprocess.run([binary, "--disable-version-check", "--version"], capture_output=True, text=True)

@@ -36,9 +36,10 @@ def project(tmp_path):
     return root
 
 
-def inv(project: Path, *argv: str, key_file: Path | None = None) -> subprocess.CompletedProcess:
+def inv(project: Path, *argv: str, key_file: Path | None = None, **more: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("SOPS_AGE_KEY_FILE", "AWS_ACCESS_KEY_ID",
-                                                           "AWS_SECRET_ACCESS_KEY")}
+                                                           "AWS_SECRET_ACCESS_KEY", "XDG_CONFIG_HOME")}
+    env.update(more)
     env.update(HOME=str(project.parent / "home"), INVOKE_LITELLM_PROJECT=str(project),
                AWS_SHARED_CREDENTIALS_FILE=str(project.parent / "aws"))
     if key_file:
@@ -74,6 +75,16 @@ def test_init_makes_a_key_the_sops_rule_and_fresh_encrypted_secrets(project):
             assert not leaked, f"{path} holds a secret in plaintext"
     again = inv(project, "secrets.init", "--no-aws")
     assert again.returncode == 1 and "exists; run with --force" in again.stderr
+
+
+def test_with_xdg_config_home_init_writes_the_key_where_sops_looks(project):
+    config_home = project.parent / "xdg"
+    assert inv(project, "secrets.init", "--no-aws", XDG_CONFIG_HOME=str(config_home)).returncode == 0
+    assert (config_home / "sops/age/keys.txt").is_file() and not own_key(project).exists()
+    shown = inv(project, "secrets.show", "--host", "fox", XDG_CONFIG_HOME=str(config_home))
+    assert shown.returncode == 0 and "LITELLM_MASTER_KEY" in shown.stdout, shown.stderr
+    lost = inv(project, "secrets.show", "--host", "fox")
+    assert lost.returncode == 1 and f"no age key in {own_key(project)}" in lost.stderr
 
 
 def test_init_without_aws_keys_refuses_unless_told_it_is_an_iam_role_host(project):
