@@ -37,6 +37,14 @@ class VerifyError(DeployError):
     """The gateway did not become healthy or did not answer as configured."""
 
 
+class CommandFailed(DeployError):
+    """A command the user ran on the host (ops.exec) exited non-zero: the task exits with its code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class DeployFailed(DeployError):
     """A deploy that reached the host and failed; `details` (the container's last log lines) are
     shown before the one-line message."""

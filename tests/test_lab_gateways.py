@@ -143,8 +143,8 @@ def test_exec_runs_in_the_container_and_masks_secrets(gateways):
     run = host.run("ops.exec", "--host", host.name, "--command", "printenv LITELLM_MASTER_KEY REDIS_PASSWORD")
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["********", "********"]
-    failed = host.run("ops.exec", "--host", host.name, "--command", "false")
-    assert failed.returncode == 1 and "false exited with 1" in failed.stderr
+    failed = host.run("ops.exec", "--host", host.name, "--command", "python3 -c 'raise SystemExit(3)'")
+    assert failed.returncode == 3 and "python3 exited with 3" in failed.stderr, "the command's own exit code"
 
 
 def test_a_lock_taken_by_hand_holds_deploys_off_until_released(gateways):

@@ -134,6 +134,7 @@ def test_a_key_given_twice_in_hosts_yaml_is_named_with_its_line(host):
 @pytest.mark.parametrize("argv, expected", [
     (("ops.logs", "--tail", "abc"), "--tail must be a whole number, not 'abc'"),
     (("ops.logs", "--since", "yesterday"), "--since 'yesterday' is neither a duration"),
+    (("ops.logs", "--since", "2026-13-45T10:00"), "--since '2026-13-45T10:00' is neither a duration"),
     (("ops.logs", "--grep", "("), "--grep '(' is not a regular expression"),
     (("deploy", "--parallel", "0"), "--parallel must be at least 1, not 0"),
     (("deploy", "--lock-timeout", "soon"), "--lock-timeout must be a number of seconds, not 'soon'"),

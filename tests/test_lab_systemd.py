@@ -214,8 +214,8 @@ def test_env_exec_and_masking(host):
     assert out.split() == [uid, "********"]
     environment = host.ok("ops.exec", "--host", host.name, "--command", "env").split("\n")
     assert [f"{name}={value}" in environment for name, value in PROBES.items()] == [True, True]
-    failed = host.run("ops.exec", "--host", host.name, "--command", "false")
-    assert failed.returncode == 1 and "false exited with 1 in the service litellm" in failed.stderr
+    failed = host.run("ops.exec", "--host", host.name, "--command", "sh -c 'exit 7'")
+    assert failed.returncode == 7 and "sh exited with 7 in the service litellm" in failed.stderr
 
 
 def test_compose_tasks_drive_the_unit(host):

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from invoke import task
 
 from ..commands import audit as audit_log, runtime
-from ..errors import DeployError
+from ..errors import CommandFailed, DeployError
 from ..envfile import env_pairs
 from ..secrets import REDACTED, RedactedLines, fingerprint
 from .target import HOSTS, PROFILE, on_each_host, reports_errors, whole_number
@@ -23,6 +23,21 @@ from .target import HOSTS, PROFILE, on_each_host, reports_errors, whole_number
 # What `docker logs --since` takes: a Go duration (10m, 1h30m, 2.5s), a time, or a Unix timestamp.
 _SINCE = re.compile(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+|\d{4}-\d{2}-\d{2}([T ][\d:.]+)?(Z|[+-]\d{2}:?\d{2})?"
                     r"|\d+(\.\d+)?")
+
+
+
+def _valid_since(since: str) -> bool:
+    """A duration or timestamp `docker logs` and journalctl both take, or a date and time that exists."""
+    if not _SINCE.fullmatch(since):
+        return False
+    if "-" not in since:  # a duration or a Unix timestamp
+        return True
+    try:
+        datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
 
 PROFILE_RUNNING = "check against this profile (default: the one the host was last deployed with)"
 
@@ -156,7 +171,7 @@ def exec_(c, host=None, command=None):
             code = session.remote.stream(runtime.execute(target, argv), out)
             out.close()
         if code not in (0, None):
-            raise DeployError(f"{target.name}: {argv[0]} exited with {code} in the {target.gateway_holder}")
+            raise CommandFailed(f"{target.name}: {argv[0]} exited with {code} in the {target.gateway_holder}", code)
     on_each_host(c, host, run, streams=True)
 
 
@@ -172,7 +187,7 @@ def logs(c, host=None, tail="100", follow=False, since=None, grep=None):
         pattern = re.compile(grep) if grep else None
     except re.error as exc:
         raise DeployError(f"--grep {grep!r} is not a regular expression: {exc}") from None
-    if since is not None and not _SINCE.fullmatch(since):
+    if since is not None and not _valid_since(since):
         raise DeployError(f"--since {since!r} is neither a duration (10m, 1h30m) nor a time (2026-11-23T10:00:00)")
 
     def show(project, target):

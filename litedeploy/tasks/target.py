@@ -127,7 +127,8 @@ def _show_details(exc: DeployError) -> None:
 
 
 def reports_errors(body: Callable) -> Callable:
-    """A DeployError ends the task with its one-line message and exit 1; --debug keeps the traceback."""
+    """A DeployError ends the task with its one-line message and exit 1 (a failed command of the
+    user's: its own code); --debug keeps the traceback."""
     @functools.wraps(body)
     def run(*args, **kwargs):
         try:
@@ -136,5 +137,5 @@ def reports_errors(body: Callable) -> Callable:
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 raise
             _show_details(exc)
-            raise Exit(f"error: {exc}", code=1) from None
+            raise Exit(f"error: {exc}", code=getattr(exc, "exit_code", 1)) from None
     return run
