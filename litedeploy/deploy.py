@@ -235,6 +235,9 @@ def _take_lock(session: Session, timeout: float, out: TextIO, break_lock: bool) 
         if facts.lock_acquired:
             return facts
         who = describe_holder(facts.lock_holder)
+        if facts.lock_live == lock.BY_HAND:
+            raise DeployError(f"{session.host.name}: --break-lock refused: {who} locked the host by hand; when "
+                              f"that work is done: inv lock.release --host {session.host.name}")
         if facts.lock_live:
             raise DeployError(f"{session.host.name}: --break-lock refused: the deploy holding the lock, {who}, is "
                               f"still connected (sshd pid {facts.lock_live}); wait for it with --lock-timeout")

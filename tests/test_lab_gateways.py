@@ -155,6 +155,10 @@ def test_a_lock_taken_by_hand_holds_deploys_off_until_released(gateways):
         assert "database maintenance" in host.run("lock.status", "--host", host.name).stdout
         blocked = host.run("deploy", "--host", host.name, "--lock-timeout", "1")
         assert blocked.returncode == 1 and "'database maintenance'" in blocked.stderr
+        # Its SSH connection is long gone, yet it is no stale deploy's lock: --break-lock leaves it.
+        broken = host.run("deploy", "--host", host.name, "--break-lock")
+        assert broken.returncode == 1 and "locked the host by hand" in broken.stderr, broken.stderr
+        assert "database maintenance" in host.run("lock.status", "--host", host.name).stdout
         again = host.run("lock.acquire", "--host", host.name)
         assert again.returncode == 1 and "already locked" in again.stderr
     finally:

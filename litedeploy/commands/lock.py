@@ -20,12 +20,18 @@ _CONNECTION_PID = ("c=$$; while [ \"$c\" -gt 1 ]; do case $(cat /proc/$c/comm 2>
                    " sshd|sshd-session) break;; esac; c=$(cut -d' ' -f4 /proc/$c/stat 2>/dev/null || echo 1); done")
 
 
+# What `break_stale` reports, in place of a connection, for a lock taken by hand (lock.acquire).
+BY_HAND = "by-hand"
+
+
 def take(host: Host, owner: dict) -> str:
     """Takes the lock atomically (mkdir) and says `lock acquired`, or prints who holds it; the
-    holder's SSH connection is recorded, so a lock is known to be live while that connection is."""
+    holder's SSH connection is recorded, so a lock is known to be live while that connection is.
+    An owner with a message (lock.acquire) marks the lock as taken by hand: never stale."""
     lock = line(path(host))
+    by_hand = f" : > {lock}/{BY_HAND};" if owner.get("message") else ""
     return "\n".join([
-        f"if mkdir {lock} 2>/dev/null; then printf '%s\\n' {line(json.dumps(owner))} > {lock}/owner;",
+        f"if mkdir {lock} 2>/dev/null; then printf '%s\\n' {line(json.dumps(owner))} > {lock}/owner;{by_hand}",
         f"  {_CONNECTION_PID}; echo \"$c\" > {lock}/connection; echo 'lock acquired';",
         f"else {holder(host)}; fi",
     ])
@@ -42,7 +48,9 @@ def release(host: Host) -> list[str]:
 
 
 def break_stale(host: Host) -> str:
-    """Removes the lock unless the connection of the deploy holding it is still open."""
+    """Removes the lock unless the connection of the deploy holding it is still open (`lock_live
+    PID`) or it was taken by hand, for maintenance (`lock_live by-hand`): lock.release ends that."""
     lock = line(path(host))
-    return (f"c=$(cat {lock}/connection 2>/dev/null); case $(cat /proc/${{c:-0}}/comm 2>/dev/null) in"
-            f" sshd|sshd-session) echo \"lock_live $c\";; *) rm -rf {lock};; esac")
+    return (f"if [ -e {lock}/{BY_HAND} ]; then echo 'lock_live {BY_HAND}'; else"
+            f" c=$(cat {lock}/connection 2>/dev/null); case $(cat /proc/${{c:-0}}/comm 2>/dev/null) in"
+            f" sshd|sshd-session) echo \"lock_live $c\";; *) rm -rf {lock};; esac; fi")
