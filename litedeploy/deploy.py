@@ -23,7 +23,7 @@ from .envfile import env_pairs
 from .errors import DeployError, DeployFailed, RemoteError, VerifyError
 from .facts import HostFacts
 from .images import ImageRef, resolve_image
-from .inventory import Host
+from .inventory import SETTINGS, Host
 from .plan import Plan, file_diff, pinned_image, plan_deploy, plan_remove, rollback_steps, served
 from .project import Project
 from .releases import SALT_KEY, choose_release, migration_refusal, salt_key_refusal
@@ -306,8 +306,11 @@ def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: Servic
         if steps.container == "stop":
             remote.run(runtime.stop(host), check=False)
             return True, f"rolled back: previous files restored, the {kind} left stopped as it was"
-        # The restored files may serve another port than the one this deploy wanted.
-        restored = replace(session, host=replace(host, port=steps.port))
+        # The restored files may serve another port than the one this deploy wanted. The previous
+        # gateway gets as long as LiteLLM takes to start (the default wait at least), not a
+        # health_timeout set tight to fail a bad deploy early: judged by that, it "failed" too.
+        patience = max(host.health_timeout, SETTINGS["health_timeout"])
+        restored = replace(session, host=replace(host, port=steps.port, health_timeout=patience))
         seconds = restored.start_and_wait(commands.bringing_up(plan.restart), out)
         return True, f"rolled back: previous files and {kind} restored, answering again after {seconds:.1f} s"
     except DeployError as exc:

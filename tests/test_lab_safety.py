@@ -81,6 +81,19 @@ def test_a_crash_looping_gateway_is_rolled_back_to_the_previous_files_and_contai
     assert lab_secrets()["LITELLM_MASTER_KEY"] not in json.dumps(last)
 
 
+def test_a_tight_health_timeout_fails_the_deploy_but_not_the_rollback_of_a_working_gateway(host):
+    """Half a second is too short for any LiteLLM to start: the deploy fails; the previous config,
+    restored, gets the time LiteLLM takes, so no false "ROLLBACK FAILED"."""
+    host.write_inventory({"health_timeout": 0.5}, mock_response="lab mock: not given the time to answer")
+    failed = host.run("deploy", "--host", host.name)
+    host.write_inventory()
+    assert failed.returncode == 1
+    error = failed.stderr.strip().splitlines()[-1]
+    assert "rolled back: previous files and container restored, answering again" in error, error
+    assert "ROLLBACK FAILED" not in failed.stderr
+    assert smoke_ok(host)
+
+
 def test_an_image_that_cannot_be_pulled_leaves_the_running_container_alone(host):
     before = host.snapshot()
     # A registry on a closed loopback port: the pull fails at once, no traffic leaves the machine.
