@@ -124,3 +124,6 @@ def test_fab_finds_the_host_by_address_and_port(lab_host, first_deploy):
                         program="fabric")
     assert logs.returncode == 0, logs.stderr
     assert "GET /health/liveliness" in logs.stdout
+    # A port no entry has is an error, not the one entry at that address.
+    elsewhere = lab_host.run("-H", "127.0.0.1:2", "ops.logs", "--tail", "1", program="fabric")
+    assert elsewhere.returncode == 1 and "no host has address 127.0.0.1:2" in elsewhere.stderr, elsewhere.stderr

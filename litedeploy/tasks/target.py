@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -80,11 +81,13 @@ def host_of(c, project: Project, host: str | None, profile: str | None = None) -
         name = named.rsplit("@", 1)[-1]
         if name in inventory.hosts:
             return inventory.host(name, profile)
-        # Fabric keeps -H's port only in c.port (22 unless given): an entry with that port wins,
-        # else the one entry at that address.
+        # Fabric keeps -H's port only in c.port (22 unless given). A port given with -H must be an
+        # entry's; without one, an entry with port 22 wins, else the one entry at that address.
         try:
             found = inventory.host_at(c.host, c.port)
         except InventoryError:
+            if re.search(r":\d+$", name):
+                raise
             found = inventory.host_at(c.host, None)
         return inventory.with_profile(found, profile or found.profile)
     host = host or os.environ.get("LITEDEPLOY_HOST")
