@@ -220,6 +220,35 @@ class Inventory:
         raise InventoryError(f"{self.path}: several hosts have address {where} ({names}); name one")
 
 
+def check_distinct(hosts: list[Host], path: Path) -> None:
+    """Hosts of one run at the same address share a machine (its engine, its files): two that
+    would use the same container, unit, config folder or port are refused, as the second would
+    replace what the first just deployed and both would report ok. Raises InventoryError naming
+    both hosts and what they share."""
+    for index, first in enumerate(hosts):
+        for second in hosts[index + 1:]:
+            shared = _shared(first, second) if first.address == second.address else None
+            if shared:
+                what, value = shared
+                raise InventoryError(f"{path}: hosts {first.name!r} and {second.name!r} are both at {first.address} "
+                                     f"with {what} {value!r}: deployed in one run, the second would replace the "
+                                     f"first's; give one of them another {what}")
+
+
+def _shared(first: Host, second: Host) -> tuple[str, Any] | None:
+    """What two hosts on one machine would both take, or None."""
+    docker = first.runtime == second.runtime == "docker"
+    one_service = first.runtime == second.runtime and (first.systemd or first.compose_file == second.compose_file)
+    binds = {first.bind, second.bind}
+    clashes = [("container_name", first.container_name, docker and first.container_name == second.container_name),
+               ("service_name", first.service_name, one_service and first.service_name == second.service_name),
+               ("marker", first.marker, docker and first.compose_file == second.compose_file
+                and first.marker == second.marker),
+               ("config_dir", first.config_dir, first.config_dir == second.config_dir),
+               ("port", first.port, first.port == second.port and (len(binds) == 1 or bool(binds & {"0.0.0.0", "::"})))]
+    return next(((what, value) for what, value, clash in clashes if clash), None)
+
+
 def load_inventory(path: Path) -> Inventory:
     try:
         text = path.read_text()

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from litedeploy.errors import InventoryError
-from litedeploy.inventory import load_inventory, parse_inventory
+from litedeploy.inventory import check_distinct, load_inventory, parse_inventory
 
 MINIMAL = """
 defaults:
@@ -145,10 +145,42 @@ def test_a_pattern_that_selects_nothing_is_an_error_naming_it():
 ])
 def test_a_yaml_1_1_number_is_refused_by_key(line, where, written, read):
     """PyYAML reads these as YAML 1.1 does (octal, base 60); the user meant another number or text."""
-    with pytest.raises(InventoryError, match=re.escape(f"hosts.yaml: {where}: {written} is read as {read} (a YAML 1.1")):
+    expected = f"hosts.yaml: {where}: {written} is read as {read} (a YAML 1.1"
+    with pytest.raises(InventoryError, match=re.escape(expected)):
         parse_inventory(f"hosts:\n  fox:\n    address: fox.example\n    {line}\n", Path("hosts.yaml"))
 
 
 def test_the_same_numbers_quoted_or_without_leading_zeros_pass():
     text = 'hosts:\n  fox:\n    address: fox.example\n    port: 123\n    vars: {models: [{name: x}], note: "0123"}\n'
     assert parse_inventory(text, Path("hosts.yaml")).host("fox").port == 123
+
+
+@pytest.mark.parametrize("second, shared", [
+    ({}, "container_name 'litellm'"),
+    ({"container_name": "litellm-2"}, "service_name 'litellm'"),  # one compose file, one block of that name
+    ({"container_name": "litellm-2", "service_name": "two"}, "marker '# {mark} ANSIBLE MANAGED BLOCK litellm'"),
+    ({"container_name": "litellm-2", "service_name": "two", "marker": "'# {mark} two'", "config_dir": "/srv/two"},
+     "port 4000"),
+    ({"container_name": "litellm-2", "service_name": "two", "marker": "'# {mark} two'", "port": 4001},
+     "config_dir '/srv/litellm'"),
+])
+def test_two_hosts_of_one_run_on_one_machine_may_not_take_the_same_container_port_or_files(second, shared):
+    settings = ", ".join(f"{key}: {value}" for key, value in second.items())
+    inventory = parse(f"""
+hosts:
+  one: {{address: m.example, vars: {{models: [{{name: a, model: bedrock/x}}]}}}}
+  two: {{address: m.example, vars: {{models: [{{name: a, model: bedrock/x}}]}}, {settings}}}
+""")
+    with pytest.raises(InventoryError, match=re.escape(f"hosts 'one' and 'two' are both at m.example with {shared}")):
+        check_distinct([inventory.host("one"), inventory.host("two")], Path("/inv/hosts.yaml"))
+
+
+def test_hosts_of_one_machine_with_their_own_container_port_and_files_pass():
+    inventory = parse("""
+hosts:
+  one: {address: m.example, vars: {models: [{name: a, model: bedrock/x}]}}
+  two: {address: m.example, container_name: b, port: 4001, config_dir: /srv/b, service_name: b, marker: "# {mark} b",
+        vars: {models: [{name: a, model: bedrock/x}]}}
+  elsewhere: {address: n.example, vars: {models: [{name: a, model: bedrock/x}]}}
+""")
+    check_distinct([inventory.host(name) for name in ("one", "two", "elsewhere")], Path("/inv/hosts.yaml"))

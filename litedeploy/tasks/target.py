@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from invoke.exceptions import Exit
 
 from ..errors import DeployError, InventoryError
-from ..inventory import Host
+from ..inventory import Host, check_distinct
 
 if TYPE_CHECKING:
     from ..project import Project
@@ -103,7 +103,9 @@ def hosts_of(c, project: Project, host: str | None, profile: str | None = None) 
     pattern = host or os.environ.get("LITEDEPLOY_HOST") or ""
     expanded = project.inventory.select(pattern) if pattern.strip() else []
     if len(expanded) > 1:
-        return [host_of(c, project, name, profile) for name in expanded]
+        hosts = [host_of(c, project, name, profile) for name in expanded]
+        check_distinct(hosts, project.inventory.path)
+        return hosts
     return [host_of(c, project, expanded[0] if expanded else None, profile)]
 
 
