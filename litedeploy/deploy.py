@@ -255,7 +255,11 @@ def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: Tex
     commands = runtime.service_commands(host, facts) if plan.changed else None
     if plan.restart == "up" and not (facts.container and facts.container.running):
         # A new container could not bind the port; fail before the host changes, naming who has it.
-        other = session.container_and_port().held_by_other(host.gateway_holder)
+        now = session.container_and_port()
+        if now.docker_unreachable:
+            raise DeployError(f"{host.name}: the Docker engine does not answer {host.ssh_user}; start it or give the "
+                              "user access to its socket")
+        other = now.held_by_other(host.gateway_holder)
         if other:
             raise DeployError(f"{host.name}: port {host.port} is already in use by {other}; stop it or set "
                               "another port in hosts.yaml")

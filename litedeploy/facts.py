@@ -63,6 +63,8 @@ class HostFacts:
     # The systemd runtime: its unit file, the venvs installed completely, whether its user exists.
     unit_text: str | None = None
     venvs: tuple[str, ...] = ()
+    # The Docker engine did not answer the user the deploy runs as (stopped, or its socket denied).
+    docker_unreachable: bool = False
     service_user: bool = False
 
     def service_text(self, host: Host) -> str | None:
@@ -122,6 +124,7 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
         port_holder=found.get("port_holder"),
         wanted_digests=tuple(json.loads(_decode(found["wanted_image"])) or ()) if "wanted_image" in found else None,
         unit_text=texts.get("unit_file"),
+        docker_unreachable="docker_unreachable" in found,
         venvs=tuple(found["venvs"].split()) if "venvs" in found else (),
         service_user="service_user" in found,
     )

@@ -61,6 +61,9 @@ def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
     if host.systemd:
         return plan_unit_deploy(host, desired, facts)
     source = f"{host.name}:{host.compose_file}"
+    if facts.docker_unreachable:
+        raise DeployError(f"{host.name}: the Docker engine does not answer {host.ssh_user} (docker version failed): "
+                          "start it (systemctl start docker) or give the user access to its socket")
     for path in facts.not_files:
         error = ComposeFileError if path == host.compose_file else DeployError
         raise error(f"{host.name}:{path}: is not a regular file (a directory?); it must name a file")

@@ -131,6 +131,9 @@ class Session:
         """An answer on the port may come from someone else (an old container under another name, a
         second gateway) while ours crash-loops: ours must run, unrestarted, and hold the port."""
         now = self.container_and_port()
+        if now.docker_unreachable:
+            raise VerifyError(f"{self.host.name}: the Docker engine stopped answering; whatever answers on port "
+                              f"{self.host.port} cannot be told to be ours")
         failure = container_failure(now.container, baseline)
         if failure:
             raise VerifyError(f"{self.host.name}: {failure}")

@@ -222,3 +222,18 @@ def test_every_builder_quotes_paths_that_hold_shell_syntax(repo, tmp_path):
     finally:
         sh(argv(lock.release(odd)))
     assert not (tmp_path / "pwned").exists() and not list(tmp_path.rglob("pwned"))
+
+
+@pytest.mark.parametrize("engine, facts", [
+    ("exit 1", "docker_unreachable yes\n"),  # stopped, or its socket denied: every docker command fails
+    ('[ "$1" = version ] && exit 0; exit 1', ""),  # the engine answers; there is just no such container
+])
+def test_no_container_because_the_engine_does_not_answer_is_a_fact_of_its_own(host, tmp_path, engine, facts):
+    from litedeploy.commands.container import state
+    from litedeploy.facts import parse_facts
+    (tmp_path / "docker").write_text(f"#!/bin/sh\n{engine}\n")
+    (tmp_path / "docker").chmod(0o755)
+    found = subprocess.run(["sh", "-c", state(host)], capture_output=True, text=True,
+                           env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}).stdout
+    assert found == facts
+    assert parse_facts(found).docker_unreachable is bool(facts) and parse_facts(found).container is None

@@ -141,3 +141,11 @@ def test_removal_takes_out_only_our_block_and_the_container_that_exists(fox):
     assert removal.compose.new == "services:\n  web: {image: nginx}\n"
     bare = plan_remove(fox, HostFacts("services:\n  web: {image: nginx}\n", None, None, "v2", None))
     assert not bare.container and bare.compose is None and bare.changed == []
+
+
+def test_an_engine_that_does_not_answer_stops_the_deploy_naming_it_not_the_ports_holder(fox):
+    from litedeploy.errors import DeployError
+    facts = HostFacts(compose_text=None, config_text=None, env_text=None, compose_flavour="v2", container=None,
+                      port_holder="process python3 (pid 42)", docker_unreachable=True)
+    with pytest.raises(DeployError, match="fox: the Docker engine does not answer root"):
+        plan_deploy(fox, DesiredFiles(config="c", env="e", block="  litellm: {}\n"), facts)

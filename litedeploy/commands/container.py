@@ -15,11 +15,13 @@ _DIGESTS = "{{json .RepoDigests}}"
 
 
 def state(host: Host, digests: bool = False) -> str:
-    """Prints a `container` fact line, or nothing when there is no such container; with digests also
-    `image_digests`: the registry digests of the image it runs (none for a local build)."""
+    """Prints a `container` fact line, or nothing when there is no such container (`docker_unreachable`
+    when the reason is that the engine does not answer); with digests also `image_digests`: the
+    registry digests of the image it runs (none for a local build)."""
     inspect = line("docker", "inspect", "--type", "container", "--format", "{{.Image}} " + INSPECT_FORMAT,
                    host.container_name)
-    lines = [f"c=$({inspect} 2>/dev/null) && printf 'container %s\\n' \"$(printf '%s' \"${{c#* }}\" | base64 -w0)\""]
+    lines = [f"c=$({inspect} 2>/dev/null) && printf 'container %s\\n' \"$(printf '%s' \"${{c#* }}\" | base64 -w0)\""
+             " || docker version --format . >/dev/null 2>&1 || echo 'docker_unreachable yes'"]
     if digests:
         lines.append("[ -z \"$c\" ] || printf 'image_digests %s\\n' \"$("
                      + line("docker", "image", "inspect", "--format", _DIGESTS, Raw('"${c%% *}"'))
