@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import yaml
+
 from .errors import InventoryError, YAML11Number, parse_yaml
 from .settings import PRESETS, with_preset
 
@@ -58,6 +60,8 @@ NETWORK_MODES = ("bridge", "host")
 # strict: an unknown host key is refused; accept-new: recorded on first contact (OpenSSH's
 # StrictHostKeyChecking=accept-new). A changed key is refused either way.
 HOST_KEY_POLICIES = ("strict", "accept-new")
+# An inventory name: it is part of file names (secrets.NAME.enc.yaml) and of host patterns (, : ! *).
+HOST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -281,8 +285,12 @@ def parse_inventory(text: str, path: Path) -> Inventory:
         for member in members:
             if member not in hosts:
                 raise InventoryError(f"{path}: group {group!r} names unknown host {member!r}")
-    inventory = Inventory(path, {str(name): _host(str(name), entry, defaults, path)
-                                 for name, entry in hosts.items()}, profiles, groups)
+    for name in hosts:
+        if not isinstance(name, str) or not HOST_NAME.fullmatch(name):
+            raise InventoryError(f"{path}: host name {name!r} must be letters, digits, _, . and - (it names files and "
+                                 "is matched by host patterns)")
+    inventory = Inventory(path, {name: _host(name, entry, defaults, path) for name, entry in hosts.items()},
+                          profiles, groups)
     for host in inventory.hosts.values():
         inventory.with_profile(host, host.profile)  # a default profile that does not exist is an error now
     return inventory
@@ -329,6 +337,9 @@ def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
     settings["packages"] = tuple(settings["packages"])
     settings["vars"] = with_preset(settings["preset"], settings["vars"])
     _check_models(settings["vars"].get("models"), path, where)
+    if settings["runtime"] == "systemd" and re.search(r"[\s\"'\\]", settings["config_dir"]):
+        raise InventoryError(f"{path}: {where}: 'config_dir' must be a path without spaces, quotes or backslashes "
+                             f"on a systemd host (the unit's ExecStart names it), not {settings['config_dir']!r}")
     for key in LOCAL_PATHS:
         if settings[key] is not None:
             settings[key] = str(path.parent / Path(str(settings[key])).expanduser())
@@ -366,14 +377,19 @@ RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "sudo": (lambda value: isinstance(value, bool), "true or false"),
     "compose_file": (_text(_ABSOLUTE_PATH), "an absolute path on the host"),
     "compose_project": (_text(r"[a-z0-9][a-z0-9_-]*"), "a compose project name (a-z, 0-9, _ and -)"),
-    "config_dir": (_text(r"/[^\x00-\x1f]*[^/\x00-\x1f]"), "an absolute path on the host (not /)"),
+    "config_dir": (_text(r"/[^\x00-\x1f:$%]*[^/\x00-\x1f:$%]"),
+                   "an absolute path on the host (not /) without :, $ or % (compose reads them as volume syntax "
+                   "and variables, systemd as specifiers)"),
     "image": (_text(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*"), "an image reference (registry/name:tag or @digest)"),
     "port": (_port, "a port number (1-65535)"),
     "bind": (_ip_address, "an IP address (0.0.0.0 for all)"),
     "network_mode": (lambda value: value in NETWORK_MODES, f"one of {', '.join(NETWORK_MODES)}"),
     "container_name": (_text(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"), "a container name Docker accepts ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
-    "service_name": (_text(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"), "a compose service name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
-    "marker": (_text(r"#[^\n\r]*\{mark\}[^\n\r]*"), "one comment line (# ...) containing {mark}"),
+    "service_name": (lambda value: _text(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")(value) and yaml.safe_load(value) == value,
+                     "a compose service name ([a-zA-Z0-9][a-zA-Z0-9_.-]*) that YAML reads as text, not a number"),
+    # Found again by its exact text: a trailing blank, which editors strip, would lose the block.
+    "marker": (_text(r"#[^\n\r]*\{mark\}[^\n\r]*(?<![ \t])"),
+               "one comment line (# ...) containing {mark}, without trailing blanks"),
     "secrets_file": (_text(r"[^\x00-\x1f]+"), "a path"),
     "age_key_file": (_text(r"[^\x00-\x1f]+"), "a path"),
     "health_timeout": (lambda value: type(value) in (int, float) and value > 0, "a positive number of seconds"),

@@ -90,6 +90,15 @@ def test_fab_address_finds_the_entry_and_refuses_ambiguity():
     (MINIMAL + "    marker: '# litellm'\n", "'marker' must be one comment line .# .... containing {mark}"),
     (MINIMAL + "    vars: {models: [{name: a, model: x}, {name: a, model: y}]}\n", "model name 'a' appears twice"),
     (MINIMAL + "    vars: {models: [{model: a}]}\n", r"vars.models\[0\] needs a .name."),
+    (MINIMAL + "    config_dir: /srv/a:b\n", "'config_dir' must be an absolute path on the host .not /. without :, . or %"),
+    (MINIMAL + "    config_dir: /srv/$HOME\n", "'config_dir' must be an absolute path on the host .not /. without :"),
+    (MINIMAL + "    config_dir: /srv/100%\n", "'config_dir' must be an absolute path on the host .not /. without :"),
+    (MINIMAL + "    runtime: systemd\n    config_dir: /etc/lite llm\n", "'config_dir' must be a path without spaces"),
+    (MINIMAL + "    service_name: '123'\n", "'service_name' must be a compose service name .* that YAML reads as text"),
+    (MINIMAL + "    service_name: 'true'\n", "'service_name' must be a compose service name"),
+    (MINIMAL + "    marker: '# {mark} litellm '\n", "'marker' must be one comment line .* without trailing blanks"),
+    (MINIMAL.replace("  one:", "  a/b:"), "host name 'a/b' must be letters, digits"),
+    (MINIMAL.replace("  one:", "  '!prod':"), "host name '!prod' must be letters, digits"),
 ])
 def test_malformed_inventory_is_one_clear_error_naming_file_and_key(text, message):
     with pytest.raises(InventoryError, match=message) as caught:
