@@ -351,6 +351,13 @@ def _text(pattern: str) -> Callable[[Any], bool]:
     return lambda value: isinstance(value, str) and compiled.fullmatch(value) is not None
 
 
+def _path(pattern: str) -> Callable[[Any], bool]:
+    """An absolute path of PATTERN written as it is meant (posixpath.normpath leaves it as it is):
+    compose v1 normalises /srv/x/./y in a volume, v2 does not, and .. could climb out of a folder."""
+    matches = _text(pattern)
+    return lambda value: matches(value) and posixpath.normpath(value) == value
+
+
 def _port(value: Any) -> bool:
     return type(value) is int and 0 < value < 65536  # True is an int to Python, not a port
 
@@ -361,6 +368,15 @@ def _ip_address(value: Any) -> bool:
     except ValueError:
         return False
     return isinstance(value, str)
+
+
+# A plain scalar YAML 1.2 (compose v2's parser) reads as a number: 1e3 is text to PyYAML, 1000 to compose-go.
+_YAML12_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+")
+
+
+def _yaml_text(value: str) -> bool:
+    """Whether both YAMLs compose reads (1.1 for v1, 1.2 for v2) take VALUE, unquoted, as this text."""
+    return yaml.safe_load(value) == value and not _YAML12_NUMBER.fullmatch(value)
 
 
 _ABSOLUTE_PATH = r"/[^\x00-\x1f]*"
@@ -375,17 +391,18 @@ RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "known_hosts": (_text(r"[^\x00-\x1f]+"), "a path"),
     "host_key": (lambda value: value in HOST_KEY_POLICIES, f"one of {', '.join(HOST_KEY_POLICIES)}"),
     "sudo": (lambda value: isinstance(value, bool), "true or false"),
-    "compose_file": (_text(_ABSOLUTE_PATH), "an absolute path on the host"),
+    "compose_file": (_path(_ABSOLUTE_PATH), "an absolute path on the host, without . or .. parts"),
     "compose_project": (_text(r"[a-z0-9][a-z0-9_-]*"), "a compose project name (a-z, 0-9, _ and -)"),
-    "config_dir": (_text(r"/[^\x00-\x1f:$%]*[^/\x00-\x1f:$%]"),
+    "config_dir": (_path(r"/[^\x00-\x1f:$%]*[^/\x00-\x1f:$%]"),
                    "an absolute path on the host (not /) without :, $ or % (compose reads them as volume syntax "
-                   "and variables, systemd as specifiers)"),
+                   "and variables, systemd as specifiers), nor . or .. parts"),
     "image": (_text(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*"), "an image reference (registry/name:tag or @digest)"),
     "port": (_port, "a port number (1-65535)"),
     "bind": (_ip_address, "an IP address (0.0.0.0 for all)"),
     "network_mode": (lambda value: value in NETWORK_MODES, f"one of {', '.join(NETWORK_MODES)}"),
-    "container_name": (_text(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"), "a container name Docker accepts ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
-    "service_name": (lambda value: _text(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")(value) and yaml.safe_load(value) == value,
+    "container_name": (_text(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+"),
+                       "a container name Docker accepts ([a-zA-Z0-9][a-zA-Z0-9_.-]+, two characters at least)"),
+    "service_name": (lambda value: _text(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")(value) and _yaml_text(value),
                      "a compose service name ([a-zA-Z0-9][a-zA-Z0-9_.-]*) that YAML reads as text, not a number"),
     # Found again by its exact text: a trailing blank, which editors strip, would lose the block.
     "marker": (_text(r"#[^\n\r]*\{mark\}[^\n\r]*(?<![ \t])"),
@@ -397,7 +414,8 @@ RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
                                                                        for p in value)
                  and any(_PINNED.fullmatch(p).group(1) == "litellm" for p in value),
                  "a list of pinned requirements (name==version) including litellm, e.g. litellm[proxy]==1.106.2"),
-    "venv_root": (_text(r"/[^\x00-\x1f\s]*[^/\x00-\x1f\s]"), "an absolute path on the host without spaces (not /)"),
+    "venv_root": (_path(r"/[^\x00-\x1f\s]*[^/\x00-\x1f\s]"),
+                  "an absolute path on the host without spaces (not /), nor . or .. parts"),
     "service_user": (_text(r"[a-z_][a-z0-9_-]*"), "a system user name (a-z, 0-9, _ and -)"),
     "python": (_text(r"[A-Za-z0-9_./+-]+"), "a Python interpreter's name or path (python3)"),
     "wheels": (_text(r"[^\x00-\x1f]+"), "a path"),

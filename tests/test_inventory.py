@@ -96,6 +96,10 @@ def test_fab_address_finds_the_entry_and_refuses_ambiguity():
     (MINIMAL + "    runtime: systemd\n    config_dir: /etc/lite llm\n", "'config_dir' must be a path without spaces"),
     (MINIMAL + "    service_name: '123'\n", "'service_name' must be a compose service name .* that YAML reads as text"),
     (MINIMAL + "    service_name: 'true'\n", "'service_name' must be a compose service name"),
+    (MINIMAL + "    service_name: '1e3'\n", "'service_name' must be a compose service name"),  # 1000 to YAML 1.2
+    (MINIMAL + "    container_name: x\n", "'container_name' must be a container name .* two characters at least"),
+    (MINIMAL + "    config_dir: /srv/./litellm\n", "'config_dir' must be .* nor . or .. parts"),
+    (MINIMAL + "    compose_file: /etc/../compose.yml\n", "'compose_file' must be an absolute path on the host, without"),
     (MINIMAL + "    marker: '# {mark} litellm '\n", "'marker' must be one comment line .* without trailing blanks"),
     (MINIMAL.replace("  one:", "  a/b:"), "host name 'a/b' must be letters, digits"),
     (MINIMAL.replace("  one:", "  '!prod':"), "host name '!prod' must be letters, digits"),
@@ -188,7 +192,7 @@ def test_hosts_of_one_machine_with_their_own_container_port_and_files_pass():
     inventory = parse("""
 hosts:
   one: {address: m.example, vars: {models: [{name: a, model: bedrock/x}]}}
-  two: {address: m.example, container_name: b, port: 4001, config_dir: /srv/b, service_name: b, marker: "# {mark} b",
+  two: {address: m.example, container_name: bb, port: 4001, config_dir: /srv/b, service_name: b, marker: "# {mark} b",
         vars: {models: [{name: a, model: bedrock/x}]}}
   elsewhere: {address: n.example, vars: {models: [{name: a, model: bedrock/x}]}}
 """)
