@@ -414,8 +414,9 @@ RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
                                                                        for p in value)
                  and any(_PINNED.fullmatch(p).group(1) == "litellm" for p in value),
                  "a list of pinned requirements (name==version) including litellm, e.g. litellm[proxy]==1.106.2"),
-    "venv_root": (_path(r"/[^\x00-\x1f\s]*[^/\x00-\x1f\s]"),
-                  "an absolute path on the host without spaces (not /), nor . or .. parts"),
+    "venv_root": (_path(r"/[^\x00-\x1f\s%$\"'\\]*[^/\x00-\x1f\s%$\"'\\]"),
+                  "an absolute path on the host (not /) without blanks, quotes, backslashes, % or $ (the unit's "
+                  "ExecStart names it), nor . or .. parts"),
     "service_user": (_text(r"[a-z_][a-z0-9_-]*"), "a system user name (a-z, 0-9, _ and -)"),
     "python": (_text(r"[A-Za-z0-9_./+-]+"), "a Python interpreter's name or path (python3)"),
     "wheels": (_text(r"[^\x00-\x1f]+"), "a path"),

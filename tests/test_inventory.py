@@ -99,6 +99,7 @@ def test_fab_address_finds_the_entry_and_refuses_ambiguity():
     (MINIMAL + "    service_name: '1e3'\n", "'service_name' must be a compose service name"),  # 1000 to YAML 1.2
     (MINIMAL + "    container_name: x\n", "'container_name' must be a container name .* two characters at least"),
     (MINIMAL + "    config_dir: /srv/./litellm\n", "'config_dir' must be .* nor . or .. parts"),
+    (MINIMAL + "    venv_root: /opt/100%\n", "'venv_root' must be an absolute path on the host .not /. without blanks"),
     (MINIMAL + "    compose_file: /etc/../compose.yml\n", "'compose_file' must be an absolute path on the host, without"),
     (MINIMAL + "    marker: '# {mark} litellm '\n", "'marker' must be one comment line .* without trailing blanks"),
     (MINIMAL.replace("  one:", "  a/b:"), "host name 'a/b' must be letters, digits"),
