@@ -6,10 +6,10 @@ wire goes through here."""
 from __future__ import annotations
 
 import codecs
-import fnmatch
 import io
 import logging
 import os
+import re
 import secrets
 import select
 import socket
@@ -66,8 +66,7 @@ def load_known_hosts(keys: paramiko.HostKeys, path: str, host: Host) -> None:
         numbered = [(number, text, text.split()) for number, text in enumerate(lines, 1)]
     marked = [fields for _, _, fields in numbered if fields and fields[0].startswith("@") and len(fields) >= 4]
     revoked = {(fields[2], fields[3]) for fields in marked if fields[0] == "@revoked"}
-    vouched = any(fnmatch.fnmatch(name, pattern) for fields in marked if fields[0] == "@cert-authority"
-                  for pattern in fields[1].split(",") for name in names)
+    vouched = any(_matches(name, fields[1]) for fields in marked if fields[0] == "@cert-authority" for name in names)
     for number, text, fields in numbered:
         if not fields or fields[0].startswith(("#", "@")):
             continue
@@ -83,6 +82,16 @@ def load_known_hosts(keys: paramiko.HostKeys, path: str, host: Host) -> None:
         raise RemoteError(f"{host.name}: {path} trusts an SSH certificate authority (@cert-authority) for "
                           f"{host.address}, which litedeploy cannot verify; pin the host's own key: "
                           f"ssh-keyscan {where}, check its fingerprint, and add that line to {path}")
+
+
+def _matches(name: str, patterns: str) -> bool:
+    """OpenSSH's host patterns (ssh_config PATTERNS): comma-separated, `*` and `?` wildcards (no
+    character classes: `[host]:port` is literal), a `!pattern` that matches excludes the name."""
+    def matching(pattern: str) -> bool:
+        return re.fullmatch(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."), name) is not None
+    listed = patterns.split(",")
+    return not any(matching(p[1:]) for p in listed if p.startswith("!")) and \
+        any(matching(p) for p in listed if not p.startswith("!"))
 
 
 class _AcceptNew(paramiko.MissingHostKeyPolicy):

@@ -48,6 +48,14 @@ def test_a_host_the_authority_vouches_for_is_refused_until_its_own_key_is_there(
         "fox.example.com")
 
 
+def test_on_another_port_the_pattern_names_address_and_port_as_openssh_writes_them(tmp_path, fox):
+    on_2222, ca = replace(fox, ssh_port=2222), public_key(tmp_path, "ca")
+    with pytest.raises(RemoteError, match=r"ssh-keyscan -p 2222 fox.example.com"):
+        loaded(tmp_path, f"@cert-authority [*.example.com]:2222 {ca}\n", on_2222)
+    loaded(tmp_path, f"@cert-authority *.example.com,!fox.example.com {ca}\n", fox)  # excluded by name
+    loaded(tmp_path, f"@cert-authority *.example.com {ca}\n", on_2222)  # port 22's pattern only
+
+
 def test_a_revoked_key_is_left_out(tmp_path, fox):
     own = public_key(tmp_path, "fox")
     assert not loaded(tmp_path, f"@revoked * {own}\nfox.example.com {own}\n", fox).lookup("fox.example.com")

@@ -138,7 +138,8 @@ def test_a_host_an_ssh_certificate_authority_vouches_for_is_refused_until_its_ke
     host is refused with how to pin its own key, under accept-new too; other hosts' keys still load."""
     authority, port = new_key(tmp_path, "company-ca"), host.entry["ssh_port"]
     known = tmp_path / "known_hosts"
-    authority_line = f"@cert-authority 127.0.0.* {Path(f'{authority}.pub').read_text()}"
+    # OpenSSH writes a host on another port than 22 as [address]:port, in patterns too.
+    authority_line = f"@cert-authority [127.0.0.*]:{port} {Path(f'{authority}.pub').read_text()}"
     known.write_text(authority_line + "@revoked * " + Path(f"{new_key(tmp_path, 'old')}.pub").read_text()
                      + "[other.example]:22 " + Path(f"{new_key(tmp_path, 'other')}.pub").read_text())
     for policy in ("strict", "accept-new"):

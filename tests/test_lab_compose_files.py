@@ -151,7 +151,7 @@ def test_secrets_with_dollars_hashes_spaces_quotes_and_backslashes_reach_the_con
 
 def test_removing_the_only_service_leaves_a_file_compose_accepts_and_a_deploy_brings_it_back(fresh_lab_host):
     host = fresh_lab_host()
-    (host.root / "compose.yml").write_text("services:\n")
+    (host.root / "compose.yml").write_text("")
     deploys(host)
     removed = host.run("compose.remove", "--host", host.name)
     assert removed.returncode == 0, removed.stdout + removed.stderr
