@@ -236,6 +236,16 @@ def block_text(text: str, markers: Markers, source: str) -> str | None:
     return "\n".join(lines[found[0] + 1:found[1]]) + "\n"
 
 
+def only_empty_services(text: str) -> bool:
+    """Whether the file holds nothing but `services: {}` (and comments): compose v1 refuses that
+    file (it reads a service named `services`), and nothing in it is left to run."""
+    try:
+        data = _parsed(text, "")
+    except ComposeFileError:
+        return False
+    return isinstance(data, dict) and set(data) == {"services"} and not data["services"]
+
+
 def check_compose(text: str, service: str | None, source: str) -> None:
     """A compose file must parse and have `services:`; after our edit, our service must be in it."""
     data = _parsed(text, source)

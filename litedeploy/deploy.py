@@ -156,6 +156,10 @@ def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock
         if removal.compose:
             session.install([removal.compose], record["id"], commands)
             done.append(f"took the {host.service_name} block out of {host.compose_file}")
+        if removal.take_away:
+            session.remote.run(files.take_away(host, removal.take_away, record["id"]))
+            done.append(f"moved {removal.take_away}, which held only the {host.service_name} service, "
+                        f"to {host.backup_dir}")
         record.update(changed=removal.changed, restart="removed" if removal.container else None)
         return done
 

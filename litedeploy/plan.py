@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from .composefile import (Markers, check_compose, check_unmanaged_service, find_block, remove_block,
-                          replace_block, served_image, served_port)
+from .composefile import (Markers, check_compose, check_unmanaged_service, find_block, only_empty_services,
+                          remove_block, replace_block, served_image, served_port)
 from .errors import ComposeFileError, DeployError
 from .facts import HostFacts
 from .images import ImageRef, resolve_image
@@ -156,10 +156,13 @@ class RemovePlan:
 
     container: bool
     compose: FileChange | None
+    # The compose file, when it held only our service: it goes among the backups instead of staying
+    # as a file with no service (which compose v1 refuses).
+    take_away: str | None = None
 
     @property
     def changed(self) -> list[str]:
-        return [self.compose.path] if self.compose else []
+        return [self.compose.path] if self.compose else [self.take_away] if self.take_away else []
 
 
 def plan_remove(host: Host, facts: HostFacts) -> RemovePlan:
@@ -168,6 +171,8 @@ def plan_remove(host: Host, facts: HostFacts) -> RemovePlan:
     compose = None
     if facts.compose_text and find_block(facts.compose_text, markers, source):
         remaining = remove_block(facts.compose_text, markers, source)
+        if only_empty_services(remaining) and host.compose_file not in facts.real_paths:
+            return RemovePlan(facts.container is not None, None, take_away=host.compose_file)
         check_compose(remaining, None, source)  # decided before the container goes, not after
         compose = FileChange(host.compose_file, facts.compose_text, remaining, "0644", keep_owner=True)
     return RemovePlan(facts.container is not None, compose)

@@ -427,8 +427,14 @@ def fresh_lab_host(lab, tmp_path_factory, request, compose_flavour):
     """A host of its own for one test; its container is removed afterwards."""
     made = []
 
+    # The parameters (the compose flavour first) stay in the name: v1 and v2 of a test run side by
+    # side on the machine's engine, and one container name for both made each remove the other's.
+    params = getattr(request.node, "callspec", None)
+    label = _name_of(params.id) if params else ""
+    base = f"{_name_of(request.node.originalname)[:47 - len(label)]}-{label}".strip("-")
+
     def make(suffix: str = "") -> LabHost:
-        name = _name_of(request.node.name)[:40] + suffix
+        name = base + suffix
         host = make_lab_host(lab, tmp_path_factory.mktemp(name), name, FLAVOUR_PROFILES[compose_flavour])
         made.append(host)
         return host

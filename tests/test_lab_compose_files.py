@@ -149,15 +149,19 @@ def test_secrets_with_dollars_hashes_spaces_quotes_and_backslashes_reach_the_con
     assert listed.returncode == 0 and listed.stdout.count("matches the repo") >= 2, listed.stdout
 
 
-def test_removing_the_only_service_leaves_a_file_compose_accepts_and_a_deploy_brings_it_back(fresh_lab_host):
+def test_removing_the_only_service_leaves_no_file_compose_refuses_and_a_deploy_brings_it_back(fresh_lab_host):
     host = fresh_lab_host()
     (host.root / "compose.yml").write_text("")
     deploys(host)
     removed = host.run("compose.remove", "--host", host.name)
     assert removed.returncode == 0, removed.stdout + removed.stderr
-    assert (host.root / "compose.yml").read_text() == "services: {}\n"
+    # No file without services: compose v1 reads `services: {}` alone as a service named services.
+    assert not (host.root / "compose.yml").exists() and "which held only the litellm service" in removed.stdout
     assert host.snapshot()["container"] is None
     deploys(host)
+    (host.root / "compose.yml").write_text((host.root / "compose.yml").read_text() + "volumes:\n  data: {}\n")
+    assert host.run("compose.remove", "--host", host.name).returncode == 0
+    assert (host.root / "compose.yml").read_text() == "services: {}\nvolumes:\n  data: {}\n"
 
 
 @pytest.mark.parametrize("team", [
