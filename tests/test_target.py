@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from litedeploy.errors import InventoryError
 from litedeploy.project import load_project
 from litedeploy.tasks.target import hosts_of
 
@@ -30,11 +31,17 @@ def test_fab_dash_h_wins_over_the_default_host(project, monkeypatch):
 
 
 @pytest.mark.parametrize("dash_h, expected", [("root@127.0.0.1:22022", "lab"), ("10.213.1.2:2222", "labsd"),
-                                               ("10.213.1.2", "lab1"), ("fox.rewse.jp:2200", "fox")])
+                                               ("10.213.1.2", "lab1"), ("fox.rewse.jp", "fox")])
 def test_fab_dash_h_with_an_address_and_port_finds_the_entry(project, dash_h, expected):
     """Fabric's own Connection, so its parsing of -H (which keeps the port only in .port) is the real one."""
     from fabric import Connection
     assert names(hosts_of(Connection(dash_h), project, None)) == [expected]
+
+
+def test_fab_dash_h_with_a_port_no_entry_has_is_an_error_not_another_entry(project):
+    from fabric import Connection
+    with pytest.raises(InventoryError, match="no host has address fox.rewse.jp:2200"):
+        hosts_of(Connection("fox.rewse.jp:2200"), project, None)
 
 
 def test_the_default_host_applies_when_nothing_else_names_one(project, monkeypatch):

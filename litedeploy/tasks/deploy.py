@@ -8,6 +8,7 @@ from invoke import task
 
 from ..errors import DeployError
 from ..images import ImageRef
+from ..inventory import check_distinct
 from .target import (HOSTS, PROFILE, hosts_of, on_each_host, project_of, reports_errors, seconds,
                      terminate_as_interrupt, whole_number)
 
@@ -64,6 +65,7 @@ def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **option
     targets = hosts_of(c, project, host, profile)
     if to:
         targets = [replace(target, image=str(ImageRef.parse(target.image).with_version(to))) for target in targets]
+    check_distinct(targets, project.inventory.path)
     _check_shared_database(project, targets)
     target = targets[0]
     # In a fleet each host's deploy runs on in its thread and finishes (audit line, lock released);

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from invoke.exceptions import Exit
 
 from ..errors import DeployError, InventoryError
-from ..inventory import Host, check_distinct
+from ..inventory import Host
 
 if TYPE_CHECKING:
     from ..project import Project
@@ -81,12 +80,12 @@ def host_of(c, project: Project, host: str | None, profile: str | None = None) -
         name = named.rsplit("@", 1)[-1]
         if name in inventory.hosts:
             return inventory.host(name, profile)
-        # Fabric keeps -H's port only in c.port (22 unless given). A port given with -H must be an
-        # entry's; without one, an entry with port 22 wins, else the one entry at that address.
+        # Fabric keeps -H's port only in c.port (22 unless given or set in ~/.ssh/config). Another
+        # port must be an entry's; with 22, an entry with port 22 wins, else the one entry at that address.
         try:
             found = inventory.host_at(c.host, c.port)
         except InventoryError:
-            if re.search(r":\d+$", name):
+            if c.port != 22:
                 raise
             found = inventory.host_at(c.host, None)
         return inventory.with_profile(found, profile or found.profile)
@@ -103,9 +102,7 @@ def hosts_of(c, project: Project, host: str | None, profile: str | None = None) 
     pattern = host or os.environ.get("LITEDEPLOY_HOST") or ""
     expanded = project.inventory.select(pattern) if pattern.strip() else []
     if len(expanded) > 1:
-        hosts = [host_of(c, project, name, profile) for name in expanded]
-        check_distinct(hosts, project.inventory.path)
-        return hosts
+        return [host_of(c, project, name, profile) for name in expanded]
     return [host_of(c, project, expanded[0] if expanded else None, profile)]
 
 
