@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, TextIO
 
+from .advisories import running_version
 from .commands import argv, audit, container, files, lock, runtime, script, unit
 from .commands.compose import compose_commands
 from .commands.runtime import ServiceCommands
@@ -48,11 +49,13 @@ class DeployResult:
 
 def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: bool = False,
            break_lock: bool = False, lock_timeout: float = 60, upgrade: bool = False,
-           yes: bool = False) -> DeployResult:
+           yes: bool = False, accept_risk: tuple[str, ...] = ()) -> DeployResult:
     """With check, stops after the plan: nothing on the host changes, nothing is pulled and no lock
-    is taken. An upgrade pulls the image's tag again, where a deploy keeps the digest it pinned."""
+    is taken. An upgrade pulls the image's tag again, where a deploy keeps the digest it pinned.
+    A release a critical advisory affects is refused before connecting unless ACCEPT_RISK names it."""
     secrets = host_secrets(host)
     render_host(project.templates, host, secrets)  # every mistake in the inputs before connecting
+    _check_advisories(project, host, host.venv_dir if host.systemd else host.image, accept_risk, out)
     if host.systemd:
         return _deploy_unit(project, host, secrets, out, check, break_lock, lock_timeout, upgrade, yes)
     with opened(host, secrets) as session:
@@ -95,18 +98,33 @@ def _deploy_unit(project: Project, host: Host, secrets, out: TextIO, check: bool
 
 
 def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str | None = None,
-             yes: bool = False, break_lock: bool = False, lock_timeout: float = 60) -> tuple[DeployResult, str]:
+             yes: bool = False, accept_risk: tuple[str, ...] = (), break_lock: bool = False,
+             lock_timeout: float = 60) -> tuple[DeployResult, str]:
     """Puts back the service block (so the image digest), config and env of a kept release, and
-    verifies like a deploy (failing that, back to what ran before). Returns the release's id."""
+    verifies like a deploy (failing that, back to what ran before). Returns the release's id.
+    A release a critical advisory affects is refused unless ACCEPT_RISK names it."""
     secrets = host_secrets(host)
     with opened(host, secrets) as session, \
             locked(session, project.root, "rollback", out, break_lock, lock_timeout) as (facts, record):
         release = choose_release(host, session.releases(), facts, to)
         image = release.image(host) or host.image
+        _check_advisories(project, host, image, accept_risk, out)
         desired = release.desired(host, frozenset(secrets))
         deployed = _check_database(host, facts, image, False, yes, env_pairs(desired.env).get(SALT_KEY))
         record.update(image=image, previous_image=deployed, rollback_to=release.id)
         return _apply_recorded(session, desired, facts, record, out), release.id
+
+
+def _check_advisories(project: Project, host: Host, runs: str, accept_risk: tuple[str, ...], out: TextIO) -> None:
+    """Refuses RUNS (an image reference, or a systemd host's venv) when a critical advisory in
+    litellm.yaml affects the LiteLLM it holds and ACCEPT_RISK does not name it; warns of the rest."""
+    version = running_version(runs, host.systemd)
+    what = f"{host.name}: {'the venv' if host.systemd else runs}"
+    refusal = project.releases.refusal(version, accept_risk, what)
+    if refusal:
+        raise DeployError(refusal)
+    for warning in project.releases.warnings(version, what):
+        out.write(f"{host.name}: warning: {warning.removeprefix(host.name + ': ')}\n")
 
 
 def _check_database(host: Host, facts: HostFacts, wanted: str, upgrade: bool, yes: bool,

@@ -1,8 +1,8 @@
 """Image references and the digest a host runs (pure): a tag is resolved once, to the digest the
 host pulled, and the compose block names that digest until an upgrade pulls the tag again.
 
-A host names a release (`ghcr.io/berriai/litellm:v1.83.10-stable`); the block then runs
-`ghcr.io/berriai/litellm:v1.83.10-stable@sha256:...`, which Docker and both composes read as the
+A host names a release (`ghcr.io/berriai/litellm:v1.110.2`); the block then runs
+`ghcr.io/berriai/litellm:v1.110.2@sha256:...`, which Docker and both composes read as the
 digest (the tag stays for people to read).
 """
 

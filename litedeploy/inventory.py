@@ -30,7 +30,7 @@ SETTINGS: Mapping[str, Any] = {
     "compose_file": "/etc/compose.yml",
     "compose_project": None,
     "config_dir": "/srv/litellm",
-    "image": "ghcr.io/berriai/litellm:v1.83.10-stable",
+    "image": None,  # litellm.yaml's releases.default_image, unless hosts.yaml names one
     "port": 4000,
     "bind": "0.0.0.0",
     "network_mode": "bridge",
@@ -253,15 +253,17 @@ def _shared(first: Host, second: Host) -> tuple[str, Any] | None:
     return next(((what, value) for what, value, clash in clashes if clash), None)
 
 
-def load_inventory(path: Path) -> Inventory:
+def load_inventory(path: Path, default_image: str | None = None) -> Inventory:
+    """DEFAULT_IMAGE is what a docker host runs unless hosts.yaml names an image (litellm.yaml's
+    default release); without it every docker host must name one."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read inventory ({exc.strerror})") from None
-    return parse_inventory(text, path)
+    return parse_inventory(text, path, default_image)
 
 
-def parse_inventory(text: str, path: Path) -> Inventory:
+def parse_inventory(text: str, path: Path, default_image: str | None = None) -> Inventory:
     data = parse_yaml(text, str(path), InventoryError)
     if not isinstance(data, dict):
         raise InventoryError(f"{path}: expected a mapping with 'defaults' and 'hosts'")
@@ -273,6 +275,8 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
         raise InventoryError(f"{path}: 'profiles' must map profile names to vars")
     defaults = _entry(data.get("defaults") or {}, path, "defaults")
+    if default_image is not None:
+        defaults = {"image": default_image, **defaults}
     hosts = data.get("hosts")
     if not isinstance(hosts, dict) or not hosts:
         raise InventoryError(f"{path}: 'hosts' must map host names to settings")
@@ -334,6 +338,10 @@ def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
             continue
         if not valid(value):
             raise InventoryError(f"{path}: {where}: {key!r} must be {meaning}, not {value!r}")
+    if settings["image"] is None and settings["runtime"] == "docker":
+        raise InventoryError(f"{path}: {where}: 'image' is required (a LiteLLM release such as "
+                             "ghcr.io/berriai/litellm:v1.84.0)")
+    settings["image"] = settings["image"] or ""  # a systemd host runs a venv, no image
     settings["packages"] = tuple(settings["packages"])
     settings["vars"] = with_preset(settings["preset"], settings["vars"])
     _check_models(settings["vars"].get("models"), path, where)

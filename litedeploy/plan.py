@@ -83,7 +83,7 @@ def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
     warnings = plaintext_secrets_warning(host, facts.compose_text or "", desired.secret_names)
     if ImageRef.parse(host.image).moving:
         warnings += (f"image {host.image} is a tag that moves every week; name a release in hosts.yaml "
-                     "(ghcr.io/berriai/litellm:v1.83.10-stable) so every host runs what was tested",)
+                     "(ghcr.io/berriai/litellm:v1.110.2) so every host runs what was tested",)
     return Plan(tuple(changes), restart_verb(host, changes, facts), warnings)
 
 

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from .advisories import Releases, running_version
 from .facts import HostFacts
 from .inventory import Host
 from .plan import plan_deploy, served
@@ -34,13 +35,16 @@ class Status:
     restart_pending: bool
     answering: bool
     runtime: str = "docker"
+    # The advisories (litellm.yaml) the running release is exposed to: `ID severity fixed-in`, most severe first.
+    advisories: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.state == "running" and self.answering and not self.drift
 
 
-def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: bool, now: datetime) -> Status:
+def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: bool, now: datetime,
+             releases: Releases) -> Status:
     container = facts.container
     started = _parse_time(container.started_at) if container and container.running else None
     drift = tuple(change.name for change in plan_deploy(host, desired, facts).changes)
@@ -63,7 +67,9 @@ def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: boo
         digests=facts.image_digests, ports=ports,
         config_on_host=_digest(facts.config_text) if facts.config_text is not None else None,
         config_in_repo=_digest(desired.config), drift=drift, restart_pending=pending, answering=answering,
-        runtime=host.runtime)
+        runtime=host.runtime, advisories=tuple(
+            f"{advisory.id} {advisory.severity}" + (f", fixed in {advisory.fixed_in}" if advisory.fixed_in else "")
+            for advisory in releases.exposure(running_version(image, host.systemd))))
 
 
 def deployed_profile(config_text: str | None) -> str | None:

@@ -25,9 +25,12 @@ import yaml
 from hypothesis import HealthCheck, settings
 
 from litedeploy import lab as local_lab
+from litedeploy.advisories import load_releases
 from litedeploy.inventory import LOCAL_PATHS, load_inventory
 
 REPO = Path(__file__).resolve().parent.parent
+# What a docker host runs unless its inventory names an image, as `inv` loads it (litellm.yaml).
+DEFAULT_IMAGE = load_releases(REPO / "litellm.yaml").default_image
 
 # Generated inputs: the suite runs the same examples every time (a run's outcome never depends on
 # the day's seed); with HYPOTHESIS_PROFILE=search each property tries 2,000 more, seeded anew.

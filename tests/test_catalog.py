@@ -9,6 +9,7 @@ from litedeploy.errors import InventoryError, RenderError
 from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
+from conftest import DEFAULT_IMAGE
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ hosts:
 
 
 def test_profiles_apply_over_host_vars_and_a_host_can_default_to_one():
-    inventory = parse_inventory(INVENTORY, Path("hosts.yaml"))
+    inventory = parse_inventory(INVENTORY, Path("hosts.yaml"), DEFAULT_IMAGE)
     assert inventory.host("fox").profile is None
     caching = inventory.host("fox", "prompt-caching")
     assert caching.profile == "prompt-caching" and caching.vars["prompt_caching"] is True
@@ -94,15 +95,15 @@ def test_profiles_apply_over_host_vars_and_a_host_can_default_to_one():
 
 
 def test_an_unknown_profile_is_named():
-    inventory = parse_inventory(INVENTORY, Path("hosts.yaml"))
+    inventory = parse_inventory(INVENTORY, Path("hosts.yaml"), DEFAULT_IMAGE)
     with pytest.raises(InventoryError, match=r"hosts.yaml: unknown profile 'cache' \(known: iam-role, prompt-caching\)"):
         inventory.host("fox", "cache")
     with pytest.raises(InventoryError, match="unknown profile 'nope'"):
-        parse_inventory(INVENTORY.replace("profile: iam-role", "profile: nope"), Path("hosts.yaml"))
+        parse_inventory(INVENTORY.replace("profile: iam-role", "profile: nope"), Path("hosts.yaml"), DEFAULT_IMAGE)
 
 
 def test_iam_role_hosts_get_no_aws_keys_and_need_none(repo):
-    inventory = parse_inventory(INVENTORY, Path("hosts.yaml"))
+    inventory = parse_inventory(INVENTORY, Path("hosts.yaml"), DEFAULT_IMAGE)
     templates = load_templates(repo / "templates", repo / "models.yaml")
     secrets = SecretValues({"LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456"}, "s.yaml")
     env = render_host(templates, inventory.host("lab"), secrets).env
@@ -113,7 +114,7 @@ def test_iam_role_hosts_get_no_aws_keys_and_need_none(repo):
 def test_admin_ui_database_and_spend_logs_come_from_vars_and_secrets(repo):
     inventory = parse_inventory(INVENTORY.replace("iam-role: {aws_auth: iam-role}",
                                                   "iam-role: {aws_auth: iam-role}\n  ui: {admin_ui: true, database: true, "
-                                                  "store_prompts_in_spend_logs: true, aws_auth: iam-role}"), Path("h.yaml"))
+                                                  "store_prompts_in_spend_logs: true, aws_auth: iam-role}"), Path("h.yaml"), DEFAULT_IMAGE)
     templates = load_templates(repo / "templates", repo / "models.yaml")
     secrets = SecretValues({"LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456",
                             "UI_USERNAME": "admin", "UI_PASSWORD": "pw-123456789",
@@ -132,7 +133,7 @@ def test_router_settings_pass_through_with_fallbacks(repo):
     inventory = parse_inventory(INVENTORY.replace("models: [{name: claude-sonnet-4}]",
                                                   "models: [{name: claude-sonnet-4}, {name: claude-3-7-sonnet}], "
                                                   "router_settings: {num_retries: 3, timeout: 600, allowed_fails: 2}, "
-                                                  "fallbacks: {claude-sonnet-4: [claude-3-7-sonnet]}"), Path("h.yaml"))
+                                                  "fallbacks: {claude-sonnet-4: [claude-3-7-sonnet]}"), Path("h.yaml"), DEFAULT_IMAGE)
     templates = load_templates(repo / "templates", repo / "models.yaml")
     secrets = SecretValues({"AWS_ACCESS_KEY_ID": "AKIA12345678", "AWS_SECRET_ACCESS_KEY": "secret12345",
                             "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456"}, "s.yaml")
@@ -152,7 +153,7 @@ def test_the_ids_claude_code_sends_map_to_the_configured_models(catalog):
 
 
 def test_anthropic_model_ids_fill_model_group_alias_under_the_hosts_own(repo):
-    inventory = parse_inventory((repo / "hosts.yaml").read_text(), repo / "hosts.yaml")
+    inventory = parse_inventory((repo / "hosts.yaml").read_text(), repo / "hosts.yaml", DEFAULT_IMAGE)
     fox = inventory.host("fox")
     host = replace(fox, vars={**fox.vars, "anthropic_model_ids": True,
                               "router_settings": {"model_group_alias": {"claude-opus-4": "claude-sonnet-4"}}})

@@ -9,7 +9,7 @@ OLD, NEW = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
 
 @pytest.mark.parametrize("ref, name, tag, digest", [
-    ("ghcr.io/berriai/litellm:v1.83.10-stable", "ghcr.io/berriai/litellm", "v1.83.10-stable", None),
+    ("ghcr.io/berriai/litellm:v1.110.2", "ghcr.io/berriai/litellm", "v1.110.2", None),
     (f"{REPO_NAME}:1.106.2@{OLD}", REPO_NAME, "1.106.2", OLD),
     (REPO_NAME, REPO_NAME, None, None),  # the colon belongs to the registry's port
     (f"nginx@{OLD}", "nginx", None, OLD),
@@ -23,7 +23,7 @@ def test_a_reference_splits_into_name_tag_and_digest_and_back(ref, name, tag, di
 def test_to_names_a_tag_of_the_same_image_or_another_image():
     ref = ImageRef.parse(f"{REPO_NAME}:1.106.2@{OLD}")
     assert str(ref.with_version("1.106.3")) == f"{REPO_NAME}:1.106.3"
-    assert str(ref.with_version("ghcr.io/berriai/litellm:v1.83.10-stable")) == "ghcr.io/berriai/litellm:v1.83.10-stable"
+    assert str(ref.with_version("ghcr.io/berriai/litellm:v1.110.2")) == "ghcr.io/berriai/litellm:v1.110.2"
 
 
 @pytest.mark.parametrize("ref, moving", [("ghcr.io/berriai/litellm:main-stable", True), ("x/litellm", True),

@@ -5,6 +5,7 @@ import pytest
 
 from litedeploy.errors import InventoryError
 from litedeploy.inventory import check_distinct, load_inventory, parse_inventory
+from conftest import DEFAULT_IMAGE
 
 MINIMAL = """
 defaults:
@@ -19,14 +20,14 @@ hosts:
 
 
 def parse(text: str):
-    return parse_inventory(text, Path("/inv/hosts.yaml"))
+    return parse_inventory(text, Path("/inv/hosts.yaml"), DEFAULT_IMAGE)
 
 
 def test_repo_inventory_has_fox_as_in_the_source_documents(repo):
     fox = load_inventory(repo / "hosts.yaml").host("fox")
     assert (fox.address, fox.compose_file, fox.config_dir, fox.port) == \
         ("fox.rewse.jp", "/etc/compose.yml", "/srv/litellm", 4000)
-    assert fox.image == "ghcr.io/berriai/litellm:v1.83.10-stable"
+    assert fox.image == "ghcr.io/berriai/litellm:v1.110.2"
     assert fox.vars["aws_region"] == "us-east-1"
     assert [m["name"] for m in fox.vars["models"]] == ["claude-3-7-sonnet", "claude-sonnet-4", "claude-opus-4"]
 
@@ -161,12 +162,12 @@ def test_a_yaml_1_1_number_is_refused_by_key(line, where, written, read):
     """PyYAML reads these as YAML 1.1 does (octal, base 60); the user meant another number or text."""
     expected = f"hosts.yaml: {where}: {written} is read as {read} (a YAML 1.1"
     with pytest.raises(InventoryError, match=re.escape(expected)):
-        parse_inventory(f"hosts:\n  fox:\n    address: fox.example\n    {line}\n", Path("hosts.yaml"))
+        parse_inventory(f"hosts:\n  fox:\n    address: fox.example\n    {line}\n", Path("hosts.yaml"), DEFAULT_IMAGE)
 
 
 def test_the_same_numbers_quoted_or_without_leading_zeros_pass():
     text = 'hosts:\n  fox:\n    address: fox.example\n    port: 123\n    vars: {models: [{name: x}], note: "0123"}\n'
-    assert parse_inventory(text, Path("hosts.yaml")).host("fox").port == 123
+    assert parse_inventory(text, Path("hosts.yaml"), DEFAULT_IMAGE).host("fox").port == 123
 
 
 @pytest.mark.parametrize("second, shared", [

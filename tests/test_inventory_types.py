@@ -16,6 +16,7 @@ from litedeploy.errors import DeployError
 from litedeploy.inventory import SETTINGS, parse_inventory
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
+from conftest import DEFAULT_IMAGE
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = load_templates(REPO / "templates", REPO / "models.yaml")
@@ -69,7 +70,7 @@ def inventory_of(entry: dict, name: str = "fox") -> str:
 
 
 def render(text: str, name: str = "fox"):
-    inventory = parse_inventory(text, Path("hosts.yaml"))
+    inventory = parse_inventory(text, Path("hosts.yaml"), DEFAULT_IMAGE)
     return render_host(TEMPLATES, inventory.host(name), SECRETS)
 
 

@@ -17,6 +17,7 @@ from litedeploy.errors import InventoryError
 from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
+from conftest import DEFAULT_IMAGE
 
 pytestmark = pytest.mark.lab
 
@@ -50,7 +51,7 @@ def test_block_values_reach_compose_as_written_or_are_refused_by_key(lab, tmp_pa
     if "folder" in chosen:
         entry["config_dir"] = f"{root}/{chosen['folder']}"
     try:
-        host = parse_inventory(yaml.safe_dump({"hosts": {"fox": entry}}), Path("hosts.yaml")).host("fox")
+        host = parse_inventory(yaml.safe_dump({"hosts": {"fox": entry}}), Path("hosts.yaml"), DEFAULT_IMAGE).host("fox")
     except InventoryError as error:
         assert str(error).startswith("hosts.yaml: host 'fox': '") and "\n" not in str(error)
         return

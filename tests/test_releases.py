@@ -16,8 +16,8 @@ from litedeploy.commands.files import RELEASES_KEPT, keep_release
 from litedeploy.inventory import load_inventory
 from litedeploy.releases import Release, choose_release, history, migration_refusal, parse_releases, salt_key_refusal
 
-OLD = "ghcr.io/berriai/litellm:v1.83.10-stable@sha256:" + "a" * 64
-NEW = "ghcr.io/berriai/litellm:v1.84.0-stable@sha256:" + "b" * 64
+OLD = "ghcr.io/berriai/litellm:v1.110.2@sha256:" + "a" * 64
+NEW = "ghcr.io/berriai/litellm:v1.84.0@sha256:" + "b" * 64
 
 
 @pytest.fixture

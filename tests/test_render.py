@@ -43,7 +43,7 @@ def test_fox_config_has_the_three_inference_profiles_and_no_secret(templates, ho
 def test_fox_service_block_matches_the_source_design(templates, hosts):
     service = yaml.safe_load(render_host(templates, hosts.host("fox"), SECRETS).block)["litellm"]
     assert service["container_name"] == "litellm"
-    assert service["image"] == "ghcr.io/berriai/litellm:v1.83.10-stable"
+    assert service["image"] == "ghcr.io/berriai/litellm:v1.110.2"
     assert service["ports"] == ["4000:4000"]
     assert service["volumes"] == ["/srv/litellm/config.yaml:/app/config.yaml:ro"]
     assert service["env_file"] == ["/srv/litellm/litellm.env"]

@@ -113,6 +113,7 @@ def test_check_names_the_secret_a_host_lacks(project):
 
 
 def test_a_host_file_overrides_the_shared_one_for_that_host_only(project):
+    from conftest import DEFAULT_IMAGE
     from litedeploy.inventory import load_inventory
     from litedeploy.session import host_secrets
     from litedeploy.sopsfile import recipients_of, write_encrypted
@@ -122,7 +123,7 @@ def test_a_host_file_overrides_the_shared_one_for_that_host_only(project):
                     recipients_of(shared))
     os.environ["SOPS_AGE_KEY_FILE"] = str(own_key(project))
     try:
-        inventory = load_inventory(project / "hosts.yaml")
+        inventory = load_inventory(project / "hosts.yaml", DEFAULT_IMAGE)
         assert host_secrets(inventory.host("fox"))["LITELLM_MASTER_KEY"] == "sk-fox-only-0123456789"
         assert host_secrets(inventory.host("ui"))["LITELLM_MASTER_KEY"] != "sk-fox-only-0123456789"
     finally:

@@ -11,6 +11,7 @@ from litedeploy.errors import InventoryError, RenderError
 from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
+from conftest import DEFAULT_IMAGE
 
 SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
                         "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456",
@@ -26,7 +27,7 @@ def fox_with(repo, **entry):
     """fox from the repo's inventory with more settings in its own entry."""
     data = yaml.safe_load((repo / "hosts.yaml").read_text())
     data["hosts"]["fox"].update(entry)
-    return parse_inventory(yaml.safe_dump(data), repo / "hosts.yaml").host("fox")
+    return parse_inventory(yaml.safe_dump(data), repo / "hosts.yaml", DEFAULT_IMAGE).host("fox")
 
 
 def rendered(templates, host):

@@ -18,6 +18,8 @@ from litedeploy.releases import Release
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
 
+from conftest import DEFAULT_IMAGE
+
 SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
                         "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456"}, "s.enc.yaml")
 
@@ -55,7 +57,7 @@ def facts_of(host, desired, **changes) -> HostFacts:
 def test_bad_systemd_settings_are_named(setting, message):
     text = f"hosts:\n  one:\n    address: one.example\n    {setting}\n    vars: {{models: [{{name: a}}]}}\n"
     with pytest.raises(InventoryError, match=rf"/inv/hosts.yaml: host 'one': .*{message[:40].replace('[', '.')}"):
-        parse_inventory(text, Path("/inv/hosts.yaml"))
+        parse_inventory(text, Path("/inv/hosts.yaml"), DEFAULT_IMAGE)
 
 
 def test_the_venv_is_named_for_litellm_and_changes_with_any_package(labsd):

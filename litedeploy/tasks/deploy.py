@@ -13,6 +13,8 @@ from .target import (HOSTS, PROFILE, hosts_of, on_each_host, project_of, reports
                      terminate_as_interrupt, whole_number)
 
 MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
+ACCEPT_RISK = ("go ahead although the release is affected by this critical LiteLLM advisory (its GHSA or CVE "
+               "id; repeat for several); see litellm.yaml")
 JSON = "print one JSON object per host (result, changes, restart, image, timings, error) instead of text"
 YES = ("go ahead although, on a host with a database, the image changes (a rollback does not undo "
        "LiteLLM's schema migrations) or LITELLM_SALT_KEY changes (what LiteLLM stored with the old one is lost)")
@@ -26,35 +28,36 @@ YES = ("go ahead although, on a host with a database, the image changes (a rollb
             "profile": PROFILE,
             "parallel": "how many hosts deploy at once (default 10)",
             "serial": "rolling: deploy N hosts at a time and stop after a batch with a failure",
-            "yes": YES, "json": JSON})
+            "yes": YES, "accept-risk": ACCEPT_RISK, "json": JSON}, iterable=["accept_risk"])
 @reports_errors
 def deploy(c, host=None, check=False, diff=False, break_lock=False, lock_timeout="60", profile=None,
-           parallel="10", serial="0", yes=False, json_=False):
+           parallel="10", serial="0", yes=False, accept_risk=None, json_=False):
     """Render, upload what changed, restart only if needed, verify; roll back if the gateway fails.
 
     The image runs by digest: a tag is pinned to what the host pulled the first time, until
     `upgrade` pulls it again."""
     _change(c, host, profile, parallel, serial, diff, json_, check=check, break_lock=break_lock,
-            lock_timeout=seconds("lock-timeout", lock_timeout), yes=yes)
+            lock_timeout=seconds("lock-timeout", lock_timeout), yes=yes, accept_risk=tuple(accept_risk or ()))
 
 
 @task(help={"host": HOSTS,
-            "to": "the release to run: a tag of the host's image (v1.83.10-stable) or a whole image reference",
+            "to": "the release to run: a version or tag of the host's image (1.110.2, v1.110.2, v1.83.14-stable) or a whole image reference",
             "check": "change nothing: say what would change and exit", "diff": "show how each file would change",
             "break-lock": "remove a stale deploy lock left by a deploy that died",
             "lock-timeout": "seconds to wait for another deploy's lock (default 60)", "profile": PROFILE,
             "parallel": "how many hosts upgrade at once (default 10)",
             "serial": "rolling: upgrade N hosts at a time and stop after a batch with a failure", "yes": YES,
-            "json": JSON})
+            "accept-risk": ACCEPT_RISK, "json": JSON}, iterable=["accept_risk"])
 @reports_errors
 def upgrade(c, host=None, to=None, check=False, diff=False, break_lock=False, lock_timeout="60", profile=None,
-            parallel="10", serial="0", yes=False, json_=False):
+            parallel="10", serial="0", yes=False, accept_risk=None, json_=False):
     """Pull the release while the old container serves, swap, verify; on failure back to the old digest.
 
     Without --to the host's image tag is pulled again; --to overrides hosts.yaml for this run only: set the same image there, or the next deploy goes
     back to the one it names."""
     _change(c, host, profile, parallel, serial, diff, json_, to=to, check=check, break_lock=break_lock,
-            lock_timeout=seconds("lock-timeout", lock_timeout), yes=yes, upgrade=True)
+            lock_timeout=seconds("lock-timeout", lock_timeout), yes=yes, accept_risk=tuple(accept_risk or ()),
+            upgrade=True)
 
 
 def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **options) -> None:
@@ -64,7 +67,8 @@ def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **option
     project = project_of(c)
     targets = hosts_of(c, project, host, profile)
     if to:
-        targets = [replace(target, image=str(ImageRef.parse(target.image).with_version(to))) for target in targets]
+        targets = [replace(target, image=str(_upgraded(ImageRef.parse(target.image), to, project, target.name)))
+                   for target in targets]
     check_distinct(targets, project.inventory.path)
     _check_shared_database(project, targets)
     target = targets[0]
@@ -87,9 +91,10 @@ def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **option
 @task(help={"host": HOSTS, "to": "the deploy id of the release to go back to (default: the last one "
                                   "that differs from what runs now); see ops.history",
             "break-lock": "remove a stale deploy lock left by a deploy that died",
-            "lock-timeout": "seconds to wait for another deploy's lock (default 60)", "yes": YES})
+            "lock-timeout": "seconds to wait for another deploy's lock (default 60)", "yes": YES,
+            "accept-risk": ACCEPT_RISK}, iterable=["accept_risk"])
 @reports_errors
-def rollback(c, host=None, to=None, break_lock=False, lock_timeout="60", yes=False):
+def rollback(c, host=None, to=None, break_lock=False, lock_timeout="60", yes=False, accept_risk=None):
     """Put back the image, config and env of an earlier deploy, kept on the host; verify like a deploy.
 
     Only our service block of the compose file goes back; the admin's other services stay as they are."""
@@ -98,13 +103,21 @@ def rollback(c, host=None, to=None, break_lock=False, lock_timeout="60", yes=Fal
 
     def back(project, target):
         with terminate_as_interrupt():
-            result, release = _with_recap(run_rollback, project, target, to=to, yes=yes, break_lock=break_lock,
+            result, release = _with_recap(run_rollback, project, target, to=to, yes=yes,
+                                          accept_risk=tuple(accept_risk or ()), break_lock=break_lock,
                                           lock_timeout=wait)
         print(f"{target.name}: back to release {release}")
         print(summary(result))
         print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
                     health=result.health_seconds))
     on_each_host(c, host, back)
+
+
+def _upgraded(image: ImageRef, to: str, project, name: str) -> ImageRef:
+    """The image `--to` names: a whole reference as written, a version or tag in the host's own scheme."""
+    if "/" in to:
+        return image.with_version(to)
+    return image.with_version(project.releases.tag_for(to, image.tag, f"{name}: --to"))
 
 
 def _check_shared_database(project, targets) -> None:

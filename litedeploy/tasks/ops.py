@@ -67,7 +67,7 @@ def status(c, host=None, json_=False):
         target = running_profile(project, target, facts)
         desired = render_host(project.templates, replace(target, image=pinned_image(target, facts) or target.image),
                               secrets)
-        report = describe(target, facts, desired, answering, datetime.now(timezone.utc))
+        report = describe(target, facts, desired, answering, datetime.now(timezone.utc), project.releases)
         if json_:
             print(json.dumps(asdict(report)))
         else:
@@ -81,6 +81,8 @@ def status(c, host=None, json_=False):
                 print(f"  image   {report.image}  {report.image_id[:19]}  "
                       f"{', '.join(report.digests) or 'no registry digest (local image)'}")
             print(f"  ports   {', '.join(report.ports) or '-'}")
+            if report.advisories:
+                print(f"  exposed {'; '.join(report.advisories)} (litellm.yaml; upgrade to a fixed release)")
             drift = f"drift in {', '.join(report.drift)}: run deploy" if report.drift else "no drift"
             print(f"  config  host {report.config_on_host or 'absent'}, repo {report.config_in_repo}; {drift}"
                   + ("; config.yaml is newer than the container: a restart may be pending"

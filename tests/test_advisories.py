@@ -1,0 +1,106 @@
+"""LiteLLM's releases and advisories as data (litellm.yaml): versions from both tag schemes, the tag
+`--to` means on a host, and which releases are refused or warned about (pure)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from packaging.version import Version
+
+from litedeploy.advisories import load_releases, release_version, running_version
+from litedeploy.errors import DeployError, RenderError
+
+from conftest import REPO
+
+RELEASES = load_releases(REPO / "litellm.yaml")
+HOST_ADVISORY = "GHSA-4xpc-pv4p-pm3w"
+
+
+@pytest.mark.parametrize("tag, version", [
+    ("1.110.4", "1.110.4"), ("v1.110.4", "1.110.4"), ("v1.83.14-stable", "1.83.14"),
+    ("v1.84.0.post1", "1.84.0.post1"), ("1.84.0-rc1", "1.84.0rc1"), ("v1.84.0rc2", "1.84.0rc2"),
+    ("main-stable", None), ("latest", None), ("v1.84", None), ("1.84.0-nightly", None), (None, None)])
+def test_both_tag_schemes_name_a_version(tag, version):
+    assert release_version(tag) == (Version(version) if version else None)
+
+
+def test_candidates_come_before_their_release_and_patches_after():
+    assert release_version("v1.84.0-rc1") < release_version("v1.84.0") < release_version("v1.84.0.post1")
+
+
+def test_what_runs_names_its_version_by_image_tag_or_venv():
+    assert running_version("ghcr.io/berriai/litellm:v1.83.14-stable@sha256:" + "a" * 64, False) == Version("1.83.14")
+    assert running_version("127.0.0.1:15500/litellm-lab:1.106.2", False) == Version("1.106.2")
+    assert running_version("/opt/litellm/litellm-1.106.2-0123abcd", True) == Version("1.106.2")
+    assert running_version("ghcr.io/berriai/litellm:main-stable", False) is None
+
+
+@pytest.mark.parametrize("wanted, current, tag", [
+    ("1.110.4", "v1.84.0", "v1.110.4"),            # the host's v scheme
+    ("1.110.4", "v1.83.10-stable", "v1.110.4"),    # across the scheme change: no -stable from 1.84.0
+    ("1.83.14", "v1.83.10-stable", "v1.83.14-stable"),
+    ("1.106.3", "1.106.2", "1.106.3"),             # a registry without the v
+    ("1.84.0.post1", "v1.84.0", "v1.84.0.post1"),
+    ("1.84.0rc1", None, "v1.84.0rc1"),
+    ("1.83.14rc1", "v1.83.10-stable", "v1.83.14rc1-stable"),
+    ("v1.110.4", "1.106.2", "v1.110.4"),           # a tag as written
+    ("main-stable", "v1.84.0", "main-stable")])
+def test_to_a_version_takes_the_hosts_tag_scheme(wanted, current, tag):
+    assert RELEASES.tag_for(wanted, current, "fox: --to") == tag
+
+
+def test_a_stable_tag_of_a_release_that_has_none_is_an_error_naming_the_right_one():
+    with pytest.raises(DeployError, match=r"fox: --to: .*there is no v1.84.0-stable: use --to v1.84.0"):
+        RELEASES.tag_for("v1.84.0-stable", "v1.83.10-stable", "fox: --to")
+
+
+def test_a_critical_advisory_refuses_the_release_until_accepted_by_any_of_its_names():
+    old = release_version("v1.83.10-stable")
+    refusal = RELEASES.refusal(old, (), "fox: the image")
+    assert refusal and HOST_ADVISORY in refusal and f"--accept-risk {HOST_ADVISORY}" in refusal
+    assert RELEASES.refusal(old, (HOST_ADVISORY,), "fox") is None
+    assert RELEASES.refusal(old, ("CVE-2026-49468",), "fox") is None
+    assert RELEASES.refusal(old, ("GHSA-other",), "fox") is not None
+
+
+def test_the_default_release_and_current_ones_are_not_exposed():
+    default = RELEASES.default_image
+    assert running_version(default, False) is not None, "the default release must name a version"
+    assert RELEASES.exposure(running_version(default, False)) == []
+    assert RELEASES.refusal(None, (), "fox") is None  # a moving tag: nothing known, nothing refused
+
+
+def test_non_critical_advisories_warn_with_their_source():
+    warnings = RELEASES.warnings(release_version("1.83.13"), "fox: the image")
+    assert any("GHSA-qrc4-49gv-mv9m" in line and "https://" in line for line in warnings)
+    assert RELEASES.refusal(release_version("1.83.13"), (HOST_ADVISORY,), "fox") is None
+
+
+@given(st.tuples(st.integers(0, 3), st.integers(0, 200), st.integers(0, 30)),
+       st.sampled_from(["", ".post1", ".post12", "rc1", "-rc3"]), st.sampled_from(["", "v"]))
+def test_any_version_written_in_either_scheme_reads_back_and_orders_as_pep440(parts, suffix, prefix):
+    written = ".".join(map(str, parts)) + suffix
+    version = release_version(prefix + written)
+    assert version == Version(written)
+    old_scheme = Version(version.base_version) < RELEASES.bare_tags_since
+    if old_scheme:
+        assert release_version(f"v{written}-stable") == version
+    tag = RELEASES.tag_for(written, "v1.84.0", "fox")
+    assert release_version(tag) == version and tag.startswith("v")
+    assert tag.endswith("-stable") == old_scheme
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"id": "X", "severity": "bad", "affected": "< 1.0.0", "summary": "s", "source": "u"}, r"advisories\[0\].severity"),
+    ({"id": "X", "severity": "high", "affected": "before 1.0", "summary": "s", "source": "u"},
+     r"advisories\[0\].affected: 'before 1.0' is not a bound"),
+    ({"id": "X", "severity": "high", "affected": "< 1.0.0", "summary": "s"}, r"advisories\[0\].source"),
+    ("just text", r"advisories\[0\] must be a mapping")])
+def test_a_malformed_advisory_is_named_by_file_and_index(tmp_path: Path, entry, message):
+    facts = tmp_path / "litellm.yaml"
+    facts.write_text(yaml.safe_dump({"releases": {"default_image": "x/litellm:v1.84.0", "bare_tags_since": "1.84.0"},
+                                     "advisories": [entry]}))
+    with pytest.raises(RenderError, match=message):
+        load_releases(facts)
