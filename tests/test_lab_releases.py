@@ -220,3 +220,33 @@ def test_a_separate_hardened_bridged_host_upgrades_and_goes_back_to_the_old_dige
         assert host.run("ops.smoke", "--host", host.name).returncode == 0
     finally:
         host.remove_container()
+
+
+def test_a_release_with_a_critical_advisory_is_refused_until_accepted_through_both_tag_schemes(fresh_lab_host):
+    """v1.83.14-stable (the old scheme) is affected by GHSA-4xpc-pv4p-pm3w (litellm.yaml): refused
+    before anything changes, deployed when accepted and shown by ops.status; `upgrade --to 1.106.3`
+    takes the new scheme (v1.106.3, no -stable); a rollback to the affected release is refused too."""
+    host, advisory = fresh_lab_host(), "GHSA-4xpc-pv4p-pm3w"
+    host.write_inventory({"image": release("v1.83.14-stable")})
+    before = host.snapshot()
+    refused = host.run("deploy", "--host", host.name)
+    assert refused.returncode == 1 and f"--accept-risk {advisory}" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and host.snapshot() == before
+    accepted = host.run("deploy", "--host", host.name, "--accept-risk", advisory)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "warning:" in accepted.stderr and "CVE-2026-49468" in accepted.stderr
+    assert host.inspect()["Config"]["Image"] == pinned("v1.83.14-stable")
+    status = host.run("ops.status", "--host", host.name)
+    assert f"exposed {advisory} critical, fixed in 1.84.0" in status.stdout, status.stdout + status.stderr
+
+    upgraded = host.run("upgrade", "--host", host.name, "--to", "1.106.3")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert host.inspect()["Config"]["Image"] == pinned("v1.106.3")
+    assert "exposed" not in host.run("ops.status", "--host", host.name).stdout
+
+    back = host.run("rollback", "--host", host.name)
+    assert back.returncode == 1 and advisory in back.stderr, back.stderr
+    assert host.inspect()["Config"]["Image"] == pinned("v1.106.3")
+    back = host.run("rollback", "--host", host.name, "--accept-risk", "CVE-2026-49468")
+    assert back.returncode == 0, back.stderr
+    assert host.inspect()["Config"]["Image"] == pinned("v1.83.14-stable")

@@ -32,6 +32,10 @@ LAB_REPOSITORY, RELEASE_TESTS = "litellm-lab", "litellm-releases"
 RELEASES: dict[str, tuple[str, ...]] = {
     "1.106.2": ("LABEL org.litedeploy.lab.release=1.106.2",),
     "1.106.3": ("LABEL org.litedeploy.lab.release=1.106.3",),
+    # LiteLLM's two tag schemes: up to 1.83.x `vX.Y.Z-stable` (this one has a critical advisory in
+    # litellm.yaml), from 1.84.0 on `vX.Y.Z`.
+    "v1.83.14-stable": ("LABEL org.litedeploy.lab.release=1.83.14",),
+    "v1.106.3": ("LABEL org.litedeploy.lab.release=1.106.3",),
     # Starts, prints what a release with a broken dependency prints, and exits.
     "1.107.0": ("LABEL org.litedeploy.lab.release=1.107.0",
                 'ENTRYPOINT ["/bin/sh", "-c", "echo \'ImportError: cannot import name ProxyConfig '
