@@ -25,7 +25,7 @@ from .errors import DeployError, DeployFailed, RemoteError, VerifyError
 from .facts import HostFacts
 from .images import ImageRef, resolve_image
 from .inventory import SETTINGS, Host
-from .plan import Plan, file_diff, pinned_image, plan_deploy, plan_remove, rollback_steps, served
+from .plan import Plan, arch_refusal, file_diff, pinned_image, plan_deploy, plan_remove, rollback_steps, served
 from .project import Project
 from .releases import SALT_KEY, choose_release, migration_refusal, salt_key_refusal
 from .render import render_host
@@ -70,7 +70,12 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
         action = "upgrade" if upgrade else "deploy"
         with locked(session, project.root, action, out, break_lock, lock_timeout) as (facts, record):
             deployed = _check_database(host, facts, host.image, upgrade, yes, secrets.get(SALT_KEY))
-            image = pinned_image(host, facts, upgrade) or _pulled(session, out)
+            image, arch = pinned_image(host, facts, upgrade), facts.wanted_arch
+            if image is None:
+                image, arch = _pulled(session, out)
+            refusal = arch_refusal(image, arch, facts.engine_arch)
+            if refusal:  # after the pull, before anything stops
+                raise DeployError(f"{host.name}: {refusal}")
             record.update(image=image, previous_image=deployed)
             return _apply_recorded(session, render_host(project.templates, replace(host, image=image), secrets),
                                    facts, record, out)
@@ -145,16 +150,16 @@ def _apply_recorded(session: Session, desired, facts: HostFacts, record: dict, o
     return replace(result, image=record["image"])
 
 
-def _pulled(session: Session, out: TextIO) -> str:
-    """Pulls the image while the running container keeps serving, and pins what came."""
+def _pulled(session: Session, out: TextIO) -> tuple[str, str | None]:
+    """Pulls the image while the running container keeps serving, and pins what came; its architecture."""
     host = session.host
     out.write(f"{host.name}: pulling {host.image}\n")
     out.flush()
     started = time.monotonic()
-    digests = session.pull_image(host.image)
+    digests, arch = session.pull_image(host.image)
     image = resolve_image(host.image, None, digests)
     out.write(f"{host.name}: pulled {image} in {time.monotonic() - started:.1f} s\n")
-    return image
+    return image, arch
 
 
 def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock: bool = False,

@@ -66,6 +66,10 @@ class HostFacts:
     # The Docker engine did not answer the user the deploy runs as (stopped, or its socket denied).
     docker_unreachable: bool = False
     service_user: bool = False
+    # The Docker engine's version and architecture (Go's names: amd64, arm64); the wanted image's architecture.
+    engine_version: str | None = None
+    engine_arch: str | None = None
+    wanted_arch: str | None = None
 
     def service_text(self, host: Host) -> str | None:
         """The file that says what the gateway runs: the unit (systemd) or the compose file."""
@@ -127,6 +131,9 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
         docker_unreachable="docker_unreachable" in found,
         venvs=tuple(found["venvs"].split()) if "venvs" in found else (),
         service_user="service_user" in found,
+        engine_version=(found.get("engine") or " ").split(" ")[0] or None,
+        engine_arch=(found.get("engine", "").split(" ") + [""])[1] or None,
+        wanted_arch=found.get("wanted_arch") or None,
     )
 
 

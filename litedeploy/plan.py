@@ -84,7 +84,39 @@ def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
     if ImageRef.parse(host.image).moving:
         warnings += (f"image {host.image} is a tag that moves every week; name a release in hosts.yaml "
                      "(ghcr.io/berriai/litellm:v1.110.2) so every host runs what was tested",)
-    return Plan(tuple(changes), restart_verb(host, changes, facts), warnings)
+    restart = restart_verb(host, changes, facts)
+    refusal = compose_v1_refusal(facts, restart)
+    if refusal:
+        raise DeployError(f"{host.name}: {refusal}")
+    return Plan(tuple(changes), restart, warnings)
+
+
+# The first Docker Engine whose image inspect lacks the ContainerConfig key docker-compose v1 reads
+# when it recreates a container (docker/compose#11742: `KeyError: 'ContainerConfig'`, the old
+# container renamed and left stopped).
+V1_LAST_ENGINE = 24
+
+
+def compose_v1_refusal(facts: HostFacts, restart: str | None) -> str | None:
+    """Why docker-compose v1 may not recreate the container on this engine, or None."""
+    if facts.compose_flavour != "v1" or restart != "up" or facts.container is None or not facts.engine_version:
+        return None
+    major = re.match(r"\d+", facts.engine_version)
+    if not major or int(major.group()) <= V1_LAST_ENGINE:
+        return None
+    return (f"docker-compose v1 cannot recreate containers on Docker Engine {facts.engine_version} (it fails "
+            "with KeyError 'ContainerConfig' and leaves the old container renamed and stopped); install the "
+            "Compose v2 plugin (docker compose), which litedeploy uses where it finds it; nothing was changed")
+
+
+def arch_refusal(image: str, image_arch: str | None, engine_arch: str | None) -> str | None:
+    """Why IMAGE cannot run on this engine: its architecture is another than the engine's (both as
+    Docker names them, amd64 or arm64), or None when they agree or either is unknown."""
+    if not image_arch or not engine_arch or image_arch == engine_arch:
+        return None
+    return (f"the image {image} is built for {image_arch} and the Docker engine runs on {engine_arch}; its "
+            f"binaries would not start (exec format error); name a release built for {engine_arch}, or a "
+            "multi-platform one")
 
 
 def plan_unit_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:

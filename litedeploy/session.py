@@ -71,12 +71,14 @@ class Session:
         verb = f"( {command} ) >&2" if isinstance(command, str) else f"{argv(command)} >&2"
         return self.read(script("set -e", verb, f"{runtime.state(self.host)} || true")).container
 
-    def pull_image(self, image: str) -> tuple[str, ...]:
-        """Pulls while the running container keeps serving; returns the image's registry digests."""
+    def pull_image(self, image: str) -> tuple[tuple[str, ...], str | None]:
+        """Pulls while the running container keeps serving; returns the image's registry digests and
+        its architecture (amd64, arm64)."""
         result = self.remote.run(container.pull(image), check=False)
         if result.failed:
             raise RemoteError(f"{self.host.name}: cannot pull {image}: {self.remote.last_line(result)}")
-        return parse_facts(result.stdout).wanted_digests or ()
+        pulled = parse_facts(result.stdout)
+        return pulled.wanted_digests or (), pulled.wanted_arch
 
     def releases(self) -> list[Release]:
         return parse_releases(self.remote.run(files.releases(self.host)).stdout)

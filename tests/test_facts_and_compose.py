@@ -34,6 +34,13 @@ def test_facts_output_parses_into_files_hash_flavour_and_container():
             facts.container.compose_project) == (True, 2, "healthy", "etc")
 
 
+def test_the_engine_and_the_wanted_image_report_their_architectures():
+    digests = b64(json.dumps(["x@sha256:1"]))
+    facts = parse_facts(f"engine 28.2.2 amd64\nwanted_arch arm64\nwanted_image {digests}\n")
+    assert (facts.engine_version, facts.engine_arch, facts.wanted_arch) == ("28.2.2", "amd64", "arm64")
+    assert facts.wanted_digests == ("x@sha256:1",)
+
+
 def test_facts_of_a_bare_host_are_all_absent():
     assert parse_facts("") == HostFacts(None, None, None, None, None)
 

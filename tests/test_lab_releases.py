@@ -132,6 +132,18 @@ def test_a_release_the_registry_lacks_fails_before_anything_changes(lab_host, fi
     assert lab_host.snapshot() == before
 
 
+def test_an_image_for_another_architecture_is_refused_after_the_pull_before_anything_stops(lab_host, first):
+    """The lab's 1.106.3-arm64 says arm64 in its config and runs an aarch64 program: pulled while the
+    old container serves, then refused naming both architectures; the container was never touched."""
+    before, started = lab_host.snapshot(), lab_host.inspect()["State"]["StartedAt"]
+    run = lab_host.run("upgrade", "--host", lab_host.name, "--to", registry.FOREIGN_RELEASE)
+    assert run.returncode == 1, run.stderr
+    assert "pulled " in run.stderr and "is built for arm64 and the Docker engine runs on amd64" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert lab_host.snapshot() == before and lab_host.inspect()["State"]["StartedAt"] == started
+    assert chat(lab_host, "claude-sonnet-4") == FIRST_ANSWER
+
+
 def test_an_image_change_on_a_host_with_a_database_needs_yes(lab_host, first):
     secrets = encrypt_for_lab(lab_secrets(DATABASE_URL="postgresql://litellm:pw@127.0.0.1:1/litellm"),
                               lab_host.root / "secrets.database.enc.yaml")

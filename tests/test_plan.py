@@ -6,7 +6,8 @@ import pytest
 from litedeploy.composefile import Markers, replace_block
 from litedeploy.facts import ContainerState, HostFacts
 from litedeploy.inventory import load_inventory
-from litedeploy.plan import plan_deploy
+from litedeploy.errors import DeployError
+from litedeploy.plan import arch_refusal, plan_deploy
 from litedeploy.render import DesiredFiles
 
 DESIRED = DesiredFiles(config="model_list: []\n", env="K=v\n", block="  litellm:\n    image: x\n")
@@ -149,3 +150,30 @@ def test_an_engine_that_does_not_answer_stops_the_deploy_naming_it_not_the_ports
                       port_holder="process python3 (pid 42)", docker_unreachable=True)
     with pytest.raises(DeployError, match="fox: the Docker engine does not answer root"):
         plan_deploy(fox, DesiredFiles(config="c", env="e", block="  litellm: {}\n"), facts)
+
+
+@pytest.mark.parametrize("flavour, engine, container, env, refused", [
+    ("v1", "25.0.3", True, "K=new\n", True),     # a recreate under v1 on Engine 25: KeyError 'ContainerConfig'
+    ("v1", "28.2.2", True, "K=new\n", True),
+    ("v1", "24.0.9", True, "K=new\n", False),
+    ("v1", "20.10.24+dfsg1", True, "K=new\n", False),
+    ("v2", "28.2.2", True, "K=new\n", False),
+    ("v1", "28.2.2", True, "K=v\n", False),     # nothing to recreate
+    ("v1", "28.2.2", False, "K=new\n", False),  # a first create works
+    ("v1", None, True, "K=new\n", False)])      # the engine's version unknown: nothing to go by
+def test_compose_v1_may_not_recreate_on_engine_25_or_newer(fox, flavour, engine, container, env, refused):
+    facts = facts_matching(fox, compose_flavour=flavour, engine_version=engine, env_text=env,
+                           container=running() if container else None)
+    if refused:
+        with pytest.raises(DeployError, match=rf"fox: docker-compose v1 cannot recreate containers on Docker Engine "
+                                              rf"{re.escape(engine)} .*install the Compose v2 plugin"):
+            plan_deploy(fox, DESIRED, facts)
+    else:
+        plan_deploy(fox, DESIRED, facts)
+
+
+def test_an_image_of_another_architecture_is_named_with_the_engines():
+    refusal = arch_refusal("x/litellm:1@sha256:ab", "arm64", "amd64")
+    assert refusal and "x/litellm:1@sha256:ab is built for arm64" in refusal and "runs on amd64" in refusal
+    assert arch_refusal("x", "amd64", "amd64") is None
+    assert arch_refusal("x", None, "amd64") is None and arch_refusal("x", "arm64", None) is None

@@ -29,10 +29,16 @@ def state(host: Host, digests: bool = False) -> str:
     return script(lines)
 
 
+# Prints `engine VERSION ARCH` (Go's names: amd64, arm64), what the image's architecture is compared with.
+ENGINE = "docker version --format 'engine {{.Server.Version}} {{.Server.Arch}}' 2>/dev/null || true"
+
+
 def wanted_image(image: str) -> str:
-    """Prints `wanted_image` with the image's registry digests, or nothing when the host lacks it."""
-    inspect = line("docker", "image", "inspect", "--format", _DIGESTS, image)
-    return f"w=$({inspect} 2>/dev/null) && printf 'wanted_image %s\\n' \"$(printf '%s' \"$w\" | base64 -w0)\""
+    """Prints `wanted_image` with the image's registry digests and `wanted_arch` with its
+    architecture, or nothing when the host lacks it."""
+    inspect = line("docker", "image", "inspect", "--format", "{{.Architecture}} " + _DIGESTS, image)
+    return (f"w=$({inspect} 2>/dev/null) && printf 'wanted_arch %s\\nwanted_image %s\\n' \"${{w%% *}}\" "
+            "\"$(printf '%s' \"${w#* }\" | base64 -w0)\"")
 
 
 def pull(image: str) -> str:

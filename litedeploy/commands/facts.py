@@ -17,7 +17,7 @@ def gather(host: Host, lock_owner: dict | None = None, break_lock: bool = False)
               lock.take(host, lock_owner) if lock_owner is not None else None, files.contents(host))
     if host.systemd:
         return script(*taking, unit.runtime_facts(host))
-    questions = [FLAVOUR, container.state(host, digests=True), container.wanted_image(host.image)]
+    questions = [FLAVOUR, container.state(host, digests=True), container.wanted_image(host.image), container.ENGINE]
     return script(
         *taking,
         "if t=$(mktemp -d 2>/dev/null); then",

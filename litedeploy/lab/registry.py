@@ -13,8 +13,10 @@ import hashlib
 import http.client
 import json
 import posixpath
+import struct
 import subprocess
 import tarfile
+import tempfile
 import urllib.parse
 from pathlib import Path
 from typing import IO, Sequence
@@ -42,6 +44,12 @@ RELEASES: dict[str, tuple[str, ...]] = {
                 '(lab release 1.107.0 is broken on purpose)\' >&2; exit 1"]'),
 }
 BROKEN_RELEASE = "1.107.0"
+# Built for another architecture: its image config says arm64 and its entrypoint is an aarch64
+# program, as a release pulled from a registry without an amd64 build would be.
+FOREIGN_RELEASE = "1.106.3-arm64"
+FOREIGN_ARCH, FOREIGN_ENTRYPOINT = "arm64", "/usr/local/bin/litellm-arm64"
+RELEASES[FOREIGN_RELEASE] = (f"LABEL org.litedeploy.lab.architecture={FOREIGN_ARCH}",
+                             f'ENTRYPOINT ["{FOREIGN_ENTRYPOINT}"]')
 # What the lab's releases are published as (see push).
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -88,6 +96,8 @@ def publish(built_image: str, say: Say) -> None:
             if not current:
                 container = run(["docker", "create", built_image]).strip()
                 try:
+                    if tag == FOREIGN_RELEASE:
+                        _copy_aarch64_program(container, FOREIGN_ENTRYPOINT)
                     run(["docker", "commit", *[word for change in changes for word in ("--change", change)],
                          "--change", f"LABEL org.litedeploy.lab.repository={repository}", container, name])
                 finally:
@@ -125,7 +135,7 @@ def push(names: list[str]) -> None:
         raise DeployError(f"lab: docker save {' '.join(names)} failed (exit {save.returncode})")
     blobs.update({name: blobs[target] for name, target in links.items() if target in blobs})
     for image in json.loads(texts["manifest.json"]):
-        config = texts[image["Config"]]
+        config = _with_architecture(texts[image["Config"]])
         layers = [blobs[name] for name in image["Layers"]]
         for name in image["RepoTags"]:
             repository, tag = _repository_of(name), name.rsplit(":", 1)[1]
@@ -144,6 +154,30 @@ def push(names: list[str]) -> None:
     # beside it prunes the repository's images it finds with a digest.
     for name in names:
         run(["docker", "pull", "-q", name])
+
+
+def _with_architecture(config: bytes) -> bytes:
+    """An image config whose `org.litedeploy.lab.architecture` label names another architecture,
+    saying so: what `docker image inspect` reports as the image's Architecture after a pull."""
+    data = json.loads(config)
+    arch = ((data.get("config") or {}).get("Labels") or {}).get("org.litedeploy.lab.architecture")
+    if not arch:
+        return config
+    return json.dumps({**data, "architecture": arch}).encode()
+
+
+def _copy_aarch64_program(container: str, path: str) -> None:
+    """An ELF header for AArch64 (e_machine 183) and one loadable segment: what the kernel of an
+    x86-64 host refuses to run (exec format error)."""
+    header = (b"\x7fELF\x02\x01\x01" + bytes(9)
+              + struct.pack("<HHIQQQIHHHHHH", 2, 183, 1, 0x400078, 64, 0, 0, 64, 56, 1, 0, 0, 0)
+              + struct.pack("<IIQQQQQQ", 1, 5, 0, 0x400000, 0x400000, 0x80, 0x80, 0x1000)
+              + bytes(8))
+    with tempfile.TemporaryDirectory() as folder:
+        program = Path(folder) / "program"
+        program.write_bytes(header)
+        program.chmod(0o755)
+        run(["docker", "cp", str(program), f"{container}:{path}"])
 
 
 def _repository_of(name: str) -> str:
