@@ -290,7 +290,7 @@ def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: Tex
         if other:
             raise DeployError(f"{host.name}: port {host.port} is already in use by {other}; stop it or set "
                               "another port in hosts.yaml")
-    if plan.user or plan.venv:
+    if plan.user or plan.venv or plan.prisma_venv:
         session.prepare(plan, out)
     if plan.changes:
         session.install(plan.changes, deploy_id, commands)

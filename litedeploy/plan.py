@@ -13,6 +13,7 @@ from .composefile import (Markers, check_compose, check_unmanaged_service, find_
 from .errors import ComposeFileError, DeployError
 from .facts import HostFacts
 from .images import ImageRef, resolve_image
+from .settings import grace_warnings
 from .inventory import Host
 from .render import DesiredFiles
 from .envfile import masked_env
@@ -51,6 +52,8 @@ class Plan:
     # the venv to install.
     user: str | None = None
     venv: str | None = None
+    # The venv whose generated Prisma client LiteLLM needs before it starts on a database.
+    prisma_venv: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -80,7 +83,8 @@ def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
               FileChange(host.config_path, facts.config_text, desired.config, "0644")]
     changes = [replace(change, resolved=facts.real_paths.get(change.path)) for change in wanted
                if change.new != change.old]
-    warnings = plaintext_secrets_warning(host, facts.compose_text or "", desired.secret_names)
+    warnings = plaintext_secrets_warning(host, facts.compose_text or "", desired.secret_names) + tuple(
+        grace_warnings(host.vars))
     if ImageRef.parse(host.image).moving:
         warnings += (f"image {host.image} is a tag that moves every week; name a release in hosts.yaml "
                      "(ghcr.io/berriai/litellm:v1.110.2) so every host runs what was tested",)
@@ -139,7 +143,9 @@ def plan_unit_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Pla
         restart = "up"
     else:
         restart = "restart" if changed else None
-    return Plan(tuple(changes), restart, user=None if facts.service_user else host.service_user, venv=venv)
+    prisma = runs if host.vars.get("database") and restart else None
+    return Plan(tuple(changes), restart, tuple(grace_warnings(host.vars)),
+                user=None if facts.service_user else host.service_user, venv=venv, prisma_venv=prisma)
 
 
 def served(host: Host, text: str | None) -> str | None:

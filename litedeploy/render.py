@@ -21,7 +21,7 @@ from .masterkey import MASTER_KEY, MasterKeyRules, check_master_key, load_master
 from .envfile import Slots, env_pairs, fill
 from .secrets import SecretValues
 from .shared import check_redis, with_redis
-from .settings import SETTINGS_VARS, check_env_names, check_settings, env_value
+from .settings import check_workers, SETTINGS_VARS, check_env_names, check_settings, env_value
 
 CONFIG_TEMPLATE = "config.yaml.j2"
 ENV_TEMPLATE = "litellm.env.j2"
@@ -123,6 +123,7 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
     if MASTER_KEY in secrets:
         check_master_key(secrets[MASTER_KEY], templates.master_key, secrets.source)
     models = resolve_models(host.vars, templates.catalog, where)
+    check_workers(host.vars, models, where)
     check_backends_reachable(host, where)
     router, litellm = with_redis(router_settings(host.vars, models), host.vars.get("litellm_settings") or {},
                                  host.vars)

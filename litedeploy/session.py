@@ -97,13 +97,14 @@ class Session:
                 wheels = sorted(Path(host.wheels).glob("*.whl"))
                 stage = self.remote.upload([wheel.read_bytes() for wheel in wheels], [wheel.name for wheel in wheels])
         prepare = script("set -e", unit.ensure_user(host) if plan.user else None,
-                         unit.install_venv(host, stage) if plan.venv else None)
+                         unit.install_venv(host, stage) if plan.venv else None,
+                         unit.prisma_client_check(plan.prisma_venv) if plan.prisma_venv else None)
         # One round trip: the install, then the staged wheels removed whatever its outcome.
         result = self.remote.run(script(f"( {prepare}\n)", "code=$?", line("rm", "-rf", stage) if stage else None,
                                         "exit $code"), check=False)
         if result.failed:
-            raise RemoteError(f"{host.name}: installing {' '.join(host.packages)} into {host.venv_dir} failed, "
-                              f"nothing else changed: {self.remote.last_line(result)}")
+            doing = f"installing {' '.join(host.packages)} into {host.venv_dir}" if plan.venv else "preparing"
+            raise RemoteError(f"{host.name}: {doing} failed, nothing else changed: {self.remote.last_line(result)}")
 
     def install(self, changes: Sequence[FileChange], deploy_id: str, commands: ServiceCommands) -> None:
         """Stages every file (secrets never on a command line), then swaps them in with one script."""

@@ -11,21 +11,28 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+from .catalog import Deployment
 from .envfile import ENV_NAME, env_names
 from .errors import RenderError
 from .shapes import Rule, check, flag, matching, whole
 
-# LiteLLM's "Best Practices for Production", as vars the templates read; a host's own vars win,
-# and its mappings (env, *_settings) are merged key by key over these.
+# LiteLLM's production advice as of 1.110 (docs.litellm.ai/docs/proxy/prod, .../server_tuning,
+# .../redis_requirements, October 2026), as vars the templates read; a host's own vars win, and its
+# mappings (env, *_settings) are merged key by key over these.
 PRESETS: Mapping[str, Mapping[str, Any]] = {
     "production": {
-        "workers": 4,  # uvicorn workers; each holds about 300 MB
-        "max_requests_before_restart": 10000,  # recycles a worker before leaks add up
+        # "Run one Uvicorn worker per pod and scale horizontally": more capacity is more gateways.
+        # No max_requests_before_restart: it recycles a worker, and with one worker the proxy stops
+        # serving when the limit is hit (litellm/proxy/proxy_cli.py, 1.110.2).
+        "workers": 1,
         "memory_limit": "4g",
-        "stop_grace_period": "60s",  # lets requests in flight finish on a restart
+        # On a restart LiteLLM drains the requests in flight for GRACEFUL_SHUTDOWN_TIMEOUT (default
+        # 30 s) before it exits; the grace period before Docker or systemd kill it covers the
+        # request timeout, so a long stream is finished, not cut.
+        "stop_grace_period": "630s",
         "log_max_size": "50m",
         "log_max_files": 5,
-        "env": {"LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION"},
+        "env": {"LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION", "GRACEFUL_SHUTDOWN_TIMEOUT": "600"},
         "litellm_settings": {"json_logs": True, "set_verbose": False, "request_timeout": 600},
     },
 }
@@ -45,7 +52,7 @@ CONTAINER_VARS: Mapping[str, Rule] = {
 }
 # Vars the templates test with `if`: a string there ("false") would switch the feature on.
 FEATURE_VARS: Mapping[str, Rule] = {name: (flag, "true or false") for name in (
-    "admin_ui", "database", "migrations", "store_prompts_in_spend_logs", "allow_mock_testing")}
+    "admin_ui", "database", "migrations", "store_prompts_in_spend_logs", "allow_mock_testing", "offline")}
 # Vars this module checks, whether or not a (customised) template reads them.
 SETTINGS_VARS = frozenset({*SETTINGS_SECTIONS, "env", "secret_env", *CONTAINER_VARS, *FEATURE_VARS})
 _ENVIRON_REFERENCE = re.compile(r"os\.environ/([A-Za-z_][A-Za-z0-9_]*)")
@@ -83,6 +90,49 @@ def check_settings(variables: Mapping[str, Any], where: str) -> None:
     names = variables.get("secret_env", [])
     if not isinstance(names, list) or not all(isinstance(n, str) and ENV_NAME.fullmatch(n) for n in names):
         raise RenderError(f"{where}: vars.secret_env must be a list of secret names (variable names)")
+
+
+def check_workers(variables: Mapping[str, Any], models: list[Deployment], where: str) -> None:
+    """More than one worker shares nothing without Redis: "a limit of 100 requests per minute across 4
+    workers really lets through 400, a revoked key stays usable on the workers that did not process
+    the revocation" (docs.litellm.ai/docs/proxy/redis_requirements). Refused where the host has
+    limits, budgets or keys (a database) to keep; recycling the only worker is refused too."""
+    workers = variables.get("workers", 1)
+    if "max_requests_before_restart" in variables and workers < 2:
+        raise RenderError(f"{where}: vars.max_requests_before_restart recycles the only worker, and LiteLLM stops "
+                          "serving when it is reached (safe with 2 workers or more); remove it")
+    if workers < 2 or variables.get("redis"):
+        return
+    limited = next((f"{m.name}'s {limit}" for m in models for limit in ("rpm", "tpm") if limit in m.params), None)
+    kept = limited or next((f"litellm_settings.{key}" for key in (variables.get("litellm_settings") or {})
+                            if "budget" in key), None) or ("keys and budgets (vars.database)"
+                                                           if variables.get("database") else None)
+    if kept:
+        raise RenderError(f"{where}: vars.workers is {workers} without vars.redis: each worker would count "
+                          f"{kept} on its own (a limit lets {workers} times through, a revoked key keeps working "
+                          "on the others); set vars.redis, or workers: 1 and more gateways")
+
+
+def grace_warnings(variables: Mapping[str, Any]) -> list[str]:
+    """Where a restart would cut requests LiteLLM still allows: a grace period shorter than the
+    request timeout, or a drain (GRACEFUL_SHUTDOWN_TIMEOUT) that Docker or systemd kill before it ends."""
+    grace = _seconds(variables.get("stop_grace_period"))
+    timeout = (variables.get("litellm_settings") or {}).get("request_timeout")
+    drain = (variables.get("env") or {}).get("GRACEFUL_SHUTDOWN_TIMEOUT")
+    warnings = []
+    if grace is not None and isinstance(timeout, (int, float)) and grace < timeout:
+        warnings.append(f"vars.stop_grace_period ({variables['stop_grace_period']}) is shorter than "
+                        f"litellm_settings.request_timeout ({timeout} s): a restart cuts the longest requests")
+    if grace is not None and str(drain).isdigit() and grace <= int(drain):
+        warnings.append(f"vars.stop_grace_period ({variables['stop_grace_period']}) ends LiteLLM's drain "
+                        f"(env GRACEFUL_SHUTDOWN_TIMEOUT {drain} s) before it can finish; make it longer")
+    return warnings
+
+
+def _seconds(duration: Any) -> float | None:
+    """A compose duration (`1m30s`, `630s`) in seconds, or None."""
+    parts = re.findall(r"([0-9]+)(ms|s|m|h)", str(duration)) if duration is not None else []
+    return sum(int(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit] for n, unit in parts) if parts else None
 
 
 def env_value(value: Any) -> str:

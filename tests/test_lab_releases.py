@@ -186,6 +186,7 @@ def test_pass_through_and_the_production_preset_are_what_litellm_runs(fresh_lab_
     host = fresh_lab_host()
     secrets = encrypt_for_lab(lab_secrets(EXTRA_TOKEN="extra-token-value-1"), host.root / "secrets.enc.yaml")
     host.write_inventory({"preset": "production", "secrets_file": str(secrets)}, workers=2,
+                         max_requests_before_restart=10000,
                          router_settings={"model_group_alias": {"gpt-4o": "claude-sonnet-4"}},
                          env={"LITEDEPLOY_LAB_MARK": "on"}, secret_env=["EXTRA_TOKEN"])
     run = host.run("deploy", "--host", host.name)
@@ -194,9 +195,9 @@ def test_pass_through_and_the_production_preset_are_what_litellm_runs(fresh_lab_
     config = host.inspect()["HostConfig"]
     assert config["Memory"] == 4 * 1024 ** 3
     assert config["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "50m"}}
-    assert host.inspect()["Config"]["StopTimeout"] == 60
+    assert host.inspect()["Config"]["StopTimeout"] == 630
     env = subprocess.run(["docker", "exec", host.container, "env"], capture_output=True, text=True).stdout
-    assert {"LITELLM_MODE=PRODUCTION", "LITELLM_LOG=ERROR", "LITEDEPLOY_LAB_MARK=on",
+    assert {"LITELLM_MODE=PRODUCTION", "LITELLM_LOG=ERROR", "LITEDEPLOY_LAB_MARK=on", "GRACEFUL_SHUTDOWN_TIMEOUT=600",
             "EXTRA_TOKEN=extra-token-value-1"} <= set(env.splitlines())
     assert host.inspect()["Config"]["Cmd"][-4:] == ["--num_workers", "2", "--max_requests_before_restart", "10000"]
     processes = subprocess.run(["docker", "top", host.container, "-o", "pid,args"], capture_output=True,

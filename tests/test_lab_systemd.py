@@ -14,7 +14,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import REPO, LabHost, copy_templates, fails_with, lab_secrets
+from conftest import REPO, LabHost, copy_templates, encrypt_for_lab, fails_with, lab_secrets
 from litedeploy.inventory import LOCAL_PATHS
 from litedeploy.lab import locks, systemd_host
 
@@ -56,7 +56,7 @@ def host(lab, tmp_path_factory) -> SystemdHost:
     data = yaml.safe_load((REPO / "hosts.yaml").read_text())
     entry = dict(data["hosts"]["labsd"])
     # Values each quoting of the env file carries (double quotes, single quotes), read by systemd.
-    entry["vars"] = {**entry["vars"], "env": {**entry["vars"]["env"], **PROBES}}
+    entry["vars"] = {**entry["vars"], "env": {**entry["vars"].get("env", {}), **PROBES}}
     for key in LOCAL_PATHS:
         if key in entry:
             entry[key] = str(REPO / entry[key])
@@ -144,6 +144,22 @@ def test_a_failed_install_changes_nothing(host):
     assert host.show() == before
     assert host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env") == files
     assert len(host.sh("ls /opt/litellm").split()) == 1
+
+
+def test_a_database_without_a_generated_prisma_client_is_refused_before_anything_changes(host, tmp_path):
+    """The wheel folder's prisma was never generated: with vars.database LiteLLM would exit at start
+    and the unit crash-loop, so the deploy names the reason before any file changes."""
+    before, files = host.show(), host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env")
+    secrets = encrypt_for_lab(lab_secrets(DATABASE_URL="postgresql://litellm:pw@127.0.0.1:1/litellm"),
+                              tmp_path / "secrets.enc.yaml")
+    host.write_inventory({"secrets_file": str(secrets)}, router_settings={"num_retries": 1}, workers=2,
+                         database=True, redis={"host": "127.0.0.1"})
+    failed = host.run("deploy", "--host", host.name)
+    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    fails_with(failed, f"{host.name}: preparing failed, nothing else changed: ",
+               "has no generated Prisma client, which LiteLLM needs with vars.database")
+    assert host.show() == before
+    assert host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env") == files
 
 
 def test_a_unit_systemd_would_half_ignore_is_refused_and_changes_nothing(host, tmp_path):

@@ -11,6 +11,7 @@ from litedeploy.errors import InventoryError, RenderError
 from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
+from litedeploy.settings import grace_warnings
 from conftest import DEFAULT_IMAGE
 
 SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
@@ -58,15 +59,59 @@ def test_plain_values_are_quoted_by_the_same_writer_as_secrets(repo, templates):
 
 
 def test_the_production_preset_under_the_hosts_own_vars(repo, templates):
-    fox = fox_with(repo, preset="production", vars={"workers": 2, "env": {"LITELLM_LOG": "INFO"},
+    fox = fox_with(repo, preset="production", vars={"env": {"LITELLM_LOG": "INFO"},
                                                     "litellm_settings": {"drop_params": True}})
     config, env, service = rendered(templates, fox)
-    assert service["command"][-4:] == ["--num_workers", "2", "--max_requests_before_restart", "10000"]
-    assert (service["mem_limit"], service["stop_grace_period"]) == ("4g", "60s")
+    # One worker per container, not recycled (that would stop the only one).
+    assert service["command"][-2:] == ["--num_workers", "1"]
+    assert (service["mem_limit"], service["stop_grace_period"]) == ("4g", "630s")
     assert service["logging"] == {"driver": "json-file", "options": {"max-size": "50m", "max-file": "5"}}
     assert (env["LITELLM_LOG"], env["LITELLM_MODE"]) == ("INFO", "PRODUCTION")  # merged key by key
+    assert env["GRACEFUL_SHUTDOWN_TIMEOUT"] == "600"
     assert config["litellm_settings"] == {"json_logs": True, "set_verbose": False, "request_timeout": 600,
                                           "drop_params": True}
+    assert grace_warnings(fox.vars) == []  # the grace period covers the request timeout and the drain
+
+
+@pytest.mark.parametrize("variables, named", [
+    ({"workers": 4, "models": [{"name": "claude-sonnet-4", "rpm": 100}]}, "claude-sonnet-4's rpm"),
+    ({"workers": 2, "models": [{"name": "claude-sonnet-4", "tpm": 1000}]}, "claude-sonnet-4's tpm"),
+    ({"workers": 2, "litellm_settings": {"max_budget": 10}}, "litellm_settings.max_budget"),
+    ({"workers": 2, "database": True}, "keys and budgets (vars.database)")])
+def test_more_than_one_worker_with_limits_needs_redis(repo, templates, variables, named):
+    secrets = SecretValues({**SECRETS, "DATABASE_URL": "postgresql://u:p@db/l"}, SECRETS.source)
+    with pytest.raises(RenderError, match=rf"host fox\): vars.workers is {variables['workers']} without "
+                                          rf"vars.redis: each worker would count {re.escape(named)} on its own"):
+        render_host(templates, fox_with(repo, vars=variables), secrets)
+    redis = {**variables, "redis": {"host": "redis.internal"}}
+    render_host(templates, fox_with(repo, vars=redis), secrets)  # shared through Redis: fine
+    render_host(templates, fox_with(repo, vars={**variables, "workers": 1}), secrets)
+
+
+def test_more_workers_without_anything_to_share_need_no_redis(repo, templates):
+    render_host(templates, fox_with(repo, vars={"workers": 3}), SECRETS)
+
+
+def test_recycling_the_only_worker_is_refused(repo, templates):
+    with pytest.raises(RenderError, match=r"vars.max_requests_before_restart recycles the only worker"):
+        render_host(templates, fox_with(repo, vars={"max_requests_before_restart": 1000}), SECRETS)
+    render_host(templates, fox_with(repo, vars={"workers": 2, "max_requests_before_restart": 1000}), SECRETS)
+
+
+def test_a_grace_period_shorter_than_the_request_timeout_or_the_drain_is_named():
+    short = {"stop_grace_period": "1m", "litellm_settings": {"request_timeout": 600},
+             "env": {"GRACEFUL_SHUTDOWN_TIMEOUT": "90"}}
+    warnings = grace_warnings(short)
+    assert "vars.stop_grace_period (1m) is shorter than litellm_settings.request_timeout (600 s)" in warnings[0]
+    assert "GRACEFUL_SHUTDOWN_TIMEOUT 90 s" in warnings[1]
+    assert grace_warnings({"stop_grace_period": "1m30s", "litellm_settings": {"request_timeout": 60}}) == []
+
+
+def test_offline_hosts_download_nothing(repo, templates):
+    _, env, _ = rendered(templates, fox_with(repo, vars={"offline": True}))
+    assert (env["LITELLM_OFFLINE_MODE"], env["LITELLM_LOCAL_MODEL_COST_MAP"]) == ("true", "true")
+    _, env, _ = rendered(templates, fox_with(repo))
+    assert "LITELLM_OFFLINE_MODE" not in env
 
 
 def test_without_a_preset_the_block_is_as_before(repo, templates):

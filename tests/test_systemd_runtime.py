@@ -82,6 +82,8 @@ def test_production_vars_reach_the_unit(repo, labsd):
     host = replace(labsd, vars={**labsd.vars, "workers": 4, "memory_limit": "4g", "stop_grace_period": "60s"})
     text = render_host(load_templates(repo / "templates", repo / "models.yaml"), host, SECRETS).unit
     assert "--num_workers 4" in text and "MemoryMax=4G" in text.splitlines() and "TimeoutStopSec=60s" in text
+    # Several workers get a Prometheus folder of their own, made and removed by systemd.
+    assert {"RuntimeDirectory=litellm", "Environment=PROMETHEUS_MULTIPROC_DIR=/run/litellm"} <= set(text.splitlines())
 
 
 def test_a_unit_template_that_loses_the_env_file_is_refused(repo, tmp_path, labsd):

@@ -154,6 +154,17 @@ def install_venv(host: Host, wheels: str | None) -> str:
     )
 
 
+def prisma_client_check(venv: str) -> str:
+    """Fails with the reason when VENV has no generated Prisma client: with a database LiteLLM
+    imports it at start and, without it, exits ("The Client hasn't been generated yet"), so the unit
+    would crash-loop. Generating it downloads Prisma's engines, which a host without egress cannot."""
+    python, schema = f"{venv}/bin/python", f"{venv}/lib/python3*/site-packages/litellm/proxy/schema.prisma"
+    reason = (f"{venv} has no generated Prisma client, which LiteLLM needs with vars.database (the unit would "
+              f"crash-loop); generate it on the host ({venv}/bin/prisma generate --schema {schema}) or install "
+              "from wheels of a machine that did, then deploy again")
+    return f"{line(python, '-c', 'from prisma import Prisma')} >/dev/null 2>&1 || {{ {line('echo', reason)} >&2; exit 3; }}"
+
+
 def prune_venvs(host: Host, releases_dir: str) -> str:
     """Removes venvs under venv_root that neither the unit nor a kept release's unit runs."""
     root = line(host.venv_root)
