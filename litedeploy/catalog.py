@@ -21,8 +21,12 @@ REGION_PREFIXES = {"us": "us", "eu": "eu", "ap": "apac"}
 # Per-model settings passed to LiteLLM as they are.
 LIMITS = ("max_tokens", "rpm", "tpm", "timeout")
 MODEL_KEYS = {"name", "catalog", "model", "provider", *LIMITS}
-# A Bedrock id of an Anthropic model -> its id in Anthropic's API: anthropic.X-v1:0 -> X.
-_ANTHROPIC_ID = re.compile(r"anthropic\.(claude-[a-z0-9-]+-\d{8})-v\d+:\d+")
+# A Bedrock id of an Anthropic model -> its id in Anthropic's API: anthropic.X-v1:0 -> X, and the
+# undated ids of Claude 4.6 and later as they are (anthropic.claude-opus-4-6-v1, anthropic.claude-opus-5-5).
+_ANTHROPIC_ID = re.compile(r"anthropic\.(claude-[a-z0-9-]+?)(?:-v\d+(?::\d+)?)?")
+# The family of a Claude id (claude-3-7-sonnet-20250219, claude-opus-5-5), which Claude Code's
+# --model opus|sonnet|haiku and its default pick from.
+_FAMILY = re.compile(r"claude-(?:[0-9]+-)*(opus|sonnet|haiku)\b")
 _OLLAMA_URL = r"https?://[^\s/?#]+(/[^\s?#]*)?"
 # What each var the catalog reads must be (models: inventory.py checks the list and names).
 CATALOG_RULES: Mapping[str, Rule] = {
@@ -133,17 +137,35 @@ def resolve_models(variables: Mapping[str, Any], catalog: Mapping[str, dict], wh
     return deployments
 
 
-def anthropic_aliases(deployments: list[Deployment]) -> dict[str, str]:
-    """The ids Claude Code sends (dated, and the undated alias Anthropic also takes) -> our model
-    names, for LiteLLM's model_group_alias; ids that already name a configured model are left out."""
+def anthropic_aliases(deployments: list[Deployment], catalog: Mapping[str, dict]) -> dict[str, Any]:
+    """The ids Claude Code sends -> our model names, for LiteLLM's model_group_alias: each configured
+    model's own ids (dated, and the undated alias Anthropic also takes), listed in /v1/models; then
+    the ids of every other catalog model of a family the host serves (a newer client asks for
+    claude-opus-5-5 by default) -> the host's first model of that family, hidden from /v1/models.
+    Ids that already name a configured model are left out."""
     names = {d.name for d in deployments}
-    aliases: dict[str, str] = {}
+    aliases: dict[str, Any] = {}
+    serving: dict[str, str] = {}  # family -> the host's first model of it
     for deployment in deployments:
-        if deployment.anthropic_id:
-            for alias in (deployment.anthropic_id, re.sub(r"-\d{8}$", "", deployment.anthropic_id)):
+        for alias in _ids(deployment.anthropic_id):
+            if alias not in names:
+                aliases.setdefault(alias, deployment.name)
+        family = _FAMILY.match(deployment.anthropic_id or "")
+        if family:
+            serving.setdefault(family.group(1), deployment.name)
+    for entry in catalog.values():
+        found = _ANTHROPIC_ID.fullmatch(str(entry.get("bedrock_id", "")))
+        family = _FAMILY.match(found.group(1)) if found else None
+        if found and family and family.group(1) in serving:
+            for alias in _ids(found.group(1)):
                 if alias not in names:
-                    aliases.setdefault(alias, deployment.name)
+                    aliases.setdefault(alias, {"model": serving[family.group(1)], "hidden": True})
     return aliases
+
+
+def _ids(anthropic_id: str | None) -> tuple[str, ...]:
+    """An Anthropic id and its undated alias (claude-sonnet-4-5-20250929, claude-sonnet-4-5)."""
+    return tuple(dict.fromkeys((anthropic_id, re.sub(r"-\d{8}$", "", anthropic_id)))) if anthropic_id else ()
 
 
 def inference_prefix(variables: Mapping[str, Any], where: str) -> str:

@@ -9,17 +9,26 @@ import shlex
 CLIENTS = ("claude-code", "cline", "openai")
 
 
+FAMILIES = ("opus", "sonnet", "haiku")
+
+
 def client_lines(client: str, base_url: str, key: str, models: list[str]) -> list[str]:
     """`key` is the master key or its mask; models are the gateway's model names, the first the
-    default (Claude Code's small fast model: the first haiku, if any)."""
+    default. Claude Code 2.x picks its default, `--model opus|sonnet|haiku` and its background
+    model through ANTHROPIC_DEFAULT_{OPUS,SONNET,HAIKU}_MODEL (code.claude.com/docs, model-config;
+    2.1.332 asks for claude-*-5-5 otherwise); 1.x reads ANTHROPIC_SMALL_FAST_MODEL."""
     default = models[0]
-    fast = next((name for name in models if "haiku" in name), default)
     if client == "claude-code":
+        by_family = {family: next((name for name in models if family in name), None) for family in FAMILIES}
+        missing = [family for family, name in by_family.items() if name is None]
         return ["# Claude Code: unset ANTHROPIC_API_KEY first, or it is sent instead",
                 f"export ANTHROPIC_BASE_URL={shlex.quote(base_url)}",
                 f"export ANTHROPIC_AUTH_TOKEN={shlex.quote(key)}",
                 f"export ANTHROPIC_MODEL={shlex.quote(default)}",
-                f"export ANTHROPIC_SMALL_FAST_MODEL={shlex.quote(fast)}",
+                *(f"export ANTHROPIC_DEFAULT_{family.upper()}_MODEL={shlex.quote(name)}"
+                  for family, name in by_family.items() if name),
+                f"export ANTHROPIC_SMALL_FAST_MODEL={shlex.quote(by_family['haiku'] or default)}  # Claude Code 1.x",
+                *([f"# no {' or '.join(missing)} model here: --model {missing[0]} gets an error"] if missing else []),
                 f"# /model takes any of: {', '.join(models)}"]
     if client == "cline":
         return ["# Cline: Settings > API Provider: LiteLLM",

@@ -125,7 +125,7 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
     models = resolve_models(host.vars, templates.catalog, where)
     check_workers(host.vars, models, where)
     check_backends_reachable(host, where)
-    router, litellm = with_redis(router_settings(host.vars, models), host.vars.get("litellm_settings") or {},
+    router, litellm = with_redis(router_settings(host.vars, models, templates.catalog), host.vars.get("litellm_settings") or {},
                                  host.vars)
     context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models,
                "router_settings": router, "litellm_settings": litellm}
@@ -161,12 +161,14 @@ def check_backends_reachable(host: Host, where: str) -> None:
                               "Docker bridge, e.g. 172.17.0.1), or set network_mode: host")
 
 
-def router_settings(variables: Mapping[str, Any], models: list) -> dict[str, Any]:
-    """vars.router_settings, with the ids Claude Code sends mapped to our models where the host
-    asks for that (its own aliases win)."""
+def router_settings(variables: Mapping[str, Any], models: list, catalog: Mapping[str, dict]) -> dict[str, Any]:
+    """vars.router_settings, with the ids Claude Code sends mapped to our models by family where the
+    host asks for that (its own aliases win)."""
     settings = dict(variables.get("router_settings") or {})
     if variables.get("anthropic_model_ids"):
-        settings["model_group_alias"] = {**anthropic_aliases(models), **(settings.get("model_group_alias") or {})}
+        known = {**catalog, **(variables.get("catalog") or {})}
+        settings["model_group_alias"] = {**anthropic_aliases(models, known),
+                                         **(settings.get("model_group_alias") or {})}
     return settings
 
 

@@ -145,7 +145,7 @@ def test_router_settings_pass_through_with_fallbacks(repo):
 def test_the_ids_claude_code_sends_map_to_the_configured_models(catalog):
     models = resolve(catalog, models=[{"name": "claude-sonnet-4-5"}, {"name": "fast", "catalog": "claude-haiku-4-5"},
                                       {"name": "mine", "model": "bedrock/x"}])
-    aliases = anthropic_aliases(models)
+    aliases = anthropic_aliases(models, {})
     assert aliases["claude-sonnet-4-5-20250929"] == "claude-sonnet-4-5"
     assert aliases["claude-haiku-4-5"] == "fast" and aliases["claude-haiku-4-5-20251001"] == "fast"
     assert "claude-sonnet-4-5" not in aliases  # already a configured name
@@ -163,3 +163,28 @@ def test_anthropic_model_ids_fill_model_group_alias_under_the_hosts_own(repo):
     aliases = config["router_settings"]["model_group_alias"]
     assert aliases["claude-sonnet-4-20250514"] == "claude-sonnet-4"
     assert aliases["claude-opus-4"] == "claude-sonnet-4"  # the host's own alias stays
+
+
+def test_newer_claude_ids_map_to_the_hosts_model_of_their_family_hidden(catalog):
+    """Claude Code 2.1 asks for claude-opus-5-5, claude-sonnet-5-5 and claude-haiku-5-5 by default:
+    each goes to the host's first model of that family, not listed in /v1/models."""
+    models = resolve(catalog, models=[{"name": "claude-sonnet-4-5"}, {"name": "fast", "catalog": "claude-haiku-4-5"},
+                                      {"name": "claude-opus-4-5"}])
+    aliases = anthropic_aliases(models, catalog)
+    assert aliases["claude-opus-5-5"] == {"model": "claude-opus-4-5", "hidden": True}
+    assert aliases["claude-sonnet-5-5"] == aliases["claude-sonnet-4-6"] == {"model": "claude-sonnet-4-5", "hidden": True}
+    assert aliases["claude-haiku-5-5"] == {"model": "fast", "hidden": True}
+    assert aliases["claude-3-7-sonnet-20250219"] == {"model": "claude-sonnet-4-5", "hidden": True}
+    assert aliases["claude-haiku-4-5"] == "fast"  # a configured model's own id stays listed
+    assert "claude-opus-4-5" not in aliases  # a configured name is never an alias
+    only_sonnet = anthropic_aliases(resolve(catalog, models=[{"name": "claude-sonnet-4-5"}]), catalog)
+    assert "claude-opus-5-5" not in only_sonnet  # no opus here: Claude Code gets LiteLLM's 400 naming it
+
+
+@pytest.mark.parametrize("bedrock_id, anthropic_id", [
+    ("anthropic.claude-3-5-sonnet-20241022-v2:0", "claude-3-5-sonnet-20241022"),
+    ("anthropic.claude-opus-4-6-v1", "claude-opus-4-6"), ("anthropic.claude-opus-5-5", "claude-opus-5-5")])
+def test_bedrock_ids_of_both_eras_name_their_anthropic_id(catalog, bedrock_id, anthropic_id):
+    deployment = resolve({**catalog, "x": {"bedrock_id": bedrock_id, "prefixes": ["us"], "caching": True}},
+                         models=[{"name": "x"}])[0]
+    assert deployment.anthropic_id == anthropic_id

@@ -10,13 +10,17 @@ MODELS = ["claude-3-7-sonnet", "claude-sonnet-4", "claude-haiku-4-5"]
 
 
 def exports(lines):
-    return dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in lines if line.startswith("export "))
+    return dict(shlex.split(line.removeprefix("export "), comments=True)[0].split("=", 1)
+                for line in lines if line.startswith("export "))
 
 
-def test_claude_code_gets_the_messages_base_url_the_default_model_and_a_haiku():
-    assert exports(client_lines("claude-code", "http://fox:4000", "sk-x", MODELS)) == {
+def test_claude_code_gets_the_messages_base_url_the_default_model_and_one_model_a_family():
+    lines = client_lines("claude-code", "http://fox:4000", "sk-x", MODELS)
+    assert exports(lines) == {
         "ANTHROPIC_BASE_URL": "http://fox:4000", "ANTHROPIC_AUTH_TOKEN": "sk-x",
-        "ANTHROPIC_MODEL": "claude-3-7-sonnet", "ANTHROPIC_SMALL_FAST_MODEL": "claude-haiku-4-5"}
+        "ANTHROPIC_MODEL": "claude-3-7-sonnet", "ANTHROPIC_DEFAULT_SONNET_MODEL": "claude-3-7-sonnet",
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-haiku-4-5", "ANTHROPIC_SMALL_FAST_MODEL": "claude-haiku-4-5"}
+    assert "# no opus model here: --model opus gets an error" in lines
 
 
 def test_openai_sdks_get_the_v1_base_url():
