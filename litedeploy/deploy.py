@@ -30,7 +30,7 @@ from .project import Project
 from .releases import SALT_KEY, choose_release, migration_refusal, salt_key_refusal
 from .render import render_host
 from .session import Session, host_secrets, opened
-from .verify import SmokePlan, check_models, smoke, wait_until_live
+from .verify import SmokePlan, check_models, draining, smoke, wait_until_live
 
 LOCK_POLL_SECONDS = 2
 LOG_LINES_ON_FAILURE = 30
@@ -279,6 +279,11 @@ def _take_lock(session: Session, timeout: float, out: TextIO, break_lock: bool) 
 def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: TextIO) -> DeployResult:
     host, remote = session.host, session.remote
     plan = plan_deploy(host, desired, facts)
+    if not plan.restart and facts.container and facts.container.running and draining(session.gateway):
+        # Its drain began (/health/drain, or a stop that never ended): it takes no new work. The
+        # deploy leaves a gateway that answers.
+        out.write(f"{host.name}: the gateway is draining (503 shutting_down); restarting it\n")
+        plan = replace(plan, restart="restart")
     commands = runtime.service_commands(host, facts) if plan.changed else None
     if plan.restart == "up" and not (facts.container and facts.container.running):
         # A new container could not bind the port; fail before the host changes, naming who has it.
@@ -314,7 +319,8 @@ def _restart_and_verify(session: Session, plan: Plan, expected: SmokePlan, comma
     if not plan.restart:
         return wait_until_live(gateway, host.health_timeout, out), tuple(check_models(gateway, expected))
     health = session.start_and_wait(commands.bringing_up(plan.restart), out)
-    failed = [check for check in smoke(gateway, expected, expected.models[:1]) if not check.ok]
+    failed = [check for check in smoke(gateway, expected, expected.models[:1], redis_probe=session.reaches_redis)
+              if not check.ok]
     if failed:
         raise VerifyError(f"{host.name}: smoke failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
     return health, tuple(expected.models)

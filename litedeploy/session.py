@@ -25,6 +25,15 @@ from .verify import Gateway, container_failure, tunnel_gateway, wait_until_live
 SUDO_PASSWORD = "SUDO_PASSWORD"
 
 
+# Run by the gateway's own Python, which has the redis client LiteLLM uses (litellm[proxy] needs it).
+REDIS_PING = ("import os, sys, redis\n"
+              "client = redis.Redis(host=sys.argv[1], port=int(sys.argv[2]), socket_timeout=5,\n"
+              "                     password=os.environ.get('REDIS_PASSWORD') or None)\n"
+              "try:\n    client.ping()\nexcept redis.RedisError as error:\n"
+              "    sys.exit(f'{type(error).__name__}: {error}')\n"
+              "print('PONG, ' + ('with' if os.environ.get('REDIS_PASSWORD') else 'without') + ' a password')\n")
+
+
 @dataclass(frozen=True)
 class Session:
     host: Host
@@ -79,6 +88,18 @@ class Session:
             raise RemoteError(f"{self.host.name}: cannot pull {image}: {self.remote.last_line(result)}")
         pulled = parse_facts(result.stdout)
         return pulled.wanted_digests or (), pulled.wanted_arch
+
+    def reaches_redis(self, address: str, port: int) -> str:
+        """Pings ADDRESS:PORT from beside the gateway (in its container, or as its service user)
+        with the REDIS_PASSWORD of its environment, which never leaves the host. Raises
+        VerifyError with the client's error, secrets masked."""
+        result = self.remote.run(runtime.execute(self.host, ["python3", "-c", REDIS_PING, address, str(port)]),
+                                 check=False)
+        if result.failed:
+            raise VerifyError(f"the gateway cannot use Redis at {address}:{port} with its REDIS_PASSWORD: "
+                              f"{self.redact(self.remote.last_line(result))}; LiteLLM would count limits per "
+                              "instance instead, silently")
+        return f"{address}:{port} answers the gateway ({result.stdout.strip()})"
 
     def releases(self) -> list[Release]:
         return parse_releases(self.remote.run(files.releases(self.host)).stdout)

@@ -37,6 +37,7 @@ class Status:
     runtime: str = "docker"
     # The advisories (litellm.yaml) the running release is exposed to: `ID severity fixed-in`, most severe first.
     advisories: tuple[str, ...] = ()
+    draining: bool = False  # it answers 503 shutting_down: its graceful shutdown began
 
     @property
     def ok(self) -> bool:

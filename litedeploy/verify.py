@@ -53,12 +53,14 @@ class Gateway:
     master_key: str
 
     def request(self, method: str, path: str, body: dict | None = None, *, auth: bool = True,
-                key: str | None = None, timeout: float = REQUEST_TIMEOUT) -> Response:
+                key: str | None = None, timeout: float = REQUEST_TIMEOUT,
+                headers: dict[str, str] | None = None) -> Response:
         """One request on its own stream, closed only after the whole body is read (http.client's
         connection object would close a channel on `Connection: close` before that)."""
         payload = json.dumps(body).encode() if body is not None else b""
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}", "Content-Type: application/json",
-                 f"Content-Length: {len(payload)}", "Connection: close"]
+                 f"Content-Length: {len(payload)}", "Connection: close",
+                 *(f"{name}: {value}" for name, value in (headers or {}).items())]
         if auth:
             lines.append(f"Authorization: Bearer {key or self.master_key}")
         stream = self.connect(timeout)
@@ -93,29 +95,55 @@ def direct_gateway(name: str, url: str, master_key: str) -> Gateway:
     return Gateway(name, connect, parts.netloc, master_key)
 
 
+def is_draining(reply: Response) -> bool:
+    """LiteLLM's answer once its graceful shutdown began (SIGTERM, or /health/drain): 503
+    `{"status": "shutting_down"}` on /health/liveliness and /health/readiness, while it finishes
+    the requests it holds (litellm/proxy/health_endpoints/_health_endpoints.py, 1.106 to 1.110)."""
+    data = reply.json()
+    return reply.status == 503 and isinstance(data, dict) and data.get("status") == "shutting_down"
+
+
+def draining(gateway: Gateway) -> bool:
+    """The instance answering is draining: it takes no new work once its requests are done."""
+    try:
+        return is_draining(gateway.request("GET", "/health/liveliness", auth=False, timeout=5))
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+DRAINING = ("503 shutting_down: this instance is draining (it finishes the requests it holds, then "
+            "stops); a restart replaces it (inv compose.restart)")
+
+
 def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
                     watch: Callable[[], str | None] | None = None) -> float:
-    """Seconds until /health/liveliness answered 200; a progress line shows the wait. `watch` is
-    asked every few seconds whether the container has failed, so a crash loop ends the wait early
-    instead of after the whole timeout (`docker ps` shows a crash-looping container as Up)."""
+    """Seconds until /health/liveliness answered 200; a progress line shows the wait. A 503
+    `shutting_down` is an old instance still draining, not a failed new one: the wait goes on.
+    `watch` is asked every few seconds whether the container has failed, so a crash loop ends the
+    wait early instead of after the whole timeout (`docker ps` shows a crash-looping container as Up)."""
     start = time.monotonic()
     next_report = next_watch = 0.0
+    old = False  # the last answer came from an instance draining
     while True:
         waited = time.monotonic() - start
         try:
-            if gateway.request("GET", "/health/liveliness", auth=False, timeout=5).status == 200:
+            reply = gateway.request("GET", "/health/liveliness", auth=False, timeout=5)
+            if reply.status == 200:
                 return waited
+            old = is_draining(reply)
         except (OSError, http.client.HTTPException):
-            pass  # not listening yet: the container is still starting
+            old = False  # not listening yet: the container is still starting
         if waited > timeout:
-            raise VerifyError(f"{gateway.name}: litellm did not answer /health/liveliness within {timeout:.0f} s")
+            raise VerifyError(f"{gateway.name}: litellm did not answer /health/liveliness within {timeout:.0f} s"
+                              + (f" ({DRAINING})" if old else ""))
         if watch and waited >= next_watch:
             failure = watch()
             if failure:
                 raise VerifyError(f"{gateway.name}: {failure}")
             next_watch += 2
         if waited >= next_report:
-            out.write(f"{gateway.name}: waiting for litellm to answer ({waited:.0f}s of {timeout:.0f}s)\n")
+            state = ": an old instance is still draining (503 shutting_down)" if old else ""
+            out.write(f"{gateway.name}: waiting for litellm to answer ({waited:.0f}s of {timeout:.0f}s){state}\n")
             out.flush()
             next_report += 5
         time.sleep(0.5)
@@ -174,6 +202,35 @@ def messages(gateway: Gateway, model: str) -> str:
     return texts[0]
 
 
+# What Claude Code 2.1.332 sends on every request, measured against LiteLLM: its betas (a subset;
+# the ones every model family gets), the API version, a tool, a stream.
+CLAUDE_CODE_BETAS = "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27"
+CLAUDE_CODE_TOOL = {"name": "Read", "description": "Read a file from the local filesystem.",
+                    "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}},
+                                     "required": ["file_path"]}}
+
+
+def claude_code_request(gateway: Gateway, model: str) -> str:
+    """A request shaped like Claude Code's (`POST /v1/messages?beta=true` with its anthropic-beta
+    header, a tool, streaming): a plain /v1/messages can pass where a beta flag or a tool makes the
+    provider answer 400. The 400 names the model and the header."""
+    reply = gateway.request("POST", "/v1/messages?beta=true",
+                            {"model": model, "max_tokens": 32, "stream": True, "tools": [CLAUDE_CODE_TOOL],
+                             "messages": [{"role": "user", "content": "ping"}]},
+                            headers={"anthropic-beta": CLAUDE_CODE_BETAS, "anthropic-version": "2023-06-01"})
+    if reply.status != 200:
+        raise VerifyError(f"{gateway.name}: a Claude Code request to {model} (anthropic-beta: {CLAUDE_CODE_BETAS}) "
+                          f"answered {reply.status}{_error_of(reply)}")
+    events = [line.removeprefix("event: ") for line in reply.body.decode(errors="replace").splitlines()
+              if line.startswith("event: ")]
+    if events:
+        return f"streamed {len(events)} events ({events[0]} .. {events[-1]})"
+    data = reply.json() or {}  # a mock_response answers whole, not streamed (LiteLLM 1.106)
+    if not isinstance(data, dict) or not data.get("content"):
+        raise VerifyError(f"{gateway.name}: a Claude Code request to {model} answered neither a stream nor a message")
+    return "answered (not streamed: a mock_response)"
+
+
 def _error_of(reply: Response) -> str:
     data = reply.json()
     error = data.get("error") if isinstance(data, dict) else None
@@ -190,6 +247,13 @@ class SmokePlan:
     mock_fallbacks_allowed: bool
     # router_settings.model_group_alias: other names for configured models (a hidden one is not listed).
     aliases: tuple[str, ...] = ()
+    # The Redis the router counts limits in (router_settings.redis_host, redis_port), if any.
+    redis: tuple[str, int] | None = None
+
+    @property
+    def claude_code(self) -> bool:
+        """Claude's own ids reach the gateway (anthropic_model_ids): Claude Code is one of its clients."""
+        return any(alias.startswith("claude-") for alias in self.aliases)
 
     @classmethod
     def of(cls, config_text: str) -> "SmokePlan":
@@ -199,8 +263,10 @@ class SmokePlan:
         rules = [rule for section in ("router_settings", "litellm_settings")
                  for rule in (config.get(section) or {}).get("fallbacks") or [] if isinstance(rule, dict)]
         allowed = bool((config.get("general_settings") or {}).get("dangerously_allow_mock_testing_request_params"))
-        aliases = tuple((config.get("router_settings") or {}).get("model_group_alias") or ())
-        return cls(models, next(iter(rules[0])) if rules else None, allowed, aliases)
+        router = config.get("router_settings") or {}
+        aliases = tuple(router.get("model_group_alias") or ())
+        redis = (str(router["redis_host"]), int(router.get("redis_port", 6379))) if router.get("redis_host") else None
+        return cls(models, next(iter(rules[0])) if rules else None, allowed, aliases, redis)
 
 
 @dataclass(frozen=True)
@@ -212,13 +278,22 @@ class Check:
     skipped: bool = False
 
 
-def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str], messages_model: str | None = None) -> list[Check]:
+def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str], messages_model: str | None = None,
+          redis_probe: Callable[[str, int], str] | None = None) -> list[Check]:
     """Each check runs even when an earlier one failed, so the table shows the whole picture.
-    With `messages_model`, Anthropic's /v1/messages is proven too (one more model call)."""
+    With `messages_model`, Anthropic's /v1/messages is proven too (one more model call), and where
+    Claude's ids reach the gateway a request shaped like Claude Code's. With `redis_probe` (run
+    beside the gateway, with its environment) the Redis of router_settings answers the gateway:
+    LiteLLM falls back to counting limits per instance, silently, when it cannot reach it."""
+    def liveliness() -> str:
+        if draining(gateway):
+            raise VerifyError(DRAINING)
+        return f"answered in {wait_until_live(gateway, REQUEST_TIMEOUT, io.StringIO()):.1f} s"
+
     def readiness() -> str:
         reply = gateway.request("GET", "/health/readiness", auth=False)
         if reply.status != 200:
-            raise VerifyError(f"answered {reply.status}")
+            raise VerifyError(DRAINING if is_draining(reply) else f"answered {reply.status}")
         return str((reply.json() or {}).get("status", "ok"))
 
     def auth_enforced() -> str:
@@ -242,11 +317,16 @@ def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str], messages_mo
         return f"answered by {reply.json().get('model')} after {attempted} fallback(s)"
 
     # A window as long as one request may take: on a loaded host a relay alone can take seconds.
-    checks = [("liveliness", lambda: f"answered in {wait_until_live(gateway, REQUEST_TIMEOUT, io.StringIO()):.1f} s"),
-              ("readiness", readiness), ("auth enforced", auth_enforced), ("models", models)]
+    checks = [("liveliness", liveliness), ("readiness", readiness), ("auth enforced", auth_enforced),
+              ("models", models)]
     checks += [(f"chat {model}", answer(model)) for model in chat_models]
     if messages_model:
         checks.append((f"messages {messages_model}", lambda: repr(messages(gateway, messages_model)[:60])))
+        if plan.claude_code:
+            checks.append((f"claude code {messages_model}", lambda: claude_code_request(gateway, messages_model)))
+    if plan.redis and redis_probe:
+        address, port = plan.redis
+        checks.append((f"redis {address}:{port}", lambda: redis_probe(address, port)))
     results = [_timed(name, probe) for name, probe in checks]
     if plan.fallback_from and plan.mock_fallbacks_allowed:
         results.append(_timed(f"fallback from {plan.fallback_from}", fallback))

@@ -14,7 +14,8 @@ import urllib.request
 
 import pytest
 
-from conftest import encrypt_for_lab, free_port, lab_secrets, make_lab_host
+from conftest import LAB_STATE, encrypt_for_lab, free_port, lab_secrets, make_lab_host
+from litedeploy.lab import claude_code
 from litedeploy.lab.process import listening, wait
 
 pytestmark = pytest.mark.lab
@@ -123,11 +124,65 @@ def test_openai_and_cline_settings_from_endpoints_reach_chat(gateways):
     assert lab_secrets()["LITELLM_MASTER_KEY"] not in cline
 
 
-def test_the_smoke_proves_the_messages_api(gateways):
+def test_the_smoke_proves_the_messages_api_claude_codes_request_and_redis(gateways, redis_port):
     host = gateways[1]
     run = host.run("ops.smoke", "--host", host.name)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert any(" ok  " in line and "messages claude-3-7-sonnet" in line for line in run.stdout.splitlines())
+    lines = run.stdout.splitlines()
+    for check in ("messages claude-3-7-sonnet", "claude code claude-3-7-sonnet", f"redis 127.0.0.1:{redis_port}"):
+        assert any(" ok  " in line and check in line for line in lines), run.stdout
+    assert any("PONG, with a password" in line for line in lines)
+
+
+def test_a_gateway_whose_redis_password_is_wrong_is_not_deployed(lab, tmp_path, redis_port):
+    """LiteLLM starts and answers with a Redis it cannot use, counting limits per instance: the
+    deploy's smoke asks Redis from inside the container, fails and takes the new gateway away."""
+    wrong = "not-the-redis-password-9"
+    secrets = encrypt_for_lab(lab_secrets(REDIS_PASSWORD=wrong), tmp_path / "secrets.enc.yaml")
+    host = make_lab_host(lab, tmp_path, "gw-wrong-redis")
+    host.write_inventory({"secrets_file": str(secrets)}, models=[{"name": LIMITED, "rpm": 2}],
+                         redis={"host": "127.0.0.1", "port": redis_port, "password": True})
+    try:
+        run = host.run("deploy", "--host", host.name)
+        assert run.returncode == 1
+        assert (f"redis 127.0.0.1:{redis_port}: the gateway cannot use Redis at 127.0.0.1:{redis_port} with its "
+                "REDIS_PASSWORD") in run.stderr, run.stderr
+        assert "AuthenticationError" in run.stderr and "rolled back" in run.stderr
+        assert wrong not in run.stdout + run.stderr
+        assert host.snapshot()["container"] is None  # a first deploy that failed leaves no container
+    finally:
+        host.remove_container()
+
+
+@pytest.fixture(scope="module")
+def claude_code_binary():
+    """The real Claude Code CLI, from locks/claude-code.json (npm's tarballs, sha512 checked)."""
+    return claude_code.install(LAB_STATE / "claude-code")
+
+
+def test_the_real_claude_code_cli_works_with_what_endpoints_prints_and_by_family(lab, tmp_path, claude_code_binary):
+    """Claude Code 2.1 in a network namespace that reaches only its loopback and a relay to the
+    gateway: the default model, --model opus and --model haiku with the variables ops.endpoints
+    prints; and with none of them, --model opus asks for claude-opus-5-5, which the gateway maps
+    to its opus by family."""
+    host = make_lab_host(lab, tmp_path, "gw-claude-code")
+    host.write_inventory(models=[{"name": "claude-sonnet-4-5"}, {"name": "claude-opus-4-5"},
+                                 {"name": "claude-haiku-4-5"}], anthropic_model_ids=True)
+    try:
+        deployed = host.run("deploy", "--host", host.name)
+        assert deployed.returncode == 0, deployed.stderr
+        printed = exports(host.run("ops.endpoints", "--host", host.name, "--client", "claude-code",
+                                   "--show-key").stdout)
+        key = {"ANTHROPIC_AUTH_TOKEN": printed.pop("ANTHROPIC_AUTH_TOKEN")}
+        assert printed.pop("ANTHROPIC_BASE_URL") == f"http://127.0.0.1:{host.port}"
+        assert printed["ANTHROPIC_DEFAULT_OPUS_MODEL"] == "claude-opus-4-5"
+        for model, settings in ((None, printed), ("opus", printed), ("haiku", printed), ("opus", {})):
+            done = claude_code.run_in_netns(claude_code_binary, "127.0.0.1", host.port, key, "Reply with one word.",
+                                            model, tmp_path, timeout=120, extra_env=settings)
+            assert done.returncode == 0 and "lab mock: hello from LiteLLM" in done.stdout, \
+                (model, settings, done.stdout, done.stderr)
+    finally:
+        host.remove_container()
 
 
 def test_audit_prints_the_hosts_log(gateways):
@@ -166,3 +221,27 @@ def test_a_lock_taken_by_hand_holds_deploys_off_until_released(gateways):
     assert released.returncode == 0 and "released the lock" in released.stdout
     assert host.run("lock.status", "--host", host.name).stdout.strip().endswith("not locked")
     assert host.run("deploy", "--host", host.name).returncode == 0
+
+
+def test_a_draining_gateway_is_named_and_a_deploy_replaces_it(lab, tmp_path):
+    """LiteLLM's /health/drain (what a preStop hook calls) starts its graceful shutdown: it answers
+    503 shutting_down and takes no new work. ops.status says so; a deploy with nothing to change
+    restarts it instead of waiting for it to answer."""
+    host = make_lab_host(lab, tmp_path, "gw-draining")
+    host.write_inventory(general_settings={"enable_drain_endpoint": True})
+    try:
+        assert host.run("deploy", "--host", host.name).returncode == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{host.port}/health/drain", timeout=30) as reply:
+            assert json.load(reply)["status"] == "drained"
+        status = host.run("ops.status", "--host", host.name)
+        assert status.returncode == 1 and ", draining, " in status.stdout, status.stdout
+        assert "503 shutting_down: this instance is draining" in status.stderr
+        started = host.inspect()["State"]["StartedAt"]
+        run = host.run("deploy", "--host", host.name)
+        assert run.returncode == 0, run.stderr
+        assert "the gateway is draining (503 shutting_down); restarting it" in run.stderr
+        assert host.inspect()["State"]["StartedAt"] != started
+        with urllib.request.urlopen(f"http://127.0.0.1:{host.port}/health/liveliness", timeout=10) as reply:
+            assert reply.status == 200
+    finally:
+        host.remove_container()

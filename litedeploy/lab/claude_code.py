@@ -18,6 +18,7 @@ fail at once, which is what the namespace is for.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import itertools
 import json
@@ -162,6 +163,14 @@ def _fetch_verified(package: dict, into: Path) -> Path:
     return tarball
 
 
+def _check_members(archive: tarfile.TarFile, tarball: Path) -> None:
+    """Raises ClaudeCodeError for a member that is a link or names a path outside the folder."""
+    for member in archive.getmembers():
+        parts = Path(member.name).parts
+        if member.issym() or member.islnk() or member.name.startswith("/") or ".." in parts:
+            raise ClaudeCodeError(f"{tarball.name}: refusing member {member.name!r}")
+
+
 def _check_platform() -> None:
     # The lock pins the glibc x86_64 build only; anything else would fail with an obscure exec error.
     libc, _ = platform.libc_ver()
@@ -189,7 +198,13 @@ def install(dest: Path, lock: Path = LOCK) -> Path:
                 tarball = _fetch_verified(package, Path(download))
                 staging = Path(download) / "unpacked"
                 with tarfile.open(tarball) as archive:
-                    archive.extractall(staging, filter="data")
+                    # The "data" filter refuses links and paths out of STAGING; Python before
+                    # 3.11.4 (Debian 12 has 3.11.2) lacks it, and there the names are checked here.
+                    if hasattr(tarfile, "data_filter"):
+                        archive.extractall(staging, filter="data")
+                    else:
+                        _check_members(archive, tarball)
+                        archive.extractall(staging)
                 # Renamed into place only when whole, so an interrupted install is redone.
                 (staging / _MARKER).write_text(package["integrity"] + "\n")
                 staging.rename(folder)
@@ -248,39 +263,39 @@ while True:
 """
 
 
-def _start_relay(prefix: list[str], listen: str, connect: str) -> subprocess.Popen:
-    """Starts one relay (PREFIX e.g. ["ip", "netns", "exec", NS]) and waits for its "ready"."""
-    relay = subprocess.Popen([*prefix, sys.executable, "-I", "-c", _RELAY, listen, connect],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)
+def _start_relay(prefix: list[str], listen: str, connect: str, log: Path) -> subprocess.Popen:
+    """Starts one relay (PREFIX e.g. ["ip", "netns", "exec", NS]) and waits for its "ready".
+
+    Its stderr goes to LOG, a file, so a chatty relay can never block on a full pipe.
+    """
+    with open(log, "ab") as errors:
+        relay = subprocess.Popen([*prefix, sys.executable, "-I", "-c", _RELAY, listen, connect],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                                 text=True, start_new_session=True)
     line = relay.stdout.readline()  # "" if it died: bind failed, no such namespace
     if line.strip() != "ready":
-        relay.kill()
-        raise ClaudeCodeError(f"relay {listen} -> {connect} did not start: {relay.stderr.read().strip()[-300:]}")
+        _stop(relay)
+        raise ClaudeCodeError(f"relay {listen} -> {connect} did not start: {log.read_text().strip()[-300:]}")
     return relay
 
 
 def _stop(process: subprocess.Popen | None) -> None:
-    if process is None or process.poll() is not None:
+    """Ends PROCESS and its session (TERM, KILL after 5 s) and closes our ends of its pipes."""
+    if process is None:
         return
-    with _suppress_gone():
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        with _suppress_gone():
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-class _suppress_gone:
-    """Ignores ProcessLookupError: the process ended between the check and the signal."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, value, traceback) -> bool:
-        return kind is ProcessLookupError
+    if process.poll() is None:
+        # A process group of its own: ip-netns-exec'd programs and what they spawned go too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    for stream in (process.stdout, process.stderr):
+        if stream:
+            stream.close()
 
 
 def _ip(*args: str) -> None:
@@ -335,19 +350,20 @@ def run_in_netns(binary: Path, gateway_host: str, gateway_port: int, master_key_
     scratch = Path(tempfile.mkdtemp(prefix="ccli-"))
     socket_path = scratch / "gateway.sock"
     home = scratch / "home"
-    seed_home(home)
-    env = cli_env(home, port, master_key_env, extra_env)
     argv = [str(binary), "-p", prompt, *(["--model", model] if model else []), *args]
     relays: list[subprocess.Popen] = []
     cli: subprocess.Popen | None = None
     created = False
     try:
+        env = cli_env(home, port, master_key_env, extra_env)
+        seed_home(home)
         _ip("netns", "add", namespace)
         created = True
         _ip("-n", namespace, "link", "set", "lo", "up")
-        relays.append(_start_relay([], f"unix:{socket_path}", f"tcp:{gateway_host}:{gateway_port}"))
-        relays.append(_start_relay(["ip", "netns", "exec", namespace],
-                                   f"tcp:127.0.0.1:{port}", f"unix:{socket_path}"))
+        relays.append(_start_relay([], f"unix:{socket_path}", f"tcp:{gateway_host}:{gateway_port}",
+                                   scratch / "relay-outside.log"))
+        relays.append(_start_relay(["ip", "netns", "exec", namespace], f"tcp:127.0.0.1:{port}",
+                                   f"unix:{socket_path}", scratch / "relay-inside.log"))
         # ip netns exec runs the CLI as its own process (it execs); a session of its own lets a
         # timeout kill whatever the CLI started too.
         cli = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], cwd=workdir, env=env,
@@ -356,9 +372,11 @@ def run_in_netns(binary: Path, gateway_host: str, gateway_port: int, master_key_
         try:
             stdout, stderr = cli.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _stop(cli)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(cli.pid, signal.SIGKILL)
             stdout, stderr = cli.communicate()
-            raise ClaudeCodeError(f"claude -p did not finish within {timeout:g}s; stderr: {stderr.strip()[-300:]}")
+            raise ClaudeCodeError(
+                f"claude -p did not finish within {timeout:g}s; stderr: {stderr.strip()[-300:]}") from None
         return subprocess.CompletedProcess(argv, cli.returncode, stdout, stderr)
     finally:
         for process in (cli, *relays):

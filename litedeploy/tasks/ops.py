@@ -54,7 +54,7 @@ def status(c, host=None, json_=False):
     from ..render import render_host
     from ..session import host_secrets, opened
     from ..status import describe, uptime
-    from ..verify import wait_until_live
+    from ..verify import draining, wait_until_live
 
     def show(project, target):
         secrets = host_secrets(target)
@@ -64,15 +64,17 @@ def status(c, host=None, json_=False):
                 answering = facts.container is not None and wait_until_live(session.gateway, 3, io.StringIO()) >= 0
             except (VerifyError, OSError):
                 answering = False
+            drains = not answering and facts.container is not None and draining(session.gateway)
         target = running_profile(project, target, facts)
         desired = render_host(project.templates, replace(target, image=pinned_image(target, facts) or target.image),
                               secrets)
-        report = describe(target, facts, desired, answering, datetime.now(timezone.utc), project.releases)
+        report = replace(describe(target, facts, desired, answering, datetime.now(timezone.utc), project.releases),
+                         draining=drains)
         if json_:
             print(json.dumps(asdict(report)))
         else:
             health = f" ({report.health})" if report.health else ""
-            print(f"{report.host}: {report.state}{health}, {'answering' if report.answering else 'NOT answering'}, "
+            print(f"{report.host}: {report.state}{health}, {'answering' if report.answering else 'draining' if report.draining else 'NOT answering'}, "
                   f"up {uptime(report.uptime_seconds)}, restarts {report.restarts}, exit code {report.exit_code}, "
                   f"profile {report.profile}")
             if report.runtime == "systemd":
@@ -102,6 +104,9 @@ def running_profile(project, target, facts, profile: str | None = None):
 def _trouble(report) -> str:
     if report.state != "running":
         return f"litellm is {report.state}"
+    if report.draining:
+        from ..verify import DRAINING
+        return f"litellm answers {DRAINING}"
     if not report.answering:
         return "litellm does not answer /health/liveliness"
     return "the host differs from the repo"
@@ -256,16 +261,17 @@ def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None, 
     def check(project, target):
         secrets = host_secrets(target)
 
-        def run(gateway, deployed):
+        def run(gateway, deployed, redis_probe=None):
             expected = SmokePlan.of(render_host(project.templates, deployed, secrets).config)
             chosen = expected.models if all_models else [model or expected.models[0]]
-            return run_smoke(gateway, expected, chosen, messages_model=chosen[0])
-        if direct:
+            return run_smoke(gateway, expected, chosen, messages_model=chosen[0], redis_probe=redis_probe)
+        if direct:  # from here: Redis is the host's business, not asked
             gateway = direct_gateway(target.name, direct, secrets["LITELLM_MASTER_KEY"])
             checks = run(gateway, project.inventory.with_profile(target, profile or target.profile))
         else:
             with opened(target, secrets) as session:
-                checks = run(session.gateway, running_profile(project, target, session.facts(), profile))
+                checks = run(session.gateway, running_profile(project, target, session.facts(), profile),
+                             session.reaches_redis)
         if json_:
             print(json.dumps({"host": target.name, "ok": all(c.ok for c in checks),
                               "checks": [asdict(check) for check in checks]}))
