@@ -25,7 +25,7 @@ from .images import ImageRef
 _TAG = re.compile(r"(?P<v>v?)(?P<version>\d+\.\d+\.\d+(?:[.-]?(?:post|rc)\d+)?)(?P<stable>-stable)?")
 # A venv litedeploy installs is named for the litellm it holds (inventory.Host.venv_dir).
 _VENV = re.compile(r"litellm-(?P<version>[^/]+)-[0-9a-f]{8}")
-SEVERITIES = ("low", "moderate", "high", "critical")
+SEVERITIES = ("low", "medium", "high", "critical")  # GitHub's advisory database's words
 _BOUND = re.compile(r"\s*(<=|>=|<|>|==)\s*(\S+)\s*")
 
 

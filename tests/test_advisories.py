@@ -11,6 +11,7 @@ from packaging.version import Version
 
 from litedeploy.advisories import load_releases, release_version, running_version
 from litedeploy.errors import DeployError, RenderError
+from litedeploy.lab.advisory_feed import refresh
 
 from conftest import REPO
 
@@ -104,3 +105,30 @@ def test_a_malformed_advisory_is_named_by_file_and_index(tmp_path: Path, entry, 
                                      "advisories": [entry]}))
     with pytest.raises(RenderError, match=message):
         load_releases(facts)
+
+
+GITHUB = [{"ghsa_id": "GHSA-4xpc-pv4p-pm3w", "cve_id": "CVE-2026-49468", "severity": "critical",
+           "summary": "Host header reaches management routes", "withdrawn_at": None,
+           "html_url": "https://github.com/advisories/GHSA-4xpc-pv4p-pm3w",
+           "vulnerabilities": [{"package": {"ecosystem": "pip", "name": "litellm"},
+                                "vulnerable_version_range": "< 1.84.0", "first_patched_version": "1.84.0"}]},
+          {"ghsa_id": "GHSA-aaaa-bbbb-cccc", "cve_id": None, "severity": "medium", "summary": "a new one",
+           "withdrawn_at": None, "html_url": "https://github.com/advisories/GHSA-aaaa-bbbb-cccc",
+           "vulnerabilities": [{"package": {"ecosystem": "pip", "name": "litellm"},
+                                "vulnerable_version_range": "= 1.109.1", "first_patched_version": None},
+                               {"package": {"ecosystem": "pip", "name": "other"},
+                                "vulnerable_version_range": "< 9", "first_patched_version": "9"}]},
+          {"ghsa_id": "GHSA-gone-gone-gone", "severity": "high", "summary": "withdrawn",
+           "withdrawn_at": "2026-10-01T00:00:00Z", "html_url": "u", "vulnerabilities": []}]
+
+
+def test_refreshing_from_githubs_database_adds_new_ones_and_keeps_what_it_lacks(tmp_path: Path):
+    facts = tmp_path / "litellm.yaml"
+    facts.write_text((REPO / "litellm.yaml").read_text())
+    count = refresh(facts, fetch=lambda: GITHUB)
+    releases = load_releases(facts)
+    ids = [advisory.id for advisory in releases.advisories]
+    assert ids[:2] == ["GHSA-4xpc-pv4p-pm3w", "GHSA-aaaa-bbbb-cccc"] and count == len(ids)
+    assert "MAL-2026-2144" in ids and "GHSA-gone-gone-gone" not in ids  # kept; withdrawn left out
+    assert [a.id for a in releases.exposure(release_version("1.109.1"))] == ["GHSA-aaaa-bbbb-cccc"]
+    assert facts.read_text().startswith((REPO / "litellm.yaml").read_text().partition("\nadvisories:\n")[0])

@@ -52,3 +52,13 @@ def lock(c, upgrade=False):
         raise DeployError("lab.lock needs uv: pip install --require-hashes -r locks/test.txt") from None
     for one in locks.ALL:
         c.run(" ".join(shlex.quote(word) for word in one.compile_argv(find_uv_bin(), upgrade)), echo=True)
+
+
+@task
+@reports_errors
+def advisories(c):
+    """Refresh litellm.yaml's advisories from GitHub's advisory database (entries it lacks stay);
+    review `git diff litellm.yaml` and commit it: the only way the advisories change."""
+    from ..lab.advisory_feed import refresh
+    facts = Path(project_of(c).root) / "litellm.yaml"
+    print(f"{facts}: {refresh(facts)} advisories; review with: git diff {facts.name}")
