@@ -22,7 +22,7 @@ from .errors import DeployError, RenderError, parse_yaml
 from .images import ImageRef
 
 # A release tag of either scheme: an optional v, X.Y.Z, an optional .postN or rcN, an optional -stable.
-_TAG = re.compile(r"(?P<v>v?)(?P<version>\d+\.\d+\.\d+(?:[.-]?(?:post|rc)\d+)?)(?P<stable>-stable)?")
+_TAG = re.compile(r"(?P<v>v?)(?P<version>\d+\.\d+\.\d+(?:[.-]?(?:post|rc)\.?\d+)?)(?P<stable>-stable)?")
 # A venv litedeploy installs is named for the litellm it holds (inventory.Host.venv_dir).
 _VENV = re.compile(r"litellm-(?P<version>[^/]+)-[0-9a-f]{8}")
 SEVERITIES = ("low", "medium", "high", "critical")  # GitHub's advisory database's words
@@ -30,7 +30,7 @@ _BOUND = re.compile(r"\s*(<=|>=|<|>|==)\s*(\S+)\s*")
 
 
 def release_version(tag: str | None) -> Version | None:
-    """`1.110.4`, `v1.110.4`, `v1.83.14-stable`, `v1.84.0.post1`, `v1.84.0-rc1` -> its Version
+    """`1.110.4`, `v1.110.4`, `v1.83.14-stable`, `v1.84.0.post1`, `v1.84.0-rc.1` -> its Version
     (PEP 440 ordering: rc1 < release < post1); a moving tag (`main-stable`) or any other -> None."""
     match = _TAG.fullmatch(tag or "")
     if not match:
@@ -89,9 +89,10 @@ class Releases:
         return sorted(found, key=lambda advisory: -SEVERITIES.index(advisory.severity))
 
     def tag_for(self, wanted: str, current_tag: str | None, where: str) -> str:
-        """The tag `--to WANTED` names on a host whose image now has CURRENT_TAG: a bare version
-        takes the host's scheme (`1.110.4` on a `v...` host is `v1.110.4`; `1.83.14` on a
-        `v1.83.10-stable` host is `v1.83.14-stable`); any other tag is taken as written. Raises
+        """The tag `--to WANTED` names on a host whose image now has CURRENT_TAG. A version takes the
+        host's scheme: `1.110.4` on a `v...` host is `v1.110.4`, `1.83.14` on a `v1.83.10-stable` host
+        `v1.83.14-stable`, a candidate `1.84.0rc1` is `v1.84.0-rc.1` (LiteLLM's Docker candidates,
+        docs.litellm.ai/blog/cleaner-release-versions). A tag with a `v` is taken as written. Raises
         DeployError for a `-stable` tag of a release that has none (1.84.0 and later)."""
         match = _TAG.fullmatch(wanted)
         version = release_version(wanted)
@@ -101,19 +102,22 @@ class Releases:
         if match["stable"] and bare:
             raise DeployError(f"{where}: LiteLLM tags releases from {self.bare_tags_since} as vX.Y.Z; there is no "
                               f"{wanted}: use --to v{match['version']}")
-        if match["v"] or match["stable"]:
+        if match["v"]:
             return wanted
+        if match["stable"]:
+            return f"v{wanted}"  # X.Y.Z-stable was only ever published with its v
         current = _TAG.fullmatch(current_tag or "")
         prefix = "v" if current is None or current["v"] else ""
-        stable = "" if bare else "-stable"
-        return f"{prefix}{match['version']}{stable}"
+        if version.pre:
+            return f"{prefix}{version.base_version}-rc.{version.pre[1]}"
+        return f"{prefix}{version}{'' if bare else '-stable'}"
 
     def refusal(self, version: Version | None, accepted: Iterable[str], runs: str) -> str | None:
         """Why a change to VERSION (RUNS, the image or venv, for the message) is refused: a critical
         advisory that `--accept-risk ID` (any of its names) did not accept."""
-        accepted = set(accepted)
-        blocking = [advisory for advisory in self.exposure(version)
-                    if advisory.severity == "critical" and not accepted & set(advisory.names())]
+        accepted = {name.casefold() for name in accepted}
+        blocking = [advisory for advisory in self.exposure(version) if advisory.severity == "critical"
+                    and not accepted & {name.casefold() for name in advisory.names()}]
         if not blocking:
             return None
         first = blocking[0]

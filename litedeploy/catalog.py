@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import yaml
+
 from .errors import RenderError, parse_yaml
 from .shapes import Rule, check, flag, list_of, mapping_of, matching, positive, string, whole
 
@@ -161,6 +163,18 @@ def anthropic_aliases(deployments: list[Deployment], catalog: Mapping[str, dict]
                 if alias not in names:
                     aliases.setdefault(alias, {"model": serving[family.group(1)], "hidden": True})
     return aliases
+
+
+def families_of(config_text: str) -> dict[str, str]:
+    """family (opus, sonnet, haiku) -> the first model of config.yaml's model_list whose
+    deployment is a Claude model of it (read from its Bedrock or Anthropic id, not its name)."""
+    families: dict[str, str] = {}
+    for entry in (yaml.safe_load(config_text) or {}).get("model_list") or []:
+        model = str((entry.get("litellm_params") or {}).get("model", ""))
+        found = _FAMILY.search(model.rsplit("/", 1)[-1])
+        if found:
+            families.setdefault(found.group(1), entry["model_name"])
+    return families
 
 
 def _ids(anthropic_id: str | None) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ every OpenAI SDK reads OPENAI_BASE_URL and OPENAI_API_KEY."""
 from __future__ import annotations
 
 import shlex
+from typing import Mapping
 
 CLIENTS = ("claude-code", "cline", "openai")
 
@@ -12,14 +13,17 @@ CLIENTS = ("claude-code", "cline", "openai")
 FAMILIES = ("opus", "sonnet", "haiku")
 
 
-def client_lines(client: str, base_url: str, key: str, models: list[str]) -> list[str]:
+def client_lines(client: str, base_url: str, key: str, models: list[str],
+                 families: Mapping[str, str] | None = None) -> list[str]:
     """`key` is the master key or its mask; models are the gateway's model names, the first the
-    default. Claude Code 2.x picks its default, `--model opus|sonnet|haiku` and its background
-    model through ANTHROPIC_DEFAULT_{OPUS,SONNET,HAIKU}_MODEL (code.claude.com/docs, model-config;
-    2.1.332 asks for claude-*-5-5 otherwise); 1.x reads ANTHROPIC_SMALL_FAST_MODEL."""
+    default; families the model of each Claude family (catalog.families_of), else told by name.
+    Claude Code 2.x picks its default, `--model opus|sonnet|haiku` and its background model through
+    ANTHROPIC_DEFAULT_{OPUS,SONNET,HAIKU}_MODEL (code.claude.com/docs, model-config; 2.1.332 asks
+    for claude-*-5-5 otherwise); 1.x reads ANTHROPIC_SMALL_FAST_MODEL."""
     default = models[0]
     if client == "claude-code":
-        by_family = {family: next((name for name in models if family in name), None) for family in FAMILIES}
+        by_family = {family: (families or {}).get(family) or next((name for name in models if family in name), None)
+                     for family in FAMILIES}
         missing = [family for family, name in by_family.items() if name is None]
         return ["# Claude Code: unset ANTHROPIC_API_KEY first, or it is sent instead",
                 f"export ANTHROPIC_BASE_URL={shlex.quote(base_url)}",

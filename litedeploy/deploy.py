@@ -25,7 +25,7 @@ from .errors import DeployError, DeployFailed, RemoteError, VerifyError
 from .facts import HostFacts
 from .images import ImageRef, resolve_image
 from .inventory import SETTINGS, Host
-from .plan import Plan, arch_refusal, file_diff, pinned_image, plan_deploy, plan_remove, rollback_steps, served
+from .plan import Plan, arch_refusal, compose_v1_refusal, file_diff, pinned_image, plan_deploy, plan_remove, rollback_steps, served
 from .project import Project
 from .releases import SALT_KEY, choose_release, migration_refusal, salt_key_refusal
 from .render import render_host
@@ -52,24 +52,29 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
            yes: bool = False, accept_risk: tuple[str, ...] = ()) -> DeployResult:
     """With check, stops after the plan: nothing on the host changes, nothing is pulled and no lock
     is taken. An upgrade pulls the image's tag again, where a deploy keeps the digest it pinned.
-    A release a critical advisory affects is refused before connecting unless ACCEPT_RISK names it."""
+    A change to a release a critical advisory affects is refused before anything changes unless
+    ACCEPT_RISK names it (a host that runs it already gets a warning: its config can still change)."""
     secrets = host_secrets(host)
     render_host(project.templates, host, secrets)  # every mistake in the inputs before connecting
-    _check_advisories(project, host, host.venv_dir if host.systemd else host.image, accept_risk, out)
     if host.systemd:
-        return _deploy_unit(project, host, secrets, out, check, break_lock, lock_timeout, upgrade, yes)
+        return _deploy_unit(project, host, secrets, out, check, break_lock, lock_timeout, upgrade, yes, accept_risk)
     with opened(host, secrets) as session:
         if check:
             facts = session.facts()
+            _check_advisories(project, host, host.image, facts, accept_risk, out, check=True)
             image = pinned_image(host, facts, upgrade)
             plan = plan_deploy(host, render_host(project.templates, replace(host, image=image or host.image),
                                                  secrets), facts)
             if image is None:
                 plan = replace(plan, warnings=(*plan.warnings, f"would pull {host.image}"))
+            refusal = compose_v1_refusal(facts, plan.restart)
+            if refusal:
+                plan = replace(plan, warnings=(*plan.warnings, f"would be refused: {refusal}"))
             return DeployResult(host.name, plan, None, (), _diffs(plan, session))
         action = "upgrade" if upgrade else "deploy"
         with locked(session, project.root, action, out, break_lock, lock_timeout) as (facts, record):
             deployed = _check_database(host, facts, host.image, upgrade, yes, secrets.get(SALT_KEY))
+            _check_advisories(project, host, host.image, facts, accept_risk, out)
             image, arch = pinned_image(host, facts, upgrade), facts.wanted_arch
             if image is None:
                 image, arch = _pulled(session, out)
@@ -82,7 +87,7 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
 
 
 def _deploy_unit(project: Project, host: Host, secrets, out: TextIO, check: bool, break_lock: bool,
-                 lock_timeout: float, upgrade: bool, yes: bool) -> DeployResult:
+                 lock_timeout: float, upgrade: bool, yes: bool, accept_risk: tuple[str, ...]) -> DeployResult:
     """The systemd runtime's deploy: no image to pin or pull; what runs is the venv the unit names.
     A wheel folder hosts.yaml names must hold wheels, found before connecting."""
     if upgrade:
@@ -94,10 +99,13 @@ def _deploy_unit(project: Project, host: Host, secrets, out: TextIO, check: bool
     desired = render_host(project.templates, host, secrets)
     with opened(host, secrets) as session:
         if check:
-            plan = plan_deploy(host, desired, session.facts())
+            facts = session.facts()
+            _check_advisories(project, host, host.venv_dir, facts, accept_risk, out, check=True)
+            plan = plan_deploy(host, desired, facts)
             return DeployResult(host.name, plan, None, (), _diffs(plan, session))
         with locked(session, project.root, "deploy", out, break_lock, lock_timeout) as (facts, record):
             deployed = _check_database(host, facts, host.venv_dir, False, yes, secrets.get(SALT_KEY))
+            _check_advisories(project, host, host.venv_dir, facts, accept_risk, out)
             record.update(image=host.venv_dir, previous_image=deployed)
             return _apply_recorded(session, desired, facts, record, out)
 
@@ -113,23 +121,33 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
             locked(session, project.root, "rollback", out, break_lock, lock_timeout) as (facts, record):
         release = choose_release(host, session.releases(), facts, to)
         image = release.image(host) or host.image
-        _check_advisories(project, host, image, accept_risk, out)
+        _check_advisories(project, host, image, facts, accept_risk, out)
         desired = release.desired(host, frozenset(secrets))
         deployed = _check_database(host, facts, image, False, yes, env_pairs(desired.env).get(SALT_KEY))
         record.update(image=image, previous_image=deployed, rollback_to=release.id)
         return _apply_recorded(session, desired, facts, record, out), release.id
 
 
-def _check_advisories(project: Project, host: Host, runs: str, accept_risk: tuple[str, ...], out: TextIO) -> None:
-    """Refuses RUNS (an image reference, or a systemd host's venv) when a critical advisory in
-    litellm.yaml affects the LiteLLM it holds and ACCEPT_RISK does not name it; warns of the rest."""
+def _check_advisories(project: Project, host: Host, runs: str, facts: HostFacts, accept_risk: tuple[str, ...],
+                      out: TextIO, check: bool = False) -> None:
+    """Refuses a change to RUNS (an image reference, or a systemd host's venv) when a critical
+    advisory in litellm.yaml affects the LiteLLM it holds and ACCEPT_RISK does not name it. Where
+    the host runs that version already (a config change, a key rotation) or under --check, the
+    refusal is a warning; so is every other advisory, and a version that cannot be told."""
     version = running_version(runs, host.systemd)
     what = f"{host.name}: {'the venv' if host.systemd else runs}"
     refusal = project.releases.refusal(version, accept_risk, what)
-    if refusal:
+    already = version is not None and running_version(served(host, facts.service_text(host)), host.systemd) == version
+    if refusal and not (already or check):
         raise DeployError(refusal)
-    for warning in project.releases.warnings(version, what):
-        out.write(f"{host.name}: warning: {warning.removeprefix(host.name + ': ')}\n")
+    lines = [f"{refusal.removeprefix(host.name + ': ')} ({'the host runs it already' if already else 'would be refused'})"
+             ] if refusal else []
+    lines += [line.removeprefix(host.name + ": ") for line in project.releases.warnings(version, what)
+              if not refusal or line.split(", affected by ")[1].split(" ")[0] not in refusal]
+    if version is None and not ImageRef.parse(runs).moving:
+        lines.append(f"cannot tell which LiteLLM {runs} is (no version in its tag): its advisories are not checked")
+    for line in lines:
+        out.write(f"{host.name}: warning: {line}\n")
 
 
 def _check_database(host: Host, facts: HostFacts, wanted: str, upgrade: bool, yes: bool,
@@ -279,6 +297,9 @@ def _take_lock(session: Session, timeout: float, out: TextIO, break_lock: bool) 
 def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: TextIO) -> DeployResult:
     host, remote = session.host, session.remote
     plan = plan_deploy(host, desired, facts)
+    refusal = None if host.systemd else compose_v1_refusal(facts, plan.restart)
+    if refusal:
+        raise DeployError(f"{host.name}: {refusal}")
     if not plan.restart and facts.container and facts.container.running and draining(session.gateway):
         # Its drain began (/health/drain, or a stop that never ended): it takes no new work. The
         # deploy leaves a gateway that answers.

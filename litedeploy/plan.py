@@ -84,15 +84,11 @@ def plan_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
     changes = [replace(change, resolved=facts.real_paths.get(change.path)) for change in wanted
                if change.new != change.old]
     warnings = plaintext_secrets_warning(host, facts.compose_text or "", desired.secret_names) + tuple(
-        grace_warnings(host.vars))
+        grace_warnings(host.vars, host.runtime))
     if ImageRef.parse(host.image).moving:
         warnings += (f"image {host.image} is a tag that moves every week; name a release in hosts.yaml "
                      "(ghcr.io/berriai/litellm:v1.110.2) so every host runs what was tested",)
-    restart = restart_verb(host, changes, facts)
-    refusal = compose_v1_refusal(facts, restart)
-    if refusal:
-        raise DeployError(f"{host.name}: {refusal}")
-    return Plan(tuple(changes), restart, warnings)
+    return Plan(tuple(changes), restart_verb(host, changes, facts), warnings)
 
 
 # The first Docker Engine whose image inspect lacks the ContainerConfig key docker-compose v1 reads
@@ -144,7 +140,7 @@ def plan_unit_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Pla
     else:
         restart = "restart" if changed else None
     prisma = runs if host.vars.get("database") and restart else None
-    return Plan(tuple(changes), restart, tuple(grace_warnings(host.vars)),
+    return Plan(tuple(changes), restart, tuple(grace_warnings(host.vars, host.runtime)),
                 user=None if facts.service_user else host.service_user, venv=venv, prisma_venv=prisma)
 
 

@@ -123,6 +123,8 @@ class Session:
         # One round trip: the install, then the staged wheels removed whatever its outcome.
         result = self.remote.run(script(f"( {prepare}\n)", "code=$?", line("rm", "-rf", stage) if stage else None,
                                         "exit $code"), check=False)
+        if result.exited == unit.NO_PRISMA_CLIENT:
+            raise RemoteError(f"{host.name}: {self.remote.last_line(result)}; nothing else changed")
         if result.failed:
             doing = f"installing {' '.join(host.packages)} into {host.venv_dir}" if plan.venv else "preparing"
             raise RemoteError(f"{host.name}: {doing} failed, nothing else changed: {self.remote.last_line(result)}")

@@ -101,7 +101,8 @@ def check_workers(variables: Mapping[str, Any], models: list[Deployment], where:
     if "max_requests_before_restart" in variables and workers < 2:
         raise RenderError(f"{where}: vars.max_requests_before_restart recycles the only worker, and LiteLLM stops "
                           "serving when it is reached (safe with 2 workers or more); remove it")
-    if workers < 2 or variables.get("redis"):
+    router = variables.get("router_settings") or {}
+    if workers < 2 or variables.get("redis") or router.get("redis_host") or router.get("redis_url"):
         return
     limited = next((f"{m.name}'s {limit}" for m in models for limit in ("rpm", "tpm") if limit in m.params), None)
     kept = limited or next((f"litellm_settings.{key}" for key in (variables.get("litellm_settings") or {})
@@ -113,9 +114,15 @@ def check_workers(variables: Mapping[str, Any], models: list[Deployment], where:
                           "on the others); set vars.redis, or workers: 1 and more gateways")
 
 
-def grace_warnings(variables: Mapping[str, Any]) -> list[str]:
-    """Where a restart would cut requests LiteLLM still allows: a grace period shorter than the
-    request timeout, or a drain (GRACEFUL_SHUTDOWN_TIMEOUT) that Docker or systemd kill before it ends."""
+# How long Docker (`docker stop`) and systemd (DefaultTimeoutStopSec) wait before they kill, unset.
+DEFAULT_GRACE = {"docker": "10s", "systemd": "90s"}
+
+
+def grace_warnings(variables: Mapping[str, Any], runtime: str = "docker") -> list[str]:
+    """Where a restart would cut requests LiteLLM still allows: a grace period (the runtime's
+    default where unset) shorter than the request timeout, or a drain (GRACEFUL_SHUTDOWN_TIMEOUT)
+    that Docker or systemd kill before it ends."""
+    variables = {"stop_grace_period": DEFAULT_GRACE[runtime], **variables}
     grace = _seconds(variables.get("stop_grace_period"))
     timeout = (variables.get("litellm_settings") or {}).get("request_timeout")
     drain = (variables.get("env") or {}).get("GRACEFUL_SHUTDOWN_TIMEOUT")

@@ -223,12 +223,23 @@ def claude_code_request(gateway: Gateway, model: str) -> str:
                           f"answered {reply.status}{_error_of(reply)}")
     events = [line.removeprefix("event: ") for line in reply.body.decode(errors="replace").splitlines()
               if line.startswith("event: ")]
+    if "error" in events or (events and "message_stop" not in events):
+        raise VerifyError(f"{gateway.name}: a Claude Code request to {model} (anthropic-beta: {CLAUDE_CODE_BETAS}) "
+                          f"streamed {', '.join(events[-3:])} and no message_stop{_stream_error(reply)}")
     if events:
         return f"streamed {len(events)} events ({events[0]} .. {events[-1]})"
     data = reply.json() or {}  # a mock_response answers whole, not streamed (LiteLLM 1.106)
     if not isinstance(data, dict) or not data.get("content"):
         raise VerifyError(f"{gateway.name}: a Claude Code request to {model} answered neither a stream nor a message")
     return "answered (not streamed: a mock_response)"
+
+
+def _stream_error(reply: Response) -> str:
+    """The message of a stream's `error` event (Anthropic's SSE error shape), if it has one."""
+    for line in reply.body.decode(errors="replace").splitlines():
+        if line.startswith("data: ") and '"error"' in line:
+            return _error_of(Response(reply.status, line.removeprefix("data: ").encode()))
+    return ""
 
 
 def _error_of(reply: Response) -> str:
@@ -250,10 +261,8 @@ class SmokePlan:
     # The Redis the router counts limits in (router_settings.redis_host, redis_port), if any.
     redis: tuple[str, int] | None = None
 
-    @property
-    def claude_code(self) -> bool:
-        """Claude's own ids reach the gateway (anthropic_model_ids): Claude Code is one of its clients."""
-        return any(alias.startswith("claude-") for alias in self.aliases)
+    # The model Claude's ids reach (router_settings.model_group_alias), if any: Claude Code is a client.
+    claude_code_model: str | None = None
 
     @classmethod
     def of(cls, config_text: str) -> "SmokePlan":
@@ -264,9 +273,24 @@ class SmokePlan:
                  for rule in (config.get(section) or {}).get("fallbacks") or [] if isinstance(rule, dict)]
         allowed = bool((config.get("general_settings") or {}).get("dangerously_allow_mock_testing_request_params"))
         router = config.get("router_settings") or {}
-        aliases = tuple(router.get("model_group_alias") or ())
-        redis = (str(router["redis_host"]), int(router.get("redis_port", 6379))) if router.get("redis_host") else None
-        return cls(models, next(iter(rules[0])) if rules else None, allowed, aliases, redis)
+        group_alias = router.get("model_group_alias") or {}
+        targets = [target.get("model") if isinstance(target, dict) else target
+                   for alias, target in group_alias.items() if str(alias).startswith("claude-")]
+        claude = next((target for target in targets if target in models), None)
+        return cls(models, next(iter(rules[0])) if rules else None, allowed, tuple(group_alias), _redis_of(router),
+                   claude)
+
+
+def _redis_of(router: dict) -> tuple[str, int] | None:
+    """The Redis litedeploy wrote from vars.redis (a literal host and port, the password from
+    REDIS_PASSWORD, no TLS), which the probe can ask as the gateway does; None for any other shape
+    (os.environ/ references, another password variable, redis_url), which it leaves alone."""
+    host, port = router.get("redis_host"), router.get("redis_port", 6379)
+    if not isinstance(host, str) or host.startswith("os.environ/") or type(port) is not int:
+        return None
+    if router.get("redis_password", "os.environ/REDIS_PASSWORD") != "os.environ/REDIS_PASSWORD" or router.get("redis_ssl"):
+        return None
+    return host, port
 
 
 @dataclass(frozen=True)
@@ -322,8 +346,9 @@ def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str], messages_mo
     checks += [(f"chat {model}", answer(model)) for model in chat_models]
     if messages_model:
         checks.append((f"messages {messages_model}", lambda: repr(messages(gateway, messages_model)[:60])))
-        if plan.claude_code:
-            checks.append((f"claude code {messages_model}", lambda: claude_code_request(gateway, messages_model)))
+    if messages_model and plan.claude_code_model:
+        claude = plan.claude_code_model
+        checks.append((f"claude code {claude}", lambda: claude_code_request(gateway, claude)))
     if plan.redis and redis_probe:
         address, port = plan.redis
         checks.append((f"redis {address}:{port}", lambda: redis_probe(address, port)))

@@ -22,6 +22,7 @@ HOST_ADVISORY = "GHSA-4xpc-pv4p-pm3w"
 @pytest.mark.parametrize("tag, version", [
     ("1.110.4", "1.110.4"), ("v1.110.4", "1.110.4"), ("v1.83.14-stable", "1.83.14"),
     ("v1.84.0.post1", "1.84.0.post1"), ("1.84.0-rc1", "1.84.0rc1"), ("v1.84.0rc2", "1.84.0rc2"),
+    ("v1.84.0-rc.1", "1.84.0rc1"),
     ("main-stable", None), ("latest", None), ("v1.84", None), ("1.84.0-nightly", None), (None, None)])
 def test_both_tag_schemes_name_a_version(tag, version):
     assert release_version(tag) == (Version(version) if version else None)
@@ -44,8 +45,8 @@ def test_what_runs_names_its_version_by_image_tag_or_venv():
     ("1.83.14", "v1.83.10-stable", "v1.83.14-stable"),
     ("1.106.3", "1.106.2", "1.106.3"),             # a registry without the v
     ("1.84.0.post1", "v1.84.0", "v1.84.0.post1"),
-    ("1.84.0rc1", None, "v1.84.0rc1"),
-    ("1.83.14rc1", "v1.83.10-stable", "v1.83.14rc1-stable"),
+    ("1.84.0rc1", None, "v1.84.0-rc.1"),           # LiteLLM's Docker candidates
+    ("1.83.14-stable", "v1.83.10-stable", "v1.83.14-stable"),
     ("v1.110.4", "1.106.2", "v1.110.4"),           # a tag as written
     ("main-stable", "v1.84.0", "main-stable")])
 def test_to_a_version_takes_the_hosts_tag_scheme(wanted, current, tag):
@@ -90,7 +91,7 @@ def test_any_version_written_in_either_scheme_reads_back_and_orders_as_pep440(pa
         assert release_version(f"v{written}-stable") == version
     tag = RELEASES.tag_for(written, "v1.84.0", "fox")
     assert release_version(tag) == version and tag.startswith("v")
-    assert tag.endswith("-stable") == old_scheme
+    assert tag.endswith("-stable") == (old_scheme and not version.pre)  # candidates never had -stable
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -119,7 +120,14 @@ GITHUB = [{"ghsa_id": "GHSA-4xpc-pv4p-pm3w", "cve_id": "CVE-2026-49468", "severi
                                {"package": {"ecosystem": "pip", "name": "other"},
                                 "vulnerable_version_range": "< 9", "first_patched_version": "9"}]},
           {"ghsa_id": "GHSA-gone-gone-gone", "severity": "high", "summary": "withdrawn",
-           "withdrawn_at": "2026-10-01T00:00:00Z", "html_url": "u", "vulnerabilities": []}]
+           "withdrawn_at": "2026-10-01T00:00:00Z", "html_url": "u", "vulnerabilities": []},
+          {"ghsa_id": "GHSA-qrc4-49gv-mv9m", "severity": "high", "summary": "withdrawn since",
+           "withdrawn_at": "2026-11-01T00:00:00Z", "html_url": "u", "vulnerabilities": []},
+          {"ghsa_id": "GHSA-dddd-eeee-ffff", "cve_id": None, "severity": "unknown", "summary": "two-part bounds",
+           "withdrawn_at": None, "html_url": "https://github.com/advisories/GHSA-dddd-eeee-ffff",
+           "vulnerabilities": [{"package": {"name": "litellm"}, "vulnerable_version_range": ">= 1.40, < 1.41",
+                                "first_patched_version": "1.41"},
+                               {"package": {"name": "litellm"}, "vulnerable_version_range": None}]}]
 
 
 def test_refreshing_from_githubs_database_adds_new_ones_and_keeps_what_it_lacks(tmp_path: Path):
@@ -130,5 +138,11 @@ def test_refreshing_from_githubs_database_adds_new_ones_and_keeps_what_it_lacks(
     ids = [advisory.id for advisory in releases.advisories]
     assert ids[:2] == ["GHSA-4xpc-pv4p-pm3w", "GHSA-aaaa-bbbb-cccc"] and count == len(ids)
     assert "MAL-2026-2144" in ids and "GHSA-gone-gone-gone" not in ids  # kept; withdrawn left out
+    assert "GHSA-qrc4-49gv-mv9m" not in ids  # in the file before, withdrawn since: gone
+    before = {a.id for a in load_releases(REPO / "litellm.yaml").exposure(release_version("1.40.3"))}
+    after = {a.id for a in releases.exposure(release_version("1.40.3"))}  # `>= 1.40, < 1.41` read as X.Y.0
+    assert after == (before - {"GHSA-qrc4-49gv-mv9m"}) | {"GHSA-dddd-eeee-ffff"}
+    assert not releases.exposure(release_version("1.41.0")) or "GHSA-dddd-eeee-ffff" not in {
+        a.id for a in releases.exposure(release_version("1.41.0"))}
     assert [a.id for a in releases.exposure(release_version("1.109.1"))] == ["GHSA-aaaa-bbbb-cccc"]
     assert facts.read_text().startswith((REPO / "litellm.yaml").read_text().partition("\nadvisories:\n")[0])

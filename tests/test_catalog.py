@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from litedeploy.catalog import CACHE_POINTS, anthropic_aliases, load_catalog, resolve_models
+from litedeploy.catalog import CACHE_POINTS, anthropic_aliases, families_of, load_catalog, resolve_models
 from litedeploy.errors import InventoryError, RenderError
 from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
@@ -188,3 +188,11 @@ def test_bedrock_ids_of_both_eras_name_their_anthropic_id(catalog, bedrock_id, a
     deployment = resolve({**catalog, "x": {"bedrock_id": bedrock_id, "prefixes": ["us"], "caching": True}},
                          models=[{"name": "x"}])[0]
     assert deployment.anthropic_id == anthropic_id
+
+
+def test_the_families_of_a_config_are_read_from_its_deployments_not_its_names(catalog):
+    config = yaml.safe_dump({"model_list": [
+        {"model_name": "big", "litellm_params": {"model": "bedrock/us.anthropic.claude-opus-4-5-20251101-v1:0"}},
+        {"model_name": "fast", "litellm_params": {"model": "bedrock/global.anthropic.claude-haiku-5-5"}},
+        {"model_name": "phi3", "litellm_params": {"model": "ollama_chat/phi3"}}]})
+    assert families_of(config) == {"opus": "big", "haiku": "fast"}

@@ -38,3 +38,9 @@ def test_a_key_with_shell_characters_is_quoted(client):
     lines = client_lines(client, "http://fox:4000", "sk-a'b $c", MODELS)
     if client != "cline":
         assert "sk-a'b $c" in exports(lines).values()
+
+
+def test_families_come_from_the_models_behind_the_names():
+    lines = client_lines("claude-code", "http://fox:4000", "sk-x", ["big", "fast"], {"opus": "big", "haiku": "fast"})
+    assert exports(lines)["ANTHROPIC_DEFAULT_OPUS_MODEL"] == "big"
+    assert exports(lines)["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == "fast" and "# no sonnet model here" in " ".join(lines)

@@ -156,8 +156,8 @@ def test_a_database_without_a_generated_prisma_client_is_refused_before_anything
                          database=True, redis={"host": "127.0.0.1"})
     failed = host.run("deploy", "--host", host.name)
     host.write_inventory(router_settings={"num_retries": 1}, workers=2)
-    fails_with(failed, f"{host.name}: preparing failed, nothing else changed: ",
-               "has no generated Prisma client, which LiteLLM needs with vars.database")
+    fails_with(failed, f"{host.name}: /opt/litellm/litellm-{LITELLM}-",
+               "has no generated Prisma client, which LiteLLM needs with vars.database", "; nothing else changed")
     assert host.show() == before
     assert host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env") == files
 

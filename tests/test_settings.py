@@ -85,6 +85,8 @@ def test_more_than_one_worker_with_limits_needs_redis(repo, templates, variables
         render_host(templates, fox_with(repo, vars=variables), secrets)
     redis = {**variables, "redis": {"host": "redis.internal"}}
     render_host(templates, fox_with(repo, vars=redis), secrets)  # shared through Redis: fine
+    own = {**variables, "router_settings": {"redis_host": "redis.internal"}}
+    render_host(templates, fox_with(repo, vars=own), secrets)  # the admin's own router Redis counts too
     render_host(templates, fox_with(repo, vars={**variables, "workers": 1}), secrets)
 
 
@@ -105,6 +107,9 @@ def test_a_grace_period_shorter_than_the_request_timeout_or_the_drain_is_named()
     assert "vars.stop_grace_period (1m) is shorter than litellm_settings.request_timeout (600 s)" in warnings[0]
     assert "GRACEFUL_SHUTDOWN_TIMEOUT 90 s" in warnings[1]
     assert grace_warnings({"stop_grace_period": "1m30s", "litellm_settings": {"request_timeout": 60}}) == []
+    # Unset, the runtime's own wait: Docker kills after 10 s, systemd after 90 s.
+    assert "vars.stop_grace_period (10s)" in grace_warnings({"env": {"GRACEFUL_SHUTDOWN_TIMEOUT": "30"}})[0]
+    assert grace_warnings({"env": {"GRACEFUL_SHUTDOWN_TIMEOUT": "30"}}, "systemd") == []
 
 
 def test_offline_hosts_download_nothing(repo, templates):

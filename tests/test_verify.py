@@ -99,9 +99,27 @@ def test_the_smoke_plan_reads_redis_and_claude_ids_from_the_config():
         "router_settings": {"redis_host": "10.0.0.5", "redis_port": 6380,
                             "model_group_alias": {"claude-opus-5-5": {"model": "claude-sonnet-4-5", "hidden": True}}}})
     plan = SmokePlan.of(config)
-    assert plan.redis == ("10.0.0.5", 6380) and plan.claude_code
+    assert plan.redis == ("10.0.0.5", 6380) and plan.claude_code_model == "claude-sonnet-4-5"
     bare = SmokePlan.of(yaml.safe_dump({"model_list": [{"model_name": "m", "litellm_params": {"model": "x"}}]}))
-    assert bare.redis is None and not bare.claude_code
+    assert bare.redis is None and bare.claude_code_model is None
+
+
+@pytest.mark.parametrize("router", [
+    {"redis_host": "os.environ/REDIS_HOST"}, {"redis_host": "r", "redis_port": "os.environ/REDIS_PORT"},
+    {"redis_host": "r", "redis_port": None}, {"redis_host": "r", "redis_password": "os.environ/OTHER"},
+    {"redis_host": "r", "redis_ssl": True}, {"redis_url": "redis://r:6379"}])
+def test_a_redis_the_admin_wrote_another_way_is_not_probed_nor_a_crash(router):
+    config = yaml.safe_dump({"model_list": [{"model_name": "m", "litellm_params": {"model": "x"}}],
+                             "router_settings": router})
+    assert SmokePlan.of(config).redis is None
+
+
+def test_a_stream_that_ends_in_an_error_event_fails(litellm):
+    stream = (b"event: message_start\ndata: {}\n\nevent: error\n"
+              b'data: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}\n\n')
+    litellm.answers["/v1/messages"] = (200, stream, "text/event-stream")
+    with pytest.raises(VerifyError, match=r"streamed message_start, error and no message_stop: Overloaded"):
+        claude_code_request(gateway_of(litellm), "claude-sonnet-4-5")
 
 
 def test_the_redis_probe_runs_only_where_the_config_names_redis(litellm):

@@ -154,6 +154,9 @@ def install_venv(host: Host, wheels: str | None) -> str:
     )
 
 
+NO_PRISMA_CLIENT = 79  # (no exit code pip or a shell uses) the exit code of prisma_client_check's refusal
+
+
 def prisma_client_check(venv: str) -> str:
     """Fails with the reason when VENV has no generated Prisma client: with a database LiteLLM
     imports it at start and, without it, exits ("The Client hasn't been generated yet"), so the unit
@@ -162,7 +165,8 @@ def prisma_client_check(venv: str) -> str:
     reason = (f"{venv} has no generated Prisma client, which LiteLLM needs with vars.database (the unit would "
               f"crash-loop); generate it on the host ({venv}/bin/prisma generate --schema {schema}) or install "
               "from wheels of a machine that did, then deploy again")
-    return f"{line(python, '-c', 'from prisma import Prisma')} >/dev/null 2>&1 || {{ {line('echo', reason)} >&2; exit 3; }}"
+    return (f"{line(python, '-c', 'from prisma import Prisma')} >/dev/null 2>&1 || "
+            f"{{ {line('echo', reason)} >&2; exit {NO_PRISMA_CLIENT}; }}")
 
 
 def prune_venvs(host: Host, releases_dir: str) -> str:

@@ -291,6 +291,7 @@ def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None, 
 @reports_errors
 def endpoints(c, host=None, show_key=False, client=None, profile=None):
     """What a client (Claude Code, Cline, an OpenAI SDK) needs: base URL and model IDs; the key on request."""
+    from ..catalog import families_of
     from ..clients import CLIENTS, client_lines
     from ..render import render_host
     from ..session import host_secrets
@@ -300,7 +301,8 @@ def endpoints(c, host=None, show_key=False, client=None, profile=None):
 
     def show(project, target):
         secrets = host_secrets(target)
-        models = SmokePlan.of(render_host(project.templates, target, secrets).config).models
+        config = render_host(project.templates, target, secrets).config
+        models = SmokePlan.of(config).models
         if target.bind in ("0.0.0.0", "::", ""):
             base = f"http://{target.address}:{target.port}"
             reach = ""
@@ -311,7 +313,7 @@ def endpoints(c, host=None, show_key=False, client=None, profile=None):
         key = secrets["LITELLM_MASTER_KEY"] if show_key else REDACTED
         if client:
             print(f"# {target.name}{reach}")
-            print("\n".join(client_lines(client, base, key, models)))
+            print("\n".join(client_lines(client, base, key, models, families_of(config))))
             return
         print(f"{target.name}: base URL  {base}{reach}")
         print(f"{target.name}: OpenAI SDK base_url  {base}/v1")
