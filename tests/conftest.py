@@ -136,8 +136,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 FLAVOUR_ID = re.compile(r"[\[-](%s)[\]-]" % "|".join(FLAVOUR_PROFILES))
 # Lab modules that must not run beside each other: the fleet counts the connections each namespace
 # host's sshd accepted, and these modules connect to those sshds too.
-SHARED_GROUPS = {module: "namespace-sshds" for module in
-                 ("test_lab_fleet", "test_lab_host_shapes", "test_lab_sudo", "test_lab_releases")}
+SHARED_GROUPS = {module: "namespace-sshds" for module in ("test_lab_fleet", "test_lab_host_shapes", "test_lab_sudo")}
+# Both halves of the release tests on one worker: they take tags of one registry repository off
+# this machine's engine and prune its images.
+SHARED_GROUPS["test_lab_releases"] = "test_lab_releases"
 
 
 def lab_group(nodeid: str) -> str | None:

@@ -5,6 +5,7 @@ addresses, sshds and Docker engines across a (veth) network."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import yaml
@@ -138,3 +139,28 @@ def test_deploy_json_prints_one_object_per_host_and_nothing_else(fleet):
                                                            (hosts[2].name, "rolled back")]
     assert records[0]["changed"] == [] and records[0]["restart"] is None and "@sha256:" in records[0]["image"]
     assert records[2]["rolled_back"] and "crash-looping" in records[2]["error"]
+
+
+def tests_release(tag: str) -> str:
+    """A release of the registry's repository for release tests, which no lab host runs."""
+    return registry.release(tag, registry.RELEASE_TESTS)
+
+
+def test_a_separate_hardened_bridged_host_upgrades_and_goes_back_to_the_old_digest(lab, tmp_path):
+    """A namespace host (own engine, hardened sshd, bridge networking) pulls from the registry on
+    its own loopback, which serves the same blobs."""
+    host = make_namespace_host(lab, tmp_path, "ns-upgrade", 3)
+    subprocess.run([*host.docker, "rmi", "-f", tests_release("1.106.3")], capture_output=True)
+    host.write_inventory({"image": tests_release("1.106.2")})
+    try:
+        assert host.run("deploy", "--host", host.name).returncode == 0
+        upgraded = host.run("upgrade", "--host", host.name, "--to", "1.106.3")
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert "pulled " in upgraded.stderr
+        assert host.inspect()["Config"]["Image"] == registry.pinned("1.106.3", registry.RELEASE_TESTS)
+        broken = host.run("upgrade", "--host", host.name, "--to", registry.BROKEN_RELEASE)
+        assert broken.returncode == 1 and "rolled back" in broken.stderr, broken.stderr
+        assert host.inspect()["Config"]["Image"] == registry.pinned("1.106.3", registry.RELEASE_TESTS)
+        assert host.run("ops.smoke", "--host", host.name).returncode == 0
+    finally:
+        host.remove_container()

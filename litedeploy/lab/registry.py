@@ -259,6 +259,12 @@ def manifest_url(repository: str, tag: str) -> str:
     return f"http://{ADDRESS}:{PORT}/v2/{repository}/manifests/{tag}"
 
 
+def pinned(tag: str, repository: str = LAB_REPOSITORY) -> str:
+    """The release as a deploy pins it: its name and the digest the registry itself serves."""
+    answer = _request("HEAD", f"/v2/{repository}/manifests/{tag}", b"", {"Accept": OCI_MANIFEST}, 200)
+    return f"{release(tag, repository)}@{answer.headers['Docker-Content-Digest']}"
+
+
 def _in_registry(repository: str, tag: str) -> bool:
     try:
         return _request("HEAD", f"/v2/{repository}/manifests/{tag}", b"", {"Accept": OCI_MANIFEST}, None).status == 200
