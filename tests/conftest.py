@@ -66,9 +66,10 @@ FLAVOUR_PROFILES = {"v2": "standard", "v1": "compose-v1"}
 
 def pytest_generate_tests(metafunc):
     """Every test on a lab host runs under compose v2 and v1, unless its module lists fewer in
-    COMPOSE_FLAVOURS (where compose plays no part)."""
+    COMPOSE_FLAVOURS or the test in its compose_flavours mark (where compose plays no part)."""
     if "compose_flavour" in metafunc.fixturenames:
-        flavours = getattr(metafunc.module, "COMPOSE_FLAVOURS", tuple(FLAVOUR_PROFILES))
+        only = metafunc.definition.get_closest_marker("compose_flavours")
+        flavours = only.args if only else getattr(metafunc.module, "COMPOSE_FLAVOURS", tuple(FLAVOUR_PROFILES))
         metafunc.parametrize("compose_flavour", flavours, scope="module")
 
 

@@ -141,7 +141,7 @@ def test_deploy_json_prints_one_object_per_host_and_nothing_else(fleet):
     assert records[2]["rolled_back"] and "crash-looping" in records[2]["error"]
 
 
-def tests_release(tag: str) -> str:
+def registry_release(tag: str) -> str:
     """A release of the registry's repository for release tests, which no lab host runs."""
     return registry.release(tag, registry.RELEASE_TESTS)
 
@@ -150,8 +150,8 @@ def test_a_separate_hardened_bridged_host_upgrades_and_goes_back_to_the_old_dige
     """A namespace host (own engine, hardened sshd, bridge networking) pulls from the registry on
     its own loopback, which serves the same blobs."""
     host = make_namespace_host(lab, tmp_path, "ns-upgrade", 3)
-    subprocess.run([*host.docker, "rmi", "-f", tests_release("1.106.3")], capture_output=True)
-    host.write_inventory({"image": tests_release("1.106.2")})
+    subprocess.run([*host.docker, "rmi", "-f", registry_release("1.106.3")], capture_output=True)
+    host.write_inventory({"image": registry_release("1.106.2")})
     try:
         assert host.run("deploy", "--host", host.name).returncode == 0
         upgraded = host.run("upgrade", "--host", host.name, "--to", "1.106.3")

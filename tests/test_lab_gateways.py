@@ -47,9 +47,11 @@ def gateways(lab, tmp_path_factory, redis_port):
     for name in ("gw-a", "gw-b"):
         host = make_lab_host(lab, tmp_path_factory.mktemp(name), name)
         host.write_inventory({"secrets_file": str(secrets)},
-                             models=[{"name": "claude-3-7-sonnet"}, {"name": LIMITED, "rpm": 2}],
+                             models=[{"name": "claude-3-7-sonnet"}, {"name": LIMITED, "rpm": 2},
+                                     {"name": "claude-opus-4-5"}, {"name": "claude-haiku-4-5"}],
                              redis={"host": "127.0.0.1", "port": redis_port, "password": True},
-                             router_settings={"num_retries": 0}, anthropic_model_ids=True)
+                             router_settings={"num_retries": 0}, anthropic_model_ids=True,
+                             general_settings={"enable_drain_endpoint": True})
         deployed = host.run("deploy", "--host", host.name)
         assert deployed.returncode == 0, deployed.stderr
         hosts.append(host)
@@ -160,29 +162,23 @@ def claude_code_binary():
     return claude_code.install(LAB_STATE / "claude-code")
 
 
-def test_the_real_claude_code_cli_works_with_what_endpoints_prints_and_by_family(lab, tmp_path, claude_code_binary):
+def test_the_real_claude_code_cli_works_with_what_endpoints_prints_and_by_family(gateways, tmp_path,
+                                                                                claude_code_binary):
     """Claude Code 2.1 in a network namespace that reaches only its loopback and a relay to the
     gateway: the default model, --model opus and --model haiku with the variables ops.endpoints
     prints; and with none of them, --model opus asks for claude-opus-5-5, which the gateway maps
     to its opus by family."""
-    host = make_lab_host(lab, tmp_path, "gw-claude-code")
-    host.write_inventory(models=[{"name": "claude-sonnet-4-5"}, {"name": "claude-opus-4-5"},
-                                 {"name": "claude-haiku-4-5"}], anthropic_model_ids=True)
-    try:
-        deployed = host.run("deploy", "--host", host.name)
-        assert deployed.returncode == 0, deployed.stderr
-        printed = exports(host.run("ops.endpoints", "--host", host.name, "--client", "claude-code",
-                                   "--show-key").stdout)
-        key = {"ANTHROPIC_AUTH_TOKEN": printed.pop("ANTHROPIC_AUTH_TOKEN")}
-        assert printed.pop("ANTHROPIC_BASE_URL") == f"http://127.0.0.1:{host.port}"
-        assert printed["ANTHROPIC_DEFAULT_OPUS_MODEL"] == "claude-opus-4-5"
-        for model, settings in ((None, printed), ("opus", printed), ("haiku", printed), ("opus", {})):
-            done = claude_code.run_in_netns(claude_code_binary, "127.0.0.1", host.port, key, "Reply with one word.",
-                                            model, tmp_path, timeout=120, extra_env=settings)
-            assert done.returncode == 0 and "lab mock: hello from LiteLLM" in done.stdout, \
-                (model, settings, done.stdout, done.stderr)
-    finally:
-        host.remove_container()
+    host = gateways[0]
+    printed = exports(host.run("ops.endpoints", "--host", host.name, "--client", "claude-code", "--show-key").stdout)
+    key = {"ANTHROPIC_AUTH_TOKEN": printed.pop("ANTHROPIC_AUTH_TOKEN")}
+    assert printed.pop("ANTHROPIC_BASE_URL") == f"http://127.0.0.1:{host.port}"
+    assert (printed["ANTHROPIC_DEFAULT_OPUS_MODEL"], printed["ANTHROPIC_DEFAULT_HAIKU_MODEL"]) == \
+        ("claude-opus-4-5", "claude-haiku-4-5")
+    for model, settings in ((None, printed), ("opus", printed), ("haiku", printed), ("opus", {})):
+        done = claude_code.run_in_netns(claude_code_binary, "127.0.0.1", host.port, key, "Reply with one word.",
+                                        model, tmp_path, timeout=120, extra_env=settings)
+        assert done.returncode == 0 and "lab mock: hello from LiteLLM" in done.stdout, \
+            (model, settings, done.stdout, done.stderr)
 
 
 def test_audit_prints_the_hosts_log(gateways):
@@ -223,25 +219,21 @@ def test_a_lock_taken_by_hand_holds_deploys_off_until_released(gateways):
     assert host.run("deploy", "--host", host.name).returncode == 0
 
 
-def test_a_draining_gateway_is_named_and_a_deploy_replaces_it(lab, tmp_path):
-    """LiteLLM's /health/drain (what a preStop hook calls) starts its graceful shutdown: it answers
-    503 shutting_down and takes no new work. ops.status says so; a deploy with nothing to change
-    restarts it instead of waiting for it to answer."""
-    host = make_lab_host(lab, tmp_path, "gw-draining")
-    host.write_inventory(general_settings={"enable_drain_endpoint": True})
-    try:
-        assert host.run("deploy", "--host", host.name).returncode == 0
-        with urllib.request.urlopen(f"http://127.0.0.1:{host.port}/health/drain", timeout=30) as reply:
-            assert json.load(reply)["status"] == "drained"
-        status = host.run("ops.status", "--host", host.name)
-        assert status.returncode == 1 and ", draining, " in status.stdout, status.stdout
-        assert "503 shutting_down: this instance is draining" in status.stderr
-        started = host.inspect()["State"]["StartedAt"]
-        run = host.run("deploy", "--host", host.name)
-        assert run.returncode == 0, run.stderr
-        assert "the gateway is draining (503 shutting_down); restarting it" in run.stderr
-        assert host.inspect()["State"]["StartedAt"] != started
-        with urllib.request.urlopen(f"http://127.0.0.1:{host.port}/health/liveliness", timeout=10) as reply:
-            assert reply.status == 200
-    finally:
-        host.remove_container()
+def test_a_draining_gateway_is_named_and_a_deploy_replaces_it(gateways):
+    """LiteLLM's /health/drain (what a preStop hook calls; the gateways enable it) starts its
+    graceful shutdown: it answers 503 shutting_down and takes no new work. ops.status says so; a
+    deploy with nothing to change restarts it instead of waiting for it to answer. (Last: it
+    restarts a gateway the tests above share.)"""
+    host = gateways[0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{host.port}/health/drain", timeout=30) as reply:
+        assert json.load(reply)["status"] == "drained"
+    status = host.run("ops.status", "--host", host.name)
+    assert status.returncode == 1 and ", draining, " in status.stdout, status.stdout
+    assert "503 shutting_down: this instance is draining" in status.stderr
+    started = host.inspect()["State"]["StartedAt"]
+    run = host.run("deploy", "--host", host.name)
+    assert run.returncode == 0, run.stderr
+    assert "the gateway is draining (503 shutting_down); restarting it" in run.stderr
+    assert host.inspect()["State"]["StartedAt"] != started
+    with urllib.request.urlopen(f"http://127.0.0.1:{host.port}/health/liveliness", timeout=10) as reply:
+        assert reply.status == 200

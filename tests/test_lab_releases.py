@@ -206,6 +206,7 @@ def test_a_local_build_runs_by_its_tag(fresh_lab_host):
     assert f'image: "{LAB_IMAGE}"' in compose_text(host)  # no registry knows a digest for it
 
 
+@pytest.mark.compose_flavours("v2")  # advisories and tags are decided before compose is asked
 def test_a_release_with_a_critical_advisory_is_refused_until_accepted_through_both_tag_schemes(fresh_lab_host):
     """v1.83.14-stable (the old scheme) is affected by GHSA-4xpc-pv4p-pm3w (litellm.yaml): refused
     before anything changes, deployed when accepted and shown by ops.status; `upgrade --to 1.106.3`
