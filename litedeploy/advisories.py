@@ -125,10 +125,11 @@ class Releases:
         return (f"{runs} is LiteLLM {version}, affected by the critical advisory {first.describe()}{others}; see "
                 f"{first.source}. Choose a fixed release, or run again with --accept-risk {first.id}")
 
-    def warnings(self, version: Version | None, runs: str) -> list[str]:
-        """One line for each non-critical advisory (and each accepted critical one) VERSION is exposed to."""
+    def warnings(self, version: Version | None, runs: str, besides: str | None = None) -> list[str]:
+        """One line for each advisory VERSION is exposed to that the refusal BESIDES does not name
+        already (every one, where there is no refusal)."""
         return [f"{runs} is LiteLLM {version}, affected by {advisory.describe()}; see {advisory.source}"
-                for advisory in self.exposure(version)]
+                for advisory in self.exposure(version) if advisory.id not in (besides or "")]
 
 
 def load_releases(path: Path) -> Releases:

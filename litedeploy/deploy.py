@@ -142,8 +142,7 @@ def _check_advisories(project: Project, host: Host, runs: str, facts: HostFacts,
         raise DeployError(refusal)
     lines = [f"{refusal.removeprefix(host.name + ': ')} ({'the host runs it already' if already else 'would be refused'})"
              ] if refusal else []
-    lines += [line.removeprefix(host.name + ": ") for line in project.releases.warnings(version, what)
-              if not refusal or line.split(", affected by ")[1].split(" ")[0] not in refusal]
+    lines += [line.removeprefix(host.name + ": ") for line in project.releases.warnings(version, what, refusal)]
     if version is None and not ImageRef.parse(runs).moving:
         lines.append(f"cannot tell which LiteLLM {runs} is (no version in its tag): its advisories are not checked")
     for line in lines:
