@@ -189,7 +189,7 @@ def test_pass_through_and_the_production_preset_are_what_litellm_runs(fresh_lab_
     assert host.inspect()["Config"]["StopTimeout"] == 630
     env = subprocess.run(["docker", "exec", host.container, "env"], capture_output=True, text=True).stdout
     assert {"LITELLM_MODE=PRODUCTION", "LITELLM_LOG=ERROR", "LITEDEPLOY_LAB_MARK=on", "GRACEFUL_SHUTDOWN_TIMEOUT=600",
-            "EXTRA_TOKEN=extra-token-value-1"} <= set(env.splitlines())
+            "EXTRA_TOKEN=extra-token-value-1", "TIMEOUT_WORKER_HEALTHCHECK=60"} <= set(env.splitlines())
     assert host.inspect()["Config"]["Cmd"][-4:] == ["--num_workers", "2", "--max_requests_before_restart", "10000"]
     processes = subprocess.run(["docker", "top", host.container, "-o", "pid,args"], capture_output=True,
                                text=True, check=True).stdout

@@ -119,6 +119,15 @@ def test_offline_hosts_download_nothing(repo, templates):
     assert "LITELLM_OFFLINE_MODE" not in env
 
 
+def test_several_workers_get_time_to_start_before_uvicorn_kills_them(repo, templates):
+    _, env, _ = rendered(templates, fox_with(repo, vars={"workers": 2}))
+    assert env["TIMEOUT_WORKER_HEALTHCHECK"] == "60"
+    _, env, _ = rendered(templates, fox_with(repo, vars={"workers": 2, "env": {"TIMEOUT_WORKER_HEALTHCHECK": 90}}))
+    assert env["TIMEOUT_WORKER_HEALTHCHECK"] == "90"  # the admin's own, once
+    _, env, _ = rendered(templates, fox_with(repo, vars={"workers": 1}))
+    assert "TIMEOUT_WORKER_HEALTHCHECK" not in env
+
+
 def test_without_a_preset_the_block_is_as_before(repo, templates):
     _, env, service = rendered(templates, fox_with(repo))
     assert "mem_limit" not in service and "logging" not in service and "LITELLM_MODE" not in env
