@@ -50,6 +50,8 @@ def main() -> None:
     runs = parser.parse_args().runs
     project = load_project(REPO, "hosts.yaml", "templates")
     host = project.inventory.host("labsd")
+    if not host.wheels:
+        raise SystemExit("hosts.yaml: labsd names no wheels folder; the bench installs from it")
     wheels = sorted(Path(host.wheels).glob("*.whl"))
     size = sum(wheel.stat().st_size for wheel in wheels) / 1e6
     on_host(WIPE)

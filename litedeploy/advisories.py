@@ -165,7 +165,7 @@ def _advisory(entry: Any, where: str) -> Advisory:
     for part in entry["affected"].split(","):
         match = _BOUND.fullmatch(part)
         version = release_version(match[2]) if match else None
-        if version is None:
+        if match is None or version is None:
             raise RenderError(f"{where}.affected: {part.strip()!r} is not a bound such as '< 1.84.0'")
         bounds.append((match[1], version))
     aliases = entry.get("aliases") or []

@@ -200,9 +200,11 @@ def check_unmanaged_service(text: str, service: str, markers: Markers, source: s
 def _service(text: str, service: str) -> dict:
     """A service's definition, or {} when the text does not parse or lacks it."""
     try:
-        definition = ((_parsed(text, "") or {}).get("services") or {}).get(service)
-    except (ComposeFileError, AttributeError):
+        parsed = _parsed(text, "")
+    except ComposeFileError:
         return {}
+    services = parsed.get("services") if isinstance(parsed, dict) else None
+    definition = services.get(service) if isinstance(services, dict) else None
     return definition if isinstance(definition, dict) else {}
 
 

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 from .advisories import running_version
+from .audit import AuditRecord
 from .commands import argv, audit, container, files, lock, runtime, script, unit
 from .commands.compose import compose_commands
 from .commands.runtime import ServiceCommands
@@ -81,7 +81,7 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
             refusal = arch_refusal(image, arch, facts.engine_arch)
             if refusal:  # after the pull, before anything stops
                 raise DeployError(f"{host.name}: {refusal}")
-            record.update(image=image, previous_image=deployed)
+            record.image, record.previous_image = image, deployed
             return _apply_recorded(session, render_host(project.templates, replace(host, image=image), secrets),
                                    facts, record, out)
 
@@ -106,7 +106,7 @@ def _deploy_unit(project: Project, host: Host, secrets, out: TextIO, check: bool
         with locked(session, project.root, "deploy", out, break_lock, lock_timeout) as (facts, record):
             deployed = _check_database(host, facts, host.venv_dir, False, yes, secrets.get(SALT_KEY))
             _check_advisories(project, host, host.venv_dir, facts, accept_risk, out)
-            record.update(image=host.venv_dir, previous_image=deployed)
+            record.image, record.previous_image = host.venv_dir, deployed
             return _apply_recorded(session, desired, facts, record, out)
 
 
@@ -124,7 +124,7 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
         _check_advisories(project, host, image, facts, accept_risk, out)
         desired = release.desired(host, frozenset(secrets))
         deployed = _check_database(host, facts, image, False, yes, env_pairs(desired.env).get(SALT_KEY))
-        record.update(image=image, previous_image=deployed, rollback_to=release.id)
+        record.image, record.previous_image, record.rollback_to = image, deployed, release.id
         return _apply_recorded(session, desired, facts, record, out), release.id
 
 
@@ -161,10 +161,10 @@ def _check_database(host: Host, facts: HostFacts, wanted: str, upgrade: bool, ye
     return deployed
 
 
-def _apply_recorded(session: Session, desired, facts: HostFacts, record: dict, out: TextIO) -> DeployResult:
-    result = _apply(session, desired, facts, record["id"], out)
-    record.update(changed=[c.path for c in result.plan.changes], restart=result.plan.restart)
-    return replace(result, image=record["image"])
+def _apply_recorded(session: Session, desired, facts: HostFacts, record: AuditRecord, out: TextIO) -> DeployResult:
+    result = _apply(session, desired, facts, record.id, out)
+    record.changed, record.restart = [c.path for c in result.plan.changes], result.plan.restart
+    return replace(result, image=record.image)
 
 
 def _pulled(session: Session, out: TextIO) -> tuple[str, str | None]:
@@ -174,7 +174,7 @@ def _pulled(session: Session, out: TextIO) -> tuple[str, str | None]:
     out.flush()
     started = time.monotonic()
     digests, arch = session.pull_image(host.image)
-    image = resolve_image(host.image, None, digests)
+    image = resolve_image(host.image, None, digests) or host.image  # a digest, once pulled
     out.write(f"{host.name}: pulled {image} in {time.monotonic() - started:.1f} s\n")
     return image, arch
 
@@ -194,67 +194,64 @@ def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock
             session.remote.run(commands.remove())
             done.append(f"removed container {host.container_name}")
         if removal.compose:
-            session.install([removal.compose], record["id"], commands)
+            session.install([removal.compose], record.id, commands)
             done.append(f"took the {host.service_name} block out of {host.compose_file}")
         if removal.take_away:
-            session.remote.run(files.take_away(host, removal.take_away, record["id"]))
+            session.remote.run(files.take_away(host, removal.take_away, record.id))
             done.append(f"moved {removal.take_away}, which held only the {host.service_name} service, "
                         f"to {host.backup_dir}")
-        record.update(changed=removal.changed, restart="removed" if removal.container else None)
+        record.changed, record.restart = list(removal.changed), "removed" if removal.container else None
         return done
 
 
-def _remove_unit(session: Session, facts: HostFacts, record: dict) -> list[str]:
+def _remove_unit(session: Session, facts: HostFacts, record: AuditRecord) -> list[str]:
     """The systemd runtime's removal: the unit stopped, out of boot, its file kept among the backups;
     venvs, config and env stay, so a deploy brings it all back."""
     host = session.host
     if facts.unit_text is None and facts.container is None:
         return []
     # The file goes first: systemd still knows a loaded unit, and the removal's daemon-reload forgets it.
-    session.remote.run(script(files.take_away(host, host.unit_path, record["id"]), unit.UnitCommands(host).remove()))
-    record.update(changed=[host.unit_path] if facts.unit_text is not None else [], restart="removed")
+    session.remote.run(script(files.take_away(host, host.unit_path, record.id), unit.UnitCommands(host).remove()))
+    record.changed, record.restart = [host.unit_path] if facts.unit_text is not None else [], "removed"
     return [f"stopped and disabled {unit.unit_name(host)}"] + (
         [f"moved {host.unit_path} to {host.backup_dir}"] if facts.unit_text is not None else [])
 
 
 @contextmanager
 def locked(session: Session, root: Path, action: str, out: TextIO, break_lock: bool,
-           lock_timeout: float) -> Iterator[tuple[HostFacts, dict]]:
+           lock_timeout: float) -> Iterator[tuple[HostFacts, AuditRecord]]:
     """Holds the host's deploy lock (facts come with it, in the same round trip) and appends the
     audit line when done, whatever the outcome."""
     facts = _take_lock(session, lock_timeout, out, break_lock)
     keep = None  # the release script, once the outcome is known to be a changed host that works
-    now = datetime.now(timezone.utc)
-    record = {"id": now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
-              "time": now.isoformat(timespec="seconds"), "action": action, "host": session.host.name,
-              "user": getpass.getuser(), "from": socket.gethostname(), "commit": _commit(root),
-              "changed": [], "restart": None, "rolled_back": False}
+    record = AuditRecord.begin(action, session.host.name, _commit(root))
     try:
         yield facts, record
-        record["result"] = "ok"
-        if record.get("image") and record["changed"]:  # a deploy, upgrade or rollback that changed the host
-            keep = files.keep_release(session.host, record["id"], _prune(session.host, record))
+        record.result = "ok"
+        if record.image and record.changed:  # a deploy, upgrade or rollback that changed the host
+            keep = files.keep_release(session.host, record.id, _prune(session.host, record.image,
+                                                                      record.previous_image))
     except DeployError as exc:
-        record.update(result="failed", error=session.redact(str(exc)),
-                      rolled_back=getattr(exc, "rolled_back", False))
+        record.result, record.error = "failed", session.redact(str(exc))
+        record.rolled_back = getattr(exc, "rolled_back", False)
         raise
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one, before anything changed
-        record.update(result="interrupted")
+        record.result = "interrupted"
         raise
     finally:
         try:
-            session.remote.run(script(keep, audit.append(session.host, record), argv(lock.release(session.host))))
+            session.remote.run(script(keep, audit.append(session.host, record.as_json()), argv(lock.release(session.host))))
         except RemoteError:
             pass  # the connection is gone: the lock stays, and the next deploy says who holds it
 
 
-def _prune(host: Host, record: dict) -> str | None:
-    """Where what runs changed, the images (or venvs) no kept release runs go."""
-    if record["image"] == record.get("previous_image"):
+def _prune(host: Host, image: str, previous: str | None) -> str | None:
+    """Where what runs changed (IMAGE, from PREVIOUS), the images (or venvs) no kept release runs go."""
+    if image == previous:
         return None
     if host.systemd:
         return unit.prune_venvs(host, files.releases_dir(host))
-    return container.prune_images(ImageRef.parse(record["image"]).name, files.releases_dir(host))
+    return container.prune_images(ImageRef.parse(image).name, files.releases_dir(host))
 
 
 def lock_owner() -> dict:
@@ -304,7 +301,11 @@ def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: Tex
         # deploy leaves a gateway that answers.
         out.write(f"{host.name}: the gateway is draining (503 shutting_down); restarting it\n")
         plan = replace(plan, restart="restart")
-    commands = runtime.service_commands(host, facts) if plan.changed else None
+    expected = SmokePlan.of(desired.config)
+    if not plan.changed:  # nothing to install or restart, so nothing to roll back to
+        health = wait_until_live(session.gateway, host.health_timeout, out)
+        return DeployResult(host.name, plan, health, tuple(check_models(session.gateway, expected)), ())
+    commands = runtime.service_commands(host, facts)
     if plan.restart == "up" and not (facts.container and facts.container.running):
         # A new container could not bind the port; fail before the host changes, naming who has it.
         now = session.container_and_port()
@@ -320,10 +321,8 @@ def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: Tex
     if plan.changes:
         session.install(plan.changes, deploy_id, commands)
     try:
-        health, models = _restart_and_verify(session, plan, SmokePlan.of(desired.config), commands, out)
+        health, models = _restart_and_verify(session, plan, expected, commands, out)
     except (DeployError, KeyboardInterrupt) as failure:
-        if not plan.changed:
-            raise  # we changed nothing: there is nothing to roll back to
         reason = f"{host.name}: interrupted" if isinstance(failure, KeyboardInterrupt) else str(failure)
         logs = remote.run(runtime.logs(host, LOG_LINES_ON_FAILURE), check=False)
         tail = session.redact(logs.stdout + logs.stderr)
@@ -332,7 +331,7 @@ def _apply(session: Session, desired, facts: HostFacts, deploy_id: str, out: Tex
     return DeployResult(host.name, plan, health, models, _diffs(plan, session))
 
 
-def _restart_and_verify(session: Session, plan: Plan, expected: SmokePlan, commands: ServiceCommands | None,
+def _restart_and_verify(session: Session, plan: Plan, expected: SmokePlan, commands: ServiceCommands,
                         out: TextIO) -> tuple[float, tuple[str, ...]]:
     """After a restart the full smoke (a chat answer proves the credentials); else the models list."""
     host, gateway = session.host, session.gateway
@@ -346,7 +345,7 @@ def _restart_and_verify(session: Session, plan: Plan, expected: SmokePlan, comma
     return health, tuple(expected.models)
 
 
-def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: ServiceCommands | None,
+def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: ServiceCommands,
                deploy_id: str, out: TextIO) -> tuple[bool, str]:
     """Restores this deploy's backups and brings the gateway back as it was (a systemd unit's
     previous venv is still there: only a kept release's unit stops a venv from being pruned);
@@ -367,8 +366,8 @@ def _roll_back(session: Session, plan: Plan, before: HostFacts, commands: Servic
         # gateway gets as long as LiteLLM takes to start (the default wait at least), not a
         # health_timeout set tight to fail a bad deploy early: judged by that, it "failed" too.
         patience = max(host.health_timeout, SETTINGS["health_timeout"])
-        restored = replace(session, host=replace(host, port=steps.port, health_timeout=patience))
-        seconds = restored.start_and_wait(commands.bringing_up(plan.restart), out)
+        restored = replace(session, host=replace(host, port=steps.port or host.port, health_timeout=patience))
+        seconds = restored.start_and_wait(commands.bringing_up(plan.restart or "up"), out)
         return True, f"rolled back: previous files and {kind} restored, answering again after {seconds:.1f} s"
     except DeployError as exc:
         return False, f"ROLLBACK FAILED too: {exc}"

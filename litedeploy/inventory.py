@@ -56,6 +56,12 @@ LOCAL_PATHS = ("ssh_key", "known_hosts", "secrets_file", "age_key_file", "wheels
 RUNTIMES = ("docker", "systemd")
 # A pinned requirement: name[extras]==version.
 _PINNED = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?==([A-Za-z0-9.+!-]+)")
+
+
+def _pinned(requirement: str) -> tuple[str, str] | None:
+    """(name, version) of a pinned requirement such as `litellm[proxy]==1.106.2`; None otherwise."""
+    match = _PINNED.fullmatch(requirement)
+    return (match[1], match[3]) if match else None
 NETWORK_MODES = ("bridge", "host")
 # strict: an unknown host key is refused; accept-new: recorded on first contact (OpenSSH's
 # StrictHostKeyChecking=accept-new). A changed key is refused either way.
@@ -133,7 +139,7 @@ class Host:
 
     @property
     def litellm_version(self) -> str:
-        return next(_PINNED.fullmatch(p).group(3) for p in self.packages if _PINNED.fullmatch(p).group(1) == "litellm")
+        return next(pin[1] for pin in map(_pinned, self.packages) if pin and pin[0] == "litellm")
 
     @property
     def venv_dir(self) -> str:
@@ -418,9 +424,9 @@ RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "secrets_file": (_text(r"[^\x00-\x1f]+"), "a path"),
     "age_key_file": (_text(r"[^\x00-\x1f]+"), "a path"),
     "health_timeout": (lambda value: type(value) in (int, float) and value > 0, "a positive number of seconds"),
-    "packages": (lambda value: isinstance(value, (list, tuple)) and all(isinstance(p, str) and _PINNED.fullmatch(p)
+    "packages": (lambda value: isinstance(value, (list, tuple)) and all(isinstance(p, str) and _pinned(p)
                                                                        for p in value)
-                 and any(_PINNED.fullmatch(p).group(1) == "litellm" for p in value),
+                 and any((_pinned(p) or ("",))[0] == "litellm" for p in value),
                  "a list of pinned requirements (name==version) including litellm, e.g. litellm[proxy]==1.106.2"),
     "venv_root": (_path(r"/[^\x00-\x1f\s%$\"'\\]*[^/\x00-\x1f\s%$\"'\\]"),
                   "an absolute path on the host (not /) without blanks, quotes, backslashes, % or $ (the unit's "

@@ -135,6 +135,7 @@ def plan_unit_deploy(host: Host, desired: DesiredFiles, facts: HostFacts) -> Pla
     if venv and venv != host.venv_dir:  # a release's unit whose venv a later change removed
         raise DeployError(f"{host.name}:{venv}: the venv this unit runs is gone; deploy its packages again")
     changed = {change.path for change in changes}
+    restart: str | None
     if venv or host.unit_path in changed or facts.container is None or not facts.container.running:
         restart = "up"
     else:

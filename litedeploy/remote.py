@@ -23,6 +23,7 @@ from fabric import Connection
 from .commands import argv, line
 from .commands.transfer import INPUT_READY, receive, relay
 from .errors import RemoteError
+from .secrets import Redactor
 from .inventory import Host
 
 CONNECT_TIMEOUT = 10
@@ -122,7 +123,7 @@ class Remote:
     """A host reached over one connection; opened on entry, closed on exit. Every command of the
     task runs in one shell on the host (one SSH session), started with the first command."""
 
-    def __init__(self, host: Host, redact: Callable[[str], str] = lambda text: text,
+    def __init__(self, host: Host, redact: Redactor = Redactor(()),
                  sudo_password: str | None = None) -> None:
         self.host = host
         self.redact = redact
@@ -316,7 +317,7 @@ class Shell:
 
         def finished() -> bool:
             nonlocal sent
-            if not sent and out.kept.startswith(ready):
+            if request is not None and not sent and out.kept.startswith(ready):
                 # In slices: paramiko's sendall copies what is left after every packet.
                 for start in range(0, len(request), SEND_SLICE):
                     self.channel.sendall(request[start:start + SEND_SLICE])

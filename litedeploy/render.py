@@ -137,7 +137,7 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
                          unit=_render(templates, UNIT_TEMPLATE, context, host) if systemd else None)
     check_config(files.config, host)
     check_env_names(files.env, files.config, where)
-    if systemd:
+    if files.unit is not None:
         check_unit(files.unit, host)
     else:
         check_block(files.block, host)
@@ -212,7 +212,7 @@ def check_config(text: str, host: Host) -> None:
     entries = [(m.get("model_name"), repr(m.get("litellm_params"))) for m in models if isinstance(m, dict)]
     duplicated = {name for name, params in entries if entries.count((name, params)) > 1}
     if duplicated:
-        raise RenderError(f"{where}: model_name {sorted(duplicated)[0]!r} appears twice with the same settings")
+        raise RenderError(f"{where}: model_name {sorted(map(str, duplicated))[0]!r} appears twice with the same settings")
     for section in ("router_settings", "litellm_settings"):
         for rule in (config.get(section) or {}).get("fallbacks") or []:
             for source, targets in (rule.items() if isinstance(rule, dict) else []):

@@ -74,7 +74,7 @@ class Session:
         """The gateway's state and what holds the port, in one round trip."""
         return self.read(script(runtime.state(self.host), container.port_holder(self.host.port)))
 
-    def run_and_inspect(self, command: list[str] | str) -> ContainerState | None:
+    def run_and_inspect(self, command: Sequence[str] | str) -> ContainerState | None:
         """Runs a verb (a compose verb, or systemctl's) and reads the gateway's state right after, in
         one round trip: the baseline against which a crash loop is recognised."""
         verb = f"( {command} ) >&2" if isinstance(command, str) else f"{argv(command)} >&2"

@@ -130,7 +130,7 @@ def grace_warnings(variables: Mapping[str, Any], runtime: str = "docker") -> lis
     if grace is not None and isinstance(timeout, (int, float)) and grace < timeout:
         warnings.append(f"vars.stop_grace_period ({variables['stop_grace_period']}) is shorter than "
                         f"litellm_settings.request_timeout ({timeout} s): a restart cuts the longest requests")
-    if grace is not None and str(drain).isdigit() and grace <= int(drain):
+    if grace is not None and str(drain).isdigit() and grace <= int(str(drain)):
         warnings.append(f"vars.stop_grace_period ({variables['stop_grace_period']}) ends LiteLLM's drain "
                         f"(env GRACEFUL_SHUTDOWN_TIMEOUT {drain} s) before it can finish; make it longer")
     return warnings

@@ -51,6 +51,7 @@ def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: boo
     drift = tuple(change.name for change in plan_deploy(host, desired, facts).changes)
     pending = bool(started and facts.config_mtime and facts.config_mtime > started.timestamp())
     image = container.image if container else host.image
+    ports: tuple[str, ...]
     if host.systemd:
         image = served(host, facts.unit_text) or host.venv_dir
         ports = (f"{host.bind}:{host.port} (the service listens on the host)",)

@@ -17,6 +17,7 @@ import ssl
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, TextIO
 from urllib.parse import urlsplit
 
@@ -333,8 +334,8 @@ def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str], messages_mo
     def answer(model: str) -> Callable[[], str]:
         return lambda: repr(chat(gateway, model).json()["choices"][0]["message"]["content"][:60])
 
-    def fallback() -> str:
-        reply = chat(gateway, plan.fallback_from, mock_testing_fallbacks=True)
+    def fallback(model: str) -> str:
+        reply = chat(gateway, model, mock_testing_fallbacks=True)
         attempted = reply.headers.get("x-litellm-attempted-fallbacks", "0")
         if attempted in ("", "0"):
             raise VerifyError("answered without trying a fallback")
@@ -354,7 +355,7 @@ def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str], messages_mo
         checks.append((f"redis {address}:{port}", lambda: redis_probe(address, port)))
     results = [_timed(name, probe) for name, probe in checks]
     if plan.fallback_from and plan.mock_fallbacks_allowed:
-        results.append(_timed(f"fallback from {plan.fallback_from}", fallback))
+        results.append(_timed(f"fallback from {plan.fallback_from}", partial(fallback, plan.fallback_from)))
     elif plan.fallback_from:
         results.append(Check(f"fallback from {plan.fallback_from}", True,
                              "skipped: the host does not allow mock_testing_fallbacks", 0.0, skipped=True))

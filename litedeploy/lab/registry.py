@@ -127,10 +127,11 @@ def push(names: list[str]) -> None:
                 if member.issym():  # a layer docker save writes once, under another folder
                     links[member.name] = posixpath.normpath(posixpath.join(posixpath.dirname(member.name),
                                                                             member.linkname))
-                elif member.isfile() and member.name.endswith("/layer.tar"):
-                    blobs[member.name] = _upload(first, archive.extractfile(member), member.size)
-                elif member.isfile():
-                    texts[member.name] = archive.extractfile(member).read()
+                elif member.isfile() and (data := archive.extractfile(member)) is not None:
+                    if member.name.endswith("/layer.tar"):
+                        blobs[member.name] = _upload(first, data, member.size)
+                    else:
+                        texts[member.name] = data.read()
     if save.returncode != 0:
         raise DeployError(f"lab: docker save {' '.join(names)} failed (exit {save.returncode})")
     blobs.update({name: blobs[target] for name, target in links.items() if target in blobs})
