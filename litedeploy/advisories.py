@@ -12,9 +12,10 @@ move, so they name no version.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from packaging.version import InvalidVersion, Version
 

@@ -5,9 +5,10 @@ limits, and prompt caching with the workshop's rule that a fallback must cache t
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 

@@ -5,7 +5,7 @@ every OpenAI SDK reads OPENAI_BASE_URL and OPENAI_API_KEY."""
 from __future__ import annotations
 
 import shlex
-from typing import Mapping
+from collections.abc import Mapping
 
 CLIENTS = ("claude-code", "cline", "openai")
 

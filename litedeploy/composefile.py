@@ -25,7 +25,7 @@ class Markers:
     end: str
 
     @classmethod
-    def from_template(cls, template: str) -> "Markers":
+    def from_template(cls, template: str) -> Markers:
         return cls(template.replace("{mark}", "BEGIN"), template.replace("{mark}", "END"))
 
 
@@ -39,7 +39,7 @@ class _Lines:
     endings: list[str]
 
     @classmethod
-    def of(cls, text: str) -> "_Lines":
+    def of(cls, text: str) -> _Lines:
         bom = "\ufeff" if text.startswith("\ufeff") else ""
         pieces = text[len(bom):].split("\n")
         lines, endings = [], []
@@ -63,7 +63,7 @@ class _Lines:
         endings = [ending or (newline if index < len(lines) - 1 else "") for index, ending in enumerate(endings)]
         return self.bom + "".join(line + ending for line, ending in zip(lines, endings))
 
-    def with_line(self, index: int, line: str) -> "_Lines":
+    def with_line(self, index: int, line: str) -> _Lines:
         """The same file with one line's text replaced, its ending kept."""
         return _Lines(self.bom, [*self.lines[:index], line, *self.lines[index + 1:]], self.endings)
 

@@ -9,11 +9,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 from .advisories import running_version
 from .audit import AuditRecord
@@ -25,7 +26,17 @@ from .errors import DeployError, DeployFailed, RemoteError, VerifyError
 from .facts import HostFacts
 from .images import ImageRef, resolve_image
 from .inventory import SETTINGS, Host
-from .plan import Plan, arch_refusal, compose_v1_refusal, file_diff, pinned_image, plan_deploy, plan_remove, rollback_steps, served
+from .plan import (
+    Plan,
+    arch_refusal,
+    compose_v1_refusal,
+    file_diff,
+    pinned_image,
+    plan_deploy,
+    plan_remove,
+    rollback_steps,
+    served,
+)
 from .project import Project
 from .releases import SALT_KEY, choose_release, migration_refusal, salt_key_refusal
 from .render import render_host

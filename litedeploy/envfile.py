@@ -10,7 +10,7 @@ generated values).
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 # Written bare: characters every reader takes literally outside quotes.
 _PLAIN = re.compile(r"[!%&()*+,\-./0-9:;<=>?@A-Z\[\]^_a-z{|}~]*")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
+from datetime import datetime, timezone
 
 from .inventory import Host
 

@@ -23,7 +23,7 @@ class ImageRef:
     digest: str | None
 
     @classmethod
-    def parse(cls, ref: str) -> "ImageRef":
+    def parse(cls, ref: str) -> ImageRef:
         rest, _, digest = ref.partition("@")
         # A colon after the last slash starts the tag; one before it belongs to a registry's port.
         slash = rest.rfind("/")
@@ -35,13 +35,13 @@ class ImageRef:
         return self.name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 
     @property
-    def unpinned(self) -> "ImageRef":
+    def unpinned(self) -> ImageRef:
         return replace(self, digest=None)
 
-    def pinned(self, digest: str) -> "ImageRef":
+    def pinned(self, digest: str) -> ImageRef:
         return replace(self, digest=digest)
 
-    def with_version(self, version: str) -> "ImageRef":
+    def with_version(self, version: str) -> ImageRef:
         """`--to v1.2.3` names a tag of the same image; a reference with a `/` names another image."""
         return ImageRef.parse(version) if "/" in version else ImageRef(self.name, version, None)
 

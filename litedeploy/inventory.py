@@ -7,9 +7,10 @@ import hashlib
 import ipaddress
 import posixpath
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 

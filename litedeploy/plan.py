@@ -5,18 +5,27 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
-from .composefile import (Markers, check_compose, check_unmanaged_service, find_block, only_empty_services,
-                          remove_block, replace_block, served_image, served_port)
+from .composefile import (
+    Markers,
+    check_compose,
+    check_unmanaged_service,
+    find_block,
+    only_empty_services,
+    remove_block,
+    replace_block,
+    served_image,
+    served_port,
+)
+from .envfile import masked_env
 from .errors import ComposeFileError, DeployError
 from .facts import HostFacts
 from .images import ImageRef, resolve_image
-from .settings import grace_warnings
 from .inventory import Host
 from .render import DesiredFiles
-from .envfile import masked_env
+from .settings import grace_warnings
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .composefile import Markers, block_text
 from .envfile import env_pairs

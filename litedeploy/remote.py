@@ -14,8 +14,8 @@ import secrets
 import select
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import paramiko
 from fabric import Connection
@@ -23,8 +23,10 @@ from fabric import Connection
 from .commands import argv, line
 from .commands.transfer import INPUT_READY, receive, relay
 from .errors import RemoteError
-from .secrets import Redactor
 from .inventory import Host
+from .secrets import Redactor
+
+NOTHING_SECRET = Redactor(())  # a connection made before any secret is known masks nothing
 
 CONNECT_TIMEOUT = 10
 # Bytes handed to paramiko at once when feeding a command's stdin.
@@ -123,7 +125,7 @@ class Remote:
     """A host reached over one connection; opened on entry, closed on exit. Every command of the
     task runs in one shell on the host (one SSH session), started with the first command."""
 
-    def __init__(self, host: Host, redact: Redactor = Redactor(()),
+    def __init__(self, host: Host, redact: Redactor = NOTHING_SECRET,
                  sudo_password: str | None = None) -> None:
         self.host = host
         self.redact = redact
@@ -133,7 +135,7 @@ class Remote:
         # Until sshd refuses a direct-tcpip channel; then requests are relayed through the shell.
         self.tunnels_allowed = True
 
-    def __enter__(self) -> "Remote":
+    def __enter__(self) -> Remote:
         self.open()
         return self
 
@@ -163,12 +165,12 @@ class Remote:
             raise RemoteError(f"{where}: SSH failed: {exc}") from None
         except socket.gaierror:
             raise RemoteError(f"{where}: cannot resolve {self.host.address}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise RemoteError(f"{where}: unreachable (no answer in {CONNECT_TIMEOUT} s)") from None
         except OSError as exc:
             raise RemoteError(f"{where}: unreachable ({exc.strerror or exc})") from None
 
-    def _shell(self) -> "Shell":
+    def _shell(self) -> Shell:
         """The task's shell, started on first use and again after a failure ended it (over a new
         connection when the old one was lost, so a failed deploy still writes its audit line)."""
         if self.shell is None or self.shell.closed:
@@ -219,7 +221,7 @@ class Remote:
             raise RemoteError(f"{self.host.name}: cannot stage files in /tmp: {said[-1] if said else code}")
         return stage
 
-    def stream_to(self, address: str, port: int, timeout: float) -> "paramiko.Channel | RelayStream":
+    def stream_to(self, address: str, port: int, timeout: float) -> paramiko.Channel | RelayStream:
         """A stream to ADDRESS:PORT as seen from the host, so a firewalled port still answers: a
         direct-tcpip tunnel, or where sshd forbids those (`AllowTcpForwarding no`, refused at once)
         one exchange relayed by bash through the task's shell."""
@@ -293,7 +295,7 @@ class Shell:
             return out.done and err.done
         try:
             self._pump(out, err, answered, time.monotonic() + 3 * CONNECT_TIMEOUT)
-        except socket.timeout:
+        except TimeoutError:
             self.close()
             raise RemoteError(f"{host.name}: the shell on the host did not start within {3 * CONNECT_TIMEOUT} s") from None
         except RemoteError:
@@ -331,7 +333,7 @@ class Shell:
             raise
         return bytes(out.kept), bytes(err.kept), out.code
 
-    def _pump(self, out: "Marked", err: "Marked", finished: Callable[[], bool], deadline: float | None) -> None:
+    def _pump(self, out: Marked, err: Marked, finished: Callable[[], bool], deadline: float | None) -> None:
         channel = self.channel
         while not finished():
             got = False
@@ -351,7 +353,7 @@ class Shell:
                 raise RemoteError(f"{self.host.name}: connection lost while a command ran")
             wait = None if deadline is None else deadline - time.monotonic()
             if wait is not None and wait <= 0:
-                raise socket.timeout(f"{self.host.name}: no answer in time")
+                raise TimeoutError(f"{self.host.name}: no answer in time")
             select.select([channel], [], [], wait)
 
     def close(self) -> None:

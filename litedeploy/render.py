@@ -7,21 +7,22 @@ import ipaddress
 import json
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jinja2
 import yaml
 
 from .catalog import CATALOG_VARS, anthropic_aliases, load_catalog, resolve_models
+from .envfile import Slots, env_pairs, fill
 from .errors import RenderError, parse_yaml
 from .inventory import Host
 from .masterkey import MASTER_KEY, MasterKeyRules, check_master_key, load_master_key_rules
-from .envfile import Slots, env_pairs, fill
 from .secrets import SecretValues
+from .settings import SETTINGS_VARS, check_env_names, check_settings, check_workers, env_value
 from .shared import check_redis, with_redis
-from .settings import check_workers, SETTINGS_VARS, check_env_names, check_settings, env_value
 
 CONFIG_TEMPLATE = "config.yaml.j2"
 ENV_TEMPLATE = "litellm.env.j2"

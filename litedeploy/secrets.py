@@ -12,9 +12,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from .envfile import REDACTED, refusal
 from .errors import SecretsError
@@ -120,7 +120,7 @@ class Redactor:
     values: tuple[str, ...]
 
     @classmethod
-    def of(cls, secrets: Mapping[str, str]) -> "Redactor":
+    def of(cls, secrets: Mapping[str, str]) -> Redactor:
         # Very short values would redact ordinary words; they are not secrets worth the name.
         kept = {value for value in secrets.values() if len(value) >= 6}
         return cls(tuple(sorted(kept, key=len, reverse=True)))

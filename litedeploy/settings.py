@@ -9,7 +9,8 @@ into the env file). `preset: production` starts a host from LiteLLM's production
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .catalog import Deployment
 from .envfile import ENV_NAME, env_names

@@ -9,7 +9,8 @@ setting and what it must be.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .errors import RenderError
 

@@ -10,7 +10,8 @@ also turns on LiteLLM's response cache in the same Redis.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .errors import RenderError
 from .inventory import Host

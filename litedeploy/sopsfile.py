@@ -12,8 +12,8 @@ import os
 import re
 import secrets as random
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import yaml
 

@@ -16,9 +16,10 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import yaml
@@ -169,7 +170,7 @@ def listed_models(gateway: Gateway) -> list[str]:
     return [entry["id"] for entry in (reply.json() or {}).get("data", [])]
 
 
-def check_models(gateway: Gateway, plan: "SmokePlan") -> list[str]:
+def check_models(gateway: Gateway, plan: SmokePlan) -> list[str]:
     """The gateway must list exactly the configured models (and may list their aliases): a missing
     one was dropped by LiteLLM (an unknown provider prefix is dropped silently), an extra one is not ours."""
     listed = listed_models(gateway)
@@ -266,7 +267,7 @@ class SmokePlan:
     claude_code_model: str | None = None
 
     @classmethod
-    def of(cls, config_text: str) -> "SmokePlan":
+    def of(cls, config_text: str) -> SmokePlan:
         config = yaml.safe_load(config_text) or {}
         # A name served by several deployments (load balancing, Ollama backends) is one model.
         models = list(dict.fromkeys(m["model_name"] for m in config.get("model_list") or []))

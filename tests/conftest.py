@@ -134,7 +134,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 # The compose flavour among a test's parameter ids (`test[v1]`, `test[v2-case3]`).
-FLAVOUR_ID = re.compile(r"[\[-](%s)[\]-]" % "|".join(FLAVOUR_PROFILES))
+FLAVOUR_ID = re.compile(rf"[\[-]({'|'.join(FLAVOUR_PROFILES)})[\]-]")
 # Lab modules that must not run beside each other: the fleet counts the connections each namespace
 # host's sshd accepted, and these modules connect to those sshds too.
 SHARED_GROUPS = {module: "namespace-sshds" for module in ("test_lab_fleet", "test_lab_host_shapes", "test_lab_sudo")}
@@ -251,7 +251,7 @@ def fails_with(run: subprocess.CompletedProcess, *expected: str) -> str:
     return last
 
 
-def deployed_once(host: "LabHost", compose: str) -> "LabHost":
+def deployed_once(host: LabHost, compose: str) -> LabHost:
     """The host with the admin's compose file in place and a first deploy done."""
     host.root.joinpath("compose.yml").write_text(compose)
     first = host.run("deploy", "--host", host.name)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 from hypothesis import given
 from hypothesis import strategies as st
 from packaging.version import Version
@@ -12,8 +13,6 @@ from packaging.version import Version
 from litedeploy.advisories import load_releases, release_version, running_version
 from litedeploy.errors import DeployError, RenderError
 from litedeploy.lab.advisory_feed import refresh
-
-from conftest import REPO
 
 RELEASES = load_releases(REPO / "litellm.yaml")
 HOST_ADVISORY = "GHSA-4xpc-pv4p-pm3w"

@@ -3,13 +3,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import DEFAULT_IMAGE
 
 from litedeploy.catalog import CACHE_POINTS, anthropic_aliases, families_of, load_catalog, resolve_models
 from litedeploy.errors import InventoryError, RenderError
 from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
-from conftest import DEFAULT_IMAGE
 
 
 @pytest.fixture

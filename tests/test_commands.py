@@ -14,11 +14,13 @@ import pytest
 
 from litedeploy.commands import argv
 from litedeploy.commands.compose import ComposeCommands
-from litedeploy.commands.files import BACKUPS_KEPT, REJECTED, install as install_script, restore as restore_script
+from litedeploy.commands.files import BACKUPS_KEPT, REJECTED
+from litedeploy.commands.files import install as install_script
+from litedeploy.commands.files import restore as restore_script
 from litedeploy.commands.transfer import INPUT_READY, receive, relay
-from litedeploy.remote import Marked
 from litedeploy.inventory import load_inventory
 from litedeploy.plan import FileChange
+from litedeploy.remote import Marked
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="installs root-owned files, as on a host")
 

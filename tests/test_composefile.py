@@ -1,8 +1,14 @@
 import pytest
 import yaml
 
-from litedeploy.composefile import (Markers, check_compose, check_unmanaged_service, find_block, remove_block,
-                                    replace_block)
+from litedeploy.composefile import (
+    Markers,
+    check_compose,
+    check_unmanaged_service,
+    find_block,
+    remove_block,
+    replace_block,
+)
 from litedeploy.errors import ComposeFileError
 
 MARKERS = Markers.from_template("# {mark} ANSIBLE MANAGED BLOCK litellm")

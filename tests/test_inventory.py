@@ -2,10 +2,10 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import DEFAULT_IMAGE
 
 from litedeploy.errors import InventoryError
 from litedeploy.inventory import check_distinct, load_inventory, parse_inventory
-from conftest import DEFAULT_IMAGE
 
 MINIMAL = """
 defaults:

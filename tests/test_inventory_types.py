@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import DEFAULT_IMAGE
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,7 +17,6 @@ from litedeploy.errors import DeployError
 from litedeploy.inventory import SETTINGS, parse_inventory
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
-from conftest import DEFAULT_IMAGE
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = load_templates(REPO / "templates", REPO / "models.yaml")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pyrage
 import pytest
-
 from conftest import REPO, copy_templates, encrypt_for_lab, fails_with, lab_secrets
 
 pytestmark = pytest.mark.lab

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import DEFAULT_IMAGE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +18,6 @@ from litedeploy.errors import InventoryError
 from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
-from conftest import DEFAULT_IMAGE
 
 pytestmark = pytest.mark.lab
 

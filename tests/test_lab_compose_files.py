@@ -9,7 +9,6 @@ import stat
 
 import pytest
 import yaml
-
 from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, fails_with, lab_secrets
 
 pytestmark = pytest.mark.lab

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO
 from litedeploy.errors import RenderError, SecretsError
 from litedeploy.inventory import load_inventory
 from litedeploy.render import load_templates, render_host

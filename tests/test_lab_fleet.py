@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import NAMESPACE_HOSTS, make_namespace_host
+
 from litedeploy.lab import registry
 
 pytestmark = pytest.mark.lab

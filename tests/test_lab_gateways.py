@@ -13,8 +13,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from conftest import LAB_STATE, encrypt_for_lab, free_port, lab_secrets, make_lab_host
+
 from litedeploy.lab import claude_code
 from litedeploy.lab.process import listening, wait
 

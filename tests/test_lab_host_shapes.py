@@ -7,8 +7,8 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
-
 from conftest import TEAM_COMPOSE, deployed_once, make_lab_host, make_namespace_host
+
 from litedeploy.lab.sshd import PROFILES
 
 pytestmark = pytest.mark.lab

@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, encrypt_for_lab, fails_with, lab_secrets
 
 pytestmark = pytest.mark.lab

@@ -11,7 +11,6 @@ import urllib.request
 
 import pytest
 import yaml
-
 from conftest import encrypt_for_lab, lab_secrets
 
 pytestmark = pytest.mark.lab

@@ -15,8 +15,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from conftest import TEAM_COMPOSE, encrypt_for_lab, lab_secrets
+
 from litedeploy.lab import registry
 from litedeploy.lab.image import LAB_IMAGE
 

@@ -12,7 +12,6 @@ import time
 
 import pytest
 import yaml
-
 from conftest import command_lines_seen, deployed_once, encrypt_for_lab, fails_with, lab_secrets
 
 pytestmark = pytest.mark.lab

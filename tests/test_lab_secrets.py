@@ -8,7 +8,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, lab_secrets
 
 pytestmark = pytest.mark.lab

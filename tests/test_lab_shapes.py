@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 import yaml
-
 from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, lab_secrets
+
 from litedeploy.lab.ollama_standin import OllamaStandIn
 
 pytestmark = pytest.mark.lab

@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import REPO, LabHost, copy_templates, encrypt_for_lab, fails_with, lab_secrets
+
 from litedeploy.inventory import LOCAL_PATHS
 from litedeploy.lab import locks, systemd_host
 

@@ -4,9 +4,9 @@ builds name versions only through them."""
 from __future__ import annotations
 
 import re
-import tomllib
 
 import pytest
+import tomllib
 
 from litedeploy.errors import DeployError
 from litedeploy.inventory import load_inventory

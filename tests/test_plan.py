@@ -4,8 +4,8 @@ from dataclasses import replace
 import pytest
 
 from litedeploy.composefile import Markers, replace_block
-from litedeploy.facts import ContainerState, HostFacts
 from litedeploy.errors import DeployError
+from litedeploy.facts import ContainerState, HostFacts
 from litedeploy.inventory import load_inventory
 from litedeploy.plan import arch_refusal, compose_v1_refusal, plan_deploy
 from litedeploy.render import DesiredFiles

@@ -11,10 +11,10 @@ from dataclasses import replace
 import pytest
 
 from litedeploy.audit import AuditRecord
+from litedeploy.commands.files import RELEASES_KEPT, keep_release
 from litedeploy.composefile import Markers, replace_block
 from litedeploy.errors import DeployError
 from litedeploy.facts import HostFacts
-from litedeploy.commands.files import RELEASES_KEPT, keep_release
 from litedeploy.inventory import load_inventory
 from litedeploy.releases import Release, choose_release, history, migration_refusal, parse_releases, salt_key_refusal
 
@@ -38,7 +38,9 @@ def facts_of(fox, kept: Release) -> HostFacts:
 
 
 def test_release_lines_become_releases_oldest_first():
-    line = lambda rid, name, text: f"release {rid} {name} {base64.b64encode(text.encode()).decode()}"
+    def line(rid, name, text):
+        return f"release {rid} {name} {base64.b64encode(text.encode()).decode()}"
+
     output = "\n".join([line("20261123T120000Z-bbbbbb", "config.yaml", "b: 1\n"),
                         line("20261122T120000Z-aaaaaa", "config.yaml", "a: 1\n"),
                         line("20261122T120000Z-aaaaaa", "litellm.env", "K=v\n"), "motd text"])

@@ -1,7 +1,7 @@
 import pytest
 import yaml
-
 from conftest import REPO, copy_templates
+
 from litedeploy.errors import RenderError
 from litedeploy.inventory import load_inventory
 from litedeploy.render import load_templates, render_host

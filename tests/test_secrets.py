@@ -59,6 +59,7 @@ def test_sops_is_found_beside_the_interpreter_without_path(monkeypatch):
 
 def test_streamed_lines_are_masked_even_when_a_value_is_split_across_chunks():
     import io
+
     from litedeploy.secrets import RedactedLines
     out = io.StringIO()
     stream = RedactedLines(out, Redactor.of({"k": "sk-secret-value"}), keep=lambda line: "GET" in line)

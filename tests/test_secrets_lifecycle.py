@@ -13,7 +13,6 @@ from pathlib import Path
 import pyrage
 import pytest
 import yaml
-
 from conftest import REPO
 
 INVENTORY = {
@@ -114,6 +113,7 @@ def test_check_names_the_secret_a_host_lacks(project):
 
 def test_a_host_file_overrides_the_shared_one_for_that_host_only(project):
     from conftest import DEFAULT_IMAGE
+
     from litedeploy.inventory import load_inventory
     from litedeploy.session import host_secrets
     from litedeploy.sopsfile import recipients_of, write_encrypted

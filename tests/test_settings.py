@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 import yaml
+from conftest import DEFAULT_IMAGE
 
 from litedeploy.envfile import env_pairs
 from litedeploy.errors import InventoryError, RenderError
@@ -12,7 +13,6 @@ from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
 from litedeploy.settings import grace_warnings
-from conftest import DEFAULT_IMAGE
 
 SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
                         "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456",

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import DEFAULT_IMAGE
 
 from litedeploy.commands import unit
 from litedeploy.errors import DeployError, InventoryError, RenderError
@@ -17,8 +18,6 @@ from litedeploy.plan import plan_deploy, served
 from litedeploy.releases import Release
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
-
-from conftest import DEFAULT_IMAGE
 
 SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
                         "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456"}, "s.enc.yaml")

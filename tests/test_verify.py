@@ -12,8 +12,15 @@ import pytest
 import yaml
 
 from litedeploy.errors import VerifyError
-from litedeploy.verify import (CLAUDE_CODE_BETAS, DRAINING, SmokePlan, claude_code_request, direct_gateway, smoke,
-                               wait_until_live)
+from litedeploy.verify import (
+    CLAUDE_CODE_BETAS,
+    DRAINING,
+    SmokePlan,
+    claude_code_request,
+    direct_gateway,
+    smoke,
+    wait_until_live,
+)
 
 
 class Answers(BaseHTTPRequestHandler):

@@ -9,14 +9,14 @@ quotes it; shell syntax the script means (`$var`, `"$(...)"`, `>>`, `||`) is mar
 from __future__ import annotations
 
 import shlex
-from typing import Iterable, Sequence, Union
+from collections.abc import Iterable, Sequence
 
 
 class Raw(str):
     """Shell syntax, passed through as it is: `line` quotes every other word."""
 
 
-Word = Union[str, int, Raw]
+Word = str | int | Raw
 
 
 def line(*words: Word) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..facts import managed_files
 from ..inventory import Host

@@ -3,15 +3,13 @@ of the tool asks of "the gateway" (its state, verbs, logs, environment, a comman
 
 from __future__ import annotations
 
-from typing import Union
-
 from ..facts import HostFacts
 from ..inventory import Host
 from . import container, unit
 from .compose import ComposeCommands, compose_commands
 from .unit import UnitCommands
 
-ServiceCommands = Union[ComposeCommands, UnitCommands]
+ServiceCommands = ComposeCommands | UnitCommands
 
 
 def service_commands(host: Host, facts: HostFacts) -> ServiceCommands:

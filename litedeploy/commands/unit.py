@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from datetime import datetime
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..errors import DeployError
 from ..inventory import Host

@@ -58,7 +58,7 @@ class OllamaStandIn:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "OllamaStandIn":
+    def __enter__(self) -> OllamaStandIn:
         self.thread.start()
         return self
 

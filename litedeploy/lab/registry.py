@@ -18,8 +18,9 @@ import subprocess
 import tarfile
 import tempfile
 import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 import yaml
 

@@ -5,8 +5,8 @@ something for a container, says so."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import methodcaller
-from typing import Callable
 
 from invoke import task
 

@@ -9,8 +9,17 @@ from invoke import task
 from ..errors import DeployError
 from ..images import ImageRef
 from ..inventory import check_distinct
-from .target import (HOSTS, PROFILE, hosts_of, on_each_host, project_of, reports_errors, seconds,
-                     terminate_as_interrupt, whole_number)
+from .target import (
+    HOSTS,
+    PROFILE,
+    hosts_of,
+    on_each_host,
+    project_of,
+    reports_errors,
+    seconds,
+    terminate_as_interrupt,
+    whole_number,
+)
 
 MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
 ACCEPT_RISK = ("go ahead although the release is affected by this critical LiteLLM advisory (its GHSA or CVE "

@@ -10,9 +10,9 @@ from .target import HOSTS, on_each_host, reports_errors
 @reports_errors
 def acquire(c, host=None, message=None):
     """Take the host's deploy lock until `lock.release` (a reboot also releases it)."""
+    from ..commands import lock
     from ..deploy import describe_holder, lock_owner
     from ..errors import DeployError
-    from ..commands import lock
     from ..session import opened
 
     def take(project, target):
@@ -41,8 +41,8 @@ def release(c, host=None):
 
 def _report_holder(c, host, release: bool, held: str, free: str) -> None:
     """Reads the lock's holder (and removes the lock, when releasing) in one round trip per host."""
-    from ..deploy import describe_holder
     from ..commands import argv, lock, script
+    from ..deploy import describe_holder
     from ..session import opened
 
     def report(project, target):

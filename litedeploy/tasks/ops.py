@@ -14,9 +14,10 @@ from datetime import datetime, timezone
 
 from invoke import task
 
-from ..commands import audit as audit_log, runtime
-from ..errors import CommandFailed, DeployError
+from ..commands import audit as audit_log
+from ..commands import runtime
 from ..envfile import env_pairs
+from ..errors import CommandFailed, DeployError
 from ..secrets import REDACTED, RedactedLines, fingerprint
 from .target import HOSTS, PROFILE, on_each_host, reports_errors, whole_number
 
@@ -256,7 +257,8 @@ def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None, 
     configured. Never LiteLLM's billed /health."""
     from ..render import render_host
     from ..session import host_secrets, opened
-    from ..verify import SmokePlan, direct_gateway, smoke as run_smoke
+    from ..verify import SmokePlan, direct_gateway
+    from ..verify import smoke as run_smoke
 
     def check(project, target):
         secrets = host_secrets(target)

@@ -13,9 +13,20 @@ from invoke import task
 
 from ..errors import DeployError, SecretsError
 from ..secrets import REDACTED, SecretValues, decrypt_secrets, default_key_file
-from ..sopsfile import (age_recipient, aws_profile_keys, check_sops, create_age_key, is_encrypted, new_master_key,
-                        new_salt_key, recipients_of, sops_config_recipients, sops_config_with, update_recipients,
-                        write_encrypted)
+from ..sopsfile import (
+    age_recipient,
+    aws_profile_keys,
+    check_sops,
+    create_age_key,
+    is_encrypted,
+    new_master_key,
+    new_salt_key,
+    recipients_of,
+    sops_config_recipients,
+    sops_config_with,
+    update_recipients,
+    write_encrypted,
+)
 from .target import HOSTS, host_of, hosts_of, on_each_host, project_of, reports_errors
 
 ROTATABLE = {"master": ("LITELLM_MASTER_KEY", new_master_key), "salt": ("LITELLM_SALT_KEY", new_salt_key)}
