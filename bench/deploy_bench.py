@@ -31,7 +31,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from litedeploy import lab as local_lab  # noqa: E402
+import lab as local_lab  # noqa: E402
 from litedeploy.deploy import deploy  # noqa: E402
 from litedeploy.inventory import LOCAL_PATHS, load_inventory  # noqa: E402
 from litedeploy.project import load_project  # noqa: E402

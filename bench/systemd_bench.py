@@ -22,9 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from lab import systemd_host  # noqa: E402
+from lab.netns import NamespaceHost  # noqa: E402
 from litedeploy.deploy import deploy  # noqa: E402
-from litedeploy.lab import systemd_host  # noqa: E402
-from litedeploy.lab.netns import NamespaceHost  # noqa: E402
 from litedeploy.project import load_project  # noqa: E402
 from litedeploy.session import opened  # noqa: E402
 

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from packaging.version import Version
 
+from lab.advisory_feed import refresh
 from litedeploy.advisories import load_releases, release_version, running_version
 from litedeploy.errors import DeployError, RenderError
-from litedeploy.lab.advisory_feed import refresh
 
 RELEASES = load_releases(REPO / "litellm.yaml")
 HOST_ADVISORY = "GHSA-4xpc-pv4p-pm3w"

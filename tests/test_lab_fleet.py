@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import NAMESPACE_HOSTS, make_namespace_host
 
-from litedeploy.lab import registry
+from lab import registry
 
 pytestmark = pytest.mark.lab
 

@@ -15,8 +15,8 @@ import urllib.request
 import pytest
 from conftest import LAB_STATE, encrypt_for_lab, free_port, lab_secrets, make_lab_host
 
-from litedeploy.lab import claude_code
-from litedeploy.lab.process import listening, wait
+from lab import claude_code
+from lab.process import listening, wait
 
 pytestmark = pytest.mark.lab
 COMPOSE_FLAVOURS = ("v2",)  # the compose flavour plays no part here; every other module covers both

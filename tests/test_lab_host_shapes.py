@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from conftest import TEAM_COMPOSE, deployed_once, make_lab_host, make_namespace_host
 
-from litedeploy.lab.sshd import PROFILES
+from lab.sshd import PROFILES
 
 pytestmark = pytest.mark.lab
 RC_TEXT = PROFILES["noisy-rc"].rc_text.splitlines()[0]

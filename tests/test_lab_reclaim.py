@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from litedeploy import lab as local_lab
+import lab as local_lab
+from lab import netns
 from litedeploy.errors import DeployError
-from litedeploy.lab import netns
 
 pytestmark = pytest.mark.lab
 INDEX = 9  # beyond the suite's namespace hosts

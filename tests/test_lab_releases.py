@@ -17,8 +17,8 @@ import urllib.request
 import pytest
 from conftest import TEAM_COMPOSE, encrypt_for_lab, lab_secrets
 
-from litedeploy.lab import registry
-from litedeploy.lab.image import LAB_IMAGE
+from lab import registry
+from lab.image import LAB_IMAGE
 
 pytestmark = pytest.mark.lab
 

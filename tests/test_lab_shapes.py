@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, lab_secrets
 
-from litedeploy.lab.ollama_standin import OllamaStandIn
+from lab.ollama_standin import OllamaStandIn
 
 pytestmark = pytest.mark.lab
 # What this proves does not depend on the compose CLI.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from litedeploy.lab.sshd import NAMESPACE_PROFILE, PROFILES, SshdPaths, rc_script, sshd_config
+from lab.sshd import NAMESPACE_PROFILE, PROFILES, SshdPaths, rc_script, sshd_config
 
 
 def config_of(name: str, tmp_path: Path, environment: dict | None = None) -> str:

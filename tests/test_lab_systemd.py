@@ -15,8 +15,8 @@ import pytest
 import yaml
 from conftest import REPO, LabHost, copy_templates, encrypt_for_lab, fails_with, lab_secrets
 
+from lab import locks, systemd_host
 from litedeploy.inventory import LOCAL_PATHS
-from litedeploy.lab import locks, systemd_host
 
 pytestmark = pytest.mark.lab
 UNIT = "/etc/systemd/system/litellm.service"

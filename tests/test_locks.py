@@ -8,9 +8,9 @@ import re
 import pytest
 import tomllib
 
+from lab import image, locks
 from litedeploy.errors import DeployError
 from litedeploy.inventory import load_inventory
-from litedeploy.lab import image, locks
 
 
 def requirements(lock: locks.Lock) -> list[list[str]]:

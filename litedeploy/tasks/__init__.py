@@ -9,7 +9,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 from invoke import Collection
 
-from . import compose, config, lab, lock, ops, secrets
+from . import compose, config, lock, ops, secrets
 from .deploy import deploy, rollback, upgrade
 
 
@@ -18,8 +18,7 @@ def namespace(project: Path) -> Collection:
     LITEDEPLOY_HOST / LITEDEPLOY_PROFILE as the default host and profile. The environment wins."""
     load_dotenv(project / ".env")
     ns = Collection(deploy, upgrade, rollback, Collection.from_module(config), Collection.from_module(compose),
-                    Collection.from_module(ops), Collection.from_module(secrets), Collection.from_module(lock),
-                    Collection.from_module(lab))
+                    Collection.from_module(ops), Collection.from_module(secrets), Collection.from_module(lock))
     ns.configure({"litellm": {"project": str(project), "inventory": "hosts.yaml",
                               "templates": "templates", "catalog": "models.yaml", "parallel": 10}})
     return ns

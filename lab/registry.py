@@ -24,7 +24,8 @@ from typing import IO
 
 import yaml
 
-from ..errors import DeployError
+from litedeploy.errors import DeployError
+
 from .image import lock_of
 from .process import Say, alive, run, spawn, stop, succeeds, wait
 

@@ -33,9 +33,9 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import DeployError
+from litedeploy.errors import DeployError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "locks" / "claude-code.json"
 MAIN_PACKAGE = "@anthropic-ai/claude-code"
 PLATFORM_PACKAGE = "@anthropic-ai/claude-code-linux-x64"
@@ -98,7 +98,7 @@ def npm_dist(name: str, version: str) -> dict:
 def write_lock(version: str, path: Path = LOCK) -> dict:
     """Pins Claude Code VERSION (e.g. "2.1.332") and its linux-x64 binary package into PATH.
 
-    Refreshing is on purpose only: `python -c 'from litedeploy.lab.claude_code import
+    Refreshing is on purpose only: `python -c 'from lab.claude_code import
     write_lock; write_lock("2.1.NNN")'`. Returns the document written.
     """
     packages = []
@@ -114,13 +114,13 @@ def write_lock(version: str, path: Path = LOCK) -> dict:
 
 
 LOCK_SOURCE = (
-    "Written by litedeploy.lab.claude_code.write_lock(VERSION) from `npm view PKG@VERSION dist` "
+    "Written by lab.claude_code.write_lock(VERSION) from `npm view PKG@VERSION dist` "
     "(tarball, integrity) for the wrapper @anthropic-ai/claude-code and the optional dependency "
     "that holds the linux x64 glibc binary, @anthropic-ai/claude-code-linux-x64 (file "
     "package/claude; no download outside the npm registry at install or run time). install() "
     "fetches each with `npm pack` and refuses a tarball whose sha512 differs. Refresh: "
     "`npm view @anthropic-ai/claude-code version`, then "
-    "python -c 'from litedeploy.lab.claude_code import write_lock; write_lock(\"2.1.NNN\")'."
+    "python -c 'from lab.claude_code import write_lock; write_lock(\"2.1.NNN\")'."
 )
 
 

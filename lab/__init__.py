@@ -20,8 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DeployError
-from ..inventory import Host
+from litedeploy.errors import DeployError
+from litedeploy.inventory import Host
+
 from . import netns, registry, systemd_host
 from .image import LAB_IMAGE, build_image, download_wheels, install_compose_v2, saved_image
 from .netns import NamespaceHost

@@ -12,7 +12,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DeployError
+from litedeploy.errors import DeployError
+
 from . import locks, registry
 from .image import lock_of
 from .process import Say, alive, docker_answers, run, spawn, stop, succeeds, wait

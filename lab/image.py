@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import DeployError
+from litedeploy.errors import DeployError
+
 from . import locks
 from .process import Say, run
 

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DeployError
+from litedeploy.errors import DeployError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 LOCKS = REPO / "locks"
 # What the lab's hosts run (Debian 12, bookworm): CPython 3.11.2 on glibc 2.36, x86_64. The patch
 # version matters: LiteLLM's dependencies carry `python_full_version < "3.11.3"` markers.

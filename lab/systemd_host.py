@@ -14,7 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..errors import DeployError
+from litedeploy.errors import DeployError
+
 from .image import debootstrap, import_rootfs
 from .netns import NamespaceHost
 from .process import Say, run, succeeds, wait

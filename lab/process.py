@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import DeployError
+from litedeploy.errors import DeployError
 
 Say = Callable[[str], None]
 

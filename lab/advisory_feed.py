@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ..advisories import SEVERITIES, load_releases
+from litedeploy.advisories import SEVERITIES, load_releases
 
 # GitHub's global advisories for the PyPI package (docs.github.com/rest/security-advisories/global-advisories).
 FEED = "https://api.github.com/advisories?ecosystem=pip&affects=litellm&per_page=100"

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from invoke import task
 
-from .. import lab as local_lab
-from ..errors import DeployError
-from .target import project_of, reports_errors, whole_number
+import lab as local_lab
+from litedeploy.errors import DeployError
+from litedeploy.tasks.target import project_of, reports_errors, whole_number
 
 LAB_HOST = "lab"
 
@@ -44,7 +44,7 @@ def down(c):
 def lock(c, upgrade=False):
     """Write the lock files in locks/ (the lab's LiteLLM, Docker Compose v2, the test environment)
     with uv, from locks/*.in and pyproject.toml: the only way the lab's pins change."""
-    from ..lab import locks
+    from . import locks
 
     try:
         from uv import find_uv_bin
@@ -59,6 +59,6 @@ def lock(c, upgrade=False):
 def advisories(c):
     """Refresh litellm.yaml's advisories from GitHub's advisory database (entries it lacks stay);
     review `git diff litellm.yaml` and commit it: the only way the advisories change."""
-    from ..lab.advisory_feed import refresh
+    from .advisory_feed import refresh
     facts = Path(project_of(c).root) / "litellm.yaml"
     print(f"{facts}: {refresh(facts)} advisories; review with: git diff {facts.name}")
