@@ -1,11 +1,10 @@
-"""Deploy benchmark on the lab: the no-op deploy of the `lab` host through the quiet-rc sshd (root's
-login shell reads no rc file, as on most hosts), then N separate hosts (the lab's namespace hosts
-lab1..labN, each with its own address, hardened sshd and Docker engine with bridge networking).
+"""Deploy benchmark on the lab: N separate hosts (the lab's namespace hosts lab1..labN, each with
+its own address, hardened sshd and Docker engine with bridge networking); the no-op of one host is
+bench/noop_bench.py's.
 
     python bench/deploy_bench.py [--sizes 1,5,20]
 
-Prints the no-op's time in-process (the deploy itself: sops, render, SSH, facts, verify, audit) and
-through `inv deploy` (Python's start and imports too), with SSH connections and sessions; then per N: the wall time of a first, a no-op and a config-change deploy of all N hosts at once,
+Prints per N: the wall time of a first, a no-op and a config-change deploy of all N hosts at once,
 SSH connections and sessions (exec channels) per host from the hosts' sshd logs, and how long
 `inv --list` takes. N = 1 runs the real LiteLLM image; N > 1 runs the same image with a stand-in
 gateway (bench/standin_gateway.py) so 20 of them fit in memory. Traffic stays on the links the lab
@@ -16,7 +15,6 @@ about 20 s, kept in .lab/labN/ for the next run).
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import statistics
@@ -31,10 +29,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import lab as local_lab  # noqa: E402
-from litedeploy.deploy import deploy  # noqa: E402
+from lab import target as local_lab  # noqa: E402
 from litedeploy.inventory import LOCAL_PATHS, load_inventory  # noqa: E402
-from litedeploy.project import load_project  # noqa: E402
 
 STANDIN = REPO / "bench" / "standin_gateway.py"
 
@@ -63,40 +59,6 @@ def lab_entry() -> tuple[dict, dict]:
 def log_counts(log: Path) -> tuple[int, int]:
     text = log.read_text()
     return text.count("Accepted publickey"), text.count("Starting session")
-
-
-def quiet_noop(lab: local_lab.Lab, runs: int = 10) -> list[str]:
-    """The `lab` host reached through the quiet-rc sshd; its first deploy (whatever it changes) is
-    not measured, then `runs` no-ops in this process and five through `inv`."""
-    folder = Path(tempfile.mkdtemp(prefix="litedeploy-bench-noop-"))
-    data, entry = lab_entry()
-    entry["ssh_port"] = lab.port("quiet-rc")
-    path = folder / "hosts.yaml"
-    path.write_text(yaml.safe_dump(data))
-    project = load_project(REPO, str(path), "templates")
-    host = project.inventory.host("lab")
-    log = lab.sshd_paths("quiet-rc").log
-    try:
-        deploy(project, host, io.StringIO())
-        before = log_counts(log)
-        walls = []
-        for _ in range(runs):
-            start = time.monotonic()
-            deploy(project, host, io.StringIO())
-            walls.append(time.monotonic() - start)
-        connections, sessions = (after - first for after, first in zip(log_counts(log), before))
-        env = {**os.environ, "INVOKE_LITELLM_INVENTORY": str(path)}
-        invs = []
-        for _ in range(5):
-            start = time.monotonic()
-            subprocess.run([sys.executable, "-m", "invoke", "deploy", "--host", "lab"], cwd=REPO, env=env,
-                           capture_output=True, check=True)
-            invs.append(time.monotonic() - start)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return [f"no-op deploy of lab over quiet-rc: {statistics.median(walls):.3f} s in-process (median of {runs}, "
-            f"min {min(walls):.3f}), {statistics.median(invs):.2f} s through `inv deploy` (median of 5); "
-            f"{connections / runs:.1f} SSH connections and {sessions / runs:.1f} sessions per deploy"]
 
 
 def inventory(folder: Path, size: int, lab: local_lab.Lab) -> tuple[Path, list[str]]:
@@ -175,8 +137,6 @@ def main() -> None:
     lab = local_lab.Lab(REPO / ".lab", load_inventory(REPO / "hosts.yaml").host("lab"))
     started = local_lab.up(lab, print, hosts=max(sizes))
     try:
-        for row in quiet_noop(lab):
-            print(row, flush=True)
         print("  N  deploy            wall   conn/host  sessions/host  image")
         for size in sizes:
             for row in bench(size, lab):

@@ -1,20 +1,28 @@
-"""The local target `lab`: this machine as deploy hosts shaped like production ones."""
+"""The local target `lab`: this machine as deploy hosts shaped like production ones. The lab's
+modules load inside each task, so `inv --list` and the deploy tasks pay nothing for them."""
+
+from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke import task
 
-import lab as local_lab
 from litedeploy.errors import DeployError
 from litedeploy.tasks.target import project_of, reports_errors, whole_number
+
+if TYPE_CHECKING:
+    from .target import Lab
 
 LAB_HOST = "lab"
 
 
-def _lab(c) -> local_lab.Lab:
+def _lab(c) -> Lab:
+    from .target import Lab
+
     project = project_of(c)
-    return local_lab.Lab(Path(project.root) / ".lab", project.inventory.host(LAB_HOST))
+    return Lab(Path(project.root) / ".lab", project.inventory.host(LAB_HOST))
 
 
 @task(help={"hosts": "also start N hosts in network namespaces (lab1..labN at 10.213.N.2), each with "
@@ -26,7 +34,9 @@ def up(c, hosts="0"):
     count = whole_number("hosts", hosts)
     if count > 200:
         raise DeployError(f"lab.up: --hosts must be at most 200 (one 10.213.N.0/24 each), not {count}")
-    local_lab.up(_lab(c), print, hosts=count)
+    from .target import up as bring_up
+
+    bring_up(_lab(c), print, hosts=count)
     print("lab: up")
 
 
@@ -34,7 +44,9 @@ def up(c, hosts="0"):
 @reports_errors
 def down(c):
     """Stop the lab's container, the namespace hosts, and the sshds and dockerd that `lab.up` started."""
-    local_lab.down(_lab(c), print)
+    from .target import down as take_down
+
+    take_down(_lab(c), print)
     print("lab: down")
 
 

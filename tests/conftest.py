@@ -24,7 +24,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 
-import lab as local_lab
+from lab import target as local_lab
 from litedeploy.advisories import load_releases
 from litedeploy.inventory import LOCAL_PATHS, load_inventory
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-import lab as local_lab
 from lab import netns
+from lab import target as local_lab
 from litedeploy.errors import DeployError
 
 pytestmark = pytest.mark.lab

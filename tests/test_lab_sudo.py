@@ -7,7 +7,7 @@ import os
 import pytest
 from conftest import command_lines_seen, encrypt_for_lab, lab_secrets, make_lab_host, make_namespace_host
 
-import lab as local_lab
+from lab import target as local_lab
 
 pytestmark = pytest.mark.lab
 
