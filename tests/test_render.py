@@ -1,3 +1,5 @@
+import stat
+
 import pytest
 import yaml
 from conftest import REPO, copy_templates
@@ -135,3 +137,19 @@ def test_a_var_no_template_uses_is_a_typo_and_an_error(templates, hosts, own_tem
                                                   + "# team: {{ vars.team | default('') }}\n")
     own = load_templates(own_templates, REPO / "models.yaml")
     assert "team:" in render_host(own, replace(fox, vars={**fox.vars, "team": "ml"}), SECRETS).config
+
+
+def test_compiled_templates_are_kept_privately_and_an_edited_one_is_compiled_anew(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    own = copy_templates(tmp_path)
+    hosts = load_inventory(REPO / "hosts.yaml")
+    first = render_host(load_templates(own, REPO / "models.yaml"), hosts.host("fox"), SECRETS)
+    cache = tmp_path / "cache/litedeploy/jinja"
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700 and len(list(cache.iterdir())) >= 3
+    assert render_host(load_templates(own, REPO / "models.yaml"), hosts.host("fox"), SECRETS) == first
+    config = own / "config.yaml.j2"
+    config.write_text(config.read_text() + "# edited\n")
+    assert render_host(load_templates(own, REPO / "models.yaml"), hosts.host("fox"), SECRETS).config.endswith(
+        "# edited\n")
+    cache.chmod(0o777)  # another user could have written code there: not used
+    assert load_templates(own, REPO / "models.yaml").environment.bytecode_cache is None
