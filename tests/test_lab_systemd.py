@@ -110,7 +110,9 @@ def test_a_config_change_restarts_without_reloading_the_unit_or_reinstalling(hos
 def test_a_unit_change_reloads_systemd_and_restarts(host):
     host.write_inventory(router_settings={"num_retries": 1}, workers=2)
     out = host.ok("deploy", "--host", host.name)
-    assert "changed litellm.service; recreated litellm" in out
+    # The env file gains TIMEOUT_WORKER_HEALTHCHECK with the second worker.
+    assert "changed litellm.service, litellm.env; recreated litellm" in out
+    assert "TIMEOUT_WORKER_HEALTHCHECK=60" in host.sh("cat /etc/litellm/litellm.env")
     pid = host.show()["MainPID"]
     assert "--num_workers 2" in host.sh(f"ps -o args= -p {pid}")
     assert host.sh("systemctl show -p NeedDaemonReload --value litellm").strip() == "no"
