@@ -11,6 +11,9 @@ import pytest
 import yaml
 from conftest import TEAM_COMPOSE, deployed_once, encrypt_for_lab, fails_with, lab_secrets
 
+from litedeploy.commands.files import backup_stem
+from litedeploy.plan import FileChange
+
 pytestmark = pytest.mark.lab
 
 
@@ -86,11 +89,19 @@ def test_a_config_folder_with_spaces_and_quotes_deploys_and_keeps_five_backups(f
     host.write_inventory()
     (host.root / "compose.yml").write_text(TEAM_COMPOSE)
     deploys(host)
+    # Six older backups of config.yaml (as earlier deploys left them): one more deploy keeps the
+    # newest five, its own among them. (Pruning each count is tested in test_commands, without a restart.)
+    backups = host.root / "it's a gateway" / "backups"
+    stem = backup_stem(FileChange(str(host.root / "it's a gateway" / "config.yaml"), None, "", "0640"))
     for n in range(6):
-        host.write_inventory(mock_response=f"answer {n}")
-        assert host.run("deploy", "--host", host.name).returncode == 0
-    backups = os.listdir(host.root / "it's a gateway" / "backups")
-    assert len([name for name in backups if name.startswith("config.yaml.")]) == 5
+        older = backups / f"{stem}.2026010{n}T000000Z-000000"
+        older.write_text(f"model_list: [] # {n}\n")
+        os.utime(older, (1_767_000_000 + n, 1_767_000_000 + n))
+    host.write_inventory(mock_response="answer 1")
+    assert host.run("deploy", "--host", host.name).returncode == 0
+    kept = sorted(name for name in os.listdir(backups) if name.startswith(stem))
+    assert len(kept) == 5 and f"{stem}.20260105T000000Z-000000" in kept
+    assert not any(name.endswith(("20260100T000000Z-000000", "20260101T000000Z-000000")) for name in kept)
 
 
 def test_a_first_deploy_onto_a_port_another_container_holds_names_it(fresh_lab_host):
