@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lab import target as local_lab  # noqa: E402
-from litedeploy.inventory import LOCAL_PATHS, load_inventory  # noqa: E402
+from litedeploy.inventory import load_inventory  # noqa: E402
 
 STANDIN = REPO / "bench" / "standin_gateway.py"
 
@@ -46,23 +46,13 @@ def standin_templates(folder: Path) -> Path:
     return folder
 
 
-def lab_entry() -> tuple[dict, dict]:
-    """hosts.yaml and its `lab` entry, local paths made absolute (the copy lives elsewhere)."""
-    data = yaml.safe_load((REPO / "hosts.yaml").read_text())
-    entry = data["hosts"]["lab"]
-    for key in LOCAL_PATHS:
-        if key in entry:
-            entry[key] = str(REPO / entry[key])
-    return data, entry
-
-
 def log_counts(log: Path) -> tuple[int, int]:
     text = log.read_text()
     return text.count("Accepted publickey"), text.count("Starting session")
 
 
 def inventory(folder: Path, size: int, lab: local_lab.Lab) -> tuple[Path, list[str]]:
-    data, entry = lab_entry()
+    data, entry = local_lab.inventory_copy(REPO)
     hosts = {}
     for index in range(1, size + 1):
         root = folder / f"host{index}"

@@ -37,23 +37,13 @@ sys.path.insert(0, str(REPO))
 
 from lab import target as local_lab  # noqa: E402
 from litedeploy.deploy import deploy  # noqa: E402
-from litedeploy.inventory import LOCAL_PATHS, load_inventory  # noqa: E402
+from litedeploy.inventory import load_inventory  # noqa: E402
 from litedeploy.project import load_project  # noqa: E402
 from litedeploy.remote import Remote  # noqa: E402
 from litedeploy.secrets import decrypt_secrets  # noqa: E402
 
 ROLE = REPO / "bench" / "ansible_role"
 PROFILE = "quiet-rc"
-
-
-def lab_entry() -> tuple[dict, dict]:
-    """hosts.yaml and its `lab` entry, local paths made absolute (the copy lives elsewhere)."""
-    data = yaml.safe_load((REPO / "hosts.yaml").read_text())
-    entry = data["hosts"]["lab"]
-    for key in LOCAL_PATHS:
-        if key in entry:
-            entry[key] = str(REPO / entry[key])
-    return data, entry
 
 
 def timed(run: Callable[[], object]) -> float:
@@ -112,7 +102,7 @@ def main() -> None:
     started = local_lab.up(lab, print)
     folder = Path(tempfile.mkdtemp(prefix="litedeploy-bench-noop-"))
     try:
-        data, entry = lab_entry()
+        data, entry = local_lab.inventory_copy(REPO)
         entry["ssh_port"] = lab.port(PROFILE)
         inventory = folder / "hosts.yaml"
         inventory.write_text(yaml.safe_dump(data))

@@ -20,8 +20,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from litedeploy.errors import DeployError
-from litedeploy.inventory import Host
+from litedeploy.inventory import LOCAL_PATHS, Host
 
 from . import netns, registry, systemd_host
 from .image import LAB_IMAGE, build_image, download_wheels, install_compose_v2, saved_image
@@ -308,3 +310,14 @@ def _write_known_hosts(lab: Lab) -> None:
                 [*host.docker, "inspect", systemd_host.CONTAINER]):
             lines.append(f"[{host.address}]:{systemd_host.SSH_PORT} {systemd_host.host_key(host)}")
     lab.known_hosts.write_text("\n".join(lines) + "\n")
+
+
+def inventory_copy(repo: Path) -> tuple[dict, dict]:
+    """REPO's hosts.yaml and its `lab` entry, local paths made absolute, for a copy a benchmark
+    writes elsewhere (and changes)."""
+    data = yaml.safe_load((repo / "hosts.yaml").read_text())
+    entry = data["hosts"]["lab"]
+    for key in LOCAL_PATHS:
+        if key in entry:
+            entry[key] = str(repo / entry[key])
+    return data, entry
