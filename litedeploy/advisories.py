@@ -20,12 +20,9 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from .errors import DeployError, RenderError, parse_yaml
-from .images import ImageRef
 
 # A release tag of either scheme: an optional v, X.Y.Z, an optional .postN or rcN, an optional -stable.
 _TAG = re.compile(r"(?P<v>v?)(?P<version>\d+\.\d+\.\d+(?:[.-]?(?:post|rc)\.?\d+)?)(?P<stable>-stable)?")
-# A venv litedeploy installs is named for the litellm it holds (inventory.Host.venv_dir).
-_VENV = re.compile(r"litellm-(?P<version>[^/]+)-[0-9a-f]{8}")
 SEVERITIES = ("low", "medium", "high", "critical")  # GitHub's advisory database's words
 _BOUND = re.compile(r"\s*(<=|>=|<|>|==)\s*(\S+)\s*")
 
@@ -40,15 +37,6 @@ def release_version(tag: str | None) -> Version | None:
         return Version(match["version"])
     except InvalidVersion:
         return None
-
-
-def running_version(runs: str | None, systemd: bool) -> Version | None:
-    """The LiteLLM version of what a host runs: an image's tag (`...:v1.84.0@sha256:...`), or on a
-    systemd host the venv litedeploy named for it (`/opt/litellm/litellm-1.106.2-ab12cd34`)."""
-    if systemd:
-        match = _VENV.search(runs or "")
-        return release_version(match["version"]) if match else None
-    return release_version(ImageRef.parse(runs).tag if runs else None)
 
 
 @dataclass(frozen=True)

@@ -3,21 +3,22 @@ as a JSON line of the host's audit log (commands/audit.py appends it; releases.h
 
 from __future__ import annotations
 
-import getpass
-import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 # Written only when set, as the log has always had them.
 _WHEN_SET = ("result", "error", "image", "previous_image", "rollback_to")
+# The log's names for what runs, from before the systemd runtime (a venv is logged as `image` too).
+_LOGGED_AS = {"runs": "image", "previous_runs": "previous_image", "origin": "from"}
 
 
 @dataclass
 class AuditRecord:
     """`id` is also the release's name under the host's releases folder (`20261201T052233Z-1a2b3c`);
-    `image` is what runs after the task (an image reference pinned to its digest, or a systemd
-    host's venv); `result` is ok, failed or interrupted."""
+    `runs` is what runs after the task (`Runtime.served`: an image reference pinned to its digest,
+    a venv); `result` is ok, failed or interrupted."""
 
     id: str
     time: str  # ISO 8601, UTC, seconds
@@ -31,19 +32,19 @@ class AuditRecord:
     rolled_back: bool = False
     result: str | None = None
     error: str | None = None  # secrets masked
-    image: str | None = None
-    previous_image: str | None = None
+    runs: str | None = None
+    previous_runs: str | None = None
     rollback_to: str | None = None  # the release a rollback went back to
 
     @classmethod
-    def begin(cls, action: str, host: str, commit: str | None) -> AuditRecord:
-        now = datetime.now(timezone.utc)
-        return cls(id=now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
-                   time=now.isoformat(timespec="seconds"), action=action, host=host, user=getpass.getuser(),
-                   origin=socket.gethostname(), commit=commit)
+    def begin(cls, action: str, host: str, commit: str | None, taker: Mapping[str, object]) -> AuditRecord:
+        """The record of a task by the lock's TAKER (`locking.owner`: user, from, since)."""
+        since = str(taker["since"])
+        return cls(id=datetime.fromisoformat(since).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+                   time=since, action=action, host=host, user=str(taker["user"]), origin=str(taker["from"]),
+                   commit=commit)
 
     def as_json(self) -> dict[str, object]:
-        """The log line's object: `from` for origin; the optional keys only when set."""
-        record = asdict(self)
-        record["from"] = record.pop("origin")
+        """The log line's object, in the log's names (`from`, `image`); the optional keys only when set."""
+        record = {_LOGGED_AS.get(key, key): value for key, value in asdict(self).items()}
         return {key: value for key, value in record.items() if key not in _WHEN_SET or value is not None}

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from . import runtimes
 from .errors import InventoryError, YAML11Number, parse_yaml
 from .settings import PRESETS, with_preset
 
@@ -54,7 +55,6 @@ SETTINGS: Mapping[str, Any] = {
 }
 # Settings that name local files: relative paths are taken from the inventory's folder.
 LOCAL_PATHS = ("ssh_key", "known_hosts", "secrets_file", "age_key_file", "wheels")
-RUNTIMES = ("docker", "systemd")
 # A pinned requirement: name[extras]==version.
 _PINNED = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?==([A-Za-z0-9.+!-]+)")
 
@@ -121,24 +121,6 @@ class Host:
         return posixpath.join(self.config_dir, "backups")
 
     @property
-    def systemd(self) -> bool:
-        """LiteLLM runs from a venv under a systemd unit, not in a container."""
-        return self.runtime == "systemd"
-
-    @property
-    def gateway_kind(self) -> str:
-        return "service" if self.systemd else "container"
-
-    @property
-    def unit_path(self) -> str:
-        return f"/etc/systemd/system/{self.service_name}.service"
-
-    @property
-    def service_file(self) -> str:
-        """The file that says what runs the gateway, validated before it is moved in."""
-        return self.unit_path if self.systemd else self.compose_file
-
-    @property
     def litellm_version(self) -> str:
         return next(pin[1] for pin in map(_pinned, self.packages) if pin and pin[0] == "litellm")
 
@@ -148,11 +130,6 @@ class Host:
         exactly that, and a rollback's unit finds its venv still there."""
         digest = hashlib.sha256("\n".join(sorted(self.packages)).encode()).hexdigest()[:8]
         return posixpath.join(self.venv_root, f"litellm-{self.litellm_version}-{digest}")
-
-    @property
-    def gateway_holder(self) -> str:
-        """How `commands.container.port_holder` names our own gateway when it holds the port."""
-        return f"{self.gateway_kind} {self.service_name if self.systemd else self.container_name}"
 
     @property
     def local_address(self) -> str:
@@ -247,15 +224,16 @@ def check_distinct(hosts: list[Host], path: Path) -> None:
 
 
 def _shared(first: Host, second: Host) -> tuple[str, Any] | None:
-    """What two hosts on one machine would both take, or None."""
-    docker = first.runtime == second.runtime == "docker"
-    one_service = first.runtime == second.runtime and (first.systemd or first.compose_file == second.compose_file)
+    """What two hosts on one machine would both take, or None: a name their runtime claims
+    (`Runtime.claims`), their config_dir, or their port on a bind both use."""
+    if first.runtime == second.runtime:
+        theirs = set(runtimes.of(second).claims(second))
+        claimed = next(((what, value) for what, value, scope in runtimes.of(first).claims(first)
+                        if (what, value, scope) in theirs), None)
+        if claimed:
+            return claimed
     binds = {first.bind, second.bind}
-    clashes = [("container_name", first.container_name, docker and first.container_name == second.container_name),
-               ("service_name", first.service_name, one_service and first.service_name == second.service_name),
-               ("marker", first.marker, docker and first.compose_file == second.compose_file
-                and first.marker == second.marker),
-               ("config_dir", first.config_dir, first.config_dir == second.config_dir),
+    clashes = [("config_dir", first.config_dir, first.config_dir == second.config_dir),
                ("port", first.port, first.port == second.port and (len(binds) == 1 or bool(binds & {"0.0.0.0", "::"})))]
     return next(((what, value) for what, value, clash in clashes if clash), None)
 
@@ -345,16 +323,13 @@ def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
             continue
         if not valid(value):
             raise InventoryError(f"{path}: {where}: {key!r} must be {meaning}, not {value!r}")
-    if settings["image"] is None and settings["runtime"] == "docker":
-        raise InventoryError(f"{path}: {where}: 'image' is required (a LiteLLM release such as "
-                             "ghcr.io/berriai/litellm:v1.84.0)")
-    settings["image"] = settings["image"] or ""  # a systemd host runs a venv, no image
+    refusal = runtimes.named(settings["runtime"]).settings_error(settings)
+    if refusal:
+        raise InventoryError(f"{path}: {where}: {refusal}")
+    settings["image"] = settings["image"] or ""  # a runtime without images (systemd: a venv) needs none
     settings["packages"] = tuple(settings["packages"])
     settings["vars"] = with_preset(settings["preset"], settings["vars"])
     _check_models(settings["vars"].get("models"), path, where)
-    if settings["runtime"] == "systemd" and re.search(r"[\s\"'\\]", settings["config_dir"]):
-        raise InventoryError(f"{path}: {where}: 'config_dir' must be a path without spaces, quotes or backslashes "
-                             f"on a systemd host (the unit's ExecStart names it), not {settings['config_dir']!r}")
     for key in LOCAL_PATHS:
         if settings[key] is not None:
             settings[key] = str(path.parent / Path(str(settings[key])).expanduser())
@@ -399,7 +374,7 @@ _ABSOLUTE_PATH = r"/[^\x00-\x1f]*"
 # for names, so a bad one fails here instead of halfway through a deploy.
 RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "address": (_text(r"[^\s/]+"), "a host name or IP address"),
-    "runtime": (lambda value: value in RUNTIMES, f"one of {', '.join(RUNTIMES)}"),
+    "runtime": (lambda value: value in runtimes.REGISTRY, f"one of {', '.join(runtimes.REGISTRY)}"),
     "ssh_user": (_text(r"[A-Za-z_][A-Za-z0-9_.-]*\$?"), "a user name"),
     "ssh_port": (_port, "a port number (1-65535)"),
     "ssh_key": (_text(r"[^\x00-\x1f]+"), "a path"),

@@ -13,19 +13,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .composefile import Markers, block_text
+from . import runtimes
 from .envfile import env_pairs
 from .errors import DeployError
-from .facts import HostFacts, managed_files, service_fact
-from .images import ImageRef
+from .facts import HostFacts
 from .inventory import Host
-from .plan import served
 from .render import DesiredFiles
 from .secrets import fingerprint
-
-# Fact name -> the file's name inside a release folder.
-RELEASE_FILES = {"compose_file": "compose.yml", "unit_file": "litellm.service", "config_file": "config.yaml",
-                 "env_file": "litellm.env"}
 
 
 @dataclass(frozen=True)
@@ -34,23 +28,21 @@ class Release:
     files: Mapping[str, str]  # RELEASE_FILES name -> text
 
     def desired(self, host: Host, secret_names: frozenset[str]) -> DesiredFiles:
-        systemd = host.systemd
-        runs = RELEASE_FILES[service_fact(host)]
-        source = f"{host.name}:{host.backup_dir}/releases/{self.id}/{runs}"
-        names = [RELEASE_FILES[name] for name in managed_files(host)]
-        missing = [name for name in names if name not in self.files]
-        block = "" if systemd else block_text(self.files.get(runs, ""), Markers.from_template(host.marker), source)
-        if missing or block is None:
+        runtime = runtimes.of(host)
+        source = f"{host.name}:{host.backup_dir}/releases/{self.id}/{runtime.release_file}"
+        missing = [name for name in runtime.release_names(host).values() if name not in self.files]
+        service = runtime.service_part(host, self.files.get(runtime.release_file, ""), source)
+        if missing or service is None:
             raise DeployError(f"{source}: release {self.id} is incomplete "
                               f"({', '.join(missing) or 'no litellm block'}); choose another with --to")
         env = self.files["litellm.env"]
-        return DesiredFiles(config=self.files["config.yaml"], env=env, block=block,
-                            secret_names=tuple(name for name in env_pairs(env) if name in secret_names),
-                            unit=self.files[runs] if systemd else None)
+        return DesiredFiles(config=self.files["config.yaml"], env=env, service=service,
+                            secret_names=tuple(name for name in env_pairs(env) if name in secret_names))
 
-    def image(self, host: Host) -> str | None:
-        """What the release runs: its image, or on a systemd host its venv."""
-        return served(host, self.files.get(RELEASE_FILES[service_fact(host)]))
+    def runs(self, host: Host) -> str | None:
+        """What the release runs (`Runtime.served`: an image, a venv)."""
+        runtime = runtimes.of(host)
+        return runtime.served(host, self.files.get(runtime.release_file))
 
 
 def parse_releases(output: str) -> list[Release]:
@@ -75,9 +67,9 @@ def choose_release(host: Host, releases: list[Release], facts: HostFacts, to: st
             known = ", ".join(release.id for release in releases) or "none"
             raise DeployError(f"{where}: no release {to!r} (kept: {known}); see inv ops.history --host {host.name}")
         return found[0]
-    now = (facts.config_text, facts.env_text, served(host, facts.service_text(host)))
+    now = (facts.config_text, facts.env_text, runtimes.of(host).served(host, facts.service_text))
     for release in reversed(releases):
-        if (release.files.get("config.yaml"), release.files.get("litellm.env"), release.image(host)) != now:
+        if (release.files.get("config.yaml"), release.files.get("litellm.env"), release.runs(host)) != now:
             return release
     raise DeployError(f"{where}: no earlier release differs from what the host runs; nothing to roll back to")
 
@@ -85,15 +77,10 @@ def choose_release(host: Host, releases: list[Release], facts: HostFacts, to: st
 def migration_refusal(host: Host, deployed: str | None, wanted: str, upgrade: bool) -> str | None:
     """Why a change of image needs --yes: LiteLLM migrates its database schema when it starts, and
     no rollback (automatic or on demand) undoes a migration."""
-    if not host.vars.get("database") or not deployed:
+    runtime = runtimes.of(host)
+    if not host.vars.get("database") or not deployed or runtime.same_release(deployed, wanted, upgrade):
         return None
-    if host.systemd:
-        if deployed == wanted:
-            return None
-    elif not upgrade and ImageRef.parse(deployed).unpinned == ImageRef.parse(wanted).unpinned:
-        return None
-    runs = "the venv" if host.systemd else "the image"
-    return (f"{host.name}: {runs} changes from {deployed} to {wanted} and vars.database is set: LiteLLM "
+    return (f"{host.name}: {runtime.what_runs} changes from {deployed} to {wanted} and vars.database is set: LiteLLM "
             "migrates the database schema when it starts, and a rollback does not undo a migration; "
             "back up the database, then run again with --yes")
 

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from . import runtimes
 from .catalog import CATALOG_VARS, anthropic_aliases, load_catalog, resolve_models
 from .envfile import Slots, env_pairs, fill
 from .errors import RenderError, parse_yaml
@@ -27,21 +28,18 @@ from .shared import check_redis, with_redis
 
 CONFIG_TEMPLATE = "config.yaml.j2"
 ENV_TEMPLATE = "litellm.env.j2"
-BLOCK_TEMPLATE = "compose-service.yml.j2"
-UNIT_TEMPLATE = "litellm.service.j2"
 
 
 @dataclass(frozen=True)
 class DesiredFiles:
-    """What the host should hold: LiteLLM's config, the secret env file, and what runs LiteLLM: the
-    compose service block (runtime docker) or the systemd unit (runtime systemd; the block is empty)."""
+    """What the host should hold: LiteLLM's config, the secret env file, and what runs LiteLLM, as
+    its runtime words it (`Runtime.service_template`): the compose service block, the systemd unit."""
 
     config: str
     env: str
-    block: str
+    service: str
     # The env file's variables that hold secrets (the rest, like the region, do not).
     secret_names: tuple[str, ...] = ()
-    unit: str | None = None
 
 
 class _NamedUndefined(jinja2.StrictUndefined):
@@ -145,31 +143,26 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
         check_master_key(secrets[MASTER_KEY], templates.master_key, secrets.source)
     models = resolve_models(host.vars, templates.catalog, where)
     check_workers(host.vars, models, where)
-    check_backends_reachable(host, where)
+    runtime = runtimes.of(host)
+    if runtime.loopback_is_own(host):
+        check_backends_reachable(host, where)
     router, litellm = with_redis(router_settings(host.vars, models, templates.catalog), host.vars.get("litellm_settings") or {},
                                  host.vars)
     context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models,
                "router_settings": router, "litellm_settings": litellm}
     env = _render_env(templates, context, host, secrets)
-    systemd = host.systemd
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env,
-                         block="" if systemd else _render(templates, BLOCK_TEMPLATE, context, host),
-                         secret_names=tuple(name for name in env_pairs(env) if name in secrets),
-                         unit=_render(templates, UNIT_TEMPLATE, context, host) if systemd else None)
+                         service=_render(templates, runtime.service_template, context, host),
+                         secret_names=tuple(name for name in env_pairs(env) if name in secrets))
     check_config(files.config, host)
     check_env_names(files.env, files.config, where)
-    if files.unit is not None:
-        check_unit(files.unit, host)
-    else:
-        check_block(files.block, host)
+    runtime.check_service(files.service, host)
     return files
 
 
 def check_backends_reachable(host: Host, where: str) -> None:
-    """Under bridge networking a loopback address is the container's own: an Ollama backend there
-    is never reached. Raises RenderError naming the backend."""
-    if host.systemd or host.network_mode != "bridge":
-        return
+    """Where a loopback address is the gateway's own (a container under bridge networking), an
+    Ollama backend there is never reached. Raises RenderError naming the backend."""
     for index, url in enumerate(host.vars.get("ollama_backends") or []):
         name = urllib.parse.urlsplit(url).hostname or ""
         try:
@@ -245,20 +238,3 @@ def check_config(text: str, host: Host) -> None:
     if not str(master_key or "").startswith("os.environ/"):
         raise RenderError(f"{where}: general_settings.master_key must be an os.environ/ reference, "
                           "so the key stays out of config.yaml")
-
-
-def check_unit(text: str, host: Host) -> None:
-    """A unit systemd would run: one ExecStart naming the venv, never a secret of its own."""
-    where = f"templates/{UNIT_TEMPLATE} (host {host.name})"
-    starts = [line for line in text.splitlines() if line.startswith("ExecStart=")]
-    if len(starts) != 1 or not starts[0].startswith(f"ExecStart={host.venv_dir}/bin/"):
-        raise RenderError(f"{where}: must have one ExecStart running a program of {host.venv_dir}/bin")
-    if not re.search(rf"^EnvironmentFile={re.escape(host.env_path)}$", text, re.MULTILINE):
-        raise RenderError(f"{where}: must read its secrets from EnvironmentFile={host.env_path}")
-
-
-def check_block(text: str, host: Host) -> None:
-    where = f"templates/{BLOCK_TEMPLATE} (host {host.name})"
-    block = parse_yaml(text, f"{where}: the rendered service block", RenderError)
-    if not isinstance(block, dict) or list(block) != [host.service_name]:
-        raise RenderError(f"{where}: must render exactly one service named {host.service_name!r}")

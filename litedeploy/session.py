@@ -11,17 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .commands import argv, container, files, line, lock, runtime, script, unit
-from .commands.facts import gather
-from .commands.runtime import ServiceCommands
-from .errors import ComposeFileError, DeployError, RemoteError, VerifyError
-from .facts import ContainerState, HostFacts, parse_facts
+from . import runtimes
+from .commands import argv, container, files, line, lock, script, unit
+from .commands.facts import gather, parse_facts
+from .errors import RemoteError, VerifyError
+from .facts import GatewayState, HostFacts
 from .inventory import Host
 from .plan import FileChange, Plan
 from .releases import Release, parse_releases
 from .remote import Remote
+from .runtimes.base import Runtime, ServiceCommands
 from .secrets import Redactor, SecretValues, decrypt_secrets
-from .verify import Gateway, container_failure, tunnel_gateway, wait_until_live
+from .verify import Gateway, gateway_failure, tunnel_gateway, wait_until_live
 
 SUDO_PASSWORD = "SUDO_PASSWORD"
 
@@ -42,6 +43,10 @@ class Session:
     remote: Remote
 
     @property
+    def runtime(self) -> Runtime:
+        return runtimes.of(self.host)
+
+    @property
     def redact(self) -> Redactor:
         return self.remote.redact
 
@@ -59,7 +64,7 @@ class Session:
                                   f"{self.remote.last_line(result)}")
             return parse_facts(result.stdout, self.host)
         except Exception:
-            if "lock acquired" in result.stdout.splitlines():
+            if lock.TAKEN in result.stdout.splitlines():
                 self.remote.run(lock.release(self.host), check=False)  # never leave a lock behind
             raise
 
@@ -67,19 +72,19 @@ class Session:
         """Facts from a script that prints some of them (a lock's holder, a container)."""
         return parse_facts(self.remote.run(command).stdout)
 
-    def container_state(self) -> ContainerState | None:
-        """The gateway's state: its container's, or its unit's on a systemd host."""
-        return self.read(runtime.state(self.host)).container
+    def gateway_state(self) -> GatewayState | None:
+        """The gateway's state as its runtime reports it (a container's, a unit's)."""
+        return self.read(self.runtime.state(self.host)).state
 
-    def container_and_port(self) -> HostFacts:
+    def state_and_port(self) -> HostFacts:
         """The gateway's state and what holds the port, in one round trip."""
-        return self.read(script(runtime.state(self.host), container.port_holder(self.host.port)))
+        return self.read(script(self.runtime.state(self.host), container.port_holder(self.host.port)))
 
-    def run_and_inspect(self, command: Sequence[str] | str) -> ContainerState | None:
+    def run_and_inspect(self, command: Sequence[str] | str) -> GatewayState | None:
         """Runs a verb (a compose verb, or systemctl's) and reads the gateway's state right after, in
         one round trip: the baseline against which a crash loop is recognised."""
         verb = f"( {command} ) >&2" if isinstance(command, str) else f"{argv(command)} >&2"
-        return self.read(script("set -e", verb, f"{runtime.state(self.host)} || true")).container
+        return self.read(script("set -e", verb, f"{self.runtime.state(self.host)} || true")).state
 
     def pull_image(self, image: str) -> tuple[tuple[str, ...], str | None]:
         """Pulls while the running container keeps serving; returns the image's registry digests and
@@ -94,7 +99,7 @@ class Session:
         """Pings ADDRESS:PORT from beside the gateway (in its container, or as its service user)
         with the REDIS_PASSWORD of its environment, which never leaves the host. Raises
         VerifyError with the client's error, secrets masked."""
-        result = self.remote.run(runtime.execute(self.host, ["python3", "-c", REDIS_PING, address, str(port)]),
+        result = self.remote.run(self.runtime.execute(self.host, ["python3", "-c", REDIS_PING, address, str(port)]),
                                  check=False)
         if result.failed:
             raise VerifyError(f"the gateway cannot use Redis at {address}:{port} with its REDIS_PASSWORD: "
@@ -139,8 +144,8 @@ class Session:
             reason = result.stderr.strip().splitlines()[-1]
             for change in changes:
                 reason = reason.replace(files.temp_path(change), change.path)
-            error = DeployError if self.host.systemd else ComposeFileError
-            raise error(f"{self.host.name}:{self.host.service_file}: {self.redact(reason)}")
+            raise self.runtime.rejected(f"{self.host.name}:{self.runtime.service_file(self.host)}: "
+                                        f"{self.redact(reason)}")
         if result.failed:
             raise RemoteError(f"{self.host.name}: writing the files failed, the previous ones are in place: "
                               f"{self.remote.last_line(result)}")
@@ -150,24 +155,24 @@ class Session:
         wait early."""
         baseline = self.run_and_inspect(command)
         seconds = wait_until_live(self.gateway, self.host.health_timeout, out,
-                                  watch=lambda: container_failure(self.container_state(), baseline))
+                                  watch=lambda: gateway_failure(self.gateway_state(), baseline))
         self.check_answering_is_ours(baseline)
         return seconds
 
-    def check_answering_is_ours(self, baseline: ContainerState | None) -> None:
+    def check_answering_is_ours(self, baseline: GatewayState | None) -> None:
         """An answer on the port may come from someone else (an old container under another name, a
         second gateway) while ours crash-loops: ours must run, unrestarted, and hold the port."""
-        now = self.container_and_port()
+        now = self.state_and_port()
         if now.docker_unreachable:
             raise VerifyError(f"{self.host.name}: the Docker engine stopped answering; whatever answers on port "
                               f"{self.host.port} cannot be told to be ours")
-        failure = container_failure(now.container, baseline)
+        failure = gateway_failure(now.state, baseline)
         if failure:
             raise VerifyError(f"{self.host.name}: {failure}")
-        other = now.held_by_other(self.host.gateway_holder)
+        ours = self.runtime.holder(self.host)
+        other = now.held_by_other(ours)
         if other:
-            raise VerifyError(f"{self.host.name}: port {self.host.port} answers, but from {other}, "
-                              f"not the {self.host.gateway_holder}")
+            raise VerifyError(f"{self.host.name}: port {self.host.port} answers, but from {other}, not the {ours}")
 
 
 def host_file(host: Host) -> Path:

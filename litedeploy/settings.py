@@ -115,15 +115,11 @@ def check_workers(variables: Mapping[str, Any], models: list[Deployment], where:
                           "on the others); set vars.redis, or workers: 1 and more gateways")
 
 
-# How long Docker (`docker stop`) and systemd (DefaultTimeoutStopSec) wait before they kill, unset.
-DEFAULT_GRACE = {"docker": "10s", "systemd": "90s"}
-
-
-def grace_warnings(variables: Mapping[str, Any], runtime: str = "docker") -> list[str]:
-    """Where a restart would cut requests LiteLLM still allows: a grace period (the runtime's
-    default where unset) shorter than the request timeout, or a drain (GRACEFUL_SHUTDOWN_TIMEOUT)
-    that Docker or systemd kill before it ends."""
-    variables = {"stop_grace_period": DEFAULT_GRACE[runtime], **variables}
+def grace_warnings(variables: Mapping[str, Any], default_grace: str = "10s") -> list[str]:
+    """Where a restart would cut requests LiteLLM still allows: a grace period (DEFAULT_GRACE: the
+    runtime's `Runtime.default_grace`, where unset) shorter than the request timeout, or a drain
+    (GRACEFUL_SHUTDOWN_TIMEOUT) that Docker or systemd kill before it ends."""
+    variables = {"stop_grace_period": default_grace, **variables}
     grace = _seconds(variables.get("stop_grace_period"))
     timeout = (variables.get("litellm_settings") or {}).get("request_timeout")
     drain = (variables.get("env") or {}).get("GRACEFUL_SHUTDOWN_TIMEOUT")

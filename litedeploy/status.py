@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from .advisories import Releases, running_version
+from . import runtimes
+from .advisories import Releases
 from .facts import HostFacts
 from .inventory import Host
-from .plan import plan_deploy, served
 from .render import DesiredFiles
 
 
@@ -46,32 +46,24 @@ class Status:
 
 def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: bool, now: datetime,
              releases: Releases) -> Status:
-    container = facts.container
-    started = _parse_time(container.started_at) if container and container.running else None
-    drift = tuple(change.name for change in plan_deploy(host, desired, facts).changes)
+    runtime, state = runtimes.of(host), facts.state
+    started = _parse_time(state.started_at) if state and state.running else None
+    drift = tuple(change.name for change in runtime.plan(host, desired, facts).changes)
     pending = bool(started and facts.config_mtime and facts.config_mtime > started.timestamp())
-    image = container.image if container else host.image
-    ports: tuple[str, ...]
-    if host.systemd:
-        image = served(host, facts.unit_text) or host.venv_dir
-        ports = (f"{host.bind}:{host.port} (the service listens on the host)",)
-    elif container and container.network_mode == "host":
-        ports = (f"host network, {host.local_address}:{host.port}",)
-    else:
-        ports = container.ports if container else ()
+    runs = runtime.running_now(host, facts)
     return Status(
-        host=host.name, profile=host.profile or "default", state=container.status if container else "absent",
-        health=container.health if container else None,
+        host=host.name, profile=host.profile or "default", state=state.status if state else "absent",
+        health=state.health if state else None,
         uptime_seconds=(now - started).total_seconds() if started else None,
-        restarts=container.restart_count if container else 0,
-        exit_code=container.exit_code if container else None,
-        image=image, image_id=container.image_id if container else "",
-        digests=facts.image_digests, ports=ports,
+        restarts=state.restart_count if state else 0,
+        exit_code=state.exit_code if state else None,
+        image=runs, image_id=state.image_id if state else "",
+        digests=facts.image_digests, ports=runtime.ports(host, state),
         config_on_host=_digest(facts.config_text) if facts.config_text is not None else None,
         config_in_repo=_digest(desired.config), drift=drift, restart_pending=pending, answering=answering,
         runtime=host.runtime, advisories=tuple(
             f"{advisory.id} {advisory.severity}" + (f", fixed in {advisory.fixed_in}" if advisory.fixed_in else "")
-            for advisory in releases.exposure(running_version(image, host.systemd))))
+            for advisory in releases.exposure(runtime.running_version(runs))))
 
 
 def deployed_profile(config_text: str | None) -> str | None:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .errors import VerifyError
-from .facts import ContainerState
+from .facts import GatewayState
 from .remote import Remote
 
 REQUEST_TIMEOUT = 30
@@ -151,7 +151,7 @@ def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
         time.sleep(0.5)
 
 
-def container_failure(state: ContainerState | None, baseline: ContainerState | None) -> str | None:
+def gateway_failure(state: GatewayState | None, baseline: GatewayState | None) -> str | None:
     """Why the container counts as failed, or None while it may still be starting."""
     if state is None:
         return f"the litellm {baseline.kind if baseline else 'container'} is gone"

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from lab.advisory_feed import refresh
-from litedeploy.advisories import load_releases, release_version, running_version
+from litedeploy import runtimes
+from litedeploy.advisories import load_releases, release_version
 from litedeploy.errors import DeployError, RenderError
 
 RELEASES = load_releases(REPO / "litellm.yaml")
@@ -32,10 +33,10 @@ def test_candidates_come_before_their_release_and_patches_after():
 
 
 def test_what_runs_names_its_version_by_image_tag_or_venv():
-    assert running_version("ghcr.io/berriai/litellm:v1.83.14-stable@sha256:" + "a" * 64, False) == Version("1.83.14")
-    assert running_version("127.0.0.1:15500/litellm-lab:1.106.2", False) == Version("1.106.2")
-    assert running_version("/opt/litellm/litellm-1.106.2-0123abcd", True) == Version("1.106.2")
-    assert running_version("ghcr.io/berriai/litellm:main-stable", False) is None
+    assert runtimes.named("docker").running_version("ghcr.io/berriai/litellm:v1.83.14-stable@sha256:" + "a" * 64) == Version("1.83.14")
+    assert runtimes.named("docker").running_version("127.0.0.1:15500/litellm-lab:1.106.2") == Version("1.106.2")
+    assert runtimes.named("systemd").running_version("/opt/litellm/litellm-1.106.2-0123abcd") == Version("1.106.2")
+    assert runtimes.named("docker").running_version("ghcr.io/berriai/litellm:main-stable") is None
 
 
 @pytest.mark.parametrize("wanted, current, tag", [
@@ -68,8 +69,8 @@ def test_a_critical_advisory_refuses_the_release_until_accepted_by_any_of_its_na
 
 def test_the_default_release_and_current_ones_are_not_exposed():
     default = RELEASES.default_image
-    assert running_version(default, False) is not None, "the default release must name a version"
-    assert RELEASES.exposure(running_version(default, False)) == []
+    assert runtimes.named("docker").running_version(default) is not None, "the default release must name a version"
+    assert RELEASES.exposure(runtimes.named("docker").running_version(default)) == []
     assert RELEASES.refusal(None, (), "fox") is None  # a moving tag: nothing known, nothing refused
 
 

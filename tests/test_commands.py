@@ -70,7 +70,7 @@ def test_a_rejected_compose_file_puts_our_files_back(host, tmp_path):
     os.chmod(tmp_path / "compose.yml", 0o640)
     first = [FileChange(host.config_path, None, "old\n", "0644")]
     assert install(host, tmp_path, first, "1").returncode == 0
-    changes = [FileChange(host.compose_file, "", "no services here\n", "0644", keep_owner=True),
+    changes = [FileChange(host.compose_file, "", "no services here\n", "0644", keep_owner=True, validated=True),
                FileChange(host.config_path, "old\n", "new\n", "0644"),
                FileChange(host.env_path, None, "K=v\n", "0600", secret=True)]
     result = install(host, tmp_path, changes, "2")
@@ -84,7 +84,7 @@ def test_a_rejected_compose_file_puts_our_files_back(host, tmp_path):
 def test_the_compose_file_keeps_its_mode_and_restore_brings_back_the_old_one(host, tmp_path):
     (tmp_path / "compose.yml").write_text("services: {}\n")
     os.chmod(tmp_path / "compose.yml", 0o640)
-    change = FileChange(host.compose_file, "services: {}\n", "services:\n  litellm: {}\n", "0644", keep_owner=True)
+    change = FileChange(host.compose_file, "services: {}\n", "services:\n  litellm: {}\n", "0644", keep_owner=True, validated=True)
     assert install(host, tmp_path, [change], "3").returncode == 0
     assert stat.S_IMODE(os.stat(tmp_path / "compose.yml").st_mode) == 0o640
     subprocess.run(["sh", "-c", restore_script(host, [change], "3")], check=True)
@@ -192,7 +192,7 @@ def test_pruning_survives_spaces_and_quotes_in_the_config_folder(repo, tmp_path)
 def test_backups_are_0600_whatever_the_original_and_restore_keeps_the_targets_mode(host, tmp_path):
     (tmp_path / "compose.yml").write_text("services: {}\n# KEY=plain\n")
     os.chmod(tmp_path / "compose.yml", 0o644)
-    change = FileChange(host.compose_file, "x", "services:\n  litellm: {}\n", "0644", keep_owner=True)
+    change = FileChange(host.compose_file, "x", "services:\n  litellm: {}\n", "0644", keep_owner=True, validated=True)
     assert install(host, tmp_path, [change], "5").returncode == 0
     (backup,) = os.listdir(host.backup_dir)
     assert stat.S_IMODE(os.stat(f"{host.backup_dir}/{backup}").st_mode) == 0o600
@@ -204,8 +204,9 @@ def test_backups_are_0600_whatever_the_original_and_restore_keeps_the_targets_mo
 def test_every_builder_quotes_paths_that_hold_shell_syntax(repo, tmp_path):
     """A config folder whose name is shell code: lock, audit, file facts and releases work on it and
     the code never runs."""
+    from litedeploy import runtimes
     from litedeploy.commands import audit, files, lock
-    from litedeploy.facts import parse_facts
+    from litedeploy.commands.facts import parse_facts
     lab = load_inventory(repo / "hosts.yaml").host("lab")
     folder = tmp_path / "it's $(touch pwned); `touch pwned` gw"
     folder.mkdir()
@@ -218,8 +219,9 @@ def test_every_builder_quotes_paths_that_hold_shell_syntax(repo, tmp_path):
         assert parse_facts(sh(lock.holder(odd)).stdout).lock_holder == {"user": "ann's"}
         sh(audit.append(odd, {"id": "1", "note": "it's $(x)"}))
         assert json.loads(sh(audit.last(odd, 5)).stdout) == {"id": "1", "note": "it's $(x)"}
-        assert parse_facts(sh(files.contents(odd)).stdout, odd).compose_text == "services: {}\n"
-        sh(files.keep_release(odd, "20261123T000000Z-abcdef", None))
+        docker = runtimes.of(odd)
+        assert parse_facts(sh(files.contents(odd, docker.managed_files(odd))).stdout, odd).service_text == "services: {}\n"
+        sh(files.keep_release(odd, "20261123T000000Z-abcdef", None, docker.release_names(odd)))
         assert "release 20261123T000000Z-abcdef compose.yml" in sh(files.releases(odd)).stdout
     finally:
         sh(argv(lock.release(odd)))
@@ -232,10 +234,10 @@ def test_every_builder_quotes_paths_that_hold_shell_syntax(repo, tmp_path):
 ])
 def test_no_container_because_the_engine_does_not_answer_is_a_fact_of_its_own(host, tmp_path, engine, facts):
     from litedeploy.commands.container import state
-    from litedeploy.facts import parse_facts
+    from litedeploy.commands.facts import parse_facts
     (tmp_path / "docker").write_text(f"#!/bin/sh\n{engine}\n")
     (tmp_path / "docker").chmod(0o755)
     found = subprocess.run(["sh", "-c", state(host)], capture_output=True, text=True,
                            env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}).stdout
     assert found == facts
-    assert parse_facts(found).docker_unreachable is bool(facts) and parse_facts(found).container is None
+    assert parse_facts(found).docker_unreachable is bool(facts) and parse_facts(found).state is None

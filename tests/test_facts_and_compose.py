@@ -5,9 +5,9 @@ import subprocess
 import pytest
 
 from litedeploy.commands.compose import compose_commands
-from litedeploy.commands.facts import gather
+from litedeploy.commands.facts import gather, parse_facts
 from litedeploy.errors import RemoteError
-from litedeploy.facts import HostFacts, parse_facts
+from litedeploy.facts import HostFacts
 from litedeploy.inventory import load_inventory
 
 
@@ -26,12 +26,12 @@ def test_facts_output_parses_into_files_hash_flavour_and_container():
                "restart_count": 2, "labels": {"com.docker.compose.project": "etc"},
                "image": "img", "image_id": "sha256:1"}
     compose, config = b64("services: {}\n"), b64("a: ü\n")
-    facts = parse_facts(f"compose_file {compose}\nconfig_file {config}\n"
+    facts = parse_facts(f"service_file {compose}\nconfig_file {config}\n"
                         f"env_file {b64('K=v')}\nlock acquired\nflavour v1\ncontainer {b64(json.dumps(inspect))}\n")
-    assert facts.compose_text == "services: {}\n" and facts.config_text == "a: ü\n"
+    assert facts.service_text == "services: {}\n" and facts.config_text == "a: ü\n"
     assert facts.env_text == "K=v" and facts.compose_flavour == "v1" and facts.lock_acquired
-    assert (facts.container.running, facts.container.restart_count, facts.container.health,
-            facts.container.compose_project) == (True, 2, "healthy", "etc")
+    assert (facts.state.running, facts.state.restart_count, facts.state.health,
+            facts.state.compose_project) == (True, 2, "healthy", "etc")
 
 
 def test_the_engine_and_the_wanted_image_report_their_architectures():
@@ -58,8 +58,8 @@ def test_facts_script_runs_in_plain_sh_on_a_host_without_our_files(lab, tmp_path
     (tmp_path / "none.yml").write_text("services:\n  web: {}\n")
     output = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True).stdout
     facts = parse_facts(output)
-    assert facts.compose_text == "services:\n  web: {}\n"
-    assert facts.config_text is None and facts.env_text is None and facts.container is None
+    assert facts.service_text == "services:\n  web: {}\n"
+    assert facts.config_text is None and facts.env_text is None and facts.state is None
 
 
 def test_compose_v2_and_v1_command_lines(lab):
@@ -70,9 +70,9 @@ def test_compose_v2_and_v1_command_lines(lab):
 
 
 def test_the_running_containers_project_is_kept(repo):
-    from litedeploy.facts import ContainerState
+    from litedeploy.facts import GatewayState
     fox = load_inventory(repo / "hosts.yaml").host("fox")
-    state = ContainerState("running", True, "", 0, 0, None, "", "", "etc")
+    state = GatewayState("running", True, "", 0, 0, None, "", "", "etc")
     assert compose_commands(fox, HostFacts(None, None, None, "v2", state)).up()[4:6] == ["-p", "etc"]
 
 
@@ -94,7 +94,7 @@ def test_facts_name_symlinks_directories_and_bytes_that_are_not_text(lab, tmp_pa
                    container_name="no-such-container-litedeploy")
     output = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True).stdout
     facts = parse_facts(output, host)
-    assert facts.compose_text == "services: {}\n"
+    assert facts.service_text == "services: {}\n"
     assert facts.real_paths == {host.compose_file: str(tmp_path / "real dir/compose.yml")}
     assert facts.not_files == (host.config_path,)
     assert facts.not_text == (host.env_path,) and facts.env_text is None
@@ -112,4 +112,4 @@ def test_facts_are_the_same_when_no_temporary_folder_can_be_made(lab, tmp_path):
     in_turn = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True,
                              env={**os.environ, "TMPDIR": str(tmp_path / "no such folder")})
     assert parse_facts(in_turn.stdout, host) == parse_facts(side_by_side.stdout, host)
-    assert parse_facts(in_turn.stdout, host).compose_text == "services:\n  web: {}\n"
+    assert parse_facts(in_turn.stdout, host).service_text == "services:\n  web: {}\n"

@@ -55,7 +55,7 @@ def test_block_values_reach_compose_as_written_or_are_refused_by_key(lab, tmp_pa
     except InventoryError as error:
         assert str(error).startswith("hosts.yaml: host 'fox': '") and "\n" not in str(error)
         return
-    block = render_host(TEMPLATES, host, SECRETS).block
+    block = render_host(TEMPLATES, host, SECRETS).service
     Path(host.env_path).parent.mkdir(parents=True, exist_ok=True)
     Path(host.env_path).write_text("LITEDEPLOY_PROBE=read\n")  # config inlines the env file it found
     (root / "compose.yml").write_text("services:\n" + block)

@@ -3,14 +3,16 @@ from dataclasses import replace
 
 import pytest
 
+from litedeploy import runtimes
 from litedeploy.composefile import Markers, replace_block
 from litedeploy.errors import DeployError
-from litedeploy.facts import ContainerState, HostFacts
+from litedeploy.facts import GatewayState, HostFacts
 from litedeploy.inventory import load_inventory
-from litedeploy.plan import arch_refusal, compose_v1_refusal, plan_deploy
 from litedeploy.render import DesiredFiles
+from litedeploy.runtimes.compose import arch_refusal, compose_v1_refusal, plan_remove
 
-DESIRED = DesiredFiles(config="model_list: []\n", env="K=v\n", block="  litellm:\n    image: x\n")
+DOCKER = runtimes.named("docker")
+DESIRED = DesiredFiles(config="model_list: []\n", env="K=v\n", service="  litellm:\n    image: x\n")
 
 
 @pytest.fixture
@@ -18,43 +20,43 @@ def fox(repo):
     return load_inventory(repo / "hosts.yaml").host("fox")
 
 
-def running(up: bool = True) -> ContainerState:
-    return ContainerState("running" if up else "exited", up, "t0", 0, 0, "healthy", "x", "sha", "etc")
+def running(up: bool = True) -> GatewayState:
+    return GatewayState("running" if up else "exited", up, "t0", 0, 0, "healthy", "x", "sha", "etc")
 
 
 def facts_matching(host, desired=DESIRED, **changes) -> HostFacts:
-    compose = replace_block("services:\n  web: {image: nginx}\n", desired.block,
+    compose = replace_block("services:\n  web: {image: nginx}\n", desired.service,
                             Markers.from_template(host.marker), "f")
-    return HostFacts(**{"compose_text": compose, "config_text": desired.config,
+    return HostFacts(**{"service_text": compose, "config_text": desired.config,
                         "env_text": desired.env, "compose_flavour": "v2",
-                        "container": running(), **changes})
+                        "state": running(), **changes})
 
 
 def test_nothing_differs_so_nothing_is_written_or_restarted(fox):
-    plan = plan_deploy(fox, DESIRED, facts_matching(fox))
+    plan = DOCKER.plan(fox, DESIRED, facts_matching(fox))
     assert plan.changes == () and plan.restart is None and not plan.changed
 
 
 def test_config_only_change_restarts(fox):
-    plan = plan_deploy(fox, DESIRED, facts_matching(fox, config_text="old: 1\n"))
+    plan = DOCKER.plan(fox, DESIRED, facts_matching(fox, config_text="old: 1\n"))
     assert [c.path for c in plan.changes] == ["/srv/litellm/config.yaml"] and plan.restart == "restart"
 
 
 def test_env_change_recreates_because_restart_keeps_the_old_environment(fox):
-    plan = plan_deploy(fox, DESIRED, facts_matching(fox, env_text="K=old\n"))
+    plan = DOCKER.plan(fox, DESIRED, facts_matching(fox, env_text="K=old\n"))
     assert [(c.path, c.mode, c.secret) for c in plan.changes] == [("/srv/litellm/litellm.env", "0600", True)]
     assert plan.restart == "up"
 
 
 def test_block_change_recreates(fox):
     old = facts_matching(fox, DesiredFiles(DESIRED.config, DESIRED.env, "  litellm:\n    image: old\n"))
-    plan = plan_deploy(fox, DESIRED, old)
+    plan = DOCKER.plan(fox, DESIRED, old)
     assert [c.path for c in plan.changes] == ["/etc/compose.yml"] and plan.restart == "up"
     assert plan.changes[0].keep_owner
 
 
 def test_first_deploy_writes_everything_and_ups(fox):
-    plan = plan_deploy(fox, DESIRED, HostFacts(None, None, None, "v1", None))
+    plan = DOCKER.plan(fox, DESIRED, HostFacts(None, None, None, "v1", None))
     assert {c.name for c in plan.changes} == {"compose.yml", "litellm.env", "config.yaml"}
     assert plan.restart == "up"
     assert plan.changes[0].new.startswith("services:\n# BEGIN ANSIBLE MANAGED BLOCK litellm\n")
@@ -68,22 +70,22 @@ def test_first_deploy_writes_everything_and_ups(fox):
 def test_a_broken_compose_file_on_the_host_is_refused_before_any_edit(fox, compose, message):
     from litedeploy.errors import ComposeFileError
     with pytest.raises(ComposeFileError, match=message):
-        plan_deploy(fox, DESIRED, HostFacts(compose, None, None, "v2", None))
+        DOCKER.plan(fox, DESIRED, HostFacts(compose, None, None, "v2", None))
 
 
 def test_a_stopped_container_is_brought_up_even_when_no_file_changed(fox):
-    assert plan_deploy(fox, DESIRED, facts_matching(fox, container=running(False))).restart == "up"
+    assert DOCKER.plan(fox, DESIRED, facts_matching(fox, state=running(False))).restart == "up"
 
 
 def test_a_config_change_to_a_crash_looping_container_restarts_it(fox):
-    plan = plan_deploy(fox, DESIRED, facts_matching(fox, config_text="broken: [\n", container=running(False)))
+    plan = DOCKER.plan(fox, DESIRED, facts_matching(fox, config_text="broken: [\n", state=running(False)))
     assert plan.restart == "restart"
 
 
 def test_a_symlinked_compose_file_is_planned_at_its_target(fox):
-    facts = facts_matching(fox, compose_text="services:\n  web: {}\n",
+    facts = facts_matching(fox, service_text="services:\n  web: {}\n",
                            real_paths={fox.compose_file: "/opt/stack/compose.yml"})
-    compose = plan_deploy(fox, DESIRED, facts).changes[0]
+    compose = DOCKER.plan(fox, DESIRED, facts).changes[0]
     assert (compose.path, compose.target) == (fox.compose_file, "/opt/stack/compose.yml")
 
 
@@ -95,47 +97,44 @@ def test_a_symlinked_compose_file_is_planned_at_its_target(fox):
 def test_a_path_that_is_no_file_or_no_text_stops_the_plan(fox, field, path, message):
     where = getattr(fox, path)
     with pytest.raises(DeployError, match=re.escape(f"fox:{where}: {message}")):
-        plan_deploy(fox, DESIRED, facts_matching(fox, **{field: (where,)}))
+        DOCKER.plan(fox, DESIRED, facts_matching(fox, **{field: (where,)}))
 
 
 def test_a_taken_over_compose_file_with_plaintext_secrets_asks_for_rotation(fox):
     from dataclasses import replace
     old = "services:\n  litellm:\n    environment:\n      - LITELLM_MASTER_KEY=sk-old\n      - AWS_REGION_NAME=us\n"
     desired = replace(DESIRED, env="LITELLM_MASTER_KEY=new\nAWS_REGION_NAME=us\n", secret_names=("LITELLM_MASTER_KEY",))
-    plan = plan_deploy(fox, desired, facts_matching(fox, compose_text=old.replace("litellm:", "web:")))
+    plan = DOCKER.plan(fox, desired, facts_matching(fox, service_text=old.replace("litellm:", "web:")))
     assert len(plan.warnings) == 1
     assert "/etc/compose.yml held LITELLM_MASTER_KEY in plain text" in plan.warnings[0]
     assert "sk-old" not in plan.warnings[0] and "rotate them" in plan.warnings[0]
-    assert plan_deploy(fox, desired, facts_matching(fox)).warnings == ()
+    assert DOCKER.plan(fox, desired, facts_matching(fox)).warnings == ()
 
 
 def test_a_moving_tag_is_deployed_with_a_warning(fox):
-    assert not plan_deploy(fox, DESIRED, facts_matching(fox)).warnings
+    assert not DOCKER.plan(fox, DESIRED, facts_matching(fox)).warnings
     moving = replace(fox, image="ghcr.io/berriai/litellm:main-stable")
-    (warning,) = plan_deploy(moving, DESIRED, facts_matching(moving)).warnings
+    (warning,) = DOCKER.plan(moving, DESIRED, facts_matching(moving)).warnings
     assert "main-stable is a tag that moves" in warning
 
 
 def test_a_failed_first_deploy_rolls_back_by_removing_the_new_container(fox):
-    from litedeploy.plan import rollback_steps
     before = HostFacts(None, None, None, "v2", None)
-    plan = plan_deploy(fox, DESIRED, before)
-    steps = rollback_steps(fox, plan, before)
-    assert (steps.restore, steps.container) == (True, "remove")
+    plan = DOCKER.plan(fox, DESIRED, before)
+    steps = DOCKER.rollback_steps(fox, plan, before)
+    assert (steps.restore, steps.gateway) == (True, "remove")
 
 
 def test_a_stopped_container_is_left_stopped_and_a_running_one_restarted_on_its_old_port(fox):
-    from litedeploy.plan import rollback_steps
-    stopped = facts_matching(fox, container=running(False), config_text="old: 1\n")
-    assert rollback_steps(fox, plan_deploy(fox, DESIRED, stopped), stopped).container == "stop"
+    stopped = facts_matching(fox, state=running(False), config_text="old: 1\n")
+    assert DOCKER.rollback_steps(fox, DOCKER.plan(fox, DESIRED, stopped), stopped).gateway == "stop"
     old_block = "  litellm:\n    image: x\n    ports:\n      - \"0.0.0.0:4123:4000\"\n"
     before = facts_matching(fox, DesiredFiles(DESIRED.config, DESIRED.env, old_block))
-    steps = rollback_steps(fox, plan_deploy(fox, DESIRED, before), before)
-    assert (steps.restore, steps.container, steps.port) == (True, "start", 4123)
+    steps = DOCKER.rollback_steps(fox, DOCKER.plan(fox, DESIRED, before), before)
+    assert (steps.restore, steps.gateway, steps.port) == (True, "start", 4123)
 
 
 def test_removal_takes_out_only_our_block_and_the_container_that_exists(fox):
-    from litedeploy.plan import plan_remove
     removal = plan_remove(fox, facts_matching(fox))
     assert removal.container and removal.changed == [fox.compose_file]
     assert removal.compose.new == "services:\n  web: {image: nginx}\n"
@@ -144,10 +143,10 @@ def test_removal_takes_out_only_our_block_and_the_container_that_exists(fox):
 
 
 def test_an_engine_that_does_not_answer_stops_the_deploy_naming_it_not_the_ports_holder(fox):
-    facts = HostFacts(compose_text=None, config_text=None, env_text=None, compose_flavour="v2", container=None,
+    facts = HostFacts(service_text=None, config_text=None, env_text=None, compose_flavour="v2", state=None,
                       port_holder="process python3 (pid 42)", docker_unreachable=True)
     with pytest.raises(DeployError, match="fox: the Docker engine does not answer root"):
-        plan_deploy(fox, DesiredFiles(config="c", env="e", block="  litellm: {}\n"), facts)
+        DOCKER.plan(fox, DesiredFiles(config="c", env="e", service="  litellm: {}\n"), facts)
 
 
 @pytest.mark.parametrize("flavour, engine, container, env, refused", [
@@ -161,8 +160,8 @@ def test_an_engine_that_does_not_answer_stops_the_deploy_naming_it_not_the_ports
     ("v1", None, True, "K=new\n", False)])      # the engine's version unknown: nothing to go by
 def test_compose_v1_may_not_recreate_on_engine_25_or_newer(fox, flavour, engine, container, env, refused):
     facts = facts_matching(fox, compose_flavour=flavour, engine_version=engine, env_text=env,
-                           container=running() if container else None)
-    plan = plan_deploy(fox, DESIRED, facts)  # ops.status and config.diff still see the plan
+                           state=running() if container else None)
+    plan = DOCKER.plan(fox, DESIRED, facts)  # ops.status and config.diff still see the plan
     refusal = compose_v1_refusal(facts, plan.restart)
     if refused:
         assert refusal and re.search(rf"docker-compose v1 cannot recreate containers on Docker Engine "

@@ -10,12 +10,14 @@ from dataclasses import replace
 
 import pytest
 
+from litedeploy import runtimes
 from litedeploy.audit import AuditRecord
 from litedeploy.commands.files import RELEASES_KEPT, keep_release
 from litedeploy.composefile import Markers, replace_block
 from litedeploy.errors import DeployError
 from litedeploy.facts import HostFacts
 from litedeploy.inventory import load_inventory
+from litedeploy.locking import owner
 from litedeploy.releases import Release, choose_release, history, migration_refusal, parse_releases, salt_key_refusal
 
 OLD = "ghcr.io/berriai/litellm:v1.110.2@sha256:" + "a" * 64
@@ -68,9 +70,9 @@ def test_an_unknown_release_or_nothing_to_go_back_to_is_an_error_naming_the_host
 def test_a_release_gives_back_our_block_config_and_env(fox):
     kept = release(fox, "1", OLD, "a: 1\n", env="LITELLM_MASTER_KEY=sk-x\nAWS_REGION_NAME=us-east-1\n")
     desired = kept.desired(fox, frozenset({"LITELLM_MASTER_KEY"}))
-    assert desired.block == f"  litellm:\n    image: \"{OLD}\"\n"
+    assert desired.service == f"  litellm:\n    image: \"{OLD}\"\n"
     assert (desired.config, desired.secret_names) == ("a: 1\n", ("LITELLM_MASTER_KEY",))
-    assert kept.image(fox) == OLD
+    assert kept.runs(fox) == OLD
 
 
 def test_an_incomplete_release_is_refused_naming_it(fox):
@@ -109,7 +111,7 @@ def test_the_release_script_keeps_the_files_private_and_only_the_newest_releases
             out.write(text)
     ids = [f"20261123T1200{n:02d}Z-abcdef" for n in range(RELEASES_KEPT + 2)]
     for release_id in ids:
-        subprocess.run(["sh", "-c", keep_release(host, release_id, None)], check=True)
+        subprocess.run(["sh", "-c", keep_release(host, release_id, None, runtimes.of(host).release_names(host))], check=True)
     folder = tmp_path / "litellm/backups/releases"
     assert sorted(os.listdir(folder)) == ids[-RELEASES_KEPT:]
     newest = folder / ids[-1]
@@ -130,8 +132,8 @@ def test_a_new_salt_key_needs_yes_only_where_a_database_holds_what_the_old_one_e
 
 
 def test_an_audit_record_is_the_log_line_history_reads():
-    record = AuditRecord.begin("rollback", "fox", None)
-    record.image, record.rollback_to, record.result, record.changed = OLD, "1", "ok", ["/etc/compose.yml"]
+    record = AuditRecord.begin("rollback", "fox", None, owner())
+    record.runs, record.rollback_to, record.result, record.changed = OLD, "1", "ok", ["/etc/compose.yml"]
     line = record.as_json()
     assert line["from"] == record.origin and "origin" not in line
     assert "error" not in line and "previous_image" not in line  # only when set

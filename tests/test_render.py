@@ -39,11 +39,11 @@ def test_fox_config_has_the_three_inference_profiles_and_no_secret(templates, ho
         ("claude-opus-4", "bedrock/us.anthropic.claude-opus-4-20250514-v1:0", "us-east-1")]
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
     for value in SECRETS.values():
-        assert value not in files.config and value not in files.block
+        assert value not in files.config and value not in files.service
 
 
 def test_fox_service_block_matches_the_source_design(templates, hosts):
-    service = yaml.safe_load(render_host(templates, hosts.host("fox"), SECRETS).block)["litellm"]
+    service = yaml.safe_load(render_host(templates, hosts.host("fox"), SECRETS).service)["litellm"]
     assert service["container_name"] == "litellm"
     assert service["image"] == "ghcr.io/berriai/litellm:v1.110.2"
     assert service["ports"] == ["4000:4000"]
@@ -64,7 +64,7 @@ def test_env_file_carries_every_secret_and_the_region(templates, hosts):
 def test_lab_models_are_mocked_and_listen_on_loopback_only(templates, hosts):
     files = render_host(templates, hosts.host("lab"), SECRETS)
     assert all("mock_response" in m["litellm_params"] for m in yaml.safe_load(files.config)["model_list"])
-    service = yaml.safe_load(files.block)["litellm"]
+    service = yaml.safe_load(files.service)["litellm"]
     assert service["network_mode"] == "host" and "ports" not in service
     assert service["command"][service["command"].index("--host") + 1] == "127.0.0.1"
 
@@ -122,7 +122,7 @@ def test_fallbacks_and_the_mock_testing_switch_come_from_vars(templates, hosts):
 def test_no_inventory_value_can_add_a_key_to_the_compose_block(templates, hosts, setting):
     from dataclasses import replace
     sneaky = 'x:1"\n    privileged: true\n    x: "y'
-    block = yaml.safe_load(render_host(templates, replace(hosts.host("fox"), **{setting: sneaky}), SECRETS).block)
+    block = yaml.safe_load(render_host(templates, replace(hosts.host("fox"), **{setting: sneaky}), SECRETS).service)
     assert block["litellm"][setting] == sneaky
     assert "privileged" not in block["litellm"]
 

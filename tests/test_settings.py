@@ -7,6 +7,7 @@ import pytest
 import yaml
 from conftest import DEFAULT_IMAGE
 
+from litedeploy import runtimes
 from litedeploy.envfile import env_pairs
 from litedeploy.errors import InventoryError, RenderError
 from litedeploy.inventory import parse_inventory
@@ -33,7 +34,7 @@ def fox_with(repo, **entry):
 
 def rendered(templates, host):
     files = render_host(templates, host, SECRETS)
-    return yaml.safe_load(files.config), env_pairs(files.env), yaml.safe_load(files.block)["litellm"]
+    return yaml.safe_load(files.config), env_pairs(files.env), yaml.safe_load(files.service)["litellm"]
 
 
 def test_each_settings_section_env_and_secret_env_pass_through(repo, templates):
@@ -109,7 +110,7 @@ def test_a_grace_period_shorter_than_the_request_timeout_or_the_drain_is_named()
     assert grace_warnings({"stop_grace_period": "1m30s", "litellm_settings": {"request_timeout": 60}}) == []
     # Unset, the runtime's own wait: Docker kills after 10 s, systemd after 90 s.
     assert "vars.stop_grace_period (10s)" in grace_warnings({"env": {"GRACEFUL_SHUTDOWN_TIMEOUT": "30"}})[0]
-    assert grace_warnings({"env": {"GRACEFUL_SHUTDOWN_TIMEOUT": "30"}}, "systemd") == []
+    assert grace_warnings({"env": {"GRACEFUL_SHUTDOWN_TIMEOUT": "30"}}, runtimes.named("systemd").default_grace) == []
 
 
 def test_offline_hosts_download_nothing(repo, templates):

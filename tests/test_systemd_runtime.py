@@ -10,15 +10,17 @@ from pathlib import Path
 import pytest
 from conftest import DEFAULT_IMAGE
 
+from litedeploy import runtimes
 from litedeploy.commands import unit
+from litedeploy.commands.facts import parse_facts
 from litedeploy.errors import DeployError, InventoryError, RenderError
-from litedeploy.facts import HostFacts, parse_facts
+from litedeploy.facts import HostFacts
 from litedeploy.inventory import load_inventory, parse_inventory
-from litedeploy.plan import plan_deploy, served
 from litedeploy.releases import Release
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
 
+SYSTEMD = runtimes.named("systemd")
 SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
                         "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456"}, "s.enc.yaml")
 
@@ -40,9 +42,9 @@ def running_unit(pid: int = 41, restarts: int = 0) -> str:
 
 
 def facts_of(host, desired, **changes) -> HostFacts:
-    state = parse_facts(running_unit()).container
-    return HostFacts(**{"compose_text": None, "config_text": desired.config, "env_text": desired.env,
-                        "compose_flavour": None, "container": state, "unit_text": desired.unit,
+    state = parse_facts(running_unit()).state
+    return HostFacts(**{"service_text": desired.service, "config_text": desired.config, "env_text": desired.env,
+                        "compose_flavour": None, "state": state,
                         "venvs": (host.venv_dir,), "service_user": True, **changes})
 
 
@@ -67,19 +69,18 @@ def test_the_venv_is_named_for_litellm_and_changes_with_any_package(labsd):
 
 
 def test_the_unit_runs_the_venv_as_the_service_user_and_holds_no_secret(labsd, desired):
-    assert desired.block == "" and desired.unit is not None
-    lines = desired.unit.splitlines()
+    lines = desired.service.splitlines()
     assert f"ExecStart={labsd.venv_dir}/bin/litellm --config /etc/litellm/config.yaml --host 0.0.0.0 --port 4000" \
         in lines
     assert "User=litellm" in lines and "EnvironmentFile=/etc/litellm/litellm.env" in lines
     assert "Restart=on-failure" in lines and "WantedBy=multi-user.target" in lines
-    assert not any(value in desired.unit for value in SECRETS.values())
+    assert not any(value in desired.service for value in SECRETS.values())
     assert "root:litellm 0640" in desired.env.splitlines()[0]
 
 
 def test_production_vars_reach_the_unit(repo, labsd):
     host = replace(labsd, vars={**labsd.vars, "workers": 4, "memory_limit": "4g", "stop_grace_period": "60s"})
-    text = render_host(load_templates(repo / "templates", repo / "models.yaml"), host, SECRETS).unit
+    text = render_host(load_templates(repo / "templates", repo / "models.yaml"), host, SECRETS).service
     assert "--num_workers 4" in text and "MemoryMax=4G" in text.splitlines() and "TimeoutStopSec=60s" in text
     # Several workers get a Prometheus folder of their own, made and removed by systemd.
     assert {"RuntimeDirectory=litellm", "Environment=PROMETHEUS_MULTIPROC_DIR=/run/litellm"} <= set(text.splitlines())
@@ -95,47 +96,47 @@ def test_a_unit_template_that_loses_the_env_file_is_refused(repo, tmp_path, labs
 
 
 def test_nothing_differs_so_nothing_happens(labsd, desired):
-    plan = plan_deploy(labsd, desired, facts_of(labsd, desired))
+    plan = SYSTEMD.plan(labsd, desired, facts_of(labsd, desired))
     assert plan.changes == () and plan.restart is None and plan.venv is None and plan.user is None
 
 
 def test_a_first_deploy_creates_the_user_installs_the_venv_and_brings_the_unit_up(labsd, desired):
-    plan = plan_deploy(labsd, desired, HostFacts(None, None, None, None, None))
+    plan = SYSTEMD.plan(labsd, desired, HostFacts(None, None, None, None, None))
     assert [(c.path, c.mode, c.group) for c in plan.changes] == [
         ("/etc/systemd/system/litellm.service", "0644", "root"), ("/etc/litellm/litellm.env", "0640", "litellm"),
         ("/etc/litellm/config.yaml", "0640", "litellm")]
     assert plan.user == "litellm" and plan.venv == labsd.venv_dir and plan.restart == "up"
 
 
-@pytest.mark.parametrize("changed, verb", [("config_text", "restart"), ("env_text", "restart"), ("unit_text", "up")])
+@pytest.mark.parametrize("changed, verb", [("config_text", "restart"), ("env_text", "restart"), ("service_text", "up")])
 def test_config_or_env_restart_a_unit_change_reloads(labsd, desired, changed, verb):
-    plan = plan_deploy(labsd, desired, facts_of(labsd, desired, **{changed: "old\n"}))
+    plan = SYSTEMD.plan(labsd, desired, facts_of(labsd, desired, **{changed: "old\n"}))
     assert len(plan.changes) == 1 and plan.restart == verb
 
 
 def test_a_missing_venv_is_installed_and_restarts(labsd, desired):
-    plan = plan_deploy(labsd, desired, facts_of(labsd, desired, venvs=()))
+    plan = SYSTEMD.plan(labsd, desired, facts_of(labsd, desired, venvs=()))
     assert plan.changes == () and plan.venv == labsd.venv_dir and plan.restart == "up"
 
 
 def test_a_release_whose_venv_is_gone_is_refused(labsd, desired):
-    older = desired.unit.replace(labsd.venv_dir, "/opt/litellm/litellm-1.0.0-deadbeef")
+    older = desired.service.replace(labsd.venv_dir, "/opt/litellm/litellm-1.0.0-deadbeef")
     release = Release("20261124T000000Z-abcdef", {"litellm.service": older, "config.yaml": desired.config,
                                                   "litellm.env": desired.env})
-    assert release.image(labsd) == "/opt/litellm/litellm-1.0.0-deadbeef"
+    assert release.runs(labsd) == "/opt/litellm/litellm-1.0.0-deadbeef"
     with pytest.raises(DeployError, match="litellm-1.0.0-deadbeef: the venv this unit runs is gone"):
-        plan_deploy(labsd, release.desired(labsd, frozenset(SECRETS)), facts_of(labsd, desired))
+        SYSTEMD.plan(labsd, release.desired(labsd, frozenset(SECRETS)), facts_of(labsd, desired))
 
 
 def test_unit_state_is_read_like_a_containers(labsd):
     facts = parse_facts(running_unit(pid=7, restarts=2) + "\nvenvs /opt/litellm/a /opt/litellm/b\nservice_user 1\n")
-    state = facts.container
+    state = facts.state
     assert (state.status, state.running, state.restart_count, state.kind) == ("running", True, 2, "service")
     assert state.started_at == "2026-11-24T02:20:54+00:00"
     assert facts.venvs == ("/opt/litellm/a", "/opt/litellm/b") and facts.service_user
     gone = "service " + base64.b64encode(b"LoadState=not-found\nActiveState=inactive").decode()
-    assert parse_facts(gone).container is None
-    assert served(labsd, f"ExecStart={labsd.venv_dir}/bin/litellm --port 4000\n") == labsd.venv_dir
+    assert parse_facts(gone).state is None
+    assert SYSTEMD.served(labsd, f"ExecStart={labsd.venv_dir}/bin/litellm --port 4000\n") == labsd.venv_dir
 
 
 @pytest.mark.parametrize("since, expected", [("10m", "-10m"), ("1h30m", "-1h30m"), ("1700000000", "@1700000000"),

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from ..errors import RemoteError
-from ..facts import HostFacts
+from ..facts import Fact, HostFacts
 from ..inventory import Host
 from . import Raw, line
 
@@ -20,10 +21,12 @@ FLAVOUR = ("for d in " + " ".join(f'"{folder}"' for folder in PLUGIN_DIRS) + "; 
            " [ -x \"$d/docker-compose\" ] && { echo 'flavour v2'; exit 0; }; done;"
            " if docker compose version >/dev/null 2>&1; then echo 'flavour v2';"
            " elif command -v docker-compose >/dev/null 2>&1; then echo 'flavour v1'; fi")
+FACTS = (Fact("flavour", lambda value, paths: {"compose_flavour": value}),)
 
 
 @dataclass(frozen=True)
 class ComposeCommands:
+    validated: ClassVar[str] = "compose file"
     flavour: str
     file: str
     project: str | None
@@ -77,6 +80,6 @@ def compose_commands(host: Host, facts: HostFacts) -> ComposeCommands:
     if facts.compose_flavour is None:
         raise RemoteError(f"{host.name}: neither 'docker compose' nor 'docker-compose' is installed")
     # Keep the project the running container belongs to, or compose would create a second one.
-    running_project = facts.container.compose_project if facts.container else None
+    running_project = facts.state.compose_project if facts.state else None
     return ComposeCommands(facts.compose_flavour, host.compose_file,
                            host.compose_project or running_project, host.service_name)

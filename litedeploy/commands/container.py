@@ -3,6 +3,10 @@ removal, and pruning the images no kept release runs."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+
+from ..facts import Fact, GatewayState, decode, flag
 from ..inventory import Host
 from . import Raw, line, script
 
@@ -29,6 +33,31 @@ def state(host: Host, digests: bool = False) -> str:
     return script(lines)
 
 
+def parse_state(value: str, paths: Mapping[str, str] = {}) -> dict[str, GatewayState]:
+    """The `container` line: INSPECT_FORMAT's JSON, base64."""
+    data = json.loads(decode(value))
+    state, labels = data["state"], data.get("labels") or {}
+    return {"state": GatewayState(
+        status=state.get("Status", "unknown"),
+        running=bool(state.get("Running")),
+        started_at=state.get("StartedAt", ""),
+        restart_count=int(data.get("restart_count") or 0),
+        exit_code=int(state.get("ExitCode", 0)),
+        health=(state.get("Health") or {}).get("Status"),
+        image=data.get("image", ""),
+        image_id=data.get("image_id", ""),
+        compose_project=labels.get("com.docker.compose.project"),
+        network_mode=data.get("network_mode") or "",
+        ports=tuple(f"{bind.get('HostIp') or '0.0.0.0'}:{bind.get('HostPort')}->{port}"
+                    for port, binds in (data.get("ports") or {}).items() for bind in (binds or [])),
+    )}
+
+
+def _digests(value: str) -> tuple[str, ...]:
+    """A base64 JSON list of RepoDigests (`null` for a local build)."""
+    return tuple(json.loads(decode(value)) or ()) if value else ()
+
+
 # Prints `engine VERSION ARCH` (Go's names: amd64, arm64), what the image's architecture is compared with.
 ENGINE = "docker version --format 'engine {{.Server.Version}} {{.Server.Arch}}' 2>/dev/null || true"
 
@@ -39,6 +68,22 @@ def wanted_image(image: str) -> str:
     inspect = line("docker", "image", "inspect", "--format", "{{.Architecture}} " + _DIGESTS, image)
     return (f"w=$({inspect} 2>/dev/null) && printf 'wanted_arch %s\\nwanted_image %s\\n' \"${{w%% *}}\" "
             "\"$(printf '%s' \"${w#* }\" | base64 -w0)\"")
+
+
+def _engine(value: str, paths: Mapping[str, str]) -> dict[str, str | None]:
+    version, _, arch = value.partition(" ")
+    return {"engine_version": version or None, "engine_arch": arch or None}
+
+
+FACTS = (
+    Fact("container", parse_state),
+    Fact("image_digests", lambda value, paths: {"image_digests": _digests(value)}),
+    flag("docker_unreachable"),
+    Fact("wanted_image", lambda value, paths: {"wanted_digests": _digests(value)}),
+    Fact("wanted_arch", lambda value, paths: {"wanted_arch": value or None}),
+    Fact("engine", _engine),
+    Fact("port_holder", lambda value, paths: {"port_holder": value}),
+)
 
 
 def pull(image: str) -> str:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from ..facts import managed_files
+from ..facts import Fact, decode
 from ..inventory import Host
 from ..plan import FileChange
-from ..releases import RELEASE_FILES
+from ..runtimes.base import ServiceCommands
 from . import Raw, line, script
-from .runtime import ServiceCommands
 
 BACKUPS_KEPT = 5
 # Exit status of an install whose new compose file (or unit) the compose CLI (or systemd) rejected.
@@ -77,8 +77,8 @@ def install(host: Host, changes: Sequence[FileChange], stage: str, deploy_id: st
     """Backs up, writes every new file beside its target (a full disk or a read-only path fails here,
     before any target is touched), moves our files in, validates the new compose file with the compose
     CLI (a unit with systemd) and only then moves it in; a rejected one puts our files back."""
-    ours = [change for change in changes if change.path != host.service_file]
-    guarded = [change for change in changes if change.path == host.service_file]
+    ours = [change for change in changes if not change.validated]
+    guarded = [change for change in changes if change.validated]
     lines = [
         "set -e", "umask 077",
         f"cleanup() {{ {line('rm', '-rf', stage)}; {line('rm', '-f', *[temp_path(c) for c in changes])}; }}",
@@ -97,7 +97,7 @@ def install(host: Host, changes: Sequence[FileChange], stage: str, deploy_id: st
     lines += [line("mv", "-f", temp_path(change), change.target) for change in ours]
     if guarded:
         log = f"{stage}/validate.log"
-        what = "unit" if host.systemd else "compose file"
+        what = commands.validated
         lines += [
             f"if ! {commands.accepts(temp_path(guarded[0]), log)}; then",
             *[f"  {undo}" for undo in _restore(host, ours, deploy_id)],
@@ -128,16 +128,16 @@ def releases_dir(host: Host) -> str:
     return f"{host.backup_dir}/releases"
 
 
-def keep_release(host: Host, deploy_id: str, prune: str | None) -> str:
+def keep_release(host: Host, deploy_id: str, prune: str | None, kept: Mapping[str, str]) -> str:
     """Keeps the files a successful deploy left (0600: the env file holds secrets) as release
     DEPLOY_ID, keeps the newest RELEASES_KEPT releases, then runs PRUNE (where what runs changed:
-    removing the images or venvs no kept release runs)."""
+    removing the images or venvs no kept release runs). KEPT: each managed path -> its name in
+    the release folder."""
     folder = releases_dir(host)
     this = f"{folder}/{deploy_id}"
     return script(
         line("install", "-d", "-m", "0700", host.backup_dir, folder, this),
-        [line("cp", path, f"{this}/{RELEASE_FILES[name]}", Raw("2>/dev/null || true"))
-         for name, path in managed_files(host).items()],
+        [line("cp", path, f"{this}/{name}", Raw("2>/dev/null || true")) for path, name in kept.items()],
         f"chmod 0600 {line(this)}/*",
         f"ls -1 {line(folder)} | sort | head -n -{RELEASES_KEPT} | while IFS= read -r old; do"
         f" rm -rf -- {line(folder)}/\"$old\"; done",
@@ -152,13 +152,42 @@ def releases(host: Host) -> str:
             " printf 'release %s %s ' \"${f%%/*}\" \"${f#*/}\"; base64 -w0 < \"$f\"; echo; done")
 
 
-def contents(host: Host) -> str:
-    """Prints, per managed file (by its fact name): its content (base64), where a symlink leads
-    (base64), and whether the path is no regular file; then config.yaml's modification time."""
+def contents(host: Host, managed: Mapping[str, str]) -> str:
+    """Prints, per managed file (MANAGED: fact name -> path, one of FILE_FACTS): its content
+    (base64), where a symlink leads (base64), and whether the path is no regular file; then
+    config.yaml's modification time."""
     return script(
         "f() { if [ -f \"$2\" ]; then printf '%s ' \"$1\"; base64 -w0 < \"$2\"; echo; fi;"
         " if [ -L \"$2\" ]; then printf 'real_%s ' \"$1\"; readlink -f -- \"$2\" | tr -d '\\n' | base64 -w0; echo; fi;"
         " if [ -e \"$2\" ] && [ ! -f \"$2\" ]; then echo \"notfile_$1 1\"; fi; }",
-        [line("f", name, path) for name, path in managed_files(host).items()],
+        [line("f", name, path) for name, path in managed.items()],
         f"[ -f {line(host.config_path)} ] && echo \"config_mtime $(stat -c %Y {line(host.config_path)})\"",
     )
+
+
+# The managed files by fact name: the one that says what runs the gateway (a compose file, a unit), LiteLLM's
+# config, the env file; each fact's value is the file's text.
+FILE_FACTS = {"service_file": "service_text", "config_file": "config_text", "env_file": "env_text"}
+
+
+def _text(name: str) -> Fact:
+    """A file's content, or (bytes that are not UTF-8) its path among not_text."""
+    def parse(value: str, paths: Mapping[str, str]) -> dict[str, Any]:
+        try:
+            return {FILE_FACTS[name]: decode(value)}
+        except UnicodeDecodeError:
+            return {"not_text": (paths[name],)} if name in paths else {}
+    return Fact(name, parse)
+
+
+def _real(name: str) -> Fact:
+    return Fact(f"real_{name}", lambda value, paths: {"real_paths": {paths[name]: decode(value)}} if name in paths
+                else {})
+
+
+def _not_file(name: str) -> Fact:
+    return Fact(f"notfile_{name}", lambda value, paths: {"not_files": (paths[name],)} if name in paths else {})
+
+
+FACTS = (*[fact for name in FILE_FACTS for fact in (_text(name), _real(name), _not_file(name))],
+         Fact("config_mtime", lambda value, paths: {"config_mtime": float(value)}))

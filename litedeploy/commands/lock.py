@@ -4,7 +4,10 @@ break a stale one. Only built here; `session` runs them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
+from ..facts import Fact, decode
 from ..inventory import Host
 from . import line
 
@@ -20,6 +23,10 @@ _CONNECTION_PID = ("c=$$; while [ \"$c\" -gt 1 ]; do case $(cat /proc/$c/comm 2>
                    " sshd|sshd-session) break;; esac; c=$(cut -d' ' -f4 /proc/$c/stat 2>/dev/null || echo 1); done")
 
 
+# The line `take` prints when this deploy has the lock.
+ACQUIRED = "acquired"
+TAKEN = f"lock {ACQUIRED}"
+
 # What `break_stale` reports, in place of a connection, for a lock taken by hand (lock.acquire).
 BY_HAND = "by-hand"
 
@@ -32,7 +39,7 @@ def take(host: Host, owner: dict) -> str:
     by_hand = f" : > {lock}/{BY_HAND};" if owner.get("message") else ""
     return "\n".join([
         f"if mkdir {lock} 2>/dev/null; then printf '%s\\n' {line(json.dumps(owner))} > {lock}/owner;{by_hand}",
-        f"  {_CONNECTION_PID}; echo \"$c\" > {lock}/connection; echo 'lock acquired';",
+        f"  {_CONNECTION_PID}; echo \"$c\" > {lock}/connection; echo {line(TAKEN)};",
         f"else {holder(host)}; fi",
     ])
 
@@ -54,3 +61,17 @@ def break_stale(host: Host) -> str:
     return (f"if [ -e {lock}/{BY_HAND} ]; then echo 'lock_live {BY_HAND}'; else"
             f" c=$(cat {lock}/connection 2>/dev/null); case $(cat /proc/${{c:-0}}/comm 2>/dev/null) in"
             f" sshd|sshd-session) echo \"lock_live $c\";; *) rm -rf {lock};; esac; fi")
+
+
+def _lock(value: str, paths: Mapping[str, str]) -> dict[str, Any]:
+    """`lock acquired`, or `lock held BASE64-OWNER` (an owner that cannot be read is an unknown one)."""
+    if value == ACQUIRED:
+        return {"lock_acquired": True}
+    try:
+        encoded = value.partition(" ")[2]
+        return {"lock_holder": json.loads(decode(encoded)) if encoded else {}}
+    except ValueError:
+        return {"lock_holder": {}}
+
+
+FACTS = (Fact("lock", _lock), Fact("lock_live", lambda value, paths: {"lock_live": value}))

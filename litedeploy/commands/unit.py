@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import ClassVar
 
 from ..errors import DeployError
+from ..facts import Fact, GatewayState, decode, flag
 from ..inventory import Host
 from . import Raw, line, script
 
@@ -22,10 +25,31 @@ def unit_name(host: Host) -> str:
     return f"{host.service_name}.service"
 
 
+def unit_path(host: Host) -> str:
+    return f"/etc/systemd/system/{unit_name(host)}"
+
+
 def state(host: Host) -> str:
     """Prints a `service` fact line (the unit's properties, base64), as `container.state` does for Docker."""
     show = line("systemctl", "show", "--timestamp=utc", "-p", ",".join(SHOW), unit_name(host))
     return f"s=$({show} 2>/dev/null) && printf 'service %s\\n' \"$(printf '%s' \"$s\" | base64 -w0)\""
+
+
+def parse_state(value: str, paths: Mapping[str, str] = {}) -> dict[str, GatewayState | None]:
+    """The `service` line: `systemctl show` properties, base64; no state where systemd has no such unit file."""
+    show = dict(pair.split("=", 1) for pair in decode(value).splitlines() if "=" in pair)
+    if show.get("LoadState") == "not-found":
+        return {"state": None}
+    active = show.get("ActiveState", "")
+    started = show.get("ExecMainStartTimestamp", "")  # "Tue 2026-11-24 02:30:00 UTC" with --timestamp=utc
+    return {"state": GatewayState(
+        status=show.get("SubState", "") if active in ("active", "activating", "reloading") else active,
+        running=active == "active" and show.get("SubState") == "running",
+        started_at=datetime.strptime(started, "%a %Y-%m-%d %H:%M:%S UTC").replace(tzinfo=timezone.utc).isoformat()
+        if started.endswith(" UTC") else "",
+        restart_count=int(show.get("NRestarts") or 0),
+        exit_code=int(show.get("ExecMainStatus") or 0),
+        health=None, image="", image_id="", compose_project=None, kind="service")}
 
 
 def runtime_facts(host: Host) -> str:
@@ -40,10 +64,18 @@ def runtime_facts(host: Host) -> str:
     )
 
 
+FACTS = (
+    Fact("service", parse_state),
+    Fact("venvs", lambda value, paths: {"venvs": tuple(value.split())}),
+    flag("service_user"),
+)
+
+
 @dataclass(frozen=True)
 class UnitCommands:
     """The compose verbs' counterparts for a unit, so `compose.*` tasks and the deploy drive either runtime."""
 
+    validated: ClassVar[str] = "unit"
     host: Host
 
     def _systemctl(self, *verbs: str) -> list[str]:
@@ -78,7 +110,7 @@ class UnitCommands:
         unit's own name, failing on a command that is not there and on any line it would ignore (a
         mistyped limit is silently dropped by systemd otherwise); LOG keeps the lines about this unit,
         named by its real path. Accepted where the host has no systemd-analyze."""
-        name, real = unit_name(self.host), self.host.unit_path
+        name, real = unit_name(self.host), unit_path(self.host)
         return (f"( command -v systemd-analyze >/dev/null || exit 0; d=$(mktemp -d) && cp {line(candidate)} \"$d/{name}\""
                 f" && systemd-analyze verify \"$d/{name}\" > \"$d/log\" 2>&1; rc=$?;"
                 f" sed \"s|$d/{name}|{real}|g\" \"$d/log\" | grep -F -- {line(name)} > {line(log)}; rm -rf \"$d\";"
@@ -173,7 +205,7 @@ def prune_venvs(host: Host, releases_dir: str) -> str:
     """Removes venvs under venv_root that neither the unit nor a kept release's unit runs."""
     root = line(host.venv_root)
     return script(
-        f"keep=\" $(cat {line(host.unit_path)} {line(releases_dir)}/*/litellm.service 2>/dev/null"
+        f"keep=\" $(cat {line(unit_path(host))} {line(releases_dir)}/*/litellm.service 2>/dev/null"
         " | sed -n 's|^ExecStart=\\(.*\\)/bin/litellm.*|\\1|p' | sort -u | tr '\\n' ' ') \"",
         f"for d in {root}/litellm-*; do [ -d \"$d\" ] || continue;"
         " case \"$keep\" in *\" $d \"*) ;; *) rm -rf -- \"$d\";; esac; done",

@@ -10,7 +10,7 @@ from operator import methodcaller
 
 from invoke import task
 
-from ..commands.runtime import ServiceCommands, service_commands
+from ..runtimes.base import ServiceCommands
 from .target import HOSTS, on_each_host, reports_errors
 
 
@@ -21,7 +21,7 @@ def _on_service(c, host: str | None, verb: Callable[[ServiceCommands], list[str]
     def act(project, target):
         with opened(target) as session:
             remote = session.remote
-            command = verb(service_commands(target, session.facts()))
+            command = verb(session.runtime.commands(target, session.facts()))
             seconds = None
             if wait:
                 seconds = session.start_and_wait(command)

@@ -3,7 +3,6 @@ usable without deploying, all with secret values masked."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from invoke import task
@@ -31,7 +30,8 @@ def show(c, host=None):
 @reports_errors
 def diff(c, host=None, profile=None):
     """Unified diffs of the host's files against what the repo would render (env values masked)."""
-    from ..plan import file_diff, pinned_image, plan_deploy
+    from .. import runtimes
+    from ..plan import file_diff
     from ..render import render_host
     from ..session import host_secrets, opened
 
@@ -40,8 +40,9 @@ def diff(c, host=None, profile=None):
         render_host(project.templates, target, secrets)
         with opened(target, secrets) as session:
             facts = session.facts()
-        pinned = replace(target, image=pinned_image(target, facts) or target.image)
-        changes = plan_deploy(target, render_host(project.templates, pinned, secrets), facts).changes
+        runtime = runtimes.of(target)
+        pinned = runtime.running(target, runtime.pinned(target, facts, False) or runtime.wanted(target))
+        changes = runtime.plan(target, render_host(project.templates, pinned, secrets), facts).changes
         for change in changes:
             print(file_diff(change, session.redact), end="")
         if not changes:
@@ -55,6 +56,7 @@ def diff(c, host=None, profile=None):
 def render(c, host=None, output=None, profile=None):
     """Render a host's config.yaml, env file (values masked) and compose service block (a systemd
     host: its unit) locally."""
+    from .. import runtimes
     from ..envfile import masked_env
     from ..render import render_host
     from ..secrets import Redactor
@@ -64,7 +66,7 @@ def render(c, host=None, output=None, profile=None):
         secrets = host_secrets(target)
         files = render_host(project.templates, target, secrets)
         rendered = {"config.yaml": Redactor.of(secrets)(files.config), "litellm.env": masked_env(files.env),
-                    **({"litellm.service": files.unit} if files.unit else {"compose-service.yml": files.block})}
+                    runtimes.of(target).service_template.removesuffix(".j2"): files.service}
         if output:
             folder = Path(output) / target.name
             folder.mkdir(parents=True, exist_ok=True)

@@ -204,7 +204,7 @@ def summary(result) -> str:
     names = [change.name for change in result.plan.changes] + (["venv"] if result.plan.venv else [])
     changed = f"changed {', '.join(names)}" if names else "nothing changed"
     verb = {"up": "; recreated litellm", "restart": "; restarted litellm"}.get(result.plan.restart, "")
-    image = f"; runs {result.image}" if result.image else ""
+    image = f"; runs {result.runs}" if result.runs else ""
     return (f"{result.host}: ok, {changed}{verb}{image}; answering after {result.health_seconds:.1f} s; "
             f"{len(result.models)} models listed")
 

@@ -11,17 +11,17 @@ from .target import HOSTS, on_each_host, reports_errors
 def acquire(c, host=None, message=None):
     """Take the host's deploy lock until `lock.release` (a reboot also releases it)."""
     from ..commands import lock
-    from ..deploy import describe_holder, lock_owner
     from ..errors import DeployError
+    from ..locking import describe_holder, owner
     from ..session import opened
 
     def take(project, target):
-        owner = {**lock_owner(), "message": message or "locked by hand"}
+        taker = owner(message or "locked by hand")
         with opened(target) as session:
-            facts = session.read(lock.take(target, owner))
+            facts = session.read(lock.take(target, taker))
         if not facts.lock_acquired:
             raise DeployError(f"{target.name}: already locked by {describe_holder(facts.lock_holder)}")
-        print(f"{target.name}: locked ({owner['message']})")
+        print(f"{target.name}: locked ({taker['message']})")
     on_each_host(c, host, take)
 
 
@@ -42,7 +42,7 @@ def release(c, host=None):
 def _report_holder(c, host, release: bool, held: str, free: str) -> None:
     """Reads the lock's holder (and removes the lock, when releasing) in one round trip per host."""
     from ..commands import argv, lock, script
-    from ..deploy import describe_holder
+    from ..locking import describe_holder
     from ..session import opened
 
     def report(project, target):

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 
 from invoke import task
 
+from .. import runtimes
 from ..commands import audit as audit_log
-from ..commands import runtime
 from ..envfile import env_pairs
 from ..errors import CommandFailed, DeployError
 from ..secrets import REDACTED, RedactedLines, fingerprint
@@ -51,7 +51,6 @@ def status(c, host=None, json_=False):
     Drift compares the files on the host with what the repo renders now; a config.yaml newer than
     the container's start means a restart is pending."""
     from ..errors import VerifyError
-    from ..plan import pinned_image
     from ..render import render_host
     from ..session import host_secrets, opened
     from ..status import describe, uptime
@@ -62,12 +61,14 @@ def status(c, host=None, json_=False):
         with opened(target, secrets) as session:
             facts = session.facts()
             try:
-                answering = facts.container is not None and wait_until_live(session.gateway, 3, io.StringIO()) >= 0
+                answering = facts.state is not None and wait_until_live(session.gateway, 3, io.StringIO()) >= 0
             except (VerifyError, OSError):
                 answering = False
-            drains = not answering and facts.container is not None and draining(session.gateway)
+            drains = not answering and facts.state is not None and draining(session.gateway)
         target = running_profile(project, target, facts)
-        desired = render_host(project.templates, replace(target, image=pinned_image(target, facts) or target.image),
+        runtime = runtimes.of(target)
+        desired = render_host(project.templates,
+                              runtime.running(target, runtime.pinned(target, facts, False) or runtime.wanted(target)),
                               secrets)
         report = replace(describe(target, facts, desired, answering, datetime.now(timezone.utc), project.releases),
                          draining=drains)
@@ -78,11 +79,7 @@ def status(c, host=None, json_=False):
             print(f"{report.host}: {report.state}{health}, {'answering' if report.answering else 'draining' if report.draining else 'NOT answering'}, "
                   f"up {uptime(report.uptime_seconds)}, restarts {report.restarts}, exit code {report.exit_code}, "
                   f"profile {report.profile}")
-            if report.runtime == "systemd":
-                print(f"  venv    {report.image}  (systemd unit {target.unit_path})")
-            else:
-                print(f"  image   {report.image}  {report.image_id[:19]}  "
-                      f"{', '.join(report.digests) or 'no registry digest (local image)'}")
+            print(runtime.runs_line(target, report.image, report.image_id, report.digests))
             print(f"  ports   {', '.join(report.ports) or '-'}")
             if report.advisories:
                 print(f"  exposed {'; '.join(report.advisories)} (litellm.yaml; upgrade to a fixed release)")
@@ -176,10 +173,10 @@ def exec_(c, host=None, command=None):
     def run(project, target):
         with opened(target) as session:
             out = RedactedLines(sys.stdout, session.redact, lambda line: True)
-            code = session.remote.stream(runtime.execute(target, argv), out)
+            code = session.remote.stream(session.runtime.execute(target, argv), out)
             out.close()
         if code not in (0, None):
-            raise CommandFailed(f"{target.name}: {argv[0]} exited with {code} in the {target.gateway_holder}", code)
+            raise CommandFailed(f"{target.name}: {argv[0]} exited with {code} in the {session.runtime.holder(target)}", code)
     on_each_host(c, host, run, streams=True)
 
 
@@ -201,11 +198,11 @@ def logs(c, host=None, tail="100", follow=False, since=None, grep=None):
     def show(project, target):
         with opened(target) as session:
             out = RedactedLines(sys.stdout, session.redact, pattern.search if pattern else lambda line: True)
-            code = session.remote.stream(runtime.logs(target, lines, follow, since), out)
+            code = session.remote.stream(session.runtime.logs(target, lines, follow, since), out)
             out.close()
         if code not in (0, None):
-            raise DeployError(f"{target.name}: {runtime.logs(target, lines)[0]} failed (exit {code}): "
-                              f"is the {target.gateway_holder} there?")
+            raise DeployError(f"{target.name}: {session.runtime.logs(target, lines)[0]} failed (exit {code}): "
+                              f"is the {session.runtime.holder(target)} there?")
     on_each_host(c, host, show)
 
 
@@ -222,10 +219,10 @@ def env(c, host=None, profile=None):
         secrets = host_secrets(target)
         with opened(target, secrets) as session:
             target = running_profile(project, target, session.facts(), profile)
-            result = session.remote.run(runtime.environment(target), check=False)
+            result = session.remote.run(session.runtime.environment(target), check=False)
         expected = env_pairs(render_host(project.templates, target, secrets).env)
         if result.failed:
-            raise DeployError(f"{target.name}: cannot read the environment of the {target.gateway_holder}: "
+            raise DeployError(f"{target.name}: cannot read the environment of the {session.runtime.holder(target)}: "
                               "is it running?")
         running = env_pairs(result.stdout)
         wrong = []

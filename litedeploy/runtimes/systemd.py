@@ -1,0 +1,172 @@
+"""The `systemd` runtime, for a host without Docker: LiteLLM from a venv of pinned packages, run by
+a unit as its own system user. What runs is the venv the unit's ExecStart names
+(`/opt/litellm/litellm-1.106.2-ab12cd34`, one per set of packages)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from packaging.version import Version
+
+from ..advisories import release_version
+from ..commands import files, script, unit
+from ..commands.unit import UnitCommands, unit_path
+from ..errors import DeployError, RenderError
+from ..facts import GatewayState, HostFacts
+from ..inventory import Host
+from ..plan import FileChange, Plan
+from ..render import DesiredFiles
+from ..settings import grace_warnings
+from .base import Removal, Runtime
+
+# The venv's name says which LiteLLM it holds: litellm-VERSION-DIGEST (Host.venv_dir).
+_VENV = re.compile(r"litellm-(?P<version>[^/]+)-[0-9a-f]{8}")
+
+
+class Systemd(Runtime):
+    name = "systemd"
+    kind = "service"
+    what_runs = "the venv"
+    service_file_kind = "unit"
+    release_file = "litellm.service"
+    service_template = "litellm.service.j2"
+    default_grace = "90s"  # DefaultTimeoutStopSec
+
+    def settings_error(self, settings: Mapping[str, Any]) -> str | None:
+        if re.search(r"[\s\"'\\]", settings["config_dir"]):
+            return ("'config_dir' must be a path without spaces, quotes or backslashes on a systemd host (the "
+                    f"unit's ExecStart names it), not {settings['config_dir']!r}")
+        return None
+
+    def claims(self, host: Host) -> Sequence[tuple[str, Any, Any]]:
+        return (("service_name", host.service_name, None),)
+
+    def service_file(self, host: Host) -> str:
+        return unit_path(host)
+
+    def unit_name(self, host: Host) -> str:
+        return host.service_name
+
+    def check_service(self, text: str, host: Host) -> None:
+        """A unit systemd would run: one ExecStart naming the venv, never a secret of its own."""
+        where = f"templates/{self.service_template} (host {host.name})"
+        starts = [line for line in text.splitlines() if line.startswith("ExecStart=")]
+        if len(starts) != 1 or not starts[0].startswith(f"ExecStart={host.venv_dir}/bin/"):
+            raise RenderError(f"{where}: must have one ExecStart running a program of {host.venv_dir}/bin")
+        if not re.search(rf"^EnvironmentFile={re.escape(host.env_path)}$", text, re.MULTILINE):
+            raise RenderError(f"{where}: must read its secrets from EnvironmentFile={host.env_path}")
+
+    def questions(self, host: Host) -> list[str]:
+        return [unit.runtime_facts(host)]
+
+    def state(self, host: Host) -> str:
+        return unit.state(host)
+
+    def plan(self, host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
+        """The unit, config and env (the latter two root:USER 0640, as the unit's user reads them); a
+        changed unit or a new venv means daemon-reload and restart (`up`), a changed config or env a
+        restart, nothing else nothing."""
+        for path in facts.not_files:
+            raise DeployError(f"{host.name}:{path}: is not a regular file (a directory?); it must name a file")
+        path = unit_path(host)
+        wanted = [FileChange(path, facts.service_text, desired.service, "0644", validated=True),
+                  FileChange(host.env_path, facts.env_text, desired.env, "0640", secret=True, group=host.service_user),
+                  FileChange(host.config_path, facts.config_text, desired.config, "0640", group=host.service_user)]
+        changes = [replace(change, resolved=facts.real_paths.get(change.path)) for change in wanted
+                   if change.new != change.old]
+        runs = self.served(host, desired.service)
+        venv = None if runs in facts.venvs else runs
+        if venv and venv != host.venv_dir:  # a release's unit whose venv a later change removed
+            raise DeployError(f"{host.name}:{venv}: the venv this unit runs is gone; deploy its packages again")
+        changed = {change.path for change in changes}
+        restart: str | None
+        if venv or path in changed or facts.state is None or not facts.state.running:
+            restart = "up"
+        else:
+            restart = "restart" if changed else None
+        prisma = runs if host.vars.get("database") and restart else None
+        return Plan(tuple(changes), restart, tuple(grace_warnings(host.vars, self.default_grace)),
+                    user=None if facts.service_user else host.service_user, venv=venv, prisma_venv=prisma)
+
+    def served(self, host: Host, text: str | None) -> str | None:
+        found = re.search(r"^ExecStart=(\S+)/bin/litellm\b", text or "", re.MULTILINE)
+        return found.group(1) if found else None
+
+    def served_port(self, host: Host, text: str | None) -> int | None:
+        found = re.search(r"^ExecStart=.* --port (\d+)", text or "", re.MULTILINE)
+        return int(found.group(1)) if found else None
+
+    def running_version(self, runs: str | None) -> Version | None:
+        """From the venv's name, which litedeploy gives it (`/opt/litellm/litellm-1.106.2-ab12cd34`)."""
+        match = _VENV.search(runs or "")
+        return release_version(match["version"]) if match else None
+
+    def describe(self, runs: str) -> str:
+        return "the venv"
+
+    def same_release(self, deployed: str, wanted: str, upgrade: bool) -> bool:
+        return deployed == wanted
+
+    def wanted(self, host: Host) -> str:
+        return host.venv_dir
+
+    def pinned(self, host: Host, facts: HostFacts, upgrade: bool) -> str:
+        return host.venv_dir
+
+    def check_local(self, host: Host, upgrade: bool) -> None:
+        """No image to upgrade; a wheel folder hosts.yaml names must hold wheels."""
+        if upgrade:
+            raise DeployError(f"{host.name}: runs LiteLLM as a systemd service (runtime: systemd): there is no "
+                              "image to upgrade; pin the new version in its packages in hosts.yaml and deploy")
+        if host.wheels and not any(Path(host.wheels).glob("*.whl")):
+            raise DeployError(f"hosts.yaml (host {host.name}): wheels {host.wheels} holds no .whl files "
+                              f"(make it with: pip download -d {host.wheels} {' '.join(host.packages)})")
+
+    def running_now(self, host: Host, facts: HostFacts) -> str:
+        return self.served(host, facts.service_text) or host.venv_dir
+
+    def ports(self, host: Host, state: GatewayState | None) -> tuple[str, ...]:
+        return (f"{host.bind}:{host.port} (the service listens on the host)",)
+
+    def runs_line(self, host: Host, runs: str, image_id: str, digests: Sequence[str]) -> str:
+        return f"  venv    {runs}  (systemd unit {unit_path(host)})"
+
+    def commands(self, host: Host, facts: HostFacts) -> UnitCommands:
+        return UnitCommands(host)
+
+    def logs(self, host: Host, tail: int, follow: bool = False, since: str | None = None) -> list[str]:
+        return unit.logs(host, tail, follow, since)
+
+    def execute(self, host: Host, command: list[str]) -> list[str]:
+        return unit.execute(host, command)
+
+    def environment(self, host: Host) -> str:
+        return unit.environment(host)
+
+    def stop(self, host: Host) -> str:
+        return UnitCommands(host).reload_and_stop()
+
+    def remove(self, host: Host) -> str:
+        return UnitCommands(host).remove()
+
+    def prune(self, host: Host, runs: str, releases_dir: str) -> str:
+        return unit.prune_venvs(host, releases_dir)
+
+    def removal(self, host: Host, facts: HostFacts, deploy_id: str) -> Removal:
+        """The unit stopped, out of boot, its file among the backups; venvs stay too."""
+        if facts.service_text is None and facts.state is None:
+            return Removal()
+        path = unit_path(host)
+        kept = facts.service_text is not None
+        # The file goes first: systemd still knows a loaded unit, and the removal's daemon-reload forgets it.
+        return Removal(changed=(path,) if kept else (), restart="removed",
+                       before=(script(files.take_away(host, path, deploy_id), UnitCommands(host).remove()),),
+                       done=(f"stopped and disabled {unit.unit_name(host)}",
+                             *([f"moved {path} to {host.backup_dir}"] if kept else [])))
+
+
+RUNTIME = Systemd()
