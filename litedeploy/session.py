@@ -3,13 +3,15 @@ task asks of the host, each a command built by `commands`, run by `remote`, read
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from . import runtimes
 from .commands import argv, container, files, line, lock, script, unit
@@ -19,8 +21,10 @@ from .facts import GatewayState, HostFacts
 from .inventory import Host
 from .plan import FileChange, Plan
 from .releases import Release, parse_releases
-from .remote import Remote
 from .runtimes.base import Runtime, ServiceCommands
+
+if TYPE_CHECKING:
+    from .remote import Remote
 from .secrets import Redactor, SecretValues, decrypt_secrets
 from .verify import Gateway, gateway_failure, tunnel_gateway, wait_until_live
 
@@ -181,6 +185,16 @@ def host_file(host: Host) -> Path:
 
 
 def host_secrets(host: Host) -> SecretValues:
+    """The host's secrets: the shared file with its own file's values over them. While sops
+    decrypts (a subprocess, so no lock held), this process loads the SSH library the task needs
+    next: a no-op deploy's two slowest steps overlap."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        decrypting = pool.submit(_decrypted, host)
+        importlib.import_module("litedeploy.remote")
+        return decrypting.result()
+
+
+def _decrypted(host: Host) -> SecretValues:
     shared = decrypt_secrets(host.secrets_file, host.age_key_file)
     own = host_file(host)
     if own == Path(host.secrets_file) or not own.exists():
@@ -196,5 +210,7 @@ def opened(host: Host, secrets: SecretValues | None = None) -> Iterator[Session]
     secrets = secrets if secrets is not None else host_secrets(host)
     sudo_password = secrets.get(SUDO_PASSWORD) or os.environ.get(f"LITEDEPLOY_{SUDO_PASSWORD}")
     redact = Redactor.of({**secrets, SUDO_PASSWORD: sudo_password or ""})
+    from .remote import Remote  # paramiko, loaded only by tasks that connect (host_secrets: while sops runs)
+
     with Remote(host, redact, sudo_password if host.sudo else None) as remote:
         yield Session(host, secrets, remote)

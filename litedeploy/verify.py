@@ -19,14 +19,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 import yaml
 
 from .errors import VerifyError
 from .facts import GatewayState
-from .remote import Remote
+
+if TYPE_CHECKING:
+    from .remote import Remote
 
 REQUEST_TIMEOUT = 30
 Stream = Any  # a connected socket or paramiko channel: sendall, makefile, settimeout, close

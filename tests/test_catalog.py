@@ -1,3 +1,6 @@
+"""The model catalog (models.yaml): names to Bedrock and Ollama deployments, profiles, router settings,
+and the ids Claude Code sends mapped to a host's models by family."""
+
 from dataclasses import replace
 from pathlib import Path
 

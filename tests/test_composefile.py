@@ -1,3 +1,6 @@
+"""The compose file as text: our marked block found, replaced and removed (CRLF, BOM, tabs kept), and
+the checks before it is written."""
+
 import pytest
 import yaml
 

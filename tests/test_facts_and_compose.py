@@ -1,3 +1,6 @@
+"""The facts script run for real with sh on this machine's files, and the compose command lines it
+leads to (v2, v1, the running project)."""
+
 import base64
 import json
 import subprocess

@@ -1,3 +1,6 @@
+"""hosts.yaml -> Host records: defaults, groups and patterns, local paths, and each bad key named in
+one line."""
+
 import re
 from pathlib import Path
 

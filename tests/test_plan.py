@@ -1,3 +1,6 @@
+"""The Docker runtime's plan (pure): which files change, which verb restarts, what a rollback does, and
+what is refused before anything changes."""
+
 import re
 from dataclasses import replace
 

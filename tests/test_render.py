@@ -1,3 +1,6 @@
+"""Templates + host + secrets -> config.yaml, env file and the compose block (pure): secrets only in
+the env file, every bad render refused."""
+
 import stat
 
 import pytest

@@ -1,3 +1,6 @@
+"""Secret values: masked in every output (streamed too), refused where a value would not reach LiteLLM
+as written (quoting, placeholders, YAML-mangled numbers), and the sops binary found."""
+
 import json
 import subprocess
 import sys

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import methodcaller
+from typing import TYPE_CHECKING
 
 from invoke import task
 
-from ..runtimes.base import ServiceCommands
 from .target import HOSTS, on_each_host, reports_errors
+
+if TYPE_CHECKING:
+    from ..runtimes.base import ServiceCommands
 
 
 def _on_service(c, host: str | None, verb: Callable[[ServiceCommands], list[str] | str], done: str,

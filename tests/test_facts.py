@@ -1,0 +1,120 @@
+"""Every fact the one round trip reads, as pyinfra tests its facts: the command that prints it,
+a sample of that output, and the value parsed from it. A fact without a row here fails
+`test_every_fact_has_a_sample`."""
+
+import base64
+import json
+
+import pytest
+
+from litedeploy import runtimes
+from litedeploy.commands import compose, container, files, lock, unit
+from litedeploy.commands.facts import FACTS, gather, parse_facts
+from litedeploy.facts import GatewayState
+from litedeploy.inventory import load_inventory
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+INSPECT = {"state": {"Status": "running", "Running": True, "StartedAt": "2026-11-30T10:00:00.5Z", "ExitCode": 0,
+                     "Health": {"Status": "healthy"}},
+           "restart_count": 1, "labels": {"com.docker.compose.project": "etc"}, "image": "img:v1",
+           "image_id": "sha256:1", "ports": {"4000/tcp": [{"HostIp": "", "HostPort": "4000"}]},
+           "network_mode": "etc_default"}
+SHOW = ("ActiveState=active\nSubState=running\nNRestarts=2\nMainPID=41\n"
+        "ExecMainStartTimestamp=Mon 2026-11-30 10:00:00 UTC\nExecMainStatus=0\nLoadState=loaded")
+DOCKER_STATE = GatewayState("running", True, "2026-11-30T10:00:00.5Z", 1, 0, "healthy", "img:v1", "sha256:1", "etc",
+                            "etc_default", ("0.0.0.0:4000->4000/tcp",))
+UNIT_STATE = GatewayState("running", True, "2026-11-30T10:00:00+00:00", 2, 0, None, "", "", None, kind="service")
+
+
+def commands(host, unit_host):
+    """Each fact's command, by the fact's key (the word it prints, written out or formatted)."""
+    managed = runtimes.of(host).managed_files(host)
+    contents = files.contents(host, managed)
+    return {
+        **{key: contents for key in ("service_file", "config_file", "env_file", "real_service_file",
+                                     "real_config_file", "real_env_file", "notfile_service_file",
+                                     "notfile_config_file", "notfile_env_file", "config_mtime")},
+        "lock": lock.take(host, {"user": "ann"}) + lock.holder(host),
+        "lock_live": lock.break_stale(host),
+        "flavour": compose.FLAVOUR,
+        "container": container.state(host),
+        "image_digests": container.state(host, digests=True),
+        "docker_unreachable": container.state(host),
+        "wanted_image": container.wanted_image(host.image),
+        "wanted_arch": container.wanted_image(host.image),
+        "engine": container.ENGINE,
+        "port_holder": container.port_holder(host.port),
+        "service": unit.state(unit_host),
+        "venvs": unit.runtime_facts(unit_host),
+        "service_user": unit.runtime_facts(unit_host),
+    }
+
+
+# key -> (sample output line, the HostFacts fields it sets)
+SAMPLES = {
+    "service_file": (f"service_file {b64('services: {}')}", {"service_text": "services: {}"}),
+    "config_file": (f"config_file {b64('model_list: []')}", {"config_text": "model_list: []"}),
+    "env_file": (f"env_file {b64('K=v')}", {"env_text": "K=v"}),
+    "real_service_file": (f"real_service_file {b64('/srv/real.yml')}", {"real_paths": {"SERVICE": "/srv/real.yml"}}),
+    "real_config_file": (f"real_config_file {b64('/srv/c')}", {"real_paths": {"CONFIG": "/srv/c"}}),
+    "real_env_file": (f"real_env_file {b64('/srv/e')}", {"real_paths": {"ENV": "/srv/e"}}),
+    "notfile_service_file": ("notfile_service_file 1", {"not_files": ("SERVICE",)}),
+    "notfile_config_file": ("notfile_config_file 1", {"not_files": ("CONFIG",)}),
+    "notfile_env_file": ("notfile_env_file 1", {"not_files": ("ENV",)}),
+    "config_mtime": ("config_mtime 1764496800", {"config_mtime": 1764496800.0}),
+    "lock": (f"lock held {b64(json.dumps({'user': 'ann'}))}", {"lock_holder": {"user": "ann"},
+                                                               "lock_acquired": False}),
+    "lock_live": ("lock_live 4242", {"lock_live": "4242"}),
+    "flavour": ("flavour v1", {"compose_flavour": "v1"}),
+    "container": (f"container {b64(json.dumps(INSPECT))}", {"state": DOCKER_STATE}),
+    "image_digests": (f"image_digests {b64(json.dumps(['img@sha256:2']))}", {"image_digests": ("img@sha256:2",)}),
+    "docker_unreachable": ("docker_unreachable yes", {"docker_unreachable": True}),
+    "wanted_image": (f"wanted_image {b64('null')}", {"wanted_digests": ()}),
+    "wanted_arch": ("wanted_arch arm64", {"wanted_arch": "arm64"}),
+    "engine": ("engine 28.2.2 amd64", {"engine_version": "28.2.2", "engine_arch": "amd64"}),
+    "port_holder": ("port_holder process python3 (pid 7)", {"port_holder": "process python3 (pid 7)"}),
+    "service": (f"service {b64(SHOW)}", {"state": UNIT_STATE}),
+    "venvs": ("venvs /opt/litellm/litellm-1-a /opt/litellm/litellm-2-b",
+              {"venvs": ("/opt/litellm/litellm-1-a", "/opt/litellm/litellm-2-b")}),
+    "service_user": ("service_user 1", {"service_user": True}),
+}
+
+
+@pytest.fixture
+def hosts(repo):
+    inventory = load_inventory(repo / "hosts.yaml")
+    return inventory.host("fox"), inventory.host("labsd")
+
+
+def test_every_fact_has_a_sample():
+    assert set(SAMPLES) == set(FACTS)
+
+
+@pytest.mark.parametrize("key", sorted(SAMPLES))
+def test_each_fact_is_printed_by_its_command_and_parsed_from_its_sample(key, hosts):
+    host, unit_host = hosts
+    command = commands(host, unit_host)[key]
+    # The file facts' function prints its keys from the name it is given (`f service_file PATH`).
+    printed = {"real": "real_%s", "notfile": "notfile_$1"}.get(key.split("_")[0], key)
+    assert printed in command, f"the command of {key} does not print it"
+    paths = {"SERVICE": runtimes.of(host).service_file(host), "CONFIG": host.config_path, "ENV": host.env_path}
+    line, fields = SAMPLES[key]
+    facts = parse_facts(line, host)
+    for name, value in fields.items():
+        if name == "real_paths":
+            value = {paths[path]: real for path, real in value.items()}
+        elif name == "not_files":
+            value = tuple(paths[path] for path in value)
+        assert getattr(facts, name) == value, name
+
+
+def test_a_docker_host_is_asked_the_docker_questions_and_a_systemd_host_its_units(hosts):
+    host, unit_host = hosts
+    docker, systemd = gather(host), gather(unit_host)
+    assert "docker inspect" in docker and "systemctl show" not in docker
+    assert "systemctl show" in systemd and "docker inspect" not in systemd
+    assert runtimes.of(unit_host).service_file(unit_host) in systemd and host.compose_file in docker
