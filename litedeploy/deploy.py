@@ -242,8 +242,9 @@ def _apply(session: Session, desired: DesiredFiles, facts: HostFacts, deploy_id:
     commands = runtime.commands(host, facts)
     if plan.restart == "up" and not (facts.state and facts.state.running):
         _check_port_free(session)
-    if plan.user or plan.venv or plan.prisma_venv:
-        session.prepare(plan, out)
+    preparation = runtime.preparation(host, plan)
+    if preparation:
+        session.prepare(preparation, out)
     if plan.changes:
         session.install(plan.changes, deploy_id, commands)
     try:

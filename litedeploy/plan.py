@@ -7,6 +7,7 @@ import difflib
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from .envfile import masked_env
 from .facts import HostFacts
@@ -53,6 +54,19 @@ class Plan:
     @property
     def changed(self) -> bool:
         return bool(self.changes) or self.restart is not None
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """What a runtime does on the host before any file changes, in one round trip; its failure
+    leaves the host as it was. DOING is said first and named if it fails; UPLOADS are local files
+    staged for SCRIPT (stage folder, or None without uploads -> the script); REFUSED is an exit
+    status whose last line says why on its own."""
+
+    doing: str
+    script: Callable[[str | None], str]
+    uploads: tuple[Path, ...] = ()
+    refused: int | None = None
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import runtimes
-from .commands import argv, container, files, line, lock, script, unit
+from .commands import argv, container, files, line, lock, script
 from .commands.facts import gather, parse_facts
 from .errors import RemoteError, VerifyError
 from .facts import GatewayState, HostFacts
 from .inventory import Host
-from .plan import FileChange, Plan
+from .plan import FileChange, Preparation
 from .releases import Release, parse_releases
 from .runtimes.base import Runtime, ServiceCommands
 
@@ -114,30 +114,24 @@ class Session:
     def releases(self) -> list[Release]:
         return parse_releases(self.remote.run(files.releases(self.host)).stdout)
 
-    def prepare(self, plan: Plan, out: TextIO) -> None:
-        """The systemd runtime's user and venv, before any file changes (a failure leaves the host as
-        it was: a venv is only used once a unit names it). The wheel folder, where hosts.yaml names
-        one, is uploaded for the install and removed after it."""
+    def prepare(self, preparation: Preparation, out: TextIO) -> None:
+        """Runs a runtime's preparation (`Runtime.preparation`) before any file changes: its uploads
+        staged, then its script and the stage's removal, whatever the outcome, in one round trip.
+        Raises RemoteError naming what failed; nothing else has changed then."""
         host = self.host
-        stage = None
-        if plan.venv:
-            source = f"the wheels in {host.wheels}" if host.wheels else "the host's package index"
-            out.write(f"{host.name}: installing {' '.join(host.packages)} into {plan.venv} from {source}\n")
+        if preparation.doing != "preparing":
+            out.write(f"{host.name}: {preparation.doing}\n")
             out.flush()
-            if host.wheels:
-                wheels = sorted(Path(host.wheels).glob("*.whl"))
-                stage = self.remote.upload([wheel.read_bytes() for wheel in wheels], [wheel.name for wheel in wheels])
-        prepare = script("set -e", unit.ensure_user(host) if plan.user else None,
-                         unit.install_venv(host, stage) if plan.venv else None,
-                         unit.prisma_client_check(plan.prisma_venv) if plan.prisma_venv else None)
-        # One round trip: the install, then the staged wheels removed whatever its outcome.
-        result = self.remote.run(script(f"( {prepare}\n)", "code=$?", line("rm", "-rf", stage) if stage else None,
-                                        "exit $code"), check=False)
-        if result.exited == unit.NO_PRISMA_CLIENT:
+        uploads = preparation.uploads
+        stage = self.remote.upload([path.read_bytes() for path in uploads], [path.name for path in uploads]) \
+            if uploads else None
+        result = self.remote.run(script(f"( {preparation.script(stage)}\n)", "code=$?",
+                                        line("rm", "-rf", stage) if stage else None, "exit $code"), check=False)
+        if preparation.refused is not None and result.exited == preparation.refused:
             raise RemoteError(f"{host.name}: {self.remote.last_line(result)}; nothing else changed")
         if result.failed:
-            doing = f"installing {' '.join(host.packages)} into {host.venv_dir}" if plan.venv else "preparing"
-            raise RemoteError(f"{host.name}: {doing} failed, nothing else changed: {self.remote.last_line(result)}")
+            raise RemoteError(f"{host.name}: {preparation.doing} failed, nothing else changed: "
+                              f"{self.remote.last_line(result)}")
 
     def install(self, changes: Sequence[FileChange], deploy_id: str, commands: ServiceCommands) -> None:
         """Stages every file (secrets never on a command line), then swaps them in with one script."""

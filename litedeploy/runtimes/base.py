@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from ..facts import GatewayState, HostFacts
     from ..inventory import Host
-    from ..plan import FileChange, Plan, RollbackSteps
+    from ..plan import FileChange, Plan, Preparation, RollbackSteps
     from ..render import DesiredFiles
 
 
@@ -120,6 +120,10 @@ class Runtime(ABC):
     @abstractmethod
     def same_release(self, deployed: str, wanted: str, upgrade: bool) -> bool:
         """Whether a change from DEPLOYED to WANTED keeps the LiteLLM release (no schema migration)."""
+
+    def preparation(self, host: Host, plan: Plan) -> Preparation | None:
+        """What the host needs before the plan's files change (a user, a venv), or None."""
+        return None
 
     def describe(self, runs: str) -> str:
         """RUNS as a warning names it."""

@@ -18,7 +18,7 @@ from ..commands.unit import UnitCommands, unit_path
 from ..errors import DeployError, RenderError
 from ..facts import GatewayState, HostFacts
 from ..inventory import Host
-from ..plan import FileChange, Plan
+from ..plan import FileChange, Plan, Preparation
 from ..render import DesiredFiles
 from ..settings import grace_warnings
 from .base import Removal, Runtime
@@ -104,6 +104,22 @@ class Systemd(Runtime):
         """From the venv's name, which litedeploy gives it (`/opt/litellm/litellm-1.106.2-ab12cd34`)."""
         match = _VENV.search(runs or "")
         return release_version(match["version"]) if match else None
+
+    def preparation(self, host: Host, plan: Plan) -> Preparation | None:
+        """The service user, the venv (from the wheel folder hosts.yaml names, uploaded, or the host's
+        package index), and the Prisma client LiteLLM needs with a database; a venv is only used once
+        a unit names it."""
+        if not (plan.user or plan.venv or plan.prisma_venv):
+            return None
+        source = f"the wheels in {host.wheels}" if host.wheels else "the host's package index"
+        doing = f"installing {' '.join(host.packages)} into {plan.venv} from {source}" if plan.venv else "preparing"
+
+        def script_for(stage: str | None) -> str:
+            return script("set -e", unit.ensure_user(host) if plan.user else None,
+                          unit.install_venv(host, stage) if plan.venv else None,
+                          unit.prisma_client_check(plan.prisma_venv) if plan.prisma_venv else None)
+        wheels = tuple(sorted(Path(host.wheels).glob("*.whl"))) if plan.venv and host.wheels else ()
+        return Preparation(doing, script_for, wheels, refused=unit.NO_PRISMA_CLIENT)
 
     def describe(self, runs: str) -> str:
         return "the venv"
