@@ -226,12 +226,11 @@ def check_distinct(hosts: list[Host], path: Path) -> None:
 def _shared(first: Host, second: Host) -> tuple[str, Any] | None:
     """What two hosts on one machine would both take, or None: a name their runtime claims
     (`Runtime.claims`), their config_dir, or their port on a bind both use."""
-    if first.runtime == second.runtime:
-        theirs = set(runtimes.of(second).claims(second))
-        claimed = next(((what, value) for what, value, scope in runtimes.of(first).claims(first)
-                        if (what, value, scope) in theirs), None)
-        if claimed:
-            return claimed
+    theirs = {(runtimes.of(second), *claim) for claim in runtimes.of(second).claims(second)}
+    claimed = next(((what, value) for what, value, scope in runtimes.of(first).claims(first)
+                    if (runtimes.of(first), what, value, scope) in theirs), None)
+    if claimed:
+        return claimed
     binds = {first.bind, second.bind}
     clashes = [("config_dir", first.config_dir, first.config_dir == second.config_dir),
                ("port", first.port, first.port == second.port and (len(binds) == 1 or bool(binds & {"0.0.0.0", "::"})))]

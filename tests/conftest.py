@@ -105,12 +105,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     beside the tests: unit tests run while its images build; lab tests wait for it in `lab`."""
     if hasattr(session.config, "workerinput"):
         return
+    if not _runs_lab_tests(session.config):
+        return  # LAB_READY stays another run's, should one be using this checkout's lab
     LAB_STATE.mkdir(mode=0o700, exist_ok=True)
     LAB_READY.unlink(missing_ok=True)
-    if not _runs_lab_tests(session.config):
-        LAB_READY.write_text(json.dumps({"error": "this run starts no lab (-m excludes lab tests, or no lab module "
-                                                  "is named); mark the test `lab`"}))
-        return
     bringing_up = ThreadPoolExecutor(max_workers=1)
     session.config.stash[LAB_UP] = bringing_up.submit(_bring_up_lab)
     bringing_up.shutdown(wait=False)
@@ -205,9 +203,17 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         GROUP_SECONDS[group] = GROUP_SECONDS.get(group, 0.0) + report.duration - waited
 
 
+def pytest_configure_node(node) -> None:
+    """xdist: whether this run brings the lab up, as its controller decided, for each worker."""
+    node.workerinput["starts_lab"] = _runs_lab_tests(node.config)
+
+
 @pytest.fixture(scope="session")
-def lab() -> local_lab.Lab:
+def lab(request: pytest.FixtureRequest) -> local_lab.Lab:
     """The lab target, once this run's lab.up is done (see pytest_sessionstart)."""
+    workerinput = getattr(request.config, "workerinput", None)
+    if not (workerinput["starts_lab"] if workerinput else _runs_lab_tests(request.config)):
+        pytest.fail("this run starts no lab (-m excludes lab tests, or no lab module is named); mark the test `lab`")
     started = time.monotonic()
     deadline = started + LAB_UP_TIMEOUT
     while not LAB_READY.exists():
