@@ -138,7 +138,7 @@ def as_record(outcome: Outcome) -> dict:
     plan = getattr(result, "plan", None)
     return {"host": outcome.host, "result": _result(outcome), "ok": outcome.ok,
             "changed": [change.path for change in plan.changes] if plan else [],
-            "restart": plan.restart if plan else None, "image": getattr(result, "image", None),
+            "restart": plan.restart if plan else None, "image": getattr(result, "runs", None),
             "health_seconds": getattr(result, "health_seconds", None), "seconds": round(outcome.seconds, 2),
             "warnings": list(plan.warnings) if plan else [], "error": outcome.error,
             "rolled_back": outcome.rolled_back}
