@@ -198,6 +198,7 @@ def test_fab_runs_the_same_ops_tasks(host):
     assert f"{host.name}: running" in run.stdout
 
 
+@pytest.mark.compose_flavours("v2")  # the smoke's fallback check; compose only restarts the gateway
 def test_smoke_proves_the_fallback_path_only_where_the_host_allows_it(host):
     fallbacks = {"claude-3-7-sonnet": ["claude-sonnet-4"]}
     host.write_inventory(fallbacks=fallbacks)

@@ -116,14 +116,18 @@ def test_a_unit_change_reloads_systemd_and_restarts(host):
     pid = host.show()["MainPID"]
     assert "--num_workers 2" in host.sh(f"ps -o args= -p {pid}")
     assert host.sh("systemctl show -p NeedDaemonReload --value litellm").strip() == "no"
+    # Back to one worker: the tests after this one restart LiteLLM often, and one starts faster.
+    host.write_inventory(router_settings={"num_retries": 1})
+    assert "changed litellm.service, litellm.env; recreated litellm" in host.ok("deploy", "--host", host.name)
+    assert "--num_workers" not in host.sh(f"ps -o args= -p {host.show()['MainPID']}")
 
 
 def test_a_failed_start_is_rolled_back_to_the_files_and_process_before(host):
     """The unit crash-loops on the new files; they are restored."""
     files_before = host.sh("cat /etc/litellm/config.yaml /etc/litellm/litellm.env")
-    host.write_inventory(router_settings={"num_retries": 1}, workers=2, **host.crash_at_start())
+    host.write_inventory(router_settings={"num_retries": 1}, **host.crash_at_start())
     failed = host.run("deploy", "--host", host.name)
-    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    host.write_inventory(router_settings={"num_retries": 1})
     assert failed.returncode == 1
     error = failed.stderr.strip().splitlines()[-1]
     assert "crash-looping" in error and "rolled back: previous files and service restored, answering again" in error
@@ -138,9 +142,9 @@ def test_a_failed_install_changes_nothing(host):
     """A package the wheel folder lacks: pip fails, the half-made venv goes, the service runs on."""
     before, files = host.show(), host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env")
     host.write_inventory({"packages": [*host.entry["packages"], "no-such-package==1.0"]},
-                         router_settings={"num_retries": 1}, workers=2)
+                         router_settings={"num_retries": 1})
     failed = host.run("deploy", "--host", host.name)
-    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    host.write_inventory(router_settings={"num_retries": 1})
     assert failed.returncode == 1
     assert "installing" in failed.stderr and "failed, nothing else changed" in failed.stderr
     assert host.show() == before
@@ -154,10 +158,10 @@ def test_a_database_without_a_generated_prisma_client_is_refused_before_anything
     before, files = host.show(), host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env")
     secrets = encrypt_for_lab(lab_secrets(DATABASE_URL="postgresql://litellm:pw@127.0.0.1:1/litellm"),
                               tmp_path / "secrets.enc.yaml")
-    host.write_inventory({"secrets_file": str(secrets)}, router_settings={"num_retries": 1}, workers=2,
+    host.write_inventory({"secrets_file": str(secrets)}, router_settings={"num_retries": 1},
                          database=True, redis={"host": "127.0.0.1"})
     failed = host.run("deploy", "--host", host.name)
-    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    host.write_inventory(router_settings={"num_retries": 1})
     fails_with(failed, f"{host.name}: /opt/litellm/litellm-{LITELLM}-",
                "has no generated Prisma client, which LiteLLM needs with vars.database", "; nothing else changed")
     assert host.show() == before
@@ -171,9 +175,9 @@ def test_a_unit_systemd_would_half_ignore_is_refused_and_changes_nothing(host, t
     templates = copy_templates(tmp_path)
     unit = templates / "litellm.service.j2"
     unit.write_text(unit.read_text().replace("Restart=on-failure", "Restart=on-failur"))
-    host.write_inventory(router_settings={"num_retries": 3}, workers=2)
+    host.write_inventory(router_settings={"num_retries": 3})
     failed = host.run("deploy", "--host", host.name, env={"INVOKE_LITELLM_TEMPLATES": str(templates)})
-    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    host.write_inventory(router_settings={"num_retries": 1})
     fails_with(failed, f"{host.name}:{UNIT}: the new unit was rejected: {UNIT}:",
                "Failed to parse service restart specifier")
     assert host.sh(f"cat {UNIT} /etc/litellm/config.yaml /etc/litellm/litellm.env") == files
@@ -187,12 +191,12 @@ def test_rollback_returns_to_the_previous_venv(host):
     # One more pin, of what the wheel folder holds: the lock names its version.
     pyyaml = f"PyYAML=={locks.LITELLM.version('pyyaml')}"
     host.write_inventory({"packages": [*host.entry["packages"], pyyaml]},
-                         router_settings={"num_retries": 1}, workers=2)
+                         router_settings={"num_retries": 1})
     out = host.ok("deploy", "--host", host.name)
     assert "changed litellm.service, venv; recreated litellm" in out
     assert len(host.sh("ls /opt/litellm").split()) == 2
     back = host.ok("rollback", "--host", host.name)
-    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    host.write_inventory(router_settings={"num_retries": 1})
     assert f"{host.name}: back to release" in back
     assert f"ExecStart={old_venv}/bin/litellm" in host.sh(f"cat {UNIT}")
     assert old_venv in host.sh(f"cat /proc/{host.show()['MainPID']}/cmdline | tr '\\0' ' '")
@@ -204,9 +208,9 @@ def test_status_reads_the_unit_and_reports_drift(host):
     out = host.ok("ops.status", "--host", host.name)
     assert "running, answering" in out and "restarts 0" in out and "no drift" in out
     assert f"venv    /opt/litellm/litellm-{LITELLM}-" in out
-    host.write_inventory(router_settings={"num_retries": 2}, workers=2)
+    host.write_inventory(router_settings={"num_retries": 2})
     drifted = host.run("ops.status", "--host", host.name, "--json")
-    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    host.write_inventory(router_settings={"num_retries": 1})
     assert drifted.returncode == 1 and json.loads(drifted.stdout)["drift"] == ["config.yaml"]
 
 
@@ -250,9 +254,9 @@ def test_compose_tasks_drive_the_unit(host):
 
 
 def test_an_empty_wheel_folder_is_named_before_connecting(host, tmp_path):
-    host.write_inventory({"wheels": str(tmp_path)}, router_settings={"num_retries": 1}, workers=2)
+    host.write_inventory({"wheels": str(tmp_path)}, router_settings={"num_retries": 1})
     failed = host.run("deploy", "--host", host.name)
-    host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+    host.write_inventory(router_settings={"num_retries": 1})
     assert failed.returncode == 1
     assert f"wheels {tmp_path} holds no .whl files" in failed.stderr.strip().splitlines()[-1]
 
@@ -277,7 +281,7 @@ def test_a_sudo_user_deploys_and_reads_the_journal(host):
                     " && install -m 0600 -o admin -g admin /root/.ssh/authorized_keys ~admin/.ssh/authorized_keys"],
                    input=f"admin:{password}\n", text=True, check=True)
     try:
-        host.write_inventory({"ssh_user": "admin", "sudo": True}, router_settings={"num_retries": 1}, workers=2)
+        host.write_inventory({"ssh_user": "admin", "sudo": True}, router_settings={"num_retries": 1})
         sudo = {"LITEDEPLOY_SUDO_PASSWORD": password}
         deployed = host.run("deploy", "--host", host.name, env=sudo)
         assert deployed.returncode == 0 and "nothing changed" in deployed.stdout, deployed.stderr
@@ -288,7 +292,7 @@ def test_a_sudo_user_deploys_and_reads_the_journal(host):
         assert logs.returncode == 0 and "HTTP/1.1" in logs.stdout and password not in logs.stdout + logs.stderr
         assert password not in host.sh("journalctl --no-pager -n 200; ps -eo args")
     finally:
-        host.write_inventory(router_settings={"num_retries": 1}, workers=2)
+        host.write_inventory(router_settings={"num_retries": 1})
         host.sh("userdel -r admin 2>/dev/null; rm -f /etc/sudoers.d/admin")
 
 
