@@ -36,7 +36,7 @@ from .releases import SALT_KEY, choose_release, migration_refusal, salt_key_refu
 from .render import DesiredFiles, render_host
 from .runtimes.base import ServiceCommands
 from .session import Session, host_secrets, opened
-from .verify import SmokePlan, check_models, draining, smoke, wait_until_live
+from .verify import SmokePlan, check_models, is_draining, liveliness, smoke, wait_until_live
 
 LOG_LINES_ON_FAILURE = 30
 
@@ -230,14 +230,17 @@ def _apply(session: Session, desired: DesiredFiles, facts: HostFacts, deploy_id:
     refusal = runtime.refusal(facts, plan.restart)
     if refusal:
         raise DeployError(f"{host.name}: {refusal}")
-    if not plan.restart and facts.state and facts.state.running and draining(session.gateway):
+    # A running gateway the plan leaves alone is asked once whether it answers.
+    probe = liveliness(session.gateway) if not plan.restart and facts.state and facts.state.running else None
+    if probe is not None and is_draining(probe):
         # Its drain began (/health/drain, or a stop that never ended): it takes no new work. The
         # deploy leaves a gateway that answers.
         out.write(f"{host.name}: the gateway is draining (503 shutting_down); restarting it\n")
         plan = replace(plan, restart="restart")
     expected = SmokePlan.of(desired.config)
     if plan.restart is None:  # nothing to install or restart, so nothing to roll back to
-        health = wait_until_live(session.gateway, host.health_timeout, out)
+        answered = probe is not None and probe.status == 200
+        health = 0.0 if answered else wait_until_live(session.gateway, host.health_timeout, out)
         return DeployResult(host.name, plan, health, tuple(check_models(session.gateway, expected)), ())
     commands = runtime.commands(host, facts)
     if plan.restart == "up" and not (facts.state and facts.state.running):

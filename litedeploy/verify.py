@@ -107,12 +107,18 @@ def is_draining(reply: Response) -> bool:
     return reply.status == 503 and isinstance(data, dict) and data.get("status") == "shutting_down"
 
 
+def liveliness(gateway: Gateway) -> Response | None:
+    """One /health/liveliness answer (no key needed), or None where nothing answers (5 s at most)."""
+    try:
+        return gateway.request("GET", "/health/liveliness", auth=False, timeout=5)
+    except (OSError, http.client.HTTPException):
+        return None
+
+
 def draining(gateway: Gateway) -> bool:
     """The instance answering is draining: it takes no new work once its requests are done."""
-    try:
-        return is_draining(gateway.request("GET", "/health/liveliness", auth=False, timeout=5))
-    except (OSError, http.client.HTTPException):
-        return False
+    reply = liveliness(gateway)
+    return reply is not None and is_draining(reply)
 
 
 DRAINING = ("503 shutting_down: this instance is draining (it finishes the requests it holds, then "
