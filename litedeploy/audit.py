@@ -6,12 +6,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 # Written only when set, as the log has always had them.
 _WHEN_SET = ("result", "error", "image", "previous_image", "rollback_to")
 # The log's names for what runs, from before the systemd runtime (a venv is logged as `image` too).
-_LOGGED_AS = {"runs": "image", "previous_runs": "previous_image", "origin": "from"}
+_LOGGED_AS = {"runs": "image", "previous_runs": "previous_image"}
 
 
 @dataclass
@@ -38,13 +38,16 @@ class AuditRecord:
 
     @classmethod
     def begin(cls, action: str, host: str, commit: str | None, taker: Mapping[str, object]) -> AuditRecord:
-        """The record of a task by the lock's TAKER (`locking.owner`: user, from, since)."""
-        since = str(taker["since"])
-        return cls(id=datetime.fromisoformat(since).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
-                   time=since, action=action, host=host, user=str(taker["user"]), origin=str(taker["from"]),
-                   commit=commit)
+        """The record of a task by the lock's TAKER (`locking.owner`: user, from), begun once it holds
+        the lock: the id orders releases by when their deploys held the host, not by when they asked."""
+        now = datetime.now(timezone.utc)
+        return cls(id=now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+                   time=now.isoformat(timespec="seconds"), action=action, host=host, user=str(taker["user"]),
+                   origin=str(taker["from"]), commit=commit)
 
     def as_json(self) -> dict[str, object]:
-        """The log line's object, in the log's names (`from`, `image`); the optional keys only when set."""
+        """The log line's object, in the log's names and order (`image`, and `from` last); the
+        optional keys only when set."""
         record = {_LOGGED_AS.get(key, key): value for key, value in asdict(self).items()}
+        record["from"] = record.pop("origin")
         return {key: value for key, value in record.items() if key not in _WHEN_SET or value is not None}

@@ -60,9 +60,9 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
     A change to a release a critical advisory affects is refused before anything changes unless
     ACCEPT_RISK names it (a host that runs it already gets a warning: its config can still change)."""
     runtime = runtimes.of(host)
-    runtime.check_local(host, upgrade)
     secrets = host_secrets(host)
     render_host(project.templates, host, secrets)  # every mistake in the inputs before connecting
+    runtime.check_local(host, upgrade)
     wanted = runtime.wanted(host)
     with opened(host, secrets) as session:
         if check:
@@ -102,8 +102,8 @@ def _preview(project: Project, session: Session, upgrade: bool, accept_risk: tup
 def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str | None = None,
              yes: bool = False, accept_risk: tuple[str, ...] = (), break_lock: bool = False,
              lock_timeout: float = 60) -> tuple[DeployResult, str]:
-    """Puts back the service block (so the image digest), config and env of a kept release, and
-    verifies like a deploy (failing that, back to what ran before). Returns the release's id.
+    """Puts back what a kept release ran (our compose block, so its image digest; or its unit, so its
+    venv), its config and env, and verifies like a deploy (failing that, back to what ran before). Returns the release's id.
     A release a critical advisory affects is refused unless ACCEPT_RISK names it."""
     secrets = host_secrets(host)
     with opened(host, secrets) as session, \
@@ -196,16 +196,16 @@ def recorded(session: Session, root: Path, action: str, out: TextIO, break_lock:
     outcome goes into the audit record; as the lock is released, in the same round trip, the audit
     line is appended and, where the task changed what runs and worked, the release is kept and
     what no kept release runs is pruned."""
-    taker = locking.owner()
-    record = AuditRecord.begin(action, session.host.name, _commit(root), taker)
-    keep: list[str | None] = [None]  # the release script, once the outcome is a changed host that works
-    closing = lambda: script(keep[0], audit.append(session.host, record.as_json()))  # noqa: E731
-    with locking.held(session, taker, out, break_lock, lock_timeout, closing) as facts:
+    taker, commit = locking.owner(), _commit(root)
+    closing: list[str] = []  # the audit line (and the release kept), once the outcome is known
+    with locking.held(session, taker, out, break_lock, lock_timeout, lambda: "\n".join(closing)) as facts:
+        record = AuditRecord.begin(action, session.host.name, commit, taker)
+        keep = None
         try:
             yield facts, record
             record.result = "ok"
             if record.runs and record.changed:  # a deploy, upgrade or rollback that changed the host
-                keep[0] = _kept_release(session, record)
+                keep = _kept_release(session, record)
         except DeployError as exc:
             record.result, record.error = "failed", session.redact(str(exc))
             record.rolled_back = getattr(exc, "rolled_back", False)
@@ -213,7 +213,8 @@ def recorded(session: Session, root: Path, action: str, out: TextIO, break_lock:
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one, before anything changed
             record.result = "interrupted"
             raise
-
+        finally:
+            closing.append(script(keep, audit.append(session.host, record.as_json())))
 
 def _kept_release(session: Session, record: AuditRecord) -> str:
     """The script keeping this task's files as release RECORD.id; where what runs changed, the

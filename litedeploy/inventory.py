@@ -322,13 +322,13 @@ def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
             continue
         if not valid(value):
             raise InventoryError(f"{path}: {where}: {key!r} must be {meaning}, not {value!r}")
+    settings["packages"] = tuple(settings["packages"])
+    settings["vars"] = with_preset(settings["preset"], settings["vars"])
+    _check_models(settings["vars"].get("models"), path, where)
     refusal = runtimes.named(settings["runtime"]).settings_error(settings)
     if refusal:
         raise InventoryError(f"{path}: {where}: {refusal}")
     settings["image"] = settings["image"] or ""  # a runtime without images (systemd: a venv) needs none
-    settings["packages"] = tuple(settings["packages"])
-    settings["vars"] = with_preset(settings["preset"], settings["vars"])
-    _check_models(settings["vars"].get("models"), path, where)
     for key in LOCAL_PATHS:
         if settings[key] is not None:
             settings[key] = str(path.parent / Path(str(settings[key])).expanduser())

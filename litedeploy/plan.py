@@ -40,6 +40,10 @@ class FileChange:
 
 @dataclass(frozen=True)
 class Plan:
+    """The files to write and the verb that restarts the gateway on them. A runtime restarts for
+    every change it plans (a file written but not read would be drift): RESTART is None only when
+    CHANGES is empty, and a plan that breaks this is a ValueError."""
+
     changes: tuple[FileChange, ...]
     restart: str | None  # None, "restart" (config only) or "up" (create or recreate)
     # Things the admin should act on although the deploy goes ahead.
@@ -51,6 +55,10 @@ class Plan:
     # The venv whose generated Prisma client LiteLLM needs before it starts on a database.
     prisma_venv: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.changes and self.restart is None:
+            raise ValueError(f"a plan writes {', '.join(c.path for c in self.changes)} without restarting")
+
     @property
     def changed(self) -> bool:
         return bool(self.changes) or self.restart is not None
@@ -59,10 +67,11 @@ class Plan:
 @dataclass(frozen=True)
 class Preparation:
     """What a runtime does on the host before any file changes, in one round trip; its failure
-    leaves the host as it was. DOING is said first and named if it fails; UPLOADS are local files
-    staged for SCRIPT (stage folder, or None without uploads -> the script); REFUSED is an exit
-    status whose last line says why on its own."""
+    leaves the host as it was. SAID is printed first (nothing where empty), DOING named if it
+    fails; UPLOADS are local files staged for SCRIPT (stage folder, or None without uploads -> the
+    script); REFUSED is an exit status whose last line says why on its own."""
 
+    said: str
     doing: str
     script: Callable[[str | None], str]
     uploads: tuple[Path, ...] = ()

@@ -25,7 +25,7 @@ from .secrets import fingerprint
 @dataclass(frozen=True)
 class Release:
     id: str
-    files: Mapping[str, str]  # RELEASE_FILES name -> text
+    files: Mapping[str, str]  # the file's name in the release folder (`Runtime.release_names`) -> its text
 
     def desired(self, host: Host, secret_names: frozenset[str]) -> DesiredFiles:
         runtime = runtimes.of(host)

@@ -148,7 +148,7 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
         check_backends_reachable(host, where)
     router, litellm = with_redis(router_settings(host.vars, models, templates.catalog), host.vars.get("litellm_settings") or {},
                                  host.vars)
-    context = {"host": host, "vars": host.vars, "secrets": secrets, "models": models,
+    context = {"host": host, "runtime": runtime, "vars": host.vars, "secrets": secrets, "models": models,
                "router_settings": router, "litellm_settings": litellm}
     env = _render_env(templates, context, host, secrets)
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env,

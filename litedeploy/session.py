@@ -119,8 +119,8 @@ class Session:
         staged, then its script and the stage's removal, whatever the outcome, in one round trip.
         Raises RemoteError naming what failed; nothing else has changed then."""
         host = self.host
-        if preparation.doing != "preparing":
-            out.write(f"{host.name}: {preparation.doing}\n")
+        if preparation.said:
+            out.write(f"{host.name}: {preparation.said}\n")
             out.flush()
         uploads = preparation.uploads
         stage = self.remote.upload([path.read_bytes() for path in uploads], [path.name for path in uploads]) \

@@ -116,8 +116,8 @@ def check_workers(variables: Mapping[str, Any], models: list[Deployment], where:
 
 
 def grace_warnings(variables: Mapping[str, Any], default_grace: str = "10s") -> list[str]:
-    """Where a restart would cut requests LiteLLM still allows: a grace period (DEFAULT_GRACE: the
-    runtime's `Runtime.default_grace`, where unset) shorter than the request timeout, or a drain
+    """Where a restart would cut requests LiteLLM still allows: a grace period (default_grace, the
+    runtime's `Runtime.default_grace`, where vars set none) shorter than the request timeout, or a drain
     (GRACEFUL_SHUTDOWN_TIMEOUT) that Docker or systemd kill before it ends."""
     variables = {"stop_grace_period": default_grace, **variables}
     grace = _seconds(variables.get("stop_grace_period"))

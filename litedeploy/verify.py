@@ -160,7 +160,7 @@ def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
 
 
 def gateway_failure(state: GatewayState | None, baseline: GatewayState | None) -> str | None:
-    """Why the container counts as failed, or None while it may still be starting."""
+    """Why the gateway (a container, a unit) counts as failed, or None while it may still be starting."""
     if state is None:
         return f"the litellm {baseline.kind if baseline else 'container'} is gone"
     restarts = state.restart_count - (baseline.restart_count if baseline else 0)

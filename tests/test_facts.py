@@ -118,3 +118,7 @@ def test_a_docker_host_is_asked_the_docker_questions_and_a_systemd_host_its_unit
     assert "docker inspect" in docker and "systemctl show" not in docker
     assert "systemctl show" in systemd and "docker inspect" not in systemd
     assert runtimes.of(unit_host).service_file(unit_host) in systemd and host.compose_file in docker
+
+
+def test_a_lock_line_of_neither_form_says_nothing():
+    assert (parse_facts("lock gone").lock_holder, parse_facts("lock gone").lock_acquired) == (None, False)

@@ -52,9 +52,11 @@ def test_the_package_imports_in_no_circle():
 
 
 def test_the_runtime_is_decided_in_the_registry_alone():
-    """No module outside runtimes/ asks which runtime a host has: it asks the host's runtime."""
+    """No module outside runtimes/, nor a template, asks which runtime a host has: it asks the
+    host's runtime."""
     asking = re.compile(r"\.runtime\s*(==|!=|in\b)|\bhost\.systemd\b|runtime\s*==\s*\"")
-    offenders = [f"{path.relative_to(PACKAGE)}:{number}" for path in PACKAGE.rglob("*.py")
+    sources = [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "templates").glob("*.j2")]
+    offenders = [f"{path.relative_to(PACKAGE.parent)}:{number}" for path in sources
                  if "runtimes" not in path.parts
                  for number, line in enumerate(path.read_text().splitlines(), 1) if asking.search(line)]
     assert offenders == []

@@ -178,3 +178,11 @@ def test_an_image_of_another_architecture_is_named_with_the_engines():
     assert refusal and "x/litellm:1@sha256:ab is built for arm64" in refusal and "runs on amd64" in refusal
     assert arch_refusal("x", "amd64", "amd64") is None
     assert arch_refusal("x", None, "amd64") is None and arch_refusal("x", "arm64", None) is None
+
+
+def test_a_plan_that_writes_without_restarting_is_refused():
+    """Every runtime restarts for what it writes: a file written but never read would be drift."""
+    from litedeploy.plan import FileChange, Plan
+    with pytest.raises(ValueError, match="writes /srv/x without restarting"):
+        Plan((FileChange("/srv/x", None, "new", "0644"),), None)
+    assert not Plan((), None).changed

@@ -79,6 +79,8 @@ def install(host: Host, changes: Sequence[FileChange], stage: str, deploy_id: st
     CLI (a unit with systemd) and only then moves it in; a rejected one puts our files back."""
     ours = [change for change in changes if not change.validated]
     guarded = [change for change in changes if change.validated]
+    if len(guarded) > 1:
+        raise ValueError(f"one validated file per install, not {', '.join(change.path for change in guarded)}")
     lines = [
         "set -e", "umask 077",
         f"cleanup() {{ {line('rm', '-rf', stage)}; {line('rm', '-f', *[temp_path(c) for c in changes])}; }}",

@@ -67,6 +67,8 @@ def _lock(value: str, paths: Mapping[str, str]) -> dict[str, Any]:
     """`lock acquired`, or `lock held BASE64-OWNER` (an owner that cannot be read is an unknown one)."""
     if value == ACQUIRED:
         return {"lock_acquired": True}
+    if not value.startswith("held"):
+        return {}
     try:
         encoded = value.partition(" ")[2]
         return {"lock_holder": json.loads(decode(encoded)) if encoded else {}}

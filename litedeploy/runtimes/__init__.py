@@ -2,8 +2,9 @@
 
 Each runtime is a module holding one `base.Runtime` named RUNTIME: `docker` (a service of the
 host's compose file, `runtimes.compose`) and `systemd` (a venv under a unit, `runtimes.systemd`).
-The registry names modules, imported the first time a host asks for one: the inventory checks
-names without loading what a runtime needs, and a Docker deploy never loads the systemd module.
+The registry names modules, imported the first time a host asks for one (a plugin, as Ansible's
+loader and pyinfra's connectors have them): no module of ours imports a runtime's, so no import
+runs back up, and a Docker deploy never loads the systemd module.
 A third runtime is a module and a line here.
 """
 

@@ -42,10 +42,8 @@ class ServiceCommands(Protocol):
 class Runtime(ABC):
     """One way of running LiteLLM on a host. Class attributes name things; methods build data."""
 
-    name: ClassVar[str]  # hosts.yaml's `runtime`
     kind: ClassVar[str]  # what the gateway is, in the runtime's words: "container", "service"
     what_runs: ClassVar[str]  # what a change of release replaces: "the image", "the venv"
-    service_file_kind: ClassVar[str]  # "compose file", "unit"
     release_file: ClassVar[str]  # the service file's name inside a release folder
     service_template: ClassVar[str]  # templates/ file rendered into the service file (or its block)
     # How long the runtime waits for LiteLLM to stop before it kills it, when vars say nothing
@@ -69,12 +67,13 @@ class Runtime(ABC):
         """The file that says what runs the gateway, validated before it is moved in."""
 
     @abstractmethod
-    def unit_name(self, host: Host) -> str:
-        """The gateway's name in the runtime (a container's, a unit's)."""
-
     def holder(self, host: Host) -> str:
-        """How `commands.container.port_holder` names our own gateway when it holds the port."""
-        return f"{self.kind} {self.unit_name(host)}"
+        """How `commands.container.port_holder` names our own gateway when it holds the port
+        (`container litellm`, `service litellm`); errors name the gateway so too."""
+
+    @abstractmethod
+    def env_access(self, host: Host) -> tuple[str, str]:
+        """(group, mode) of the env file: who besides root reads the secrets."""
 
     # -- render ----------------------------------------------------------------------------------
     @abstractmethod

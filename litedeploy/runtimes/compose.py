@@ -42,10 +42,8 @@ V1_LAST_ENGINE = 24
 
 
 class DockerCompose(Runtime):
-    name = "docker"
     kind = "container"
     what_runs = "the image"
-    service_file_kind = "compose file"
     release_file = "compose.yml"
     service_template = "compose-service.yml.j2"
     default_grace = "10s"  # docker stop's default
@@ -63,8 +61,11 @@ class DockerCompose(Runtime):
     def service_file(self, host: Host) -> str:
         return host.compose_file
 
-    def unit_name(self, host: Host) -> str:
-        return host.container_name
+    def holder(self, host: Host) -> str:
+        return f"container {host.container_name}"
+
+    def env_access(self, host: Host) -> tuple[str, str]:
+        return "root", "0600"  # compose reads it as root
 
     def check_service(self, text: str, host: Host) -> None:
         where = f"templates/{self.service_template} (host {host.name})"
@@ -115,7 +116,7 @@ class DockerCompose(Runtime):
         check_compose(compose_text, host.service_name, f"{source} (after the edit)")
         wanted = [FileChange(host.compose_file, facts.service_text, compose_text, "0644", keep_owner=True,
                              validated=True),
-                  FileChange(host.env_path, facts.env_text, desired.env, "0600", secret=True),
+                  FileChange(host.env_path, facts.env_text, desired.env, self.env_access(host)[1], secret=True),
                   FileChange(host.config_path, facts.config_text, desired.config, "0644")]
         changes = [replace(change, resolved=facts.real_paths.get(change.path)) for change in wanted
                    if change.new != change.old]

@@ -28,10 +28,8 @@ _VENV = re.compile(r"litellm-(?P<version>[^/]+)-[0-9a-f]{8}")
 
 
 class Systemd(Runtime):
-    name = "systemd"
     kind = "service"
     what_runs = "the venv"
-    service_file_kind = "unit"
     release_file = "litellm.service"
     service_template = "litellm.service.j2"
     default_grace = "90s"  # DefaultTimeoutStopSec
@@ -48,8 +46,11 @@ class Systemd(Runtime):
     def service_file(self, host: Host) -> str:
         return unit_path(host)
 
-    def unit_name(self, host: Host) -> str:
-        return host.service_name
+    def holder(self, host: Host) -> str:
+        return f"service {host.service_name}"
+
+    def env_access(self, host: Host) -> tuple[str, str]:
+        return host.service_user, "0640"  # the unit's user reads it
 
     def check_service(self, text: str, host: Host) -> None:
         """A unit systemd would run: one ExecStart naming the venv, never a secret of its own."""
@@ -73,8 +74,9 @@ class Systemd(Runtime):
         for path in facts.not_files:
             raise DeployError(f"{host.name}:{path}: is not a regular file (a directory?); it must name a file")
         path = unit_path(host)
+        group, mode = self.env_access(host)
         wanted = [FileChange(path, facts.service_text, desired.service, "0644", validated=True),
-                  FileChange(host.env_path, facts.env_text, desired.env, "0640", secret=True, group=host.service_user),
+                  FileChange(host.env_path, facts.env_text, desired.env, mode, secret=True, group=group),
                   FileChange(host.config_path, facts.config_text, desired.config, "0640", group=host.service_user)]
         changes = [replace(change, resolved=facts.real_paths.get(change.path)) for change in wanted
                    if change.new != change.old]
@@ -112,14 +114,15 @@ class Systemd(Runtime):
         if not (plan.user or plan.venv or plan.prisma_venv):
             return None
         source = f"the wheels in {host.wheels}" if host.wheels else "the host's package index"
-        doing = f"installing {' '.join(host.packages)} into {plan.venv} from {source}" if plan.venv else "preparing"
+        doing = f"installing {' '.join(host.packages)} into {plan.venv}" if plan.venv else "preparing"
 
         def script_for(stage: str | None) -> str:
             return script("set -e", unit.ensure_user(host) if plan.user else None,
                           unit.install_venv(host, stage) if plan.venv else None,
                           unit.prisma_client_check(plan.prisma_venv) if plan.prisma_venv else None)
         wheels = tuple(sorted(Path(host.wheels).glob("*.whl"))) if plan.venv and host.wheels else ()
-        return Preparation(doing, script_for, wheels, refused=unit.NO_PRISMA_CLIENT)
+        return Preparation(f"{doing} from {source}" if plan.venv else "", doing, script_for, wheels,
+                           refused=unit.NO_PRISMA_CLIENT)
 
     def describe(self, runs: str) -> str:
         return "the venv"
