@@ -60,3 +60,13 @@ def test_the_runtime_is_decided_in_the_registry_alone():
                  if "runtimes" not in path.parts
                  for number, line in enumerate(path.read_text().splitlines(), 1) if asking.search(line)]
     assert offenders == []
+
+
+def test_each_registered_name_loads_a_whole_runtime():
+    """A registry line names a module whose RUNTIME implements every method of the interface (the
+    abstract base refuses to make one that lacks any)."""
+    from litedeploy import runtimes
+    from litedeploy.runtimes.base import Runtime
+    loaded = {name: runtimes.named(name) for name in runtimes.REGISTRY}
+    assert all(isinstance(runtime, Runtime) for runtime in loaded.values())
+    assert len({type(runtime) for runtime in loaded.values()}) == len(loaded)
