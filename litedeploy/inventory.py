@@ -373,7 +373,7 @@ _ABSOLUTE_PATH = r"/[^\x00-\x1f]*"
 # for names, so a bad one fails here instead of halfway through a deploy.
 RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "address": (_text(r"[^\s/]+"), "a host name or IP address"),
-    "runtime": (lambda value: value in runtimes.REGISTRY, f"one of {', '.join(runtimes.REGISTRY)}"),
+    "runtime": (lambda value: isinstance(value, str) and value in runtimes.REGISTRY, f"one of {', '.join(runtimes.REGISTRY)}"),
     "ssh_user": (_text(r"[A-Za-z_][A-Za-z0-9_.-]*\$?"), "a user name"),
     "ssh_port": (_port, "a port number (1-65535)"),
     "ssh_key": (_text(r"[^\x00-\x1f]+"), "a path"),

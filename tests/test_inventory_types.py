@@ -115,3 +115,12 @@ def test_the_reported_shapes_are_one_error(field, value):
     with pytest.raises(DeployError) as raised:
         render(inventory_of(entry))
     assert_one_line_naming_the_host(raised.value)
+
+
+@pytest.mark.parametrize("value", [["docker"], {"a": 1}, None, 1, "podman", "SYSTEMD"])
+def test_a_runtime_that_is_not_a_registered_name_is_one_error(value):
+    """Found by hand: a list or a mapping is no key of the runtime registry (a dict), and asking
+    was a TypeError."""
+    with pytest.raises(DeployError, match="'runtime' must be one of docker, systemd") as raised:
+        render(inventory_of({"address": "fox.example", "runtime": value}))
+    assert_one_line_naming_the_host(raised.value)
