@@ -103,8 +103,9 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
              yes: bool = False, accept_risk: tuple[str, ...] = (), break_lock: bool = False,
              lock_timeout: float = 60) -> tuple[DeployResult, str]:
     """Puts back what a kept release ran (our compose block, so its image digest; or its unit, so its
-    venv), its config and env, and verifies like a deploy (failing that, back to what ran before). Returns the release's id.
-    A release a critical advisory affects is refused unless ACCEPT_RISK names it."""
+    venv), its config and env, and verifies like a deploy (failing that, back to what ran before).
+    Returns the release's id. A release a critical advisory affects is refused unless ACCEPT_RISK
+    names it."""
     secrets = host_secrets(host)
     with opened(host, secrets) as session, \
             recorded(session, project.root, "rollback", out, break_lock, lock_timeout) as (facts, record):
