@@ -88,10 +88,9 @@ def _preview(project: Project, session: Session, upgrade: bool, accept_risk: tup
     host, runtime = session.host, session.runtime
     facts = session.facts()
     _check_advisories(project, host, runtime.wanted(host), facts, accept_risk, out, check=True)
-    runs = runtime.pinned(host, facts, upgrade)
-    plan = runtime.plan(host, render_host(project.templates, runtime.running(host, runs or runtime.wanted(host)),
+    plan = runtime.plan(host, render_host(project.templates, runtime.as_deployed(host, facts, upgrade),
                                           session.secrets), facts)
-    if runs is None:
+    if runtime.pinned(host, facts, upgrade) is None:
         plan = replace(plan, warnings=(*plan.warnings, f"would pull {host.image}"))
     refusal = runtime.refusal(facts, plan.restart)
     if refusal:

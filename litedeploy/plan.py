@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import posixpath
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .envfile import masked_env
@@ -62,6 +62,13 @@ class Plan:
     @property
     def changed(self) -> bool:
         return bool(self.changes) or self.restart is not None
+
+
+def changed_files(wanted: list[FileChange], facts: HostFacts) -> tuple[FileChange, ...]:
+    """The files of WANTED whose text differs from the host's, each written through the symlink
+    the host has at its path (facts.real_paths)."""
+    return tuple(replace(change, resolved=facts.real_paths.get(change.path)) for change in wanted
+                 if change.new != change.old)
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,11 @@ class Runtime(ABC):
         """HOST as rendered to run RUNS."""
         return host
 
+    def as_deployed(self, host: Host, facts: HostFacts, upgrade: bool = False) -> Host:
+        """HOST as a deploy would render it now: pinned where that is known without a pull, else as
+        hosts.yaml asks (what `config.diff`, `ops.status` and `--check` compare with the host)."""
+        return self.running(host, self.pinned(host, facts, upgrade) or self.wanted(host))
+
     def check_local(self, host: Host, upgrade: bool) -> None:
         """Raises DeployError for a deploy this runtime cannot do, found before connecting."""
         return None

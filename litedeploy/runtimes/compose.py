@@ -30,7 +30,7 @@ from ..errors import ComposeFileError, DeployError, RenderError, parse_yaml
 from ..facts import GatewayState, HostFacts
 from ..images import ImageRef, resolve_image
 from ..inventory import Host
-from ..plan import FileChange, Plan
+from ..plan import FileChange, Plan, changed_files
 from ..render import DesiredFiles
 from ..settings import grace_warnings
 from .base import Removal, Runtime
@@ -118,14 +118,13 @@ class DockerCompose(Runtime):
                              validated=True),
                   FileChange(host.env_path, facts.env_text, desired.env, self.env_access(host)[1], secret=True),
                   FileChange(host.config_path, facts.config_text, desired.config, "0644")]
-        changes = [replace(change, resolved=facts.real_paths.get(change.path)) for change in wanted
-                   if change.new != change.old]
+        changes = changed_files(wanted, facts)
         warnings = plaintext_secrets_warning(host, facts.service_text or "", desired.secret_names) + tuple(
             grace_warnings(host.vars, self.default_grace))
         if ImageRef.parse(host.image).moving:
             warnings += (f"image {host.image} is a tag that moves every week; name a release in hosts.yaml "
                          "(ghcr.io/berriai/litellm:v1.110.2) so every host runs what was tested",)
-        return Plan(tuple(changes), restart_verb(host, changes, facts), warnings)
+        return Plan(changes, restart_verb(host, changes, facts), warnings)
 
     def served(self, host: Host, text: str | None) -> str | None:
         return served_image(text or "", host.service_name)
@@ -235,7 +234,7 @@ def arch_refusal(image: str, image_arch: str | None, engine_arch: str | None) ->
             "multi-platform one")
 
 
-def restart_verb(host: Host, changes: list[FileChange], facts: HostFacts) -> str | None:
+def restart_verb(host: Host, changes: Sequence[FileChange], facts: HostFacts) -> str | None:
     """`restart` re-reads config.yaml but keeps the container; compose or env changes need `up`.
     A config-only change to a stopped or crash-looping container also takes `restart`: `up` would
     see an unchanged service and leave it as it is."""

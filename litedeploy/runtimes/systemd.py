@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from ..commands.unit import UnitCommands, unit_path
 from ..errors import DeployError, RenderError
 from ..facts import GatewayState, HostFacts
 from ..inventory import Host
-from ..plan import FileChange, Plan, Preparation
+from ..plan import FileChange, Plan, Preparation, changed_files
 from ..render import DesiredFiles
 from ..settings import grace_warnings
 from .base import Removal, Runtime
@@ -78,8 +77,7 @@ class Systemd(Runtime):
         wanted = [FileChange(path, facts.service_text, desired.service, "0644", validated=True),
                   FileChange(host.env_path, facts.env_text, desired.env, mode, secret=True, group=group),
                   FileChange(host.config_path, facts.config_text, desired.config, "0640", group=host.service_user)]
-        changes = [replace(change, resolved=facts.real_paths.get(change.path)) for change in wanted
-                   if change.new != change.old]
+        changes = changed_files(wanted, facts)
         runs = self.served(host, desired.service)
         venv = None if runs in facts.venvs else runs
         if venv and venv != host.venv_dir:  # a release's unit whose venv a later change removed
@@ -91,7 +89,7 @@ class Systemd(Runtime):
         else:
             restart = "restart" if changed else None
         prisma = runs if host.vars.get("database") and restart else None
-        return Plan(tuple(changes), restart, tuple(grace_warnings(host.vars, self.default_grace)),
+        return Plan(changes, restart, tuple(grace_warnings(host.vars, self.default_grace)),
                     user=None if facts.service_user else host.service_user, venv=venv, prisma_venv=prisma)
 
     def served(self, host: Host, text: str | None) -> str | None:

@@ -41,8 +41,8 @@ def diff(c, host=None, profile=None):
         with opened(target, secrets) as session:
             facts = session.facts()
         runtime = runtimes.of(target)
-        pinned = runtime.running(target, runtime.pinned(target, facts, False) or runtime.wanted(target))
-        changes = runtime.plan(target, render_host(project.templates, pinned, secrets), facts).changes
+        changes = runtime.plan(target, render_host(project.templates, runtime.as_deployed(target, facts), secrets),
+                               facts).changes
         for change in changes:
             print(file_diff(change, session.redact), end="")
         if not changes:

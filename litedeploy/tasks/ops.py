@@ -68,7 +68,7 @@ def status(c, host=None, json_=False):
         target = running_profile(project, target, facts)
         runtime = runtimes.of(target)
         desired = render_host(project.templates,
-                              runtime.running(target, runtime.pinned(target, facts, False) or runtime.wanted(target)),
+                              runtime.as_deployed(target, facts),
                               secrets)
         report = replace(describe(target, facts, desired, answering, datetime.now(timezone.utc), project.releases),
                          draining=drains)
