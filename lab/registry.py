@@ -93,7 +93,7 @@ def publish(built_image: str, say: Say) -> None:
         for tag, changes in RELEASES.items():
             name = release(tag, repository)
             current = lock_of(("docker",), name) == built
-            if current and _in_registry(repository, tag):
+            if current and in_registry(repository, tag):
                 continue
             if not current:
                 container = run(["docker", "create", built_image]).strip()
@@ -268,7 +268,7 @@ def pinned(tag: str, repository: str = LAB_REPOSITORY) -> str:
     return f"{release(tag, repository)}@{answer.headers['Docker-Content-Digest']}"
 
 
-def _in_registry(repository: str, tag: str) -> bool:
+def in_registry(repository: str, tag: str) -> bool:
     try:
         return _request("HEAD", f"/v2/{repository}/manifests/{tag}", b"", {"Accept": OCI_MANIFEST}, None).status == 200
     except OSError:  # no registry answers

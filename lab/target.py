@@ -25,7 +25,7 @@ import yaml
 from litedeploy.errors import DeployError
 from litedeploy.inventory import LOCAL_PATHS, Host
 
-from . import netns, registry, systemd_host
+from . import netns, proxy_image, registry, systemd_host
 from .image import LAB_IMAGE, build_image, download_wheels, install_compose_v2, saved_image
 from .netns import NamespaceHost
 from .process import Say, alive, docker_answers, listening, run, spawn, stop, succeeds, wait
@@ -113,6 +113,7 @@ def up(lab: Lab, say: Say, hosts: int = 0) -> set[str]:
             started.add("dockerd")
         with ThreadPoolExecutor(max_workers=2 * hosts + 4) as pool:
             wheels = pool.submit(download_wheels, lab.state, say)
+            proxy = pool.submit(proxy_image.build, lab.state, say)
             engines = [pool.submit(_start_namespace_engine, host, say) for host in namespace_hosts]
             systemd = (pool.submit(_start_systemd_host, engines[0], namespace_hosts[0], lab.state, say)
                        if hosts else None)
@@ -121,6 +122,8 @@ def up(lab: Lab, say: Say, hosts: int = 0) -> set[str]:
             if registry.start(lab.state, say):
                 started.add("registry")
             publishing = pool.submit(registry.publish, LAB_IMAGE, say)
+            proxy.result()
+            proxy_image.publish(say)
             if namespace_hosts:
                 saved = saved_image(LAB_IMAGE, lab.state, say)
                 finished = [pool.submit(_finish_namespace_host, lab, host, engine, saved, say)

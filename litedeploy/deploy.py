@@ -36,9 +36,8 @@ from .releases import SALT_KEY, choose_release, migration_refusal, salt_key_refu
 from .render import DesiredFiles, render_host
 from .runtimes.base import ServiceCommands
 from .session import Session, host_secrets, opened
+from .switch import LOG_LINES_ON_FAILURE, switch
 from .verify import SmokePlan, check_models, is_draining, liveliness, smoke, wait_until_live
-
-LOG_LINES_ON_FAILURE = 30
 
 
 @dataclass(frozen=True)
@@ -243,6 +242,9 @@ def _apply(session: Session, desired: DesiredFiles, facts: HostFacts, deploy_id:
         answered = probe is not None and probe.status == 200
         health = 0.0 if answered else wait_until_live(session.gateway, host.health_timeout, out)
         return DeployResult(host.name, plan, health, tuple(check_models(session.gateway, expected)), ())
+    if plan.restart == "switch":  # vars.zero_downtime: a second instance, then the proxy switched to it
+        health, models = switch(session, plan, desired, facts, deploy_id, expected, out)
+        return DeployResult(host.name, plan, health, models, _diffs(plan, session))
     commands = runtime.commands(host, facts)
     if plan.restart == "up" and not (facts.state and facts.state.running):
         _check_port_free(session)

@@ -69,6 +69,10 @@ class HostFacts:
     engine_version: str | None = None
     engine_arch: str | None = None
     wanted_arch: str | None = None
+    # vars.zero_downtime: the proxy's configuration (which instance is live) and the state of its
+    # containers by role (blue, green, proxy).
+    proxy_text: str | None = None
+    instances: Mapping[str, GatewayState] = field(default_factory=dict)
 
     def held_by_other(self, ours: str) -> str | None:
         """The port's holder when it is not our gateway (`Runtime.holder`)."""

@@ -6,17 +6,18 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import posixpath
 import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import yaml
 
-from . import runtimes
+from . import instances, runtimes
 from .catalog import CATALOG_VARS, anthropic_aliases, load_catalog, resolve_models
 from .envfile import Slots, env_pairs, fill
 from .errors import RenderError, parse_yaml
@@ -28,6 +29,10 @@ from .shared import check_redis, with_redis
 
 CONFIG_TEMPLATE = "config.yaml.j2"
 ENV_TEMPLATE = "litellm.env.j2"
+PROXY_TEMPLATE = "haproxy.cfg.j2"
+# LiteLLM's request timeout where litellm_settings sets none (docs.litellm.ai/docs/proxy/config_settings,
+# `request_timeout`: 6000 seconds); the proxy waits as long for an answer's first byte.
+LITELLM_REQUEST_TIMEOUT = 6000
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class DesiredFiles:
     service: str
     # The env file's variables that hold secrets (the rest, like the region, do not).
     secret_names: tuple[str, ...] = ()
+    # With vars.zero_downtime: the proxy's configuration, by the instance it makes live.
+    proxy: Mapping[str, str] = field(default_factory=dict)
 
 
 class _NamedUndefined(jinja2.StrictUndefined):
@@ -151,13 +158,42 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
     context = {"host": host, "runtime": runtime, "vars": host.vars, "secrets": secrets, "models": models,
                "router_settings": router, "litellm_settings": litellm}
     env = _render_env(templates, context, host, secrets)
-    files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env,
-                         service=_render(templates, runtime.service_template, context, host),
-                         secret_names=tuple(name for name in env_pairs(env) if name in secrets))
+    service, proxy = _render_service(templates, context, host)
+    files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env, service=service,
+                         secret_names=tuple(name for name in env_pairs(env) if name in secrets), proxy=proxy)
     check_config(files.config, host)
     check_env_names(files.env, files.config, where)
     runtime.check_service(files.service, host)
     return files
+
+
+def _render_service(templates: Templates, context: dict, host: Host) -> tuple[str, dict[str, str]]:
+    """What runs the gateway, as the runtime words it; with vars.zero_downtime, its proxy and both
+    instances (the runtime's own template, rendered once for each), and the proxy's configuration
+    for either instance live."""
+    runtime = context["runtime"]
+    if not instances.enabled(host):
+        return _render(templates, runtime.service_template, context, host), {}
+    if runtime.proxy_template is None:
+        raise RenderError(f"hosts.yaml (host {host.name}): vars.zero_downtime is not available for runtime "
+                          f"{host.runtime} yet; remove it")
+    proxy = instances.proxy(host)
+    pieces = [_render(templates, runtime.proxy_template,
+                      {**context, "proxy": proxy, "proxy_dir": posixpath.dirname(instances.proxy_config_path(host)),
+                       "proxy_config_dir": instances.PROXY_CONFIG_DIR,
+                       "proxy_image": instances.DEFAULT_PROXY_IMAGE}, host)]
+    pieces += [_render(templates, runtime.service_template, {**context, "host": instances.instance(host, color)}, host)
+               for color in instances.COLORS]
+    asked = (context["litellm_settings"] or {}).get("request_timeout")
+    timeout = int(asked) if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0 \
+        else LITELLM_REQUEST_TIMEOUT
+    if host.port in instances.ports(host):
+        raise RenderError(f"hosts.yaml (host {host.name}): vars.instance_ports must not hold the host's port {host.port}")
+    configs = {color: _render(templates, PROXY_TEMPLATE, {
+        **context, "live": instances.instance(host, color), "color": color, "timeout": timeout + 10,
+        "header": instances.INSTANCE_HEADER, "admin_socket": runtime.proxy_admin_socket(host)}, host)
+        for color in instances.COLORS}
+    return "".join(pieces), configs
 
 
 def check_backends_reachable(host: Host, where: str) -> None:

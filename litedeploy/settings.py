@@ -15,7 +15,7 @@ from typing import Any
 from .catalog import Deployment
 from .envfile import ENV_NAME, env_names
 from .errors import RenderError
-from .shapes import Rule, check, flag, matching, whole
+from .shapes import Rule, check, flag, list_of, matching, whole
 
 # LiteLLM's production advice as of 1.110 (docs.litellm.ai/docs/proxy/prod, .../server_tuning,
 # .../redis_requirements, October 2026), as vars the templates read; a host's own vars win, and its
@@ -50,10 +50,14 @@ CONTAINER_VARS: Mapping[str, Rule] = {
     "stop_grace_period": (matching(r"([0-9]+(ms|s|m|h))+"), "a duration such as 60s or 1m30s"),
     "log_max_size": (matching(r"[1-9][0-9]*[kmg]"), "a size such as 50m"),
     "log_max_files": (whole, "a whole number of files"),
+    # vars.zero_downtime's proxy and the loopback ports of its two instances.
+    "proxy_image": (matching(r"[a-z0-9][a-z0-9._:/@-]*"), "an image reference such as haproxy:3.2"),
+    "instance_ports": (lambda value: list_of(lambda port: whole(port) and port < 65536)(value) and len(value) == 2
+                       and value[0] != value[1], "two different ports, such as [4001, 4002]"),
 }
 # Vars the templates test with `if`: a string there ("false") would switch the feature on.
 FEATURE_VARS: Mapping[str, Rule] = {name: (flag, "true or false") for name in (
-    "admin_ui", "database", "migrations", "store_prompts_in_spend_logs", "allow_mock_testing", "offline")}
+    "admin_ui", "database", "migrations", "store_prompts_in_spend_logs", "allow_mock_testing", "offline", "zero_downtime")}
 # Vars this module checks, whether or not a (customised) template reads them.
 SETTINGS_VARS = frozenset({*SETTINGS_SECTIONS, "env", "secret_env", *CONTAINER_VARS, *FEATURE_VARS})
 _ENVIRON_REFERENCE = re.compile(r"os\.environ/([A-Za-z_][A-Za-z0-9_]*)")

@@ -159,6 +159,25 @@ def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
         time.sleep(0.5)
 
 
+def wait_for_instance(gateway: Gateway, header: str, instance: str, timeout: float) -> float:
+    """Seconds until a fresh connection's /health/liveliness answers 200 from INSTANCE, as the
+    proxy's HEADER names it: a reloaded proxy's new worker takes the next connection, or a started
+    one binds the port. Raises VerifyError after TIMEOUT seconds, naming the last answer."""
+    start = time.monotonic()
+    last = "no answer"
+    while True:
+        try:
+            reply = gateway.request("GET", "/health/liveliness", auth=False, timeout=5)
+            if reply.status == 200 and reply.headers.get(header.lower()) == instance:
+                return time.monotonic() - start
+            last = f"HTTP {reply.status} from {reply.headers.get(header.lower()) or 'no instance'}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = f"no answer ({exc})"
+        if time.monotonic() - start > timeout:
+            raise VerifyError(f"{gateway.name}: the proxy did not forward to {instance} within {timeout:.0f} s: {last}")
+        time.sleep(0.2)
+
+
 def gateway_failure(state: GatewayState | None, baseline: GatewayState | None) -> str | None:
     """Why the gateway (a container, a unit) counts as failed, or None while it may still be starting."""
     if state is None:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from litedeploy import runtimes
+from litedeploy import instances, runtimes
 from litedeploy.commands import compose, container, files, lock, unit
 from litedeploy.commands.facts import FACTS, gather, parse_facts
 from litedeploy.facts import GatewayState
@@ -35,9 +35,11 @@ def commands(host, unit_host):
     managed = runtimes.of(host).managed_files(host)
     contents = files.contents(host, managed)
     return {
-        **{key: contents for key in ("service_file", "config_file", "env_file", "real_service_file",
-                                     "real_config_file", "real_env_file", "notfile_service_file",
-                                     "notfile_config_file", "notfile_env_file", "config_mtime")},
+        **{key: contents for key in ("service_file", "config_file", "env_file", "proxy_file", "real_service_file",
+                                     "real_config_file", "real_env_file", "real_proxy_file", "notfile_service_file",
+                                     "notfile_config_file", "notfile_env_file", "notfile_proxy_file", "config_mtime")},
+        # vars.zero_downtime's containers: asked on a host without it only where its proxy is left.
+        **{f"container_{role}": "\n".join(runtimes.of(host).questions(host)) for role in ("blue", "green", "proxy")},
         "lock": lock.take(host, {"user": "ann"}) + lock.holder(host),
         "lock_live": lock.break_stale(host),
         "flavour": compose.FLAVOUR,
@@ -65,6 +67,11 @@ SAMPLES = {
     "notfile_service_file": ("notfile_service_file 1", {"not_files": ("SERVICE",)}),
     "notfile_config_file": ("notfile_config_file 1", {"not_files": ("CONFIG",)}),
     "notfile_env_file": ("notfile_env_file 1", {"not_files": ("ENV",)}),
+    "proxy_file": (f"proxy_file {b64('backend live')}", {"proxy_text": "backend live"}),
+    "real_proxy_file": (f"real_proxy_file {b64('/srv/p')}", {"real_paths": {"PROXY": "/srv/p"}}),
+    "notfile_proxy_file": ("notfile_proxy_file 1", {"not_files": ("PROXY",)}),
+    **{f"container_{role}": (f"container_{role} {b64(json.dumps(INSPECT))}", {"instances": {role: DOCKER_STATE}})
+       for role in ("blue", "green", "proxy")},
     "config_mtime": ("config_mtime 1764496800", {"config_mtime": 1764496800.0}),
     "lock": (f"lock held {b64(json.dumps({'user': 'ann'}))}", {"lock_holder": {"user": "ann"},
                                                                "lock_acquired": False}),
@@ -101,7 +108,8 @@ def test_each_fact_is_printed_by_its_command_and_parsed_from_its_sample(key, hos
     # The file facts' function prints its keys from the name it is given (`f service_file PATH`).
     printed = {"real": "real_%s", "notfile": "notfile_$1"}.get(key.split("_")[0], key)
     assert printed in command, f"the command of {key} does not print it"
-    paths = {"SERVICE": runtimes.of(host).service_file(host), "CONFIG": host.config_path, "ENV": host.env_path}
+    paths = {"SERVICE": runtimes.of(host).service_file(host), "CONFIG": host.config_path, "ENV": host.env_path,
+             "PROXY": instances.proxy_config_path(host)}
     line, fields = SAMPLES[key]
     facts = parse_facts(line, host)
     for name, value in fields.items():

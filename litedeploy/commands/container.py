@@ -18,13 +18,14 @@ INSPECT_FORMAT = ('{"state": {{json .State}}, "restart_count": {{json .RestartCo
 _DIGESTS = "{{json .RepoDigests}}"
 
 
-def state(host: Host, digests: bool = False) -> str:
-    """Prints a `container` fact line, or nothing when there is no such container (`docker_unreachable`
-    when the reason is that the engine does not answer); with digests also `image_digests`: the
-    registry digests of the image it runs (none for a local build)."""
+def state(host: Host, digests: bool = False, key: str = "container") -> str:
+    """Prints a `container` fact line (KEY: `container_blue`... for vars.zero_downtime's containers),
+    or nothing when there is no such container (`docker_unreachable` when the reason is that the
+    engine does not answer); with digests also `image_digests`: the registry digests of the image
+    it runs (none for a local build)."""
     inspect = line("docker", "inspect", "--type", "container", "--format", "{{.Image}} " + INSPECT_FORMAT,
                    host.container_name)
-    lines = [f"c=$({inspect} 2>/dev/null) && printf 'container %s\\n' \"$(printf '%s' \"${{c#* }}\" | base64 -w0)\""
+    lines = [f"c=$({inspect} 2>/dev/null) && printf '{key} %s\\n' \"$(printf '%s' \"${{c#* }}\" | base64 -w0)\""
              " || docker version --format . >/dev/null 2>&1 || echo 'docker_unreachable yes'"]
     if digests:
         lines.append("[ -z \"$c\" ] || printf 'image_digests %s\\n' \"$("
@@ -53,6 +54,11 @@ def parse_state(value: str, paths: Mapping[str, str] = {}) -> dict[str, GatewayS
     )}
 
 
+def parse_instance(role: str) -> Fact:
+    """The state of one of vars.zero_downtime's containers (ROLE: blue, green, proxy)."""
+    return Fact(f"container_{role}", lambda value, paths: {"instances": {role: parse_state(value)["state"]}})
+
+
 def _digests(value: str) -> tuple[str, ...]:
     """A base64 JSON list of RepoDigests (`null` for a local build)."""
     return tuple(json.loads(decode(value)) or ()) if value else ()
@@ -77,6 +83,7 @@ def _engine(value: str, paths: Mapping[str, str]) -> dict[str, str | None]:
 
 FACTS = (
     Fact("container", parse_state),
+    *(parse_instance(role) for role in ("blue", "green", "proxy")),
     Fact("image_digests", lambda value, paths: {"image_digests": _digests(value)}),
     flag("docker_unreachable"),
     Fact("wanted_image", lambda value, paths: {"wanted_digests": _digests(value)}),
@@ -110,7 +117,18 @@ def remove(host: Host) -> list[str]:
 
 
 def stop(host: Host) -> list[str]:
+    """Stops it as compose would: its own stop signal, then its stop_grace_period (kept by the container)."""
     return ["docker", "stop", host.container_name]
+
+
+def start(host: Host) -> list[str]:
+    return ["docker", "start", host.container_name]
+
+
+def reload(host: Host) -> list[str]:
+    """SIGUSR2 to HAProxy's master process: it starts a worker on the configuration as it is now,
+    hands it the listening socket, and lets the old worker finish the connections it holds."""
+    return ["docker", "kill", "--signal", "USR2", host.container_name]
 
 
 def prune_images(repository: str, releases_dir: str) -> str:

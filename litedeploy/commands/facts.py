@@ -18,7 +18,7 @@ from . import compose, container, files, lock, script, unit
 FACTS: Mapping[str, Fact] = {fact.key: fact for module in (files, lock, compose, container, unit)
                              for fact in module.FACTS}
 # Fields several lines feed: each line's part is added to the others'.
-_MERGED = {field.name for field in fields(HostFacts) if field.name in ("real_paths", "not_files", "not_text")}
+_MERGED = {field.name for field in fields(HostFacts) if field.name in ("real_paths", "not_files", "not_text", "instances")}
 
 
 def gather(host: Host, lock_owner: dict | None = None, break_lock: bool = False) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from .. import instances
 from ..errors import DeployError
 
 if TYPE_CHECKING:
@@ -51,6 +52,21 @@ class Runtime(ABC):
     default_grace: ClassVar[str]
     # What a service file the runtime rejects raises (the exit status an admin's script sees).
     rejected: ClassVar[type[DeployError]] = DeployError
+    # vars.zero_downtime's proxy, as the runtime runs it (templates/ file rendered beside the two
+    # instances), or None where the runtime has none yet.
+    proxy_template: ClassVar[str | None] = None
+
+    def proxy_admin_socket(self, host: Host) -> str:
+        """Where the proxy's runtime API socket is, as the proxy sees its file system."""
+        raise NotImplementedError(f"the {self.kind} runtime has no proxy")
+
+    def proxy_reload(self, host: Host) -> list[str] | str:
+        """The command that has the running proxy read its configuration again, without closing its port."""
+        raise NotImplementedError(f"the {self.kind} runtime has no proxy")
+
+    def start(self, host: Host) -> list[str] | str:
+        """Starts the stopped gateway HOST names (an instance, the proxy) as it was created."""
+        raise NotImplementedError(f"the {self.kind} runtime cannot start a gateway it stopped")
 
     # -- settings --------------------------------------------------------------------------------
     def settings_error(self, settings: Mapping[str, Any]) -> str | None:
@@ -216,12 +232,14 @@ class Runtime(ABC):
     # -- files -----------------------------------------------------------------------------------
     def managed_files(self, host: Host) -> dict[str, str]:
         """The files a deploy manages, by the fact that carries each one's text (`commands.files.FILE_FACTS`)."""
-        return {"service_file": self.service_file(host), "config_file": host.config_path, "env_file": host.env_path}
+        return {"service_file": self.service_file(host), "config_file": host.config_path, "env_file": host.env_path,
+                "proxy_file": instances.proxy_config_path(host)}
 
     def release_names(self, host: Host) -> dict[str, str]:
         """Each managed path -> its file's name inside a release folder."""
         names = {"service_file": self.release_file, "config_file": "config.yaml", "env_file": "litellm.env"}
-        return {path: names[fact] for fact, path in self.managed_files(host).items()}
+        # Not the proxy's configuration: which instance is live is the host's state, not a release's.
+        return {path: names[fact] for fact, path in self.managed_files(host).items() if fact in names}
 
 
 @dataclass(frozen=True)

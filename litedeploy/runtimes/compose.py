@@ -11,8 +11,9 @@ from typing import Any
 
 from packaging.version import Version
 
+from .. import instances
 from ..advisories import release_version
-from ..commands import container, files, script
+from ..commands import container, files, line, script
 from ..commands.compose import FLAVOUR, ComposeCommands, compose_commands
 from ..composefile import (
     Markers,
@@ -48,6 +49,16 @@ class DockerCompose(Runtime):
     service_template = "compose-service.yml.j2"
     default_grace = "10s"  # docker stop's default
     rejected = ComposeFileError
+    proxy_template = "compose-proxy.yml.j2"
+
+    def proxy_admin_socket(self, host: Host) -> str:
+        return "/var/lib/haproxy/admin.sock"  # the official image's state folder, the haproxy user's
+
+    def proxy_reload(self, host: Host) -> list[str]:
+        return container.reload(instances.proxy(host))
+
+    def start(self, host: Host) -> list[str]:
+        return container.start(host)
 
     def settings_error(self, settings: Mapping[str, Any]) -> str | None:
         if settings["image"] is None:
@@ -70,8 +81,9 @@ class DockerCompose(Runtime):
     def check_service(self, text: str, host: Host) -> None:
         where = f"templates/{self.service_template} (host {host.name})"
         block = parse_yaml(text, f"{where}: the rendered service block", RenderError)
-        if not isinstance(block, dict) or list(block) != [host.service_name]:
-            raise RenderError(f"{where}: must render exactly one service named {host.service_name!r}")
+        names = service_names(host)
+        if not isinstance(block, dict) or list(block) != names:
+            raise RenderError(f"{where}: must render exactly the services {', '.join(map(repr, names))}")
 
     def service_part(self, host: Host, text: str, source: str) -> str | None:
         """Our marked block: the rest of the compose file may have changed since, and stays as it is."""
@@ -84,7 +96,8 @@ class DockerCompose(Runtime):
         """Run side by side, each answer in a file of its own printed in order (on a host the compose
         CLI alone takes tens of milliseconds to answer); one after another where no temporary folder
         can be made (a full /tmp must not stop a deploy from reading the host)."""
-        asked = [FLAVOUR, container.state(host, digests=True), container.wanted_image(host.image), container.ENGINE]
+        asked = [FLAVOUR, container.state(host, digests=True), container.wanted_image(host.image), container.ENGINE,
+                 self._instance_states(host)]
         return [script(
             "if t=$(mktemp -d 2>/dev/null); then",
             [f"  ( {question} ) > \"$t/{index}\" &" for index, question in enumerate(asked)],
@@ -94,6 +107,16 @@ class DockerCompose(Runtime):
             "fi",
             "true",
         )]
+
+    def _instance_states(self, host: Host) -> str:
+        """vars.zero_downtime's containers; on a host without it, only where its proxy configuration
+        is left (the setting was just turned off), so other hosts ask nothing more."""
+        asked = script(*[container.state(instances.instance(host, color), key=f"container_{color}")
+                         for color in instances.COLORS],
+                       container.state(instances.proxy(host), key="container_proxy"))
+        if instances.enabled(host):
+            return asked
+        return f"if [ -f {line(instances.proxy_config_path(host))} ]; then\n{asked}\nfi"
 
     def state(self, host: Host) -> str:
         return container.state(host)
@@ -111,9 +134,11 @@ class DockerCompose(Runtime):
         markers = Markers.from_template(host.marker)
         if facts.service_text and facts.service_text.strip():
             check_compose(facts.service_text, None, source)
-            check_unmanaged_service(facts.service_text, host.service_name, markers, source)
+            for name in service_names(host):
+                check_unmanaged_service(facts.service_text, name, markers, source)
         compose_text = replace_block(facts.service_text or "", desired.service, markers, source)
-        check_compose(compose_text, host.service_name, f"{source} (after the edit)")
+        for name in service_names(host):
+            check_compose(compose_text, name, f"{source} (after the edit)")
         wanted = [FileChange(host.compose_file, facts.service_text, compose_text, "0644", keep_owner=True,
                              validated=True),
                   FileChange(host.env_path, facts.env_text, desired.env, self.env_access(host)[1], secret=True),
@@ -124,7 +149,9 @@ class DockerCompose(Runtime):
         if ImageRef.parse(host.image).moving:
             warnings += (f"image {host.image} is a tag that moves every week; name a release in hosts.yaml "
                          "(ghcr.io/berriai/litellm:v1.110.2) so every host runs what was tested",)
-        return Plan(changes, restart_verb(host, changes, facts), warnings)
+        switching = instances.enabled(host) or instances.live_color(facts.proxy_text)
+        restart = switch_verb(host, changes, desired, facts) if switching else restart_verb(host, changes, facts)
+        return Plan(changes, restart, warnings)
 
     def served(self, host: Host, text: str | None) -> str | None:
         return served_image(text or "", host.service_name)
@@ -232,6 +259,25 @@ def arch_refusal(image: str, image_arch: str | None, engine_arch: str | None) ->
     return (f"the image {image} is built for {image_arch} and the Docker engine runs on {engine_arch}; its "
             f"binaries would not start (exec format error); name a release built for {engine_arch}, or a "
             "multi-platform one")
+
+
+def service_names(host: Host) -> list[str]:
+    """The services our block defines: the gateway's, or with vars.zero_downtime the proxy's and both instances'."""
+    if not instances.enabled(host):
+        return [host.service_name]
+    return [instances.proxy(host).service_name, *(instances.instance(host, c).service_name for c in instances.COLORS)]
+
+
+def switch_verb(host: Host, changes: Sequence[FileChange], desired: DesiredFiles, facts: HostFacts) -> str | None:
+    """On a host with vars.zero_downtime, or where it was just turned off: "switch"
+    (`litedeploy.switch`) where anything changed or does not run as it should (the live instance,
+    the proxy, the proxy's configuration), else None."""
+    live = instances.live_color(facts.proxy_text)
+    if not instances.enabled(host):
+        return "switch"
+    running = [facts.instances.get(role) for role in (live, "proxy") if role]
+    settled = live and all(state and state.running for state in running) and facts.proxy_text == desired.proxy[live]
+    return "switch" if changes or not settled else None
 
 
 def restart_verb(host: Host, changes: Sequence[FileChange], facts: HostFacts) -> str | None:
