@@ -116,6 +116,21 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
         return _apply_recorded(session, desired, facts, record, out), release.id
 
 
+def restart(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock: bool = False,
+            lock_timeout: float = 60) -> DeployResult:
+    """vars.zero_downtime's restart: the idle instance started from the files as they are, proven,
+    and the proxy switched to it (`switch`); the live one stops once it has finished its requests."""
+    secrets = host_secrets(host)
+    with opened(host, secrets) as session, \
+            recorded(session, project.root, "restart", out, break_lock, lock_timeout) as (facts, record):
+        desired = render_host(project.templates, session.runtime.as_deployed(host, facts), secrets)
+        plan = Plan((), "switch")
+        health, models = switch(session, plan, desired, facts, record.id, SmokePlan.of(facts.config_text or ""),
+                                out)
+        record.restart = plan.restart
+        return DeployResult(host.name, plan, health, models, ())
+
+
 def _check_advisories(project: Project, host: Host, runs: str, facts: HostFacts, accept_risk: tuple[str, ...],
                       out: TextIO, check: bool = False) -> None:
     """Refuses a change to RUNS (an image reference, a venv) when a critical advisory in

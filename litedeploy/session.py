@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import runtimes
+from . import instances, runtimes
 from .commands import argv, container, files, line, lock, script
 from .commands.facts import gather, parse_facts
 from .errors import RemoteError, VerifyError
@@ -71,6 +71,15 @@ class Session:
             if lock.TAKEN in result.stdout.splitlines():
                 self.remote.run(lock.release(self.host), check=False)  # never leave a lock behind
             raise
+
+    def serving(self) -> Host:
+        """The host as its serving gateway sees it: with vars.zero_downtime, the live instance (its
+        container, its port), as the proxy's configuration names it; else the host itself."""
+        if not instances.enabled(self.host):
+            return self.host
+        path = instances.proxy_config_path(self.host)
+        live = instances.live_color(self.read(files.contents(self.host, {"proxy_file": path})).proxy_text)
+        return instances.instance(self.host, live) if live else self.host
 
     def read(self, command: str) -> HostFacts:
         """Facts from a script that prints some of them (a lock's holder, a container)."""

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from . import runtimes
+from . import instances, runtimes
 from .advisories import Releases
 from .facts import HostFacts
 from .inventory import Host
@@ -38,6 +38,8 @@ class Status:
     # The advisories (litellm.yaml) the running release is exposed to: `ID severity fixed-in`, most severe first.
     advisories: tuple[str, ...] = ()
     draining: bool = False  # it answers 503 shutting_down: its graceful shutdown began
+    # vars.zero_downtime: the proxy and the instance it forwards to ("litellm-proxy -> litellm-blue ...").
+    live: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -61,9 +63,20 @@ def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: boo
         digests=facts.image_digests, ports=runtime.ports(host, state),
         config_on_host=_digest(facts.config_text) if facts.config_text is not None else None,
         config_in_repo=_digest(desired.config), drift=drift, restart_pending=pending, answering=answering,
-        runtime=host.runtime, advisories=tuple(
+        runtime=host.runtime, live=_live(host, facts), advisories=tuple(
             f"{advisory.id} {advisory.severity}" + (f", fixed in {advisory.fixed_in}" if advisory.fixed_in else "")
             for advisory in releases.exposure(runtime.running_version(runs))))
+
+
+def _live(host: Host, facts: HostFacts) -> str | None:
+    """Which instance vars.zero_downtime's proxy forwards to, and whether the proxy runs."""
+    live = instances.live_color(facts.proxy_text)
+    if not live:
+        return None
+    proxy, instance = instances.proxy(host), instances.instance(host, live)
+    state = facts.instances.get("proxy")
+    return (f"{proxy.container_name} ({state.status if state else 'absent'}) on {host.bind}:{host.port} forwards to "
+            f"{instance.container_name} on 127.0.0.1:{instance.port}")
 
 
 def deployed_profile(config_text: str | None) -> str | None:

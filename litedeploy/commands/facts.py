@@ -7,10 +7,10 @@ Every fact is defined where its command is built (`FACTS` of `files`, `lock`, `c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
-from .. import runtimes
+from .. import instances, runtimes
 from ..facts import Fact, HostFacts
 from ..inventory import Host
 from . import compose, container, files, lock, script, unit
@@ -44,5 +44,8 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
             if name in _MERGED and name in found:
                 parsed = {**found[name], **parsed} if isinstance(parsed, dict) else found[name] + parsed
             found[name] = parsed
-    return HostFacts(**{"service_text": None, "config_text": None, "env_text": None, "compose_flavour": None,
-                        "state": None, **found})
+    facts = HostFacts(**{"service_text": None, "config_text": None, "env_text": None, "compose_flavour": None,
+                         "state": None, **found})
+    # Behind vars.zero_downtime's proxy, the gateway is the instance its configuration names.
+    live = instances.live_color(facts.proxy_text) if host else None
+    return replace(facts, state=facts.instances[live]) if live in facts.instances else facts

@@ -6,11 +6,13 @@ something for a container, says so."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from operator import methodcaller
 from typing import TYPE_CHECKING
 
 from invoke import task
 
+from .. import instances
 from .target import HOSTS, on_each_host, reports_errors
 
 if TYPE_CHECKING:
@@ -18,16 +20,23 @@ if TYPE_CHECKING:
 
 
 def _on_service(c, host: str | None, verb: Callable[[ServiceCommands], list[str] | str], done: str,
-                wait: bool = False, show_output: bool = False) -> None:
+                wait: bool = False, show_output: bool = False, switches: bool = False) -> None:
     from ..session import opened
 
     def act(project, target):
+        if switches and instances.enabled(target):  # restart, up: a switch to the other instance
+            from ..deploy import restart as switch_instances
+            result = switch_instances(project, target)
+            print(f"{target.name}: {done}; switched to a new instance answering after {result.health_seconds:.1f} s")
+            return
         with opened(target) as session:
             remote = session.remote
-            command = verb(session.runtime.commands(target, session.facts()))
+            # With vars.zero_downtime, the live instance (the proxy is deploy's to change).
+            gateway = session.serving()
+            command = verb(session.runtime.commands(gateway, session.facts()))
             seconds = None
             if wait:
-                seconds = session.start_and_wait(command)
+                seconds = replace(session, host=gateway).start_and_wait(command)
             else:
                 output = remote.run(command).stdout
                 if show_output:
@@ -40,14 +49,14 @@ def _on_service(c, host: str | None, verb: Callable[[ServiceCommands], list[str]
 @reports_errors
 def restart(c, host=None):
     """Restart the litellm container and wait until it answers again."""
-    _on_service(c, host, methodcaller("restart"), "restarted litellm", wait=True)
+    _on_service(c, host, methodcaller("restart"), "restarted litellm", wait=True, switches=True)
 
 
 @task(help={"host": HOSTS})
 @reports_errors
 def up(c, host=None):
     """Create or recreate the litellm container from the compose file as it is, and wait for it."""
-    _on_service(c, host, methodcaller("up"), "litellm is up", wait=True)
+    _on_service(c, host, methodcaller("up"), "litellm is up", wait=True, switches=True)
 
 
 @task(help={"host": HOSTS})

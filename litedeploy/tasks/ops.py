@@ -81,6 +81,8 @@ def status(c, host=None, json_=False):
                   f"profile {report.profile}")
             print(runtime.runs_line(target, report.image, report.image_id, report.digests))
             print(f"  ports   {', '.join(report.ports) or '-'}")
+            if report.live:
+                print(f"  proxy   {report.live}")
             if report.advisories:
                 print(f"  exposed {'; '.join(report.advisories)} (litellm.yaml; upgrade to a fixed release)")
             drift = f"drift in {', '.join(report.drift)}: run deploy" if report.drift else "no drift"
@@ -172,11 +174,12 @@ def exec_(c, host=None, command=None):
 
     def run(project, target):
         with opened(target) as session:
+            gateway = session.serving()
             out = RedactedLines(sys.stdout, session.redact, lambda line: True)
-            code = session.remote.stream(session.runtime.execute(target, argv), out)
+            code = session.remote.stream(session.runtime.execute(gateway, argv), out)
             out.close()
         if code not in (0, None):
-            raise CommandFailed(f"{target.name}: {argv[0]} exited with {code} in the {session.runtime.holder(target)}", code)
+            raise CommandFailed(f"{target.name}: {argv[0]} exited with {code} in the {session.runtime.holder(gateway)}", code)
     on_each_host(c, host, run, streams=True)
 
 
@@ -197,12 +200,13 @@ def logs(c, host=None, tail="100", follow=False, since=None, grep=None):
 
     def show(project, target):
         with opened(target) as session:
+            gateway = session.serving()
             out = RedactedLines(sys.stdout, session.redact, pattern.search if pattern else lambda line: True)
-            code = session.remote.stream(session.runtime.logs(target, lines, follow, since), out)
+            code = session.remote.stream(session.runtime.logs(gateway, lines, follow, since), out)
             out.close()
         if code not in (0, None):
-            raise DeployError(f"{target.name}: {session.runtime.logs(target, lines)[0]} failed (exit {code}): "
-                              f"is the {session.runtime.holder(target)} there?")
+            raise DeployError(f"{target.name}: {session.runtime.logs(gateway, lines)[0]} failed (exit {code}): "
+                              f"is the {session.runtime.holder(gateway)} there?")
     on_each_host(c, host, show)
 
 
@@ -219,10 +223,11 @@ def env(c, host=None, profile=None):
         secrets = host_secrets(target)
         with opened(target, secrets) as session:
             target = running_profile(project, target, session.facts(), profile)
-            result = session.remote.run(session.runtime.environment(target), check=False)
+            gateway = session.serving()
+            result = session.remote.run(session.runtime.environment(gateway), check=False)
         expected = env_pairs(render_host(project.templates, target, secrets).env)
         if result.failed:
-            raise DeployError(f"{target.name}: cannot read the environment of the {session.runtime.holder(target)}: "
+            raise DeployError(f"{target.name}: cannot read the environment of the {session.runtime.holder(gateway)}: "
                               "is it running?")
         running = env_pairs(result.stdout)
         wrong = []
