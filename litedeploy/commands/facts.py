@@ -48,4 +48,4 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
                          "state": None, **found})
     # Behind vars.zero_downtime's proxy, the gateway is the instance its configuration names.
     live = instances.live_color(facts.proxy_text) if host else None
-    return replace(facts, state=facts.instances[live]) if live in facts.instances else facts
+    return replace(facts, state=facts.instances[live]) if live and live in facts.instances else facts
