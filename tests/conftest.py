@@ -375,10 +375,13 @@ class LabHost:
     def remove_container(self) -> None:
         """The gateway's container and the networks compose made for its project (v1 makes a default
         one): left behind, they use up Docker's 31 default address pools over a few runs."""
-        project = subprocess.run([*self.docker, "inspect", "--format",
-                                  '{{index .Config.Labels "com.docker.compose.project"}}', self.container],
-                                 capture_output=True, text=True).stdout.strip()
-        subprocess.run([*self.docker, "rm", "-f", self.container], capture_output=True)
+        project = next(iter(subprocess.run([*self.docker, "inspect", "--format",
+                                            '{{index .Config.Labels "com.docker.compose.project"}}', self.container,
+                                            *(f"{self.container}-{role}" for role in ("blue", "green"))],
+                                           capture_output=True, text=True).stdout.split()), "")
+        # With vars.zero_downtime, its proxy and two instances too.
+        subprocess.run([*self.docker, "rm", "-f", self.container,
+                        *(f"{self.container}-{role}" for role in ("proxy", "blue", "green"))], capture_output=True)
         if project:
             networks = subprocess.run([*self.docker, "network", "ls", "-q", "--filter",
                                        f"label=com.docker.compose.project={project}"],

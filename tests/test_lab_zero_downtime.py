@@ -1,0 +1,169 @@
+"""`zero_downtime: true` on the lab, under a team's load (4 clients, chat requests over kept-alive
+connections): HAProxy holds the port, a change starts the other instance and switches the proxy to
+it once it answers. No request fails through a change, a new instance that fails never takes
+traffic, a stream in flight outlives the switch, and the setting turns on and off on a running
+host."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import REPO, fails_with, free_port, lab_secrets
+
+from lab.load import Load, summary
+
+pytestmark = pytest.mark.lab
+HEADER = "x-litedeploy-instance"
+MODEL = "claude-sonnet-4"
+
+
+@pytest.fixture(scope="module")
+def zd_host(lab_host):
+    """The module's host with the setting on from its first deploy; a grace period that lets a
+    stream in flight finish; mock request parameters allowed (a stream held open by mock_delay)."""
+    lab_host.entry["vars"] = {**lab_host.entry["vars"], "zero_downtime": True,
+                              "instance_ports": [free_port(), free_port()], "stop_grace_period": "60s",
+                              "allow_mock_testing": True}
+    lab_host.write_inventory()
+    lab_host.root.joinpath("compose.yml").write_text("services:\n  web:\n    image: nginx:alpine\n")
+    first = lab_host.run("deploy", "--host", lab_host.name)
+    assert first.returncode == 0, first.stderr
+    return lab_host
+
+
+@pytest.fixture
+def host(zd_host):
+    yield zd_host
+    zd_host.write_inventory()
+
+
+def answering(host) -> str:
+    """The instance that answers a fresh connection to the host's port, as the proxy names it."""
+    connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=10)
+    try:
+        connection.request("GET", "/health/liveliness")
+        reply = connection.getresponse()
+        reply.read()
+        assert reply.status == 200
+        return reply.getheader(HEADER)
+    finally:
+        connection.close()
+
+
+def running(host) -> set[str]:
+    names = subprocess.run([*host.docker, "ps", "--format", "{{.Names}}"], capture_output=True, text=True).stdout
+    return {name for name in names.split() if name.startswith(host.container)}
+
+
+def under_load(host, *argv: str) -> tuple[subprocess.CompletedProcess, Load, float, float]:
+    load = Load("127.0.0.1", host.port, lab_secrets()["LITELLM_MASTER_KEY"], MODEL).start()
+    time.sleep(1)
+    started = time.monotonic()
+    result = host.run(*argv)
+    ended = time.monotonic()
+    time.sleep(1)
+    return result, load.stop(), started, ended
+
+
+def test_the_proxy_holds_the_port_and_forwards_to_one_live_instance(host, lab):
+    live = answering(host)
+    assert live in ("blue", "green")
+    assert running(host) == {f"{host.container}-proxy", f"{host.container}-{live}"}
+    config = (host.root / "litellm/proxy/haproxy.cfg").read_text()
+    assert f"server {live} 127.0.0.1:" in config and f"bind 127.0.0.1:{host.port}" in config
+    status = host.run("ops.status", "--host", host.name)
+    assert status.returncode == 0, status.stderr
+    assert f"proxy   {host.container}-proxy (running) on 127.0.0.1:{host.port} forwards to {host.container}-{live}" \
+        in status.stdout
+    # Both compose CLIs accept the file with the three services beside the team's own.
+    for argv, env in ((["docker", "compose"], {"DOCKER_CONFIG": str(lab.compose_v2_config)}), (["docker-compose"], {})):
+        services = subprocess.run([*argv, "-f", str(host.root / "compose.yml"), "config", "--services"],
+                                  capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout.split()
+        assert {"litellm-proxy", "litellm-blue", "litellm-green", "web"} == set(services)
+
+
+@pytest.mark.parametrize("change", ["env", "compose.restart"])
+def test_a_change_under_load_fails_no_request(host, change):
+    before = answering(host)
+    argv = ("compose.restart", "--host", host.name) if change == "compose.restart" else ("deploy", "--host", host.name)
+    if change == "env":
+        host.write_inventory(env={"LITEDEPLOY_ZERO_DOWNTIME_TEST": str(time.time())})
+    result, load, started, ended = under_load(host, *argv)
+    assert result.returncode == 0, result.stderr
+    sent, failed, p99 = summary(load.during(started, ended))
+    assert sent > 50 and failed == 0, [o.error for o in load.outcomes if o.error][:5]
+    after = answering(host)
+    assert after != before
+    assert running(host) == {f"{host.container}-proxy", f"{host.container}-{after}"}
+
+
+def test_a_new_instance_that_fails_never_takes_traffic(host):
+    before = answering(host)
+    files = {name: (host.root / name).read_bytes() for name in ("compose.yml", "litellm/config.yaml",
+                                                                "litellm/litellm.env", "litellm/proxy/haproxy.cfg")}
+    host.write_inventory(**host.crash_at_start())
+    result, load, started, ended = under_load(host, "deploy", "--host", host.name)
+    last = fails_with(result, f"litellm-{'green' if before == 'blue' else 'blue'} never took traffic",
+                      f"the live litellm-{before} still serves")
+    assert "rolled back" in last
+    assert [o for o in load.outcomes if o.error] == []
+    assert answering(host) == before
+    assert running(host) == {f"{host.container}-proxy", f"{host.container}-{before}"}
+    assert {name: (host.root / name).read_bytes() for name in files} == files
+
+
+def test_a_stream_in_flight_outlives_the_switch(host):
+    """A streamed answer held open by the old instance (mock_delay) finishes whole after the proxy
+    switched, before the old instance stops."""
+    before = answering(host)
+    streamed: dict = {}
+
+    def stream() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=120)
+        body = {"model": MODEL, "stream": True, "mock_delay": 25, "messages": [{"role": "user", "content": "hi"}]}
+        connection.request("POST", "/chat/completions", json.dumps(body),
+                           {"Authorization": f"Bearer {lab_secrets()['LITELLM_MASTER_KEY']}",
+                            "Content-Type": "application/json"})
+        reply = connection.getresponse()
+        streamed.update(status=reply.status, instance=reply.getheader(HEADER), body=reply.read().decode(),
+                        ended=time.monotonic())
+
+    client = threading.Thread(target=stream)
+    client.start()
+    time.sleep(1)
+    restart = subprocess.Popen([sys.executable, "-u", "-m", "invoke", "compose.restart", "--host", host.name],
+                               cwd=REPO, env={**os.environ, "INVOKE_LITELLM_INVENTORY": str(host.inventory)},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    switched = None
+    output = []
+    for line in restart.stdout:
+        output.append(line)
+        if "the proxy forwards to" in line:
+            switched = time.monotonic()
+    assert restart.wait() == 0, "".join(output)
+    client.join(timeout=120)
+    assert switched is not None and answering(host) != before
+    assert streamed["status"] == 200 and streamed["instance"] == before
+    assert streamed["ended"] > switched, "the stream ended before the switch: it proves nothing"
+    assert streamed["body"].rstrip().endswith("data: [DONE]")
+
+
+def test_turning_it_off_and_on_again(host):
+    host.write_inventory(zero_downtime=False)
+    off = host.run("deploy", "--host", host.name)
+    assert off.returncode == 0, off.stderr
+    assert running(host) == {host.container}
+    assert not (host.root / "litellm/proxy/haproxy.cfg").exists()
+    assert answering(host) is None  # the single gateway: no proxy adds the header
+    host.write_inventory()
+    on = host.run("deploy", "--host", host.name)
+    assert on.returncode == 0, on.stderr
+    live = answering(host)
+    assert running(host) == {f"{host.container}-proxy", f"{host.container}-{live}"}
