@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from . import locking, runtimes
+from . import instances, locking, runtimes
 from .audit import AuditRecord
 from .commands import audit, files, script
 from .envfile import env_pairs
@@ -111,6 +111,9 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
         runs = release.runs(host) or session.runtime.wanted(host)
         _check_advisories(project, host, runs, facts, accept_risk, out)
         desired = release.desired(host, frozenset(secrets))
+        if instances.enabled(host):  # the proxy's configuration is no release's: hosts.yaml's, as rendered now
+            desired = replace(desired, proxy=render_host(project.templates, session.runtime.as_deployed(host, facts),
+                                                         secrets).proxy)
         deployed = _check_database(session, facts, runs, False, yes, env_pairs(desired.env).get(SALT_KEY))
         record.runs, record.previous_runs, record.rollback_to = runs, deployed, release.id
         return _apply_recorded(session, desired, facts, record, out), release.id

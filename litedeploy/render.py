@@ -189,6 +189,9 @@ def _render_service(templates: Templates, context: dict, host: Host) -> tuple[st
         else LITELLM_REQUEST_TIMEOUT
     if host.port in instances.ports(host):
         raise RenderError(f"hosts.yaml (host {host.name}): vars.instance_ports must not hold the host's port {host.port}")
+    if max(instances.ports(host)) > 65535:
+        raise RenderError(f"hosts.yaml (host {host.name}): the instances' default ports (port + 1, port + 2) pass "
+                          "65535; set vars.instance_ports")
     configs = {color: _render(templates, PROXY_TEMPLATE, {
         **context, "live": instances.instance(host, color), "color": color, "timeout": timeout + 10,
         "header": instances.INSTANCE_HEADER, "admin_socket": runtime.proxy_admin_socket(host)}, host)

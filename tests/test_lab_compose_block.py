@@ -1,6 +1,7 @@
 """hosts.yaml values that reach the compose service block (folder, names, port, bind, image),
 generated: each is refused naming its key, or the real compose v2 and v1 read the block with every
-value exactly as hosts.yaml wrote it (no interpolation, no volume syntax split, no YAML retyping)."""
+value exactly as hosts.yaml wrote it (no interpolation, no volume syntax split, no YAML retyping);
+with zero_downtime, HAProxy accepts the proxy's configuration made from them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from conftest import DEFAULT_IMAGE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from litedeploy.errors import InventoryError
+from litedeploy import instances
+from litedeploy.errors import InventoryError, RenderError
 from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
@@ -30,6 +32,8 @@ SETTINGS = st.fixed_dictionaries({}, optional={
     "folder": TRICKY, "container_name": TRICKY, "service_name": TRICKY | st.sampled_from(["123", "true", "1e3"]),
     "port": st.integers(1, 65535), "bind": st.sampled_from(["0.0.0.0", "127.0.0.1", "::1", "10.1.2.3"]),
     "image": st.sampled_from(["registry.example:5000/litellm:v1", "ghcr.io/berriai/litellm@sha256:" + "a" * 64]),
+    # vars.zero_downtime: the proxy and both instances in the block, and the proxy's own configuration.
+    "zero_downtime": st.booleans(),
 })
 
 
@@ -50,12 +54,15 @@ def test_block_values_reach_compose_as_written_or_are_refused_by_key(lab, tmp_pa
              **{key: value for key, value in chosen.items() if key != "folder"}}
     if "folder" in chosen:
         entry["config_dir"] = f"{root}/{chosen['folder']}"
+    if chosen.get("zero_downtime"):
+        entry["vars"] = {**entry["vars"], "zero_downtime": True, "proxy_image": "127.0.0.1:15500/haproxy-lab:2.6"}
     try:
         host = parse_inventory(yaml.safe_dump({"hosts": {"fox": entry}}), Path("hosts.yaml"), DEFAULT_IMAGE).host("fox")
-    except InventoryError as error:
-        assert str(error).startswith("hosts.yaml: host 'fox': '") and "\n" not in str(error)
+        files = render_host(TEMPLATES, host, SECRETS)
+    except (InventoryError, RenderError) as error:
+        assert str(error).startswith("hosts.yaml") and "\n" not in str(error)
         return
-    block = render_host(TEMPLATES, host, SECRETS).service
+    block = files.service
     Path(host.env_path).parent.mkdir(parents=True, exist_ok=True)
     Path(host.env_path).write_text("LITEDEPLOY_PROBE=read\n")  # config inlines the env file it found
     (root / "compose.yml").write_text("services:\n" + block)
@@ -70,3 +77,26 @@ def test_block_values_reach_compose_as_written_or_are_refused_by_key(lab, tmp_pa
         published = service["ports"][0]
         port = published["published"] if isinstance(published, dict) else published.rsplit(":", 2)[-2]
         assert int(port) == host.port, flavour
+    if files.proxy:
+        check_proxy(lab, host, files, root)
+
+
+def check_proxy(lab, host, files, root: Path) -> None:
+    """Both composes read the proxy and the two instances as written; HAProxy accepts its configuration
+    for either instance live (`haproxy -c`, in the lab's proxy image)."""
+    for flavour, argv, env in (("v2", ["docker", "compose"], {"DOCKER_CONFIG": str(lab.compose_v2_config)}),
+                               ("v1", ["docker-compose"], {})):
+        services = read_by(argv, root, env)["services"]
+        proxy = services[instances.proxy(host).service_name]
+        assert (proxy["container_name"], proxy["network_mode"]) == (instances.proxy(host).container_name, "host"), \
+            flavour
+        for color in instances.COLORS:
+            serving = instances.instance(host, color)
+            assert services[serving.service_name]["container_name"] == serving.container_name, flavour
+    for text in files.proxy.values():
+        (root / "proxy").mkdir(exist_ok=True)
+        (root / "proxy/haproxy.cfg").write_text(text)
+        checked = subprocess.run(["docker", "run", "--rm", "-v", f"{root / 'proxy'}:/usr/local/etc/haproxy:ro",
+                                  "127.0.0.1:15500/haproxy-lab:2.6", "haproxy", "-c", "-f",
+                                  "/usr/local/etc/haproxy/haproxy.cfg"], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -154,7 +154,9 @@ class DockerCompose(Runtime):
         return Plan(changes, restart, warnings)
 
     def served(self, host: Host, text: str | None) -> str | None:
-        return served_image(text or "", host.service_name)
+        """The image our block runs: its gateway's, or (vars.zero_downtime) its instances' one image."""
+        return served_image(text or "", host.service_name) or served_image(
+            text or "", instances.instance(host, instances.COLORS[0]).service_name)
 
     def served_port(self, host: Host, text: str | None) -> int | None:
         return served_port(text or "", host.service_name)
@@ -179,7 +181,7 @@ class DockerCompose(Runtime):
     def pinned(self, host: Host, facts: HostFacts, upgrade: bool) -> str | None:
         """The image reference our block should run (the digest pinned), or None until the host pulls
         hosts.yaml's image; `describe` and `config.diff` compare against this, as a deploy would write."""
-        deployed = served_image(facts.service_text or "", host.service_name)
+        deployed = self.served(host, facts.service_text)
         return resolve_image(host.image, deployed, facts.wanted_digests, fresh=upgrade)
 
     def running(self, host: Host, runs: str) -> Host:
@@ -276,7 +278,7 @@ def switch_verb(host: Host, changes: Sequence[FileChange], desired: DesiredFiles
     if not instances.enabled(host):
         return "switch"
     running = [facts.instances.get(role) for role in (live, "proxy") if role]
-    settled = live and all(state and state.running for state in running) and facts.proxy_text == desired.proxy[live]
+    settled = live and all(state and state.running for state in running) and facts.proxy_text == desired.proxy.get(live)
     return "switch" if changes or not settled else None
 
 

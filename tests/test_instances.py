@@ -1,0 +1,115 @@
+"""vars.zero_downtime's pure part (`instances.py`, its render and the Docker runtime's verb): the two
+instances and their ports, which one the proxy's configuration makes live, the block of three
+services and the proxy's configuration for either instance, and when a change is a switch."""
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from litedeploy import instances, runtimes
+from litedeploy.composefile import Markers, replace_block
+from litedeploy.errors import RenderError
+from litedeploy.facts import GatewayState, HostFacts
+from litedeploy.inventory import load_inventory
+from litedeploy.render import load_templates, render_host
+from litedeploy.runtimes.compose import switch_verb
+from litedeploy.secrets import SecretValues
+
+SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
+                        "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456"}, "s.enc.yaml")
+RUNNING = GatewayState("running", True, "t0", 0, 0, "healthy", "x", "sha", "etc")
+
+
+@pytest.fixture
+def fox(repo):
+    host = load_inventory(repo / "hosts.yaml").host("fox")
+    return replace(host, vars={**host.vars, "zero_downtime": True})
+
+
+@pytest.fixture
+def templates(repo):
+    return load_templates(repo / "templates", repo / "models.yaml")
+
+
+def test_the_instances_have_their_own_names_and_loopback_ports(fox):
+    blue, green = (instances.instance(fox, color) for color in instances.COLORS)
+    assert (blue.container_name, blue.service_name, blue.port, blue.bind) == ("litellm-blue", "litellm-blue", 4001,
+                                                                              "127.0.0.1")
+    assert (green.port, instances.proxy(fox).container_name) == (4002, "litellm-proxy")
+    chosen = replace(fox, vars={**fox.vars, "instance_ports": [9001, 9002]})
+    assert instances.ports(chosen) == (9001, 9002)
+
+
+def test_the_block_holds_the_proxy_and_both_instances_and_the_proxy_config_names_the_live_one(templates, fox):
+    files = render_host(templates, fox, SECRETS)
+    assert "  litellm-proxy:\n" in files.service and "network_mode: host" in files.service
+    assert '"--port", "4001"' in files.service and '"--port", "4002"' in files.service
+    assert '"127.0.0.1:4001:4001"' in files.service  # bridge: published on loopback only
+    for color, port in (("blue", 4001), ("green", 4002)):
+        config = files.proxy[color]
+        assert instances.live_color(config) == color
+        assert f"server {color} 127.0.0.1:{port}\n" in config and "bind 0.0.0.0:4000\n" in config
+        assert f"set-header {instances.INSTANCE_HEADER} {color}\n" in config
+    # LiteLLM's production request timeout, and the time it may take for an answer's first byte.
+    assert "timeout server 6010s" in files.proxy["blue"]
+    production = replace(fox, vars={**fox.vars, "litellm_settings": {"request_timeout": 600}})
+    assert "timeout server 610s" in render_host(templates, production, SECRETS).proxy["blue"]
+
+
+def test_a_host_without_it_renders_one_service_and_no_proxy(templates, repo):
+    fox = load_inventory(repo / "hosts.yaml").host("fox")
+    files = render_host(templates, fox, SECRETS)
+    assert files.proxy == {} and files.service.startswith("  litellm:\n") and "proxy" not in files.service
+
+
+@pytest.mark.parametrize(("variables", "expected"), [
+    ({"instance_ports": [4000, 4005]}, "vars.instance_ports must not hold the host's port 4000"),
+    ({"instance_ports": [4005, 4005]}, "vars.instance_ports must be two different ports"),
+    ({"instance_ports": [4005]}, "vars.instance_ports must be two different ports"),
+    ({"proxy_image": "haproxy:3.2\n  privileged: true"}, "vars.proxy_image must be an image reference"),
+    ({"zero_downtime": "yes"}, "vars.zero_downtime must be true or false"),
+])
+def test_bad_settings_are_refused_by_key(templates, fox, variables, expected):
+    with pytest.raises(RenderError, match=expected):
+        render_host(templates, replace(fox, vars={**fox.vars, **variables}), SECRETS)
+
+
+def test_the_systemd_runtime_says_it_has_no_proxy_yet(templates, repo):
+    labsd = load_inventory(repo / "hosts.yaml").host("labsd")
+    with pytest.raises(RenderError, match="vars.zero_downtime is not available for runtime systemd yet"):
+        render_host(templates, replace(labsd, vars={**labsd.vars, "zero_downtime": True}), SECRETS)
+
+
+@given(st.text(max_size=200))
+def test_any_proxy_config_text_names_at_most_a_known_instance(text):
+    assert instances.live_color(text) in (None, "blue", "green")
+
+
+def settled(host, files, live="blue", **changes) -> HostFacts:
+    compose = replace_block("services: {}\n", files.service, Markers.from_template(host.marker), "f")
+    return HostFacts(**{"service_text": compose, "config_text": files.config, "env_text": files.env,
+                        "compose_flavour": "v2", "state": RUNNING, "proxy_text": files.proxy[live],
+                        "instances": {live: RUNNING, "proxy": RUNNING}, **changes})
+
+
+def test_a_change_is_a_switch_and_a_settled_host_is_left_alone(templates, fox):
+    files = render_host(templates, fox, SECRETS)
+    docker = runtimes.of(fox)
+    assert docker.plan(fox, files, settled(fox, files)).restart is None
+    assert docker.plan(fox, replace(files, config=files.config + "# changed\n"), settled(fox, files)).restart == "switch"
+    # The proxy or the live instance down, the proxy's configuration changed, no proxy yet: a switch heals it.
+    stopped = replace(RUNNING, running=False, status="exited")
+    for facts in (settled(fox, files, instances={"blue": RUNNING, "proxy": stopped}),
+                  settled(fox, files, instances={"blue": stopped, "proxy": RUNNING}),
+                  settled(fox, files, proxy_text=files.proxy["green"]),
+                  settled(fox, files, proxy_text=None)):
+        assert switch_verb(fox, (), files, facts) == "switch"
+
+
+def test_turning_it_off_is_a_switch_back_to_the_single_gateway(templates, fox, repo):
+    files = render_host(templates, fox, SECRETS)
+    plain = load_inventory(repo / "hosts.yaml").host("fox")
+    single = render_host(templates, plain, SECRETS)
+    assert runtimes.of(plain).plan(plain, single, settled(fox, files)).restart == "switch"
