@@ -3,7 +3,7 @@ hardened sshd (no forwarding), run on namespace host 1's engine and reached over
 address (port 2222). It is shaped like the hosts of the hx_litellm_proxy role: Debian with
 python3-venv and sudo, no package index (the namespace has no route out), so LiteLLM reaches it as
 the lab's folder of locked wheels (`image.download_wheels`); two Ollama stand-ins answer on its
-loopback as the role's backends do.
+loopback as the role's backends do. Debian's haproxy is installed, as `zero_downtime: true` needs it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .netns import NamespaceHost
 from .process import Say, run, succeeds, wait
 from .sshd import NO_FORWARDING
 
-PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,sudo,python3-venv,ca-certificates,iproute2,procps"
+PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,sudo,python3-venv,ca-certificates,iproute2,procps,haproxy"
 # Tagged by what it holds: a changed package list builds a new image instead of reusing the old one.
 IMAGE = f"localhost/litedeploy-systemd-host:bookworm-{hashlib.sha256(PACKAGES.encode()).hexdigest()[:8]}"
 CONTAINER = "litedeploy-systemd-host"

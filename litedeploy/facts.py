@@ -72,6 +72,7 @@ class HostFacts:
     # vars.zero_downtime: the proxy's configuration (which instance is live) and the state of its
     # containers by role (blue, green, proxy).
     proxy_text: str | None = None
+    proxy_service_text: str | None = None  # the proxy's own service file, where it has one (a unit)
     instances: Mapping[str, GatewayState] = field(default_factory=dict)
 
     def held_by_other(self, ours: str) -> str | None:

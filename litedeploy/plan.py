@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import difflib
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from . import instances
 from .envfile import masked_env
 from .facts import HostFacts
+
+if TYPE_CHECKING:
+    from .inventory import Host
+    from .render import DesiredFiles
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class Plan:
     venv: str | None = None
     # The venv whose generated Prisma client LiteLLM needs before it starts on a database.
     prisma_venv: str | None = None
+    # vars.zero_downtime on a host whose proxy is the host's own program: the program, checked first.
+    proxy_program: str | None = None
 
     def __post_init__(self) -> None:
         if self.changes and self.restart is None:
@@ -118,3 +126,14 @@ def file_diff(change: FileChange, redact: Callable[[str], str]) -> str:
     return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
                                         f"{change.path} {label}", f"{change.path} (rendered)"))
 
+
+def switch_verb(host: Host, changes: Sequence[FileChange], desired: DesiredFiles, facts: HostFacts) -> str | None:
+    """On a host with vars.zero_downtime, or where it was just turned off: "switch"
+    (`litedeploy.switch`) where anything changed or does not run as it should (the live instance,
+    the proxy, the proxy's configuration), else None."""
+    live = instances.live_color(facts.proxy_text)
+    if not instances.enabled(host):
+        return "switch"
+    running = [facts.instances.get(role) for role in (live, "proxy") if role]
+    settled = live and all(state and state.running for state in running) and facts.proxy_text == desired.proxy.get(live)
+    return "switch" if changes or not settled else None

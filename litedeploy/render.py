@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import posixpath
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -45,8 +44,10 @@ class DesiredFiles:
     service: str
     # The env file's variables that hold secrets (the rest, like the region, do not).
     secret_names: tuple[str, ...] = ()
-    # With vars.zero_downtime: the proxy's configuration, by the instance it makes live.
+    # With vars.zero_downtime: the proxy's configuration, by the instance it makes live, and the
+    # proxy's own service file where the runtime has one apart (the systemd runtime's unit).
     proxy: Mapping[str, str] = field(default_factory=dict)
+    proxy_service: str | None = None
 
 
 class _NamedUndefined(jinja2.StrictUndefined):
@@ -158,45 +159,40 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
     context = {"host": host, "runtime": runtime, "vars": host.vars, "secrets": secrets, "models": models,
                "router_settings": router, "litellm_settings": litellm}
     env = _render_env(templates, context, host, secrets)
-    service, proxy = _render_service(templates, context, host)
+    service, proxy, proxy_service = _render_service(templates, context, host)
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env, service=service,
-                         secret_names=tuple(name for name in env_pairs(env) if name in secrets), proxy=proxy)
+                         secret_names=tuple(name for name in env_pairs(env) if name in secrets), proxy=proxy,
+                         proxy_service=proxy_service)
     check_config(files.config, host)
     check_env_names(files.env, files.config, where)
     runtime.check_service(files.service, host)
     return files
 
 
-def _render_service(templates: Templates, context: dict, host: Host) -> tuple[str, dict[str, str]]:
+def _render_service(templates: Templates, context: dict, host: Host) -> tuple[str, dict[str, str], str | None]:
     """What runs the gateway, as the runtime words it; with vars.zero_downtime, its proxy and both
-    instances (the runtime's own template, rendered once for each), and the proxy's configuration
-    for either instance live."""
+    instances (`Runtime.render_instances`), the proxy's configuration for either instance live, and
+    the proxy's own service file where it has one."""
     runtime = context["runtime"]
     if not instances.enabled(host):
-        return _render(templates, runtime.service_template, context, host), {}
-    if runtime.proxy_template is None:
-        raise RenderError(f"hosts.yaml (host {host.name}): vars.zero_downtime is not available for runtime "
-                          f"{host.runtime} yet; remove it")
-    proxy = instances.proxy(host)
-    pieces = [_render(templates, runtime.proxy_template,
-                      {**context, "proxy": proxy, "proxy_dir": posixpath.dirname(instances.proxy_config_path(host)),
-                       "proxy_config_dir": instances.PROXY_CONFIG_DIR,
-                       "proxy_image": instances.DEFAULT_PROXY_IMAGE}, host)]
-    pieces += [_render(templates, runtime.service_template, {**context, "host": instances.instance(host, color)}, host)
-               for color in instances.COLORS]
-    asked = (context["litellm_settings"] or {}).get("request_timeout")
-    timeout = int(asked) if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0 \
-        else LITELLM_REQUEST_TIMEOUT
+        return _render(templates, runtime.service_template, context, host), {}, None
     if host.port in instances.ports(host):
         raise RenderError(f"hosts.yaml (host {host.name}): vars.instance_ports must not hold the host's port {host.port}")
     if max(instances.ports(host)) > 65535:
         raise RenderError(f"hosts.yaml (host {host.name}): the instances' default ports (port + 1, port + 2) pass "
                           "65535; set vars.instance_ports")
+
+    def rendered(template: str, **more: Any) -> str:
+        return _render(templates, template, {**context, **more}, host)
+    service, proxy_service = runtime.render_instances(host, rendered)
+    asked = (context["litellm_settings"] or {}).get("request_timeout")
+    timeout = int(asked) if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0 \
+        else LITELLM_REQUEST_TIMEOUT
     configs = {color: _render(templates, PROXY_TEMPLATE, {
-        **context, "live": instances.instance(host, color), "color": color, "timeout": timeout + 10,
+        **context, "live": runtime.instance(host, color), "color": color, "timeout": timeout + 10,
         "header": instances.INSTANCE_HEADER, "admin_socket": runtime.proxy_admin_socket(host)}, host)
         for color in instances.COLORS}
-    return "".join(pieces), configs
+    return service, configs, proxy_service
 
 
 def check_backends_reachable(host: Host, where: str) -> None:

@@ -79,7 +79,7 @@ class Session:
             return self.host
         path = instances.proxy_config_path(self.host)
         live = instances.live_color(self.read(files.contents(self.host, {"proxy_file": path})).proxy_text)
-        return instances.instance(self.host, live) if live else self.host
+        return self.runtime.instance(self.host, live) if live else self.host
 
     def read(self, command: str) -> HostFacts:
         """Facts from a script that prints some of them (a lock's holder, a container)."""

@@ -73,10 +73,10 @@ def _live(host: Host, facts: HostFacts) -> str | None:
     live = instances.live_color(facts.proxy_text)
     if not live:
         return None
-    proxy, instance = instances.proxy(host), instances.instance(host, live)
+    proxy, instance = instances.proxy(host), runtimes.of(host).instance(host, live)
     state = facts.instances.get("proxy")
-    return (f"{proxy.container_name} ({state.status if state else 'absent'}) on {host.bind}:{host.port} forwards to "
-            f"{instance.container_name} on 127.0.0.1:{instance.port}")
+    return (f"{runtimes.of(host).holder(proxy)} ({state.status if state else 'absent'}) on {host.bind}:{host.port} "
+            f"forwards to {runtimes.of(host).holder(instance)} on 127.0.0.1:{instance.port}")
 
 
 def deployed_profile(config_text: str | None) -> str | None:

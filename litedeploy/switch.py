@@ -43,12 +43,12 @@ def switch(session: Session, plan: Plan, desired: DesiredFiles, facts: HostFacts
     host, runtime, remote = session.host, session.runtime, session.remote
     live = instances.live_color(facts.proxy_text)
     color = instances.other(live)
-    new = instances.instance(host, color)
+    new = runtime.instance(host, color)
     started = replace(session, host=new)
     new_commands = runtime.commands(new, facts)
     # The single gateway of before the setting, where it runs: it stops once the new instance answers.
     single = facts.state is not None and facts.state.running and live is None
-    serving = f"the live {instances.instance(host, live).service_name}" if live else (
+    serving = f"the live {runtime.instance(host, live).service_name}" if live else (
         f"{runtime.holder(host)}" if single else "nothing")
     if plan.changes:
         session.install(plan.changes, deploy_id, runtime.commands(host, facts))
@@ -79,11 +79,13 @@ def switch(session: Session, plan: Plan, desired: DesiredFiles, facts: HostFacts
     out.write(f"{host.name}: the proxy forwards to {new.service_name}; stopping {serving}\n")
     out.flush()
     if live:
-        old = instances.instance(host, live)
+        old = runtime.instance(host, live)
         remote.run(runtime.stop(old), check=False)
         remote.run(runtime.remove(old), check=False)
     if single:
         remote.run(runtime.remove(host), check=False)
+    for path in runtime.leftovers(host, zero_downtime=True):
+        remote.run(files.take_away(host, path, deploy_id))
     return health, tuple(expected.models)
 
 
@@ -106,8 +108,9 @@ def _turn_off(session: Session, plan: Plan, facts: HostFacts, deploy_id: str, ex
             remote.run(command, check=False)
         raise error from None
     for role in (*instances.COLORS, "proxy"):
-        remote.run(runtime.remove(proxy if role == "proxy" else instances.instance(host, role)), check=False)
-    remote.run(files.take_away(host, instances.proxy_config_path(host), deploy_id))
+        remote.run(runtime.remove(proxy if role == "proxy" else runtime.instance(host, role)), check=False)
+    for path in runtime.leftovers(host, zero_downtime=False):
+        remote.run(files.take_away(host, path, deploy_id))
     return health, tuple(expected.models)
 
 
@@ -127,7 +130,7 @@ def _point_proxy(session: Session, change: FileChange, deploy_id: str, facts: Ho
     remote.run(line("install", "-d", "-m", "0755", posixpath.dirname(change.path)))
     if change.old != change.new:
         session.install([change], deploy_id, runtime.commands(host, facts))
-    remote.run(runtime.commands(instances.proxy(host), facts).up())
+    remote.run(runtime.proxy_up(host, facts))
     remote.run(runtime.proxy_reload(host))
     wait_for_instance(session.gateway, instances.INSTANCE_HEADER, color, PROXY_TIMEOUT)
 

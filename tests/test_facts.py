@@ -51,6 +51,10 @@ def commands(host, unit_host):
         "engine": container.ENGINE,
         "port_holder": container.port_holder(host.port),
         "service": unit.state(unit_host),
+        # The systemd runtime's own: its proxy's unit, vars.zero_downtime's units.
+        **{key: files.contents(unit_host, runtimes.of(unit_host).managed_files(unit_host))
+           for key in ("proxy_service_file", "real_proxy_service_file", "notfile_proxy_service_file")},
+        **{f"service_{role}": "\n".join(runtimes.of(unit_host).questions(unit_host)) for role in ("blue", "green", "proxy")},
         "venvs": unit.runtime_facts(unit_host),
         "service_user": unit.runtime_facts(unit_host),
     }
@@ -85,6 +89,11 @@ SAMPLES = {
     "engine": ("engine 28.2.2 amd64", {"engine_version": "28.2.2", "engine_arch": "amd64"}),
     "port_holder": ("port_holder process python3 (pid 7)", {"port_holder": "process python3 (pid 7)"}),
     "service": (f"service {b64(SHOW)}", {"state": UNIT_STATE}),
+    "proxy_service_file": (f"proxy_service_file {b64('[Unit]')}", {"proxy_service_text": "[Unit]"}),
+    "real_proxy_service_file": (f"real_proxy_service_file {b64('/srv/u')}", {"real_paths": {"PROXYUNIT": "/srv/u"}}),
+    "notfile_proxy_service_file": ("notfile_proxy_service_file 1", {"not_files": ("PROXYUNIT",)}),
+    **{f"service_{role}": (f"service_{role} {b64(SHOW)}", {"instances": {role: UNIT_STATE}})
+       for role in ("blue", "green", "proxy")},
     "venvs": ("venvs /opt/litellm/litellm-1-a /opt/litellm/litellm-2-b",
               {"venvs": ("/opt/litellm/litellm-1-a", "/opt/litellm/litellm-2-b")}),
     "service_user": ("service_user 1", {"service_user": True}),
@@ -108,8 +117,11 @@ def test_each_fact_is_printed_by_its_command_and_parsed_from_its_sample(key, hos
     # The file facts' function prints its keys from the name it is given (`f service_file PATH`).
     printed = {"real": "real_%s", "notfile": "notfile_$1"}.get(key.split("_")[0], key)
     assert printed in command, f"the command of {key} does not print it"
+    if "proxy_service" in key:  # a file only the systemd runtime manages
+        host = unit_host
     paths = {"SERVICE": runtimes.of(host).service_file(host), "CONFIG": host.config_path, "ENV": host.env_path,
-             "PROXY": instances.proxy_config_path(host)}
+             "PROXY": instances.proxy_config_path(host), "PROXYUNIT": runtimes.of(host).managed_files(host).get(
+                 "proxy_service_file")}
     line, fields = SAMPLES[key]
     facts = parse_facts(line, host)
     for name, value in fields.items():

@@ -76,10 +76,21 @@ def test_bad_settings_are_refused_by_key(templates, fox, variables, expected):
         render_host(templates, replace(fox, vars={**fox.vars, **variables}), SECRETS)
 
 
-def test_the_systemd_runtime_says_it_has_no_proxy_yet(templates, repo):
+def test_on_systemd_a_template_unit_runs_both_instances_and_the_proxy_has_a_unit(templates, repo):
     labsd = load_inventory(repo / "hosts.yaml").host("labsd")
-    with pytest.raises(RenderError, match="vars.zero_downtime is not available for runtime systemd yet"):
-        render_host(templates, replace(labsd, vars={**labsd.vars, "zero_downtime": True}), SECRETS)
+    labsd = replace(labsd, vars={**labsd.vars, "zero_downtime": True, "workers": 2})
+    systemd = runtimes.of(labsd)
+    files = render_host(templates, labsd, SECRETS)
+    assert systemd.service_file(labsd) == "/etc/systemd/system/litellm@.service"
+    assert "--host 127.0.0.1 --port %i --num_workers 2" in files.service
+    # Each instance its own runtime folder: systemd removes it when that instance stops.
+    assert "RuntimeDirectory=litellm-%i\n" in files.service
+    assert files.proxy_service is not None
+    assert "ExecStart=/usr/sbin/haproxy -Ws -f /etc/litellm/proxy/haproxy.cfg\n" in files.proxy_service
+    assert "stats socket /run/litellm-proxy/admin.sock" in files.proxy["blue"]
+    blue = systemd.instance(labsd, "blue")
+    assert (blue.service_name, blue.port, systemd.holder(blue)) == ("litellm@4001", 4001, "service litellm@4001")
+    assert "server green 127.0.0.1:4002\n" in files.proxy["green"]
 
 
 @given(st.text(max_size=200))

@@ -80,8 +80,8 @@ def test_the_proxy_holds_the_port_and_forwards_to_one_live_instance(host, lab):
     assert f"server {live} 127.0.0.1:" in config and f"bind 127.0.0.1:{host.port}" in config
     status = host.run("ops.status", "--host", host.name)
     assert status.returncode == 0, status.stderr
-    assert f"proxy   {host.container}-proxy (running) on 127.0.0.1:{host.port} forwards to {host.container}-{live}" \
-        in status.stdout
+    assert (f"proxy   container {host.container}-proxy (running) on 127.0.0.1:{host.port} forwards to container "
+            f"{host.container}-{live}") in status.stdout
     # Both compose CLIs accept the file with the three services beside the team's own.
     for argv, env in ((["docker", "compose"], {"DOCKER_CONFIG": str(lab.compose_v2_config)}), (["docker-compose"], {})):
         services = subprocess.run([*argv, "-f", str(host.root / "compose.yml"), "config", "--services"],

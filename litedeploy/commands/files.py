@@ -170,7 +170,7 @@ def contents(host: Host, managed: Mapping[str, str]) -> str:
 # The managed files by fact name: the one that says what runs the gateway (a compose file, a unit), LiteLLM's
 # config, the env file; each fact's value is the file's text.
 FILE_FACTS = {"service_file": "service_text", "config_file": "config_text", "env_file": "env_text",
-              "proxy_file": "proxy_text"}
+              "proxy_file": "proxy_text", "proxy_service_file": "proxy_service_text"}
 
 
 def _text(name: str) -> Fact:

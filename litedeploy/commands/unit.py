@@ -29,10 +29,16 @@ def unit_path(host: Host) -> str:
     return f"/etc/systemd/system/{unit_name(host)}"
 
 
-def state(host: Host) -> str:
-    """Prints a `service` fact line (the unit's properties, base64), as `container.state` does for Docker."""
+def template_path(host: Host) -> str:
+    """vars.zero_downtime's template unit, whose instances (`NAME@PORT`) are blue and green."""
+    return f"/etc/systemd/system/{host.service_name}@.service"
+
+
+def state(host: Host, key: str = "service") -> str:
+    """Prints a `service` fact line (the unit's properties, base64), as `container.state` does for
+    Docker (KEY: `service_blue`... for vars.zero_downtime's units)."""
     show = line("systemctl", "show", "--timestamp=utc", "-p", ",".join(SHOW), unit_name(host))
-    return f"s=$({show} 2>/dev/null) && printf 'service %s\\n' \"$(printf '%s' \"$s\" | base64 -w0)\""
+    return f"s=$({show} 2>/dev/null) && printf '{key} %s\\n' \"$(printf '%s' \"$s\" | base64 -w0)\""
 
 
 def parse_state(value: str, paths: Mapping[str, str] = {}) -> dict[str, GatewayState | None]:
@@ -64,8 +70,17 @@ def runtime_facts(host: Host) -> str:
     )
 
 
+def parse_instance(role: str) -> Fact:
+    """The state of one of vars.zero_downtime's units (ROLE: blue, green, proxy), where systemd knows it."""
+    def parse(value: str, paths: Mapping[str, str]) -> dict:
+        found = parse_state(value)["state"]
+        return {"instances": {role: found}} if found else {}
+    return Fact(f"service_{role}", parse)
+
+
 FACTS = (
     Fact("service", parse_state),
+    *(parse_instance(role) for role in ("blue", "green", "proxy")),
     Fact("venvs", lambda value, paths: {"venvs": tuple(value.split())}),
     flag("service_user"),
 )
@@ -186,7 +201,13 @@ def install_venv(host: Host, wheels: str | None) -> str:
     )
 
 
-NO_PRISMA_CLIENT = 79  # (no exit code pip or a shell uses) the exit code of prisma_client_check's refusal
+def program_check(program: str, package: str) -> str:
+    """Fails with the reason where PROGRAM, which Debian's PACKAGE installs, is missing."""
+    reason = f"{program} is not installed; install Debian's {package} package (apt-get install {package}) and deploy again"
+    return f"[ -x {line(program)} ] || {{ {line('echo', reason)} >&2; exit {REFUSED}; }}"
+
+
+REFUSED = 79  # (no exit code pip or a shell uses) the exit code of a check that refuses (program_check, prisma_client_check)
 
 
 def prisma_client_check(venv: str) -> str:
@@ -198,14 +219,16 @@ def prisma_client_check(venv: str) -> str:
               f"crash-loop); generate it on the host ({venv}/bin/prisma generate --schema {schema}) or install "
               "from wheels of a machine that did, then deploy again")
     return (f"{line(python, '-c', 'from prisma import Prisma')} >/dev/null 2>&1 || "
-            f"{{ {line('echo', reason)} >&2; exit {NO_PRISMA_CLIENT}; }}")
+            f"{{ {line('echo', reason)} >&2; exit {REFUSED}; }}")
 
 
 def prune_venvs(host: Host, releases_dir: str) -> str:
-    """Removes venvs under venv_root that neither the unit nor a kept release's unit runs."""
+    """Removes venvs under venv_root that neither the unit (or vars.zero_downtime's template unit)
+    nor a kept release's unit runs."""
     root = line(host.venv_root)
     return script(
-        f"keep=\" $(cat {line(unit_path(host))} {line(releases_dir)}/*/litellm.service 2>/dev/null"
+        f"keep=\" $(cat {line(unit_path(host))} {line(template_path(host))} {line(releases_dir)}/*/litellm.service"
+        " 2>/dev/null"
         " | sed -n 's|^ExecStart=\\(.*\\)/bin/litellm.*|\\1|p' | sort -u | tr '\\n' ' ') \"",
         f"for d in {root}/litellm-*; do [ -d \"$d\" ] || continue;"
         " case \"$keep\" in *\" $d \"*) ;; *) rm -rf -- \"$d\";; esac; done",

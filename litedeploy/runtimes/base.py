@@ -7,7 +7,7 @@ a file. Nothing here talks to a host; `session` and `deploy` run what a runtime 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from ..inventory import Host
     from ..plan import FileChange, Plan, Preparation, RollbackSteps
     from ..render import DesiredFiles
+
+
+# Renders one of our templates with more context: (template name, **context) -> text.
+Rendering = Callable[..., str]
 
 
 class ServiceCommands(Protocol):
@@ -52,17 +56,35 @@ class Runtime(ABC):
     default_grace: ClassVar[str]
     # What a service file the runtime rejects raises (the exit status an admin's script sees).
     rejected: ClassVar[type[DeployError]] = DeployError
-    # vars.zero_downtime's proxy, as the runtime runs it (templates/ file rendered beside the two
-    # instances), or None where the runtime has none yet.
-    proxy_template: ClassVar[str | None] = None
+    # vars.zero_downtime's proxy, as the runtime runs it (the templates/ file `render_instances` renders).
+    proxy_template: ClassVar[str]
+
+    # -- vars.zero_downtime (`litedeploy.instances`, `litedeploy.switch`) --------------------------
+    def instance(self, host: Host, color: str) -> Host:
+        """Instance COLOR as a host of its own (its name, its loopback port)."""
+        return instances.instance(host, color)
+
+    def render_instances(self, host: Host, rendered: Rendering) -> tuple[str, str | None]:
+        """The service text with the proxy and both instances, and the proxy's own service file
+        where it has one apart; RENDERED(template, **context) renders a template of ours."""
+        raise NotImplementedError(f"the {self.kind} runtime has no proxy")
 
     def proxy_admin_socket(self, host: Host) -> str:
         """Where the proxy's runtime API socket is, as the proxy sees its file system."""
         raise NotImplementedError(f"the {self.kind} runtime has no proxy")
 
+    def proxy_up(self, host: Host, facts: HostFacts) -> list[str] | str:
+        """Starts the proxy where it does not run (as its service file now says); else leaves it."""
+        raise NotImplementedError(f"the {self.kind} runtime has no proxy")
+
     def proxy_reload(self, host: Host) -> list[str] | str:
         """The command that has the running proxy read its configuration again, without closing its port."""
         raise NotImplementedError(f"the {self.kind} runtime has no proxy")
+
+    def leftovers(self, host: Host, zero_downtime: bool) -> list[str]:
+        """The files a change to (ZERO_DOWNTIME true) or from the setting leaves unused, moved among
+        the backups once it worked."""
+        return []
 
     def start(self, host: Host) -> list[str] | str:
         """Starts the stopped gateway HOST names (an instance, the proxy) as it was created."""

@@ -4,6 +4,7 @@ What runs is an image reference pinned to its registry digest."""
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -31,10 +32,10 @@ from ..errors import ComposeFileError, DeployError, RenderError, parse_yaml
 from ..facts import GatewayState, HostFacts
 from ..images import ImageRef, resolve_image
 from ..inventory import Host
-from ..plan import FileChange, Plan, changed_files
+from ..plan import FileChange, Plan, changed_files, switch_verb
 from ..render import DesiredFiles
 from ..settings import grace_warnings
-from .base import Removal, Runtime
+from .base import Removal, Rendering, Runtime
 
 # The first Docker Engine whose image inspect lacks the ContainerConfig key docker-compose v1 reads
 # when it recreates a container (docker/compose#11742: `KeyError: 'ContainerConfig'`, the old
@@ -54,8 +55,24 @@ class DockerCompose(Runtime):
     def proxy_admin_socket(self, host: Host) -> str:
         return "/var/lib/haproxy/admin.sock"  # the official image's state folder, the haproxy user's
 
+    def render_instances(self, host: Host, rendered: Rendering) -> tuple[str, str | None]:
+        """Our block holds the proxy's service and both instances' (the gateway's template for each)."""
+        proxy = instances.proxy(host)
+        pieces = [rendered(self.proxy_template, proxy=proxy,
+                           proxy_dir=posixpath.dirname(instances.proxy_config_path(host)),
+                           proxy_config_dir=instances.PROXY_CONFIG_DIR, proxy_image=instances.DEFAULT_PROXY_IMAGE)]
+        pieces += [rendered(self.service_template, host=self.instance(host, color)) for color in instances.COLORS]
+        return "".join(pieces), None
+
+    def proxy_up(self, host: Host, facts: HostFacts) -> list[str]:
+        """Creates the proxy's container, or recreates it where our block changed it; else leaves it."""
+        return compose_commands(instances.proxy(host), facts).up()
+
     def proxy_reload(self, host: Host) -> list[str]:
         return container.reload(instances.proxy(host))
+
+    def leftovers(self, host: Host, zero_downtime: bool) -> list[str]:
+        return [] if zero_downtime else [instances.proxy_config_path(host)]
 
     def start(self, host: Host) -> list[str]:
         return container.start(host)
@@ -111,7 +128,7 @@ class DockerCompose(Runtime):
     def _instance_states(self, host: Host) -> str:
         """vars.zero_downtime's containers; on a host without it, only where its proxy configuration
         is left (the setting was just turned off), so other hosts ask nothing more."""
-        asked = script(*[container.state(instances.instance(host, color), key=f"container_{color}")
+        asked = script(*[container.state(self.instance(host, color), key=f"container_{color}")
                          for color in instances.COLORS],
                        container.state(instances.proxy(host), key="container_proxy"))
         if instances.enabled(host):
@@ -156,7 +173,7 @@ class DockerCompose(Runtime):
     def served(self, host: Host, text: str | None) -> str | None:
         """The image our block runs: its gateway's, or (vars.zero_downtime) its instances' one image."""
         return served_image(text or "", host.service_name) or served_image(
-            text or "", instances.instance(host, instances.COLORS[0]).service_name)
+            text or "", self.instance(host, instances.COLORS[0]).service_name)
 
     def served_port(self, host: Host, text: str | None) -> int | None:
         return served_port(text or "", host.service_name)
@@ -267,19 +284,7 @@ def service_names(host: Host) -> list[str]:
     """The services our block defines: the gateway's, or with vars.zero_downtime the proxy's and both instances'."""
     if not instances.enabled(host):
         return [host.service_name]
-    return [instances.proxy(host).service_name, *(instances.instance(host, c).service_name for c in instances.COLORS)]
-
-
-def switch_verb(host: Host, changes: Sequence[FileChange], desired: DesiredFiles, facts: HostFacts) -> str | None:
-    """On a host with vars.zero_downtime, or where it was just turned off: "switch"
-    (`litedeploy.switch`) where anything changed or does not run as it should (the live instance,
-    the proxy, the proxy's configuration), else None."""
-    live = instances.live_color(facts.proxy_text)
-    if not instances.enabled(host):
-        return "switch"
-    running = [facts.instances.get(role) for role in (live, "proxy") if role]
-    settled = live and all(state and state.running for state in running) and facts.proxy_text == desired.proxy.get(live)
-    return "switch" if changes or not settled else None
+    return [instances.proxy(host).service_name, *(RUNTIME.instance(host, c).service_name for c in instances.COLORS)]
 
 
 def restart_verb(host: Host, changes: Sequence[FileChange], facts: HostFacts) -> str | None:

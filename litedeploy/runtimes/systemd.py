@@ -6,24 +6,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from packaging.version import Version
 
+from .. import instances
 from ..advisories import release_version
-from ..commands import files, script, unit
-from ..commands.unit import UnitCommands, unit_path
+from ..commands import files, line, script, unit
+from ..commands.unit import UnitCommands, template_path, unit_name, unit_path
 from ..errors import DeployError, RenderError
 from ..facts import GatewayState, HostFacts
 from ..inventory import Host
-from ..plan import FileChange, Plan, Preparation, changed_files
+from ..plan import FileChange, Plan, Preparation, changed_files, switch_verb
 from ..render import DesiredFiles
 from ..settings import grace_warnings
-from .base import Removal, Runtime
+from .base import Removal, Rendering, Runtime
 
 # The venv's name says which LiteLLM it holds: litellm-VERSION-DIGEST (Host.venv_dir).
 _VENV = re.compile(r"litellm-(?P<version>[^/]+)-[0-9a-f]{8}")
+# vars.zero_downtime's proxy: Debian's haproxy package, where its unit runs it.
+HAPROXY = "/usr/sbin/haproxy"
 
 
 class Systemd(Runtime):
@@ -32,6 +36,7 @@ class Systemd(Runtime):
     release_file = "litellm.service"
     service_template = "litellm.service.j2"
     default_grace = "90s"  # DefaultTimeoutStopSec
+    proxy_template = "litellm-proxy.service.j2"
 
     def settings_error(self, settings: Mapping[str, Any]) -> str | None:
         if re.search(r"[\s\"'\\]", settings["config_dir"]):
@@ -43,7 +48,44 @@ class Systemd(Runtime):
         return (("service_name", host.service_name, None),)
 
     def service_file(self, host: Host) -> str:
-        return unit_path(host)
+        """The unit; with vars.zero_downtime the template unit its two instances run from."""
+        return template_path(host) if instances.enabled(host) else unit_path(host)
+
+    def managed_files(self, host: Host) -> dict[str, str]:
+        return {**super().managed_files(host), "proxy_service_file": unit_path(instances.proxy(host))}
+
+    # -- vars.zero_downtime -----------------------------------------------------------------------
+    def instance(self, host: Host, color: str) -> Host:
+        """An instance of the template unit, named for its port (`litellm@4001`): `--port %i`."""
+        port = instances.ports(host)[instances.COLORS.index(color)]
+        return replace(host, service_name=f"{host.service_name}@{port}", port=port, bind="127.0.0.1")
+
+    def render_instances(self, host: Host, rendered: Rendering) -> tuple[str, str | None]:
+        """The template unit (listening on loopback at the instance's port, a runtime folder of each
+        instance's own) and the proxy's unit."""
+        template = rendered(self.service_template, host=replace(host, bind="127.0.0.1"), port="%i",
+                            instance_suffix="-%i")
+        proxy = rendered(self.proxy_template, proxy=instances.proxy(host), proxy_config=instances.proxy_config_path(host))
+        return template, proxy
+
+    def proxy_admin_socket(self, host: Host) -> str:
+        return f"/run/{instances.proxy(host).service_name}/admin.sock"  # the proxy unit's RuntimeDirectory
+
+    def proxy_up(self, host: Host, facts: HostFacts) -> str:
+        name = unit_name(instances.proxy(host))
+        return script("set -e", "systemctl daemon-reload", line("systemctl", "enable", "--quiet", name),
+                      f"systemctl is-active --quiet {line(name)} || {line('systemctl', 'start', name)}")
+
+    def proxy_reload(self, host: Host) -> list[str]:
+        return ["systemctl", "reload", unit_name(instances.proxy(host))]
+
+    def start(self, host: Host) -> list[str]:
+        return UnitCommands(host).start()
+
+    def leftovers(self, host: Host, zero_downtime: bool) -> list[str]:
+        if zero_downtime:
+            return [unit_path(host)]  # the single gateway's unit, stopped and disabled
+        return [instances.proxy_config_path(host), template_path(host), unit_path(instances.proxy(host))]
 
     def holder(self, host: Host) -> str:
         return f"service {host.service_name}"
@@ -61,7 +103,12 @@ class Systemd(Runtime):
             raise RenderError(f"{where}: must read its secrets from EnvironmentFile={host.env_path}")
 
     def questions(self, host: Host) -> list[str]:
-        return [unit.runtime_facts(host)]
+        """The unit, venvs and user; vars.zero_downtime's units where it is on or its proxy is left."""
+        asked = script(*[unit.state(self.instance(host, color), key=f"service_{color}") for color in instances.COLORS],
+                       unit.state(instances.proxy(host), key="service_proxy"))
+        if not instances.enabled(host):
+            asked = f"if [ -f {line(instances.proxy_config_path(host))} ]; then\n{asked}\nfi"
+        return [unit.runtime_facts(host), asked]
 
     def state(self, host: Host) -> str:
         return unit.state(host)
@@ -72,11 +119,14 @@ class Systemd(Runtime):
         restart, nothing else nothing."""
         for path in facts.not_files:
             raise DeployError(f"{host.name}:{path}: is not a regular file (a directory?); it must name a file")
-        path = unit_path(host)
+        path = self.service_file(host)
         group, mode = self.env_access(host)
         wanted = [FileChange(path, facts.service_text, desired.service, "0644", validated=True),
                   FileChange(host.env_path, facts.env_text, desired.env, mode, secret=True, group=group),
                   FileChange(host.config_path, facts.config_text, desired.config, "0640", group=host.service_user)]
+        if desired.proxy_service is not None:
+            wanted.append(FileChange(unit_path(instances.proxy(host)), facts.proxy_service_text,
+                                     desired.proxy_service, "0644"))
         changes = changed_files(wanted, facts)
         runs = self.served(host, desired.service)
         venv = None if runs in facts.venvs else runs
@@ -84,13 +134,16 @@ class Systemd(Runtime):
             raise DeployError(f"{host.name}:{venv}: the venv this unit runs is gone; deploy its packages again")
         changed = {change.path for change in changes}
         restart: str | None
-        if venv or path in changed or facts.state is None or not facts.state.running:
+        if instances.enabled(host) or instances.live_color(facts.proxy_text):
+            restart = switch_verb(host, changes, desired, facts) or ("switch" if venv else None)
+        elif venv or path in changed or facts.state is None or not facts.state.running:
             restart = "up"
         else:
             restart = "restart" if changed else None
         prisma = runs if host.vars.get("database") and restart else None
         return Plan(changes, restart, tuple(grace_warnings(host.vars, self.default_grace)),
-                    user=None if facts.service_user else host.service_user, venv=venv, prisma_venv=prisma)
+                    user=None if facts.service_user else host.service_user, venv=venv, prisma_venv=prisma,
+                    proxy_program=HAPROXY if instances.enabled(host) and restart else None)
 
     def served(self, host: Host, text: str | None) -> str | None:
         found = re.search(r"^ExecStart=(\S+)/bin/litellm\b", text or "", re.MULTILINE)
@@ -109,18 +162,19 @@ class Systemd(Runtime):
         """The service user, the venv (from the wheel folder hosts.yaml names, uploaded, or the host's
         package index), and the Prisma client LiteLLM needs with a database; a venv is only used once
         a unit names it."""
-        if not (plan.user or plan.venv or plan.prisma_venv):
+        if not (plan.user or plan.venv or plan.prisma_venv or plan.proxy_program):
             return None
         source = f"the wheels in {host.wheels}" if host.wheels else "the host's package index"
         doing = f"installing {' '.join(host.packages)} into {plan.venv}" if plan.venv else "preparing"
 
         def script_for(stage: str | None) -> str:
-            return script("set -e", unit.ensure_user(host) if plan.user else None,
+            return script("set -e", unit.program_check(plan.proxy_program, "haproxy") if plan.proxy_program else None,
+                          unit.ensure_user(host) if plan.user else None,
                           unit.install_venv(host, stage) if plan.venv else None,
                           unit.prisma_client_check(plan.prisma_venv) if plan.prisma_venv else None)
         wheels = tuple(sorted(Path(host.wheels).glob("*.whl"))) if plan.venv and host.wheels else ()
         return Preparation(f"{doing} from {source}" if plan.venv else "", doing, script_for, wheels,
-                           refused=unit.NO_PRISMA_CLIENT)
+                           refused=unit.REFUSED)
 
     def describe(self, runs: str) -> str:
         return "the venv"
@@ -150,7 +204,7 @@ class Systemd(Runtime):
         return (f"{host.bind}:{host.port} (the service listens on the host)",)
 
     def runs_line(self, host: Host, runs: str, image_id: str, digests: Sequence[str]) -> str:
-        return f"  venv    {runs}  (systemd unit {unit_path(host)})"
+        return f"  venv    {runs}  (systemd unit {self.service_file(host)})"
 
     def commands(self, host: Host, facts: HostFacts) -> UnitCommands:
         return UnitCommands(host)
