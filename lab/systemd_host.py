@@ -26,6 +26,10 @@ PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,sudo,python3-venv,ca-certif
 IMAGE = f"localhost/litedeploy-systemd-host:bookworm-{hashlib.sha256(PACKAGES.encode()).hexdigest()[:8]}"
 CONTAINER = "litedeploy-systemd-host"
 SSH_PORT = 2222
+# Published on lab1's address as a server's would be: its sshd, and the gateway's port (labsd's 4000),
+# where a team's requests arrive (the zero-downtime tests send their load there).
+PUBLISHED = ((SSH_PORT, 22), (4000, 4000))
+PUBLISHED_LABEL = ",".join(f"{outside}:{inside}" for outside, inside in PUBLISHED)
 # The stand-ins answer where the role's default backends would: Ollama's port, on the host itself.
 STANDIN_PORTS = (11434, 11435)
 # What systemd needs to be PID 1 here (LAB-NOTES): `--privileged` is refused by this kernel.
@@ -82,9 +86,11 @@ def _build_on_machine(state: Path, say: Say) -> None:
 def start(engine: NamespaceHost, state: Path, say: Say) -> bool:
     """Boots the host (systemd, sshd, the stand-ins) unless it runs; root logs in with the lab's key
     from the engine's bridge, where docker-proxy relays SSH from. False when it was running."""
-    running = subprocess.run([*engine.docker, "inspect", "--format", "{{.Config.Image}} {{.State.Running}}", CONTAINER],
-                             capture_output=True, text=True).stdout.split()
-    if running == [IMAGE, "true"] and succeeds([*engine.docker, "exec", CONTAINER, "systemctl", "is-active", "ssh"]):
+    running = subprocess.run([*engine.docker, "inspect", "--format",
+                              '{{.Config.Image}} {{.State.Running}} {{index .Config.Labels "org.litedeploy.lab.ports"}}',
+                              CONTAINER], capture_output=True, text=True).stdout.split()
+    if running == [IMAGE, "true", PUBLISHED_LABEL] and \
+            succeeds([*engine.docker, "exec", CONTAINER, "systemctl", "is-active", "ssh"]):
         return False
     build(engine, state, say)
     say(f"lab: starting the systemd host at {engine.address}:{SSH_PORT} (on {engine.name}'s engine)")
@@ -93,7 +99,9 @@ def start(engine: NamespaceHost, state: Path, say: Say) -> bool:
     keys.write_text((state / "authorized_keys").read_text().replace('from="', f'from="{engine.bridge_gateway},', 1))
     config.write_text("\n".join(SSHD_SETTINGS) + "\n")
     run([*engine.docker, "run", "-d", "--name", CONTAINER, "--hostname", "labsd", *SYSTEMD_FLAGS,
-         "-p", f"{engine.address}:{SSH_PORT}:22", "-v", f"{keys}:/root/.ssh/authorized_keys:ro",
+         "--label", f"org.litedeploy.lab.ports={PUBLISHED_LABEL}",
+         *[word for outside, inside in PUBLISHED for word in ("-p", f"{engine.address}:{outside}:{inside}")],
+         "-v", f"{keys}:/root/.ssh/authorized_keys:ro",
          "-v", f"{config}:/etc/ssh/sshd_config.d/litedeploy.conf:ro",
          "-v", f"{STANDIN_SCRIPT}:/usr/local/lib/ollama_standin.py:ro", IMAGE])
     wait(lambda: succeeds([*engine.docker, "exec", CONTAINER, "systemctl", "is-active", "ssh"]), 60,

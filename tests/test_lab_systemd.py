@@ -7,15 +7,18 @@ ops, compose and lock tasks. What the host holds is checked on the host itself, 
 
 from __future__ import annotations
 
+import http.client
 import json
 import secrets
 import subprocess
+import time
 
 import pytest
 import yaml
 from conftest import REPO, LabHost, copy_templates, encrypt_for_lab, fails_with, lab_secrets
 
 from lab import locks, systemd_host
+from lab.load import Load, summary
 from litedeploy.inventory import LOCAL_PATHS
 
 pytestmark = pytest.mark.lab
@@ -63,7 +66,9 @@ def host(lab, tmp_path_factory) -> SystemdHost:
     root = tmp_path_factory.mktemp("systemd")
     target = SystemdHost("labsd", root, root / "hosts.yaml", entry, docker=lab.namespace_host(1).docker)
     target.write_inventory()
-    wipe = ("systemctl disable --now litellm 2>/dev/null; rm -rf /etc/systemd/system/litellm.service /etc/litellm "
+    wipe = ("systemctl disable --now litellm litellm-proxy 'litellm@*' 2>/dev/null; rm -rf /etc/systemd/system/litellm.service "
+            "/etc/systemd/system/litellm@.service /etc/systemd/system/litellm-proxy.service "
+            "/etc/systemd/system/multi-user.target.wants/litellm@*.service /etc/litellm "
             "/opt/litellm /run/lock/litedeploy*; userdel litellm 2>/dev/null; systemctl daemon-reload; true")
     target.sh(wipe)
     yield target
@@ -303,3 +308,76 @@ def test_remove_stops_the_unit_keeps_its_file_and_a_deploy_brings_it_back(host):
     assert host.sh("ls /etc/litellm/backups | grep -c '^litellm.service'").strip() != "0"
     assert "changed litellm.service; recreated litellm" in host.ok("deploy", "--host", host.name)
     host.ok("ops.smoke", "--host", host.name)
+
+
+def answering_instance(host) -> str | None:
+    """Which instance the proxy names on a fresh connection to the host's port (None: no proxy)."""
+    connection = http.client.HTTPConnection(host.entry["address"], 4000, timeout=10)
+    try:
+        connection.request("GET", "/health/liveliness")
+        reply = connection.getresponse()
+        reply.read()
+        assert reply.status == 200
+        return reply.getheader("x-litedeploy-instance")
+    finally:
+        connection.close()
+
+
+def active_units(host) -> set[str]:
+    listed = host.sh("systemctl list-units --state=active --no-legend --plain 'litellm*' | cut -d' ' -f1")
+    return set(listed.split())
+
+
+def under_load(host, *argv: str):
+    load = Load(host.entry["address"], 4000, lab_secrets()["LITELLM_MASTER_KEY"], "phi3-3.8b").start()
+    time.sleep(1)
+    result = host.run(*argv)
+    time.sleep(1)
+    return result, load.stop()
+
+
+def test_zero_downtime_puts_haproxy_in_front_of_a_template_unit(host):
+    host.entry["vars"] = {**host.entry["vars"], "zero_downtime": True}
+    host.write_inventory()
+    host.ok("deploy", "--host", host.name)
+    live = answering_instance(host)
+    port = {"blue": 4001, "green": 4002}[live]
+    assert active_units(host) == {"litellm-proxy.service", f"litellm@{port}.service"}
+    # The proxy and the live instance start at boot; the single unit went among the backups.
+    assert host.sh(f"systemctl is-enabled litellm-proxy 'litellm@{port}'").split() == ["enabled", "enabled"]
+    assert host.sh(f"ls {UNIT} 2>/dev/null; true").strip() == ""
+    status = host.ok("ops.status", "--host", host.name)
+    assert f"forwards to service litellm@{port} on 127.0.0.1:{port}" in status
+
+
+def test_zero_downtime_on_systemd_a_change_under_load_fails_no_request(host):
+    before = answering_instance(host)
+    host.write_inventory(env={"LITEDEPLOY_ZERO_DOWNTIME": "1"})
+    result, load = under_load(host, "deploy", "--host", host.name)
+    assert result.returncode == 0, result.stderr
+    sent, failed, _ = summary(load.outcomes)
+    assert sent > 20 and failed == 0, [o.error for o in load.outcomes if o.error][:5]
+    after = answering_instance(host)
+    assert after != before
+    assert active_units(host) == {"litellm-proxy.service", f"litellm@{4001 if after == 'blue' else 4002}.service"}
+
+
+def test_zero_downtime_on_systemd_a_failed_new_instance_never_takes_traffic(host):
+    before = answering_instance(host)
+    unit = host.sh("cat /etc/systemd/system/litellm@.service")
+    host.write_inventory(**host.crash_at_start())
+    result, load = under_load(host, "deploy", "--host", host.name)
+    fails_with(result, "never took traffic", "still serves")
+    assert [o for o in load.outcomes if o.error] == []
+    assert answering_instance(host) == before
+    assert host.sh("cat /etc/systemd/system/litellm@.service") == unit
+
+
+def test_zero_downtime_turned_off_brings_back_the_single_unit(host):
+    host.entry["vars"] = {name: value for name, value in host.entry["vars"].items() if name != "zero_downtime"}
+    host.write_inventory()
+    host.ok("deploy", "--host", host.name)
+    assert answering_instance(host) is None
+    assert active_units(host) == {"litellm.service"}
+    assert host.sh("ls /etc/systemd/system/litellm@.service /etc/systemd/system/litellm-proxy.service "
+                   "/etc/litellm/proxy/haproxy.cfg 2>/dev/null; true").strip() == ""

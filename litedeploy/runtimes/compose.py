@@ -252,6 +252,13 @@ class DockerCompose(Runtime):
             removal = replace(removal, after=(files.take_away(host, planned.take_away, deploy_id),),
                               done=(*removal.done, f"moved {planned.take_away}, which held only the "
                                                    f"{host.service_name} service, to {host.backup_dir}"))
+        if facts.instances:  # vars.zero_downtime's proxy and instances (and a single gateway, if any is left)
+            names = [host.container_name, instances.proxy(host).container_name,
+                     *(self.instance(host, color).container_name for color in instances.COLORS)]
+            removal = replace(removal, restart="removed", before=(line("docker", "rm", "-f", *names) + " >/dev/null 2>&1 || true",),
+                              after=(*removal.after, files.take_away(host, instances.proxy_config_path(host), deploy_id)),
+                              done=(f"removed containers {', '.join(names[1:])}",
+                                    *(done for done in removal.done if not done.startswith("removed container "))))
         return removal
 
 

@@ -229,6 +229,14 @@ class Systemd(Runtime):
 
     def removal(self, host: Host, facts: HostFacts, deploy_id: str) -> Removal:
         """The unit stopped, out of boot, its file among the backups; venvs stay too."""
+        if facts.instances:  # vars.zero_downtime's proxy and instances, their units and the proxy's configuration
+            units = [instances.proxy(host), *(self.instance(host, color) for color in instances.COLORS)]
+            paths = self.leftovers(host, zero_downtime=False)
+            return Removal(changed=tuple(paths), restart="removed",
+                           before=tuple(UnitCommands(gateway).remove() for gateway in units),
+                           after=tuple(files.take_away(host, path, deploy_id) for path in paths),
+                           done=(f"stopped and disabled {', '.join(unit_name(gateway) for gateway in units)}",
+                                 f"moved {', '.join(paths)} to {host.backup_dir}"))
         if facts.service_text is None and facts.state is None:
             return Removal()
         path = unit_path(host)
