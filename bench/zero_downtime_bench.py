@@ -1,14 +1,16 @@
 """Requests lost while the gateway changes, on the lab: 4 clients send chat requests over kept-alive
-connections (as the OpenAI SDK does) to the host's port on loopback, through each change a team
-makes, with and without `zero_downtime: true`.
+connections (as the OpenAI SDK does) to the host's port, through each change a team makes, with
+and without `zero_downtime: true`, for both runtimes.
 
-    python bench/zero_downtime_bench.py [--clients 4]
+    python bench/zero_downtime_bench.py [--clients 4] [--runtimes docker,systemd]
 
-Prints per setting and change: requests sent while the change ran, how many failed, their p99
-latency, and the change's wall time. The changes: a config-only change (vars.mock_response), an env
-change (vars.env), `upgrade --to` another release, `rollback`, `compose.restart`. Runs on a host of
-the machine's own engine (network_mode host, the lab's image and HAProxy); the Docker runtime only:
-the systemd runtime has no zero_downtime yet.
+Prints per runtime, setting and change: requests sent while the change ran, how many failed, their
+p99 latency, and the change's wall time. The changes: a config-only change (vars.mock_response on
+Docker, vars.env on systemd), an env change (vars.env), `upgrade --to` another release (Docker: the
+systemd host's wheel folder holds one release), `rollback`, `compose.restart`. Docker runs on the
+machine's own engine (network_mode host, the lab's image and HAProxy, loopback); systemd on the
+lab's systemd host (`labsd`, Debian's HAProxy, its published port on lab1's address). Needs
+`inv lab.up --hosts 1`; the systemd host is wiped before and after.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from lab import systemd_host  # noqa: E402
 from lab import target as local_lab  # noqa: E402
 from lab.load import Load, summary  # noqa: E402
-from litedeploy.inventory import load_inventory  # noqa: E402
+from lab.netns import NamespaceHost  # noqa: E402
+from litedeploy.inventory import LOCAL_PATHS, load_inventory  # noqa: E402
 from litedeploy.secrets import decrypt_secrets  # noqa: E402
 
 NAME, CONTAINER, PORT, MODEL = "zdbench", "litedeploy-zdbench", 14700, "claude-sonnet-4"
@@ -40,6 +44,15 @@ CHANGES: tuple[tuple[str, dict, tuple[str, ...]], ...] = (
     ("rollback", {}, ("rollback",)),
     ("compose.restart", {}, ("compose.restart",)),
 )
+# The systemd host: its models answer from the Ollama stand-ins; no second release in its wheels.
+SYSTEMD_CHANGES: tuple[tuple[str, dict, tuple[str, ...]], ...] = (
+    ("config", {"litellm_settings": {"num_retries": 1}}, ("deploy",)),
+    ("env", {"env": {"LITEDEPLOY_BENCH": "1"}}, ("deploy",)),
+    ("rollback", {}, ("rollback",)),
+    ("compose.restart", {}, ("compose.restart",)),
+)
+SYSTEMD_WIPE = ("systemctl disable --now litellm litellm-proxy 'litellm@*' 2>/dev/null; rm -rf /etc/systemd/system/litellm*"
+                " /etc/litellm /run/lock/litedeploy*; systemctl daemon-reload; true")
 
 
 def write_inventory(path: Path, entry: dict, data: dict, **variables) -> None:
@@ -59,41 +72,73 @@ def remove() -> None:
                    capture_output=True)
 
 
+def measure(runtime: str, inventory: Path, entry: dict, data: dict, address: str, port: int, model: str,
+            changes: tuple[tuple[str, dict, tuple[str, ...]], ...], key: str, clients: int) -> None:
+    """The first deploy, then each change under load, a line each."""
+    write_inventory(inventory, entry, data)
+    run(inventory, "deploy")
+    variables: dict = {}
+    for change, sets, argv in changes:
+        variables.update(sets)
+        write_inventory(inventory, entry, data, **variables)
+        load = Load(address, port, key, model, clients).start()
+        time.sleep(2)
+        begun = time.monotonic()
+        run(inventory, *argv)
+        ended = time.monotonic()
+        time.sleep(2)
+        sent, failed, p99 = summary(load.stop().during(begun, ended))
+        setting = "zero_downtime" if entry["vars"]["zero_downtime"] else "restart in place"
+        print(f"{runtime:<9}{setting:<18}{change:<17}{sent:>6}{failed:>8}{p99:>8.2f}{ended - begun:>8.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=4)
-    clients = parser.parse_args().clients
+    parser.add_argument("--runtimes", default="docker,systemd")
+    arguments = parser.parse_args()
     lab = local_lab.Lab(REPO / ".lab", load_inventory(REPO / "hosts.yaml").host("lab"))
-    started = local_lab.up(lab, print)
+    started = local_lab.up(lab, print, hosts=1 if "systemd" in arguments.runtimes else 0)
     key = decrypt_secrets(str(REPO / "lab/secrets.lab.enc.yaml"), str(REPO / "lab/age-key.lab.txt"))["LITELLM_MASTER_KEY"]
-    print(f"{'setting':<18}{'change':<17}{'sent':>6}{'failed':>8}{'p99 s':>8}{'wall s':>8}")
+    print(f"{'runtime':<9}{'setting':<18}{'change':<17}{'sent':>6}{'failed':>8}{'p99 s':>8}{'wall s':>8}")
     try:
         for zero_downtime in (False, True):
-            with tempfile.TemporaryDirectory() as folder:
-                data, entry = local_lab.inventory_copy(REPO)
-                entry.update(compose_file=f"{folder}/compose.yml", config_dir=f"{folder}/litellm",
-                             container_name=CONTAINER, port=PORT)
-                entry["vars"] = {**entry["vars"], "zero_downtime": zero_downtime}
-                inventory = Path(folder) / "hosts.yaml"
-                remove()
-                write_inventory(inventory, entry, data)
-                run(inventory, "deploy")
-                variables: dict = {}
-                for change, sets, argv in CHANGES:
-                    variables.update(sets)
-                    write_inventory(inventory, entry, data, **variables)
-                    load = Load("127.0.0.1", PORT, key, MODEL, clients).start()
-                    time.sleep(2)
-                    begun = time.monotonic()
-                    run(inventory, *argv)
-                    ended = time.monotonic()
-                    time.sleep(2)
-                    sent, failed, p99 = summary(load.stop().during(begun, ended))
-                    setting = "zero_downtime" if zero_downtime else "restart in place"
-                    print(f"{setting:<18}{change:<17}{sent:>6}{failed:>8}{p99:>8.2f}{ended - begun:>8.1f}", flush=True)
-                remove()
+            for runtime in arguments.runtimes.split(","):
+                with tempfile.TemporaryDirectory() as folder:
+                    data, entry = local_lab.inventory_copy(REPO)
+                    inventory = Path(folder) / "hosts.yaml"
+                    if runtime == "docker":
+                        entry.update(compose_file=f"{folder}/compose.yml", config_dir=f"{folder}/litellm",
+                                     container_name=CONTAINER, port=PORT)
+                        entry["vars"] = {**entry["vars"], "zero_downtime": zero_downtime}
+                        remove()
+                        measure(runtime, inventory, entry, data, "127.0.0.1", PORT, MODEL, CHANGES, key,
+                                arguments.clients)
+                        remove()
+                    else:
+                        entry = systemd_entry(data)
+                        entry["vars"] = {**entry["vars"], "zero_downtime": zero_downtime}
+                        on_systemd_host(SYSTEMD_WIPE)
+                        measure(runtime, inventory, entry, data, entry["address"], entry["port"], "phi3-3.8b",
+                                SYSTEMD_CHANGES, key, arguments.clients)
+                        on_systemd_host(SYSTEMD_WIPE)
     finally:
         local_lab.stop_daemons(lab, print, started)
+
+
+def systemd_entry(data: dict) -> dict:
+    """hosts.yaml's labsd, its local paths made absolute, listening on the port the lab publishes."""
+    entry = dict(data["hosts"]["labsd"])
+    for key in LOCAL_PATHS:
+        if key in entry:
+            entry[key] = str(REPO / entry[key])
+    return {**entry, "port": 4000}
+
+
+def on_systemd_host(command: str) -> None:
+    engine = NamespaceHost(1, REPO / ".lab")
+    subprocess.run([*engine.docker, "exec", systemd_host.CONTAINER, "sh", "-c", command], capture_output=True,
+                   check=True)
 
 
 if __name__ == "__main__":

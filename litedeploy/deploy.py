@@ -72,12 +72,14 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
             _check_advisories(project, host, wanted, facts, accept_risk, out)
             runs, arch = runtime.pinned(host, facts, upgrade), facts.wanted_arch
             if runs is None:
-                runs, arch = _pulled(session, out)
+                runs, arch, _ = _pulled(session, host.image, out)
             refusal = runtime.run_refusal(runs, arch, facts)
             if refusal:  # after the pull, before anything stops
                 raise DeployError(f"{host.name}: {refusal}")
             record.runs, record.previous_runs = runs, deployed
-            desired = render_host(project.templates, runtime.running(host, runs), secrets)
+            pinned = runtime.with_proxy(runtime.running(host, runs), facts, upgrade,
+                                        lambda image: _pulled(session, image, out)[2])
+            desired = render_host(project.templates, pinned, secrets)
             return _apply_recorded(session, desired, facts, record, out)
 
 
@@ -176,16 +178,17 @@ def _apply_recorded(session: Session, desired: DesiredFiles, facts: HostFacts, r
     return replace(result, runs=record.runs)
 
 
-def _pulled(session: Session, out: TextIO) -> tuple[str, str | None]:
-    """Pulls the image while the running container keeps serving; what came, pinned, and its architecture."""
+def _pulled(session: Session, image: str, out: TextIO) -> tuple[str, str | None, tuple[str, ...]]:
+    """Pulls IMAGE while the running container keeps serving; what came, pinned, its architecture
+    and its registry digests."""
     host = session.host
-    out.write(f"{host.name}: pulling {host.image}\n")
+    out.write(f"{host.name}: pulling {image}\n")
     out.flush()
     started = time.monotonic()
-    digests, arch = session.pull_image(host.image)
-    image = resolve_image(host.image, None, digests) or host.image  # a digest, once pulled
-    out.write(f"{host.name}: pulled {image} in {time.monotonic() - started:.1f} s\n")
-    return image, arch
+    digests, arch = session.pull_image(image)
+    pinned = resolve_image(image, None, digests) or image  # a digest, once pulled
+    out.write(f"{host.name}: pulled {pinned} in {time.monotonic() - started:.1f} s\n")
+    return pinned, arch, digests
 
 
 def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock: bool = False,

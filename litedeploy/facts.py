@@ -73,6 +73,8 @@ class HostFacts:
     # containers by role (blue, green, proxy).
     proxy_text: str | None = None
     proxy_service_text: str | None = None  # the proxy's own service file, where it has one (a unit)
+    # RepoDigests of the proxy image hosts.yaml names, as the host holds it (None: it has no such image).
+    proxy_digests: tuple[str, ...] | None = None
     instances: Mapping[str, GatewayState] = field(default_factory=dict)
 
     def held_by_other(self, ours: str) -> str | None:

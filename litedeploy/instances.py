@@ -33,6 +33,11 @@ def enabled(host: Host) -> bool:
     return bool(host.vars.get("zero_downtime"))
 
 
+def proxy_image(host: Host) -> str:
+    """The proxy's image as hosts.yaml names it (vars.proxy_image), by default DEFAULT_PROXY_IMAGE."""
+    return str(host.vars.get("proxy_image") or DEFAULT_PROXY_IMAGE)
+
+
 def ports(host: Host) -> tuple[int, int]:
     """The loopback ports of blue and green: vars.instance_ports, by default the two after the host's."""
     chosen = host.vars.get("instance_ports") or (host.port + 1, host.port + 2)

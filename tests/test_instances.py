@@ -124,3 +124,27 @@ def test_turning_it_off_is_a_switch_back_to_the_single_gateway(templates, fox, r
     plain = load_inventory(repo / "hosts.yaml").host("fox")
     single = render_host(templates, plain, SECRETS)
     assert runtimes.of(plain).plan(plain, single, settled(fox, files)).restart == "switch"
+
+
+def test_the_proxy_image_is_pinned_as_the_gateway_is(templates, fox):
+    docker, digest = runtimes.of(fox), "sha256:" + "b" * 64
+    files = render_host(templates, fox, SECRETS)
+    facts = settled(fox, files)
+    pulled = []
+
+    def pull(image):
+        pulled.append(image)
+        return (f"haproxy@{digest}",)
+    # Nothing on the host yet: pulled, then pinned to the digest it came with.
+    assert docker.with_proxy(fox, facts, False, pull).vars["proxy_image"] == f"haproxy:3.2@{digest}"
+    assert pulled == ["haproxy:3.2"]
+    # The host's copy of the tag, without a pull; then the digest our block runs, even if the tag moved.
+    assert docker.with_proxy(fox, replace(facts, proxy_digests=(f"haproxy@{digest}",)), False, None).vars[
+        "proxy_image"] == f"haproxy:3.2@{digest}"
+    pinned = render_host(templates, replace(fox, vars={**fox.vars, "proxy_image": f"haproxy:3.2@{digest}"}), SECRETS)
+    deployed = settled(fox, pinned, proxy_digests=("haproxy@sha256:" + "c" * 64,))
+    assert docker.with_proxy(fox, deployed, False, None).vars["proxy_image"] == f"haproxy:3.2@{digest}"
+    # An upgrade pulls the tag again.
+    pulled.clear()
+    docker.with_proxy(fox, deployed, True, pull)
+    assert pulled == ["haproxy:3.2"]

@@ -373,6 +373,23 @@ def test_zero_downtime_on_systemd_a_failed_new_instance_never_takes_traffic(host
     assert host.sh("cat /etc/systemd/system/litellm@.service") == unit
 
 
+def test_zero_downtime_survives_a_reboot(host):
+    """The proxy and the live instance are enabled units, the proxy's configuration names the live
+    one: after a reboot the same instance answers behind the proxy."""
+    before = answering_instance(host)
+    subprocess.run([*host.docker, "restart", systemd_host.CONTAINER], check=True, capture_output=True, timeout=120)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            after = answering_instance(host)
+            break
+        except (OSError, http.client.HTTPException, AssertionError):
+            assert time.monotonic() < deadline, "the gateway did not answer within 120 s of the reboot"
+            time.sleep(1)
+    assert after == before
+    assert "forwards to service litellm@" in host.ok("ops.status", "--host", host.name)
+
+
 def test_zero_downtime_turned_off_brings_back_the_single_unit(host):
     host.entry["vars"] = {name: value for name, value in host.entry["vars"].items() if name != "zero_downtime"}
     host.write_inventory()

@@ -68,11 +68,11 @@ def _digests(value: str) -> tuple[str, ...]:
 ENGINE = "docker version --format 'engine {{.Server.Version}} {{.Server.Arch}}' 2>/dev/null || true"
 
 
-def wanted_image(image: str) -> str:
+def wanted_image(image: str, prefix: str = "") -> str:
     """Prints `wanted_image` with the image's registry digests and `wanted_arch` with its
-    architecture, or nothing when the host lacks it."""
+    architecture, or nothing when the host lacks it (PREFIX `proxy_`: vars.zero_downtime's proxy image)."""
     inspect = line("docker", "image", "inspect", "--format", "{{.Architecture}} " + _DIGESTS, image)
-    return (f"w=$({inspect} 2>/dev/null) && printf 'wanted_arch %s\\nwanted_image %s\\n' \"${{w%% *}}\" "
+    return (f"w=$({inspect} 2>/dev/null) && printf '{prefix}wanted_arch %s\\n{prefix}wanted_image %s\\n' \"${{w%% *}}\" "
             "\"$(printf '%s' \"${w#* }\" | base64 -w0)\"")
 
 
@@ -88,6 +88,7 @@ FACTS = (
     flag("docker_unreachable"),
     Fact("wanted_image", lambda value, paths: {"wanted_digests": _digests(value)}),
     Fact("wanted_arch", lambda value, paths: {"wanted_arch": value or None}),
+    Fact("proxy_wanted_image", lambda value, paths: {"proxy_digests": _digests(value)}),
     Fact("engine", _engine),
     Fact("port_holder", lambda value, paths: {"port_holder": value}),
 )

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 # Renders one of our templates with more context: (template name, **context) -> text.
 Rendering = Callable[..., str]
+# Pulls an image onto the host: its reference -> the RepoDigests it has there.
+Puller = Callable[[str], tuple[str, ...]]
 
 
 class ServiceCommands(Protocol):
@@ -68,6 +70,11 @@ class Runtime(ABC):
         """The service text with the proxy and both instances, and the proxy's own service file
         where it has one apart; RENDERED(template, **context) renders a template of ours."""
         raise NotImplementedError(f"the {self.kind} runtime has no proxy")
+
+    def with_proxy(self, host: Host, facts: HostFacts, upgrade: bool, pull: Puller | None) -> Host:
+        """HOST with its proxy pinned, where the proxy is an image (`DockerCompose.with_proxy`); a
+        proxy the host's packages provide is the host's to keep current."""
+        return host
 
     def proxy_admin_socket(self, host: Host) -> str:
         """Where the proxy's runtime API socket is, as the proxy sees its file system."""
@@ -197,7 +204,8 @@ class Runtime(ABC):
     def as_deployed(self, host: Host, facts: HostFacts, upgrade: bool = False) -> Host:
         """HOST as a deploy would render it now: pinned where that is known without a pull, else as
         hosts.yaml asks (what `config.diff`, `ops.status` and `--check` compare with the host)."""
-        return self.running(host, self.pinned(host, facts, upgrade) or self.wanted(host))
+        return self.with_proxy(self.running(host, self.pinned(host, facts, upgrade) or self.wanted(host)), facts,
+                               upgrade, None)
 
     def check_local(self, host: Host, upgrade: bool) -> None:
         """Raises DeployError for a deploy this runtime cannot do, found before connecting."""

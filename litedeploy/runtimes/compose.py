@@ -35,7 +35,7 @@ from ..inventory import Host
 from ..plan import FileChange, Plan, changed_files, switch_verb
 from ..render import DesiredFiles
 from ..settings import grace_warnings
-from .base import Removal, Rendering, Runtime
+from .base import Puller, Removal, Rendering, Runtime
 
 # The first Docker Engine whose image inspect lacks the ContainerConfig key docker-compose v1 reads
 # when it recreates a container (docker/compose#11742: `KeyError: 'ContainerConfig'`, the old
@@ -60,9 +60,22 @@ class DockerCompose(Runtime):
         proxy = instances.proxy(host)
         pieces = [rendered(self.proxy_template, proxy=proxy,
                            proxy_dir=posixpath.dirname(instances.proxy_config_path(host)),
-                           proxy_config_dir=instances.PROXY_CONFIG_DIR, proxy_image=instances.DEFAULT_PROXY_IMAGE)]
+                           proxy_config_dir=instances.PROXY_CONFIG_DIR, proxy_image=instances.proxy_image(host))]
         pieces += [rendered(self.service_template, host=self.instance(host, color)) for color in instances.COLORS]
         return "".join(pieces), None
+
+    def with_proxy(self, host: Host, facts: HostFacts, upgrade: bool, pull: Puller | None) -> Host:
+        """HOST with its proxy image pinned to the registry digest, as the gateway's: the one our
+        block runs, or the host's copy of the tag, or (PULL given) the tag pulled; an upgrade
+        pulls it again. Without PULL, as hosts.yaml names it where a pull would be needed."""
+        if not instances.enabled(host):
+            return host
+        wanted = instances.proxy_image(host)
+        deployed = served_image(facts.service_text or "", instances.proxy(host).service_name)
+        pinned = resolve_image(wanted, deployed, facts.proxy_digests, fresh=upgrade)
+        if pinned is None and pull is not None:
+            pinned = resolve_image(wanted, None, pull(wanted))
+        return replace(host, vars={**host.vars, "proxy_image": pinned or wanted})
 
     def proxy_up(self, host: Host, facts: HostFacts) -> list[str]:
         """Creates the proxy's container, or recreates it where our block changed it; else leaves it."""
@@ -115,6 +128,8 @@ class DockerCompose(Runtime):
         can be made (a full /tmp must not stop a deploy from reading the host)."""
         asked = [FLAVOUR, container.state(host, digests=True), container.wanted_image(host.image), container.ENGINE,
                  self._instance_states(host)]
+        if instances.enabled(host):
+            asked.append(container.wanted_image(instances.proxy_image(host), prefix="proxy_"))
         return [script(
             "if t=$(mktemp -d 2>/dev/null); then",
             [f"  ( {question} ) > \"$t/{index}\" &" for index, question in enumerate(asked)],
