@@ -51,7 +51,8 @@ SYSTEMD_CHANGES: tuple[tuple[str, dict, tuple[str, ...]], ...] = (
     ("rollback", {}, ("rollback",)),
     ("compose.restart", {}, ("compose.restart",)),
 )
-SYSTEMD_WIPE = ("systemctl disable --now litellm litellm-proxy 'litellm@*' 2>/dev/null; rm -rf /etc/systemd/system/litellm*"
+SYSTEMD_WIPE = ("systemctl stop 'litellm@*' 2>/dev/null; systemctl disable --now litellm litellm-proxy 2>/dev/null;"
+                " rm -rf /etc/systemd/system/litellm* /etc/systemd/system/multi-user.target.wants/litellm*"
                 " /etc/litellm /run/lock/litedeploy*; systemctl daemon-reload; true")
 
 

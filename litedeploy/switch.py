@@ -78,10 +78,11 @@ def switch(session: Session, plan: Plan, desired: DesiredFiles, facts: HostFacts
                            "is removed, the previous files are back") from None
     out.write(f"{host.name}: the proxy forwards to {new.service_name}; stopping {serving}\n")
     out.flush()
-    if live:
-        old = runtime.instance(host, live)
-        remote.run(runtime.stop(old), check=False)
-        remote.run(runtime.remove(old), check=False)
+    # The other instance goes whether or not the proxy named it: one a failed change left running
+    # would otherwise hold its port and memory until the next switch.
+    old = runtime.instance(host, instances.other(color))
+    remote.run(runtime.stop(old), check=False)
+    remote.run(runtime.remove(old), check=False)
     if single:
         remote.run(runtime.remove(host), check=False)
     for path in runtime.leftovers(host, zero_downtime=True):
