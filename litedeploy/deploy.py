@@ -113,6 +113,11 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
         runs = release.runs(host) or session.runtime.wanted(host)
         _check_advisories(project, host, runs, facts, accept_risk, out)
         desired = release.desired(host, frozenset(secrets))
+        if session.runtime.runs_instances(host, desired.service) != instances.enabled(host):
+            setting = "on" if instances.enabled(host) else "off"
+            raise DeployError(f"{host.name}: release {release.id} was kept while vars.zero_downtime was "
+                              f"{'off' if setting == 'on' else 'on'}, and it is {setting} now; choose a release "
+                              "kept since (--to, see ops.history), or set zero_downtime as it was")
         if instances.enabled(host):  # the proxy's configuration is no release's: hosts.yaml's, as rendered now
             desired = replace(desired, proxy=render_host(project.templates, session.runtime.as_deployed(host, facts),
                                                          secrets).proxy)
@@ -257,7 +262,7 @@ def _apply(session: Session, desired: DesiredFiles, facts: HostFacts, deploy_id:
         # Its drain began (/health/drain, or a stop that never ended): it takes no new work. The
         # deploy leaves a gateway that answers.
         out.write(f"{host.name}: the gateway is draining (503 shutting_down); restarting it\n")
-        plan = replace(plan, restart="restart")
+        plan = replace(plan, restart="switch" if instances.enabled(host) else "restart")
     expected = SmokePlan.of(desired.config)
     if plan.restart is None:  # nothing to install or restart, so nothing to roll back to
         answered = probe is not None and probe.status == 200

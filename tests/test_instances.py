@@ -148,3 +148,12 @@ def test_the_proxy_image_is_pinned_as_the_gateway_is(templates, fox):
     pulled.clear()
     docker.with_proxy(fox, deployed, True, pull)
     assert pulled == ["haproxy:3.2"]
+
+
+def test_a_kept_service_text_says_whether_it_ran_instances(templates, fox, repo):
+    inventory = load_inventory(repo / "hosts.yaml")
+    for single in (inventory.host("fox"), inventory.host("labsd")):
+        both = replace(single, vars={**single.vars, "zero_downtime": True})
+        runtime = runtimes.of(single)
+        assert not runtime.runs_instances(single, render_host(templates, single, SECRETS).service)
+        assert runtime.runs_instances(single, render_host(templates, both, SECRETS).service)

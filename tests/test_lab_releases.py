@@ -183,15 +183,19 @@ def test_pass_through_and_the_production_preset_are_what_litellm_runs(fresh_lab_
     run = host.run("deploy", "--host", host.name)
     assert run.returncode == 0, run.stderr
     assert chat(host, "gpt-4o") == FIRST_ANSWER  # the real router resolved the alias
-    config = host.inspect()["HostConfig"]
+    # The preset's zero-downtime changes: the first instance serves behind the proxy.
+    serving = f"{host.container}-blue"
+    inspected = json.loads(subprocess.run(["docker", "inspect", serving], capture_output=True, text=True,
+                                          check=True).stdout)[0]
+    config = inspected["HostConfig"]
     assert config["Memory"] == 4 * 1024 ** 3
     assert config["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "50m"}}
-    assert host.inspect()["Config"]["StopTimeout"] == 630
-    env = subprocess.run(["docker", "exec", host.container, "env"], capture_output=True, text=True).stdout
+    assert inspected["Config"]["StopTimeout"] == 630
+    env = subprocess.run(["docker", "exec", serving, "env"], capture_output=True, text=True).stdout
     assert {"LITELLM_MODE=PRODUCTION", "LITELLM_LOG=ERROR", "LITEDEPLOY_LAB_MARK=on", "GRACEFUL_SHUTDOWN_TIMEOUT=600",
             "EXTRA_TOKEN=extra-token-value-1", "TIMEOUT_WORKER_HEALTHCHECK=60"} <= set(env.splitlines())
-    assert host.inspect()["Config"]["Cmd"][-4:] == ["--num_workers", "2", "--max_requests_before_restart", "10000"]
-    processes = subprocess.run(["docker", "top", host.container, "-o", "pid,args"], capture_output=True,
+    assert inspected["Config"]["Cmd"][-4:] == ["--num_workers", "2", "--max_requests_before_restart", "10000"]
+    processes = subprocess.run(["docker", "top", serving, "-o", "pid,args"], capture_output=True,
                                text=True, check=True).stdout
     # uvicorn's two worker processes (a line each; ps may print the whole command, naming it twice)
     assert sum("spawn_main" in line for line in processes.splitlines()) == 2, processes

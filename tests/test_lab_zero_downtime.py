@@ -167,3 +167,14 @@ def test_turning_it_off_and_on_again(host):
     assert on.returncode == 0, on.stderr
     live = answering(host)
     assert running(host) == {f"{host.container}-proxy", f"{host.container}-{live}"}
+
+
+def test_a_release_of_the_other_shape_is_refused_by_rollback(host):
+    """The release the single gateway left (the setting off, before the last test turned it on
+    again) has no proxy to switch: refused by name before anything changes."""
+    records = [json.loads(line) for line in (host.root / "litellm/deploys.log").read_text().splitlines()]
+    single = [record for record in records if record["action"] == "deploy" and record["result"] == "ok"][-2]["id"]
+    files = {name: (host.root / name).read_bytes() for name in ("compose.yml", "litellm/proxy/haproxy.cfg")}
+    fails_with(host.run("rollback", "--host", host.name, "--to", single),
+               f"release {single} was kept while vars.zero_downtime was off, and it is on now")
+    assert {name: (host.root / name).read_bytes() for name in files} == files

@@ -62,7 +62,12 @@ def test_plain_values_are_quoted_by_the_same_writer_as_secrets(repo, templates):
 def test_the_production_preset_under_the_hosts_own_vars(repo, templates):
     fox = fox_with(repo, preset="production", vars={"env": {"LITELLM_LOG": "INFO"},
                                                     "litellm_settings": {"drop_params": True}})
-    config, env, service = rendered(templates, fox)
+    files = render_host(templates, fox, SECRETS)
+    block = yaml.safe_load(files.service)
+    config, env = yaml.safe_load(files.config), env_pairs(files.env)
+    # Zero-downtime changes: the proxy and two instances, each shaped by the preset.
+    assert set(block) == {"litellm-proxy", "litellm-blue", "litellm-green"}
+    service = block["litellm-blue"]
     # One worker per container, not recycled (that would stop the only one).
     assert service["command"][-2:] == ["--num_workers", "1"]
     assert (service["mem_limit"], service["stop_grace_period"]) == ("4g", "630s")

@@ -71,6 +71,10 @@ class Runtime(ABC):
         where it has one apart; RENDERED(template, **context) renders a template of ours."""
         raise NotImplementedError(f"the {self.kind} runtime has no proxy")
 
+    @abstractmethod
+    def runs_instances(self, host: Host, text: str) -> bool:
+        """Whether a service text of ours (a kept release's) runs vars.zero_downtime's instances."""
+
     def with_proxy(self, host: Host, facts: HostFacts, upgrade: bool, pull: Puller | None) -> Host:
         """HOST with its proxy pinned, where the proxy is an image (`DockerCompose.with_proxy`); a
         proxy the host's packages provide is the host's to keep current."""

@@ -64,6 +64,9 @@ class DockerCompose(Runtime):
         pieces += [rendered(self.service_template, host=self.instance(host, color)) for color in instances.COLORS]
         return "".join(pieces), None
 
+    def runs_instances(self, host: Host, text: str) -> bool:
+        return f"  {instances.proxy(host).service_name}:" in text.splitlines()
+
     def with_proxy(self, host: Host, facts: HostFacts, upgrade: bool, pull: Puller | None) -> Host:
         """HOST with its proxy image pinned to the registry digest, as the gateway's: the one our
         block runs, or the host's copy of the tag, or (PULL given) the tag pulled; an upgrade

@@ -51,6 +51,10 @@ class Systemd(Runtime):
         """The unit; with vars.zero_downtime the template unit its two instances run from."""
         return template_path(host) if instances.enabled(host) else unit_path(host)
 
+    def runs_instances(self, host: Host, text: str) -> bool:
+        """A template unit: its ExecStart listens on its instance's name (`--port %i`)."""
+        return re.search(r"^ExecStart=.* --port %i\b", text, re.MULTILINE) is not None
+
     def managed_files(self, host: Host) -> dict[str, str]:
         return {**super().managed_files(host), "proxy_service_file": unit_path(instances.proxy(host))}
 
@@ -99,6 +103,9 @@ class Systemd(Runtime):
         starts = [line for line in text.splitlines() if line.startswith("ExecStart=")]
         if len(starts) != 1 or not starts[0].startswith(f"ExecStart={host.venv_dir}/bin/"):
             raise RenderError(f"{where}: must have one ExecStart running a program of {host.venv_dir}/bin")
+        if instances.enabled(host) != self.runs_instances(host, text):
+            raise RenderError(f"{where}: with vars.zero_downtime the unit is a template whose ExecStart listens on "
+                              "--port %i (its instance's name), and only then")
         if not re.search(rf"^EnvironmentFile={re.escape(host.env_path)}$", text, re.MULTILINE):
             raise RenderError(f"{where}: must read its secrets from EnvironmentFile={host.env_path}")
 
