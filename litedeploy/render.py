@@ -32,6 +32,8 @@ PROXY_TEMPLATE = "haproxy.cfg.j2"
 # LiteLLM's request timeout where litellm_settings sets none (docs.litellm.ai/docs/proxy/config_settings,
 # `request_timeout`: 6000 seconds); the proxy waits as long for an answer's first byte.
 LITELLM_REQUEST_TIMEOUT = 6000
+# HAProxy's longest timeout is 2^31 - 1 ms, about 24.8 days (docs.haproxy.org/2.6/configuration.html, 2.5).
+MAX_PROXY_TIMEOUT = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -186,10 +188,13 @@ def _render_service(templates: Templates, context: dict, host: Host) -> tuple[st
         return _render(templates, template, {**context, **more}, host)
     service, proxy_service = runtime.render_instances(host, rendered)
     asked = (context["litellm_settings"] or {}).get("request_timeout")
-    timeout = int(asked) if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0 \
+    timeout = asked if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0 \
         else LITELLM_REQUEST_TIMEOUT
+    if not timeout < MAX_PROXY_TIMEOUT:  # NaN and infinity too
+        raise RenderError(f"hosts.yaml (host {host.name}): vars.litellm_settings.request_timeout {asked!r} is longer "
+                          f"than the proxy of zero_downtime can wait ({MAX_PROXY_TIMEOUT} s); name a number of seconds")
     configs = {color: _render(templates, PROXY_TEMPLATE, {
-        **context, "live": runtime.instance(host, color), "color": color, "timeout": timeout + 10,
+        **context, "live": runtime.instance(host, color), "color": color, "timeout": int(timeout) + 10,
         "header": instances.INSTANCE_HEADER, "admin_socket": runtime.proxy_admin_socket(host)}, host)
         for color in instances.COLORS}
     return service, configs, proxy_service

@@ -63,11 +63,18 @@ def switch(session: Session, plan: Plan, desired: DesiredFiles, facts: HostFacts
                            f"{new.service_name} never took traffic, the previous files are back, {serving} "
                            "still serves") from None
     proxy_change = FileChange(instances.proxy_config_path(host), facts.proxy_text, desired.proxy[color], "0644")
+    try:  # written (the previous one backed up) before anything stops: the undo below restores it
+        remote.run(line("install", "-d", "-m", "0755", posixpath.dirname(proxy_change.path)))
+        session.install([proxy_change], deploy_id, runtime.commands(host, facts))
+    except (DeployError, KeyboardInterrupt) as failure:
+        raise _rolled_back(session, failure, new, plan.changes, deploy_id,
+                           f"{new.service_name} never took traffic, the previous files are back, {serving} "
+                           "still serves") from None
     try:
         if single:
             out.write(f"{host.name}: stopping {runtime.holder(host)} for the proxy to take port {host.port}\n")
             remote.run(runtime.stop(host))
-        _point_proxy(session, proxy_change, deploy_id, facts, color)
+        _point_proxy(session, facts, color)
     except (DeployError, KeyboardInterrupt) as failure:
         undo: list[list[str] | str] = [files.restore(host, [proxy_change], deploy_id)]
         undo += [runtime.proxy_reload(host)] if live else [runtime.remove(instances.proxy(host)), runtime.start(host)]
@@ -85,8 +92,8 @@ def switch(session: Session, plan: Plan, desired: DesiredFiles, facts: HostFacts
     remote.run(runtime.remove(old), check=False)
     if single:
         remote.run(runtime.remove(host), check=False)
-    for path in runtime.leftovers(host, zero_downtime=True):
-        remote.run(files.take_away(host, path, deploy_id))
+    for path in runtime.leftovers(host, zero_downtime=True):  # the switch is done: a leftover stays, at worst
+        remote.run(files.take_away(host, path, deploy_id), check=False)
     return health, tuple(expected.models)
 
 
@@ -111,7 +118,7 @@ def _turn_off(session: Session, plan: Plan, facts: HostFacts, deploy_id: str, ex
     for role in (*instances.COLORS, "proxy"):
         remote.run(runtime.remove(proxy if role == "proxy" else runtime.instance(host, role)), check=False)
     for path in runtime.leftovers(host, zero_downtime=False):
-        remote.run(files.take_away(host, path, deploy_id))
+        remote.run(files.take_away(host, path, deploy_id), check=False)
     return health, tuple(expected.models)
 
 
@@ -124,13 +131,10 @@ def _prove(session: Session, expected: SmokePlan) -> None:
                           + "; ".join(f"{check.name}: {check.detail}" for check in failed))
 
 
-def _point_proxy(session: Session, change: FileChange, deploy_id: str, facts: HostFacts, color: str) -> None:
-    """The proxy's configuration names COLOR; the proxy started (or recreated, where our block
-    changed it) or else reloaded; done once a fresh connection to the port is answered by COLOR."""
+def _point_proxy(session: Session, facts: HostFacts, color: str) -> None:
+    """With the proxy's configuration naming COLOR: the proxy started (or recreated, where our block
+    changed it) and reloaded; done once a fresh connection to the port is answered by COLOR."""
     host, runtime, remote = session.host, session.runtime, session.remote
-    remote.run(line("install", "-d", "-m", "0755", posixpath.dirname(change.path)))
-    if change.old != change.new:
-        session.install([change], deploy_id, runtime.commands(host, facts))
     remote.run(runtime.proxy_up(host, facts))
     remote.run(runtime.proxy_reload(host))
     wait_for_instance(session.gateway, instances.INSTANCE_HEADER, color, PROXY_TIMEOUT)

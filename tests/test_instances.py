@@ -70,6 +70,9 @@ def test_a_host_without_it_renders_one_service_and_no_proxy(templates, repo):
     ({"instance_ports": [4005]}, "vars.instance_ports must be two different ports"),
     ({"proxy_image": "haproxy:3.2\n  privileged: true"}, "vars.proxy_image must be an image reference"),
     ({"zero_downtime": "yes"}, "vars.zero_downtime must be true or false"),
+    # HAProxy cannot wait that long (its timeouts stop at about 24.8 days): refused, not a traceback.
+    ({"litellm_settings": {"request_timeout": float("inf")}}, "request_timeout inf is longer than the proxy"),
+    ({"litellm_settings": {"request_timeout": 10 ** 12}}, "request_timeout 1000000000000 is longer than the proxy"),
 ])
 def test_bad_settings_are_refused_by_key(templates, fox, variables, expected):
     with pytest.raises(RenderError, match=expected):
