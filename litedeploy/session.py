@@ -72,13 +72,16 @@ class Session:
                 self.remote.run(lock.release(self.host), check=False)  # never leave a lock behind
             raise
 
-    def serving(self) -> Host:
+    def serving(self, facts: HostFacts | None = None) -> Host:
         """The host as its serving gateway sees it: with vars.zero_downtime, the live instance (its
-        container, its port), as the proxy's configuration names it; else the host itself."""
+        container, its port), as the proxy's configuration names it (in FACTS where the task read
+        them already, else read alone); else the host itself."""
         if not instances.enabled(self.host):
             return self.host
-        path = instances.proxy_config_path(self.host)
-        live = instances.live_color(self.read(files.contents(self.host, {"proxy_file": path})).proxy_text)
+        if facts is None:
+            path = instances.proxy_config_path(self.host)
+            facts = self.read(files.contents(self.host, {"proxy_file": path}))
+        live = instances.live_color(facts.proxy_text)
         return self.runtime.instance(self.host, live) if live else self.host
 
     def read(self, command: str) -> HostFacts:

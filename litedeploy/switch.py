@@ -50,6 +50,7 @@ def switch(session: Session, plan: Plan, desired: DesiredFiles, facts: HostFacts
     single = facts.state is not None and facts.state.running and live is None
     serving = f"the live {runtime.instance(host, live).service_name}" if live else (
         f"{runtime.holder(host)}" if single else "nothing")
+    untouched = f"{new.service_name} never took traffic, the previous files are back, {serving} still serves"
     if plan.changes:
         session.install(plan.changes, deploy_id, runtime.commands(host, facts))
     out.write(f"{host.name}: starting {new.service_name} on 127.0.0.1:{new.port}; {serving} keeps serving\n")
@@ -59,17 +60,13 @@ def switch(session: Session, plan: Plan, desired: DesiredFiles, facts: HostFacts
         health = started.start_and_wait(new_commands.up(), out)
         _prove(started, expected)
     except (DeployError, KeyboardInterrupt) as failure:
-        raise _rolled_back(session, failure, new, plan.changes, deploy_id,
-                           f"{new.service_name} never took traffic, the previous files are back, {serving} "
-                           "still serves") from None
+        raise _rolled_back(session, failure, new, plan.changes, deploy_id, untouched) from None
     proxy_change = FileChange(instances.proxy_config_path(host), facts.proxy_text, desired.proxy[color], "0644")
     try:  # written (the previous one backed up) before anything stops: the undo below restores it
         remote.run(line("install", "-d", "-m", "0755", posixpath.dirname(proxy_change.path)))
         session.install([proxy_change], deploy_id, runtime.commands(host, facts))
     except (DeployError, KeyboardInterrupt) as failure:
-        raise _rolled_back(session, failure, new, plan.changes, deploy_id,
-                           f"{new.service_name} never took traffic, the previous files are back, {serving} "
-                           "still serves") from None
+        raise _rolled_back(session, failure, new, plan.changes, deploy_id, untouched) from None
     try:
         if single:
             out.write(f"{host.name}: stopping {runtime.holder(host)} for the proxy to take port {host.port}\n")

@@ -32,8 +32,9 @@ def _on_service(c, host: str | None, verb: Callable[[ServiceCommands], list[str]
         with opened(target) as session:
             remote = session.remote
             # With vars.zero_downtime, the live instance (the proxy is deploy's to change).
-            gateway = session.serving()
-            command = verb(session.runtime.commands(gateway, session.facts()))
+            facts = session.facts()  # one round trip: the live instance comes with the rest
+            gateway = session.serving(facts)
+            command = verb(session.runtime.commands(gateway, facts))
             seconds = None
             if wait:
                 seconds = replace(session, host=gateway).start_and_wait(command)

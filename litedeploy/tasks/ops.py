@@ -222,8 +222,9 @@ def env(c, host=None, profile=None):
     def show(project, target):
         secrets = host_secrets(target)
         with opened(target, secrets) as session:
-            target = running_profile(project, target, session.facts(), profile)
-            gateway = session.serving()
+            facts = session.facts()
+            target = running_profile(project, target, facts, profile)
+            gateway = session.serving(facts)
             result = session.remote.run(session.runtime.environment(gateway), check=False)
         expected = env_pairs(render_host(project.templates, target, secrets).env)
         if result.failed:
