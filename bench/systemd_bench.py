@@ -50,9 +50,9 @@ def main() -> None:
     runs = parser.parse_args().runs
     project = load_project(REPO, "hosts.yaml", "templates")
     host = project.inventory.host("labsd")
-    if not host.wheels:
+    if not host.systemd.wheels:
         raise SystemExit("hosts.yaml: labsd names no wheels folder; the bench installs from it")
-    wheels = sorted(Path(host.wheels).glob("*.whl"))
+    wheels = sorted(Path(host.systemd.wheels).glob("*.whl"))
     size = sum(wheel.stat().st_size for wheel in wheels) / 1e6
     on_host(WIPE)
 

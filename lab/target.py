@@ -23,7 +23,8 @@ from pathlib import Path
 import yaml
 
 from litedeploy.errors import DeployError
-from litedeploy.inventory import LOCAL_PATHS, Host
+from litedeploy.host import Host
+from litedeploy.inventory import LOCAL_PATHS
 
 from . import netns, proxy_image, registry, systemd_host
 from .image import LAB_IMAGE, build_image, download_wheels, install_compose_v2, saved_image
@@ -148,7 +149,7 @@ def up(lab: Lab, say: Say, hosts: int = 0) -> set[str]:
 
 def down(lab: Lab, say: Say) -> None:
     if docker_answers():
-        succeeds(["docker", "stop", lab.host.container_name])
+        succeeds(["docker", "stop", lab.host.docker.container_name])
     for host in netns.existing_hosts(lab.state):
         if host.index == 1 and docker_answers(*host.docker):
             systemd_host.stop(host, say)

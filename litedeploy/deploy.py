@@ -28,8 +28,9 @@ from .commands import audit, files, script
 from .envfile import env_pairs
 from .errors import DeployError, DeployFailed, VerifyError
 from .facts import HostFacts
+from .host import Host
 from .images import ImageRef, resolve_image
-from .inventory import SETTINGS, Host
+from .inventory import SETTINGS
 from .plan import Plan, file_diff
 from .project import Project
 from .releases import SALT_KEY, choose_release, migration_refusal, salt_key_refusal
@@ -72,7 +73,7 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
             _check_advisories(project, host, wanted, facts, accept_risk, out)
             runs, arch = runtime.pinned(host, facts, upgrade), facts.wanted_arch
             if runs is None:
-                runs, arch, _ = _pulled(session, host.image, out)
+                runs, arch, _ = _pulled(session, host.docker.image, out)
             refusal = runtime.run_refusal(runs, arch, facts)
             if refusal:  # after the pull, before anything stops
                 raise DeployError(f"{host.name}: {refusal}")
@@ -92,7 +93,7 @@ def _preview(project: Project, session: Session, upgrade: bool, accept_risk: tup
     plan = runtime.plan(host, render_host(project.templates, runtime.as_deployed(host, facts, upgrade),
                                           session.secrets), facts)
     if runtime.pinned(host, facts, upgrade) is None:
-        plan = replace(plan, warnings=(*plan.warnings, f"would pull {host.image}"))
+        plan = replace(plan, warnings=(*plan.warnings, f"would pull {host.docker.image}"))
     refusal = runtime.refusal(facts, plan.restart)
     if refusal:
         plan = replace(plan, warnings=(*plan.warnings, f"would be refused: {refusal}"))

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import DeployError
-from .inventory import Host
+from .host import Host
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import replace
 
-from .inventory import Host
+from .host import Host
 
 COLORS = ("blue", "green")
 # The proxy where vars.proxy_image names none: the official image's LTS branch (hub.docker.com/_/haproxy,
@@ -47,13 +46,18 @@ def ports(host: Host) -> tuple[int, int]:
 def instance(host: Host, color: str) -> Host:
     """The host as one instance sees it: its own container, compose service and loopback port, the
     rest (image, files, settings) the host's own."""
-    return replace(host, container_name=f"{host.container_name}-{color}", service_name=f"{host.service_name}-{color}",
+    return _renamed(host, color).with_settings(service_name=f"{host.service_name}-{color}",
                    port=ports(host)[COLORS.index(color)], bind="127.0.0.1")
 
 
 def proxy(host: Host) -> Host:
     """The host as its proxy sees it (the container and compose service that hold the port)."""
-    return replace(host, container_name=f"{host.container_name}-proxy", service_name=f"{host.service_name}-proxy")
+    return _renamed(host, "proxy").with_settings(service_name=f"{host.service_name}-proxy")
+
+
+def _renamed(host: Host, suffix: str) -> Host:
+    container = getattr(host.runtime_settings, "container_name", None)
+    return host.with_settings(container_name=f"{container}-{suffix}") if container else host
 
 
 def proxy_config_path(host: Host) -> str:

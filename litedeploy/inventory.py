@@ -1,22 +1,21 @@
-"""hosts.yaml -> Host records: defaults merged per host, every key checked, errors that name it."""
+"""hosts.yaml -> Host records: defaults merged per host, every key checked, errors that name it.
+
+The rules of a runtime's own settings are data its record declares (`host.RUNTIME_SETTINGS`):
+the inventory applies them and imports no runtime."""
 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import ipaddress
-import posixpath
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import runtimes
 from .errors import InventoryError, YAML11Number, parse_yaml
+from .host import RUNTIME_SETTINGS, Host
 from .settings import PRESETS, with_preset
+from .shapes import Rule, absolute_path, ip_address, matching, one_of, port, text, yaml_text
 
 # Every per-host setting and its default; a key not listed here is a typo and an error.
 SETTINGS: Mapping[str, Any] = {
@@ -55,86 +54,11 @@ SETTINGS: Mapping[str, Any] = {
 }
 # Settings that name local files: relative paths are taken from the inventory's folder.
 LOCAL_PATHS = ("ssh_key", "known_hosts", "secrets_file", "age_key_file", "wheels")
-# A pinned requirement: name[extras]==version.
-_PINNED = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9,._-]+\])?==([A-Za-z0-9.+!-]+)")
-
-
-def _pinned(requirement: str) -> tuple[str, str] | None:
-    """(name, version) of a pinned requirement such as `litellm[proxy]==1.106.2`; None otherwise."""
-    match = _PINNED.fullmatch(requirement)
-    return (match[1], match[3]) if match else None
-NETWORK_MODES = ("bridge", "host")
 # strict: an unknown host key is refused; accept-new: recorded on first contact (OpenSSH's
 # StrictHostKeyChecking=accept-new). A changed key is refused either way.
 HOST_KEY_POLICIES = ("strict", "accept-new")
 # An inventory name: it is part of file names (secrets.NAME.enc.yaml) and of host patterns (, : ! *).
 HOST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-
-
-@dataclass(frozen=True)
-class Host:
-    """One deploy target, with every default applied and local paths made absolute."""
-
-    name: str
-    address: str
-    runtime: str
-    ssh_user: str
-    ssh_port: int
-    ssh_key: str | None
-    known_hosts: str | None
-    host_key: str
-    sudo: bool
-    compose_file: str
-    compose_project: str | None
-    config_dir: str
-    image: str
-    port: int
-    bind: str
-    network_mode: str
-    container_name: str
-    service_name: str
-    marker: str
-    secrets_file: str
-    age_key_file: str | None
-    health_timeout: float
-    packages: tuple[str, ...]
-    venv_root: str
-    service_user: str
-    python: str
-    wheels: str | None
-    # A named set of vars from the inventory's `profiles`, applied over the host's own vars.
-    profile: str | None = None
-    # Built-in vars (settings.PRESETS) the host's own vars are applied over.
-    preset: str | None = None
-    vars: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def config_path(self) -> str:
-        return posixpath.join(self.config_dir, "config.yaml")
-
-    @property
-    def env_path(self) -> str:
-        return posixpath.join(self.config_dir, "litellm.env")
-
-    @property
-    def backup_dir(self) -> str:
-        return posixpath.join(self.config_dir, "backups")
-
-    @property
-    def litellm_version(self) -> str:
-        return next(pin[1] for pin in map(_pinned, self.packages) if pin and pin[0] == "litellm")
-
-    @property
-    def venv_dir(self) -> str:
-        """One venv per set of packages, named for the litellm it holds: a unit that names it runs
-        exactly that, and a rollback's unit finds its venv still there."""
-        digest = hashlib.sha256("\n".join(sorted(self.packages)).encode()).hexdigest()[:8]
-        return posixpath.join(self.venv_root, f"litellm-{self.litellm_version}-{digest}")
-
-    @property
-    def local_address(self) -> str:
-        """Where the gateway answers on the host itself (a wildcard bind answers on loopback)."""
-        return "127.0.0.1" if self.bind in ("0.0.0.0", "::", "") else self.bind
 
 
 @dataclass(frozen=True)
@@ -225,16 +149,25 @@ def check_distinct(hosts: list[Host], path: Path) -> None:
 
 def _shared(first: Host, second: Host) -> tuple[str, Any] | None:
     """What two hosts on one machine would both take, or None: a name their runtime claims
-    (`Runtime.claims`), their config_dir, or their port on a bind both use."""
-    theirs = {(runtimes.of(second), *claim) for claim in runtimes.of(second).claims(second)}
-    claimed = next(((what, value) for what, value, scope in runtimes.of(first).claims(first)
-                    if (runtimes.of(first), what, value, scope) in theirs), None)
-    if claimed:
-        return claimed
+    (its settings record's CLAIMS), their config_dir, or their port on a bind both use."""
+    if type(first.runtime_settings) is type(second.runtime_settings):
+        for what, scope in type(first.runtime_settings).CLAIMS:
+            if _setting(first, what) == _setting(second, what) and (
+                    scope is None or _setting(first, scope) == _setting(second, scope)):
+                return what, _setting(first, what)
     binds = {first.bind, second.bind}
     clashes = [("config_dir", first.config_dir, first.config_dir == second.config_dir),
                ("port", first.port, first.port == second.port and (len(binds) == 1 or bool(binds & {"0.0.0.0", "::"})))]
     return next(((what, value) for what, value, clash in clashes if clash), None)
+
+
+def _setting(host: Host, name: str) -> Any:
+    """A setting by its hosts.yaml name, common or the runtime's own."""
+    return getattr(host.runtime_settings, name) if name in _fields(type(host.runtime_settings)) else getattr(host, name)
+
+
+def _fields(record: type) -> set[str]:
+    return {item.name for item in fields(record)}
 
 
 def load_inventory(path: Path, default_image: str | None = None) -> Inventory:
@@ -316,102 +249,59 @@ def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
     settings["vars"] = {**defaults.get("vars", {}), **(entry or {}).get("vars", {})}
     if not settings["address"]:
         raise InventoryError(f"{path}: {where}: 'address' is required")
-    for key, (valid, meaning) in RULES.items():
+    rules = {**RULES, **{key: rule for record in RUNTIME_SETTINGS.values() for key, rule in record.RULES.items()}}
+    for key, (valid, meaning) in rules.items():
         value = settings[key]
         if value is None and SETTINGS[key] is None and key != "address":
             continue
         if not valid(value):
             raise InventoryError(f"{path}: {where}: {key!r} must be {meaning}, not {value!r}")
+    record = RUNTIME_SETTINGS[settings["runtime"]]
+    for key, meaning in record.REQUIRED.items():
+        if settings[key] is None:
+            raise InventoryError(f"{path}: {where}: {key!r} is required ({meaning})")
+    for key, (valid, meaning) in record.RESTRICTS.items():
+        if not valid(settings[key]):
+            raise InventoryError(f"{path}: {where}: {key!r} must be {meaning}, not {settings[key]!r}")
     settings["packages"] = tuple(settings["packages"])
     settings["vars"] = with_preset(settings["preset"], settings["vars"])
     _check_models(settings["vars"].get("models"), path, where)
-    refusal = runtimes.named(settings["runtime"]).settings_error(settings)
-    if refusal:
-        raise InventoryError(f"{path}: {where}: {refusal}")
     settings["image"] = settings["image"] or ""  # a runtime without images (systemd: a venv) needs none
     for key in LOCAL_PATHS:
         if settings[key] is not None:
             settings[key] = str(path.parent / Path(str(settings[key])).expanduser())
-    return Host(name=name, **settings)
+    own = _fields(record)
+    return Host(name=name, runtime_settings=record(**{key: settings[key] for key in own}),
+                **{key: value for key, value in settings.items() if key not in _RUNTIMES_OWN})
 
 
-def _text(pattern: str) -> Callable[[Any], bool]:
-    compiled = re.compile(pattern)
-    return lambda value: isinstance(value, str) and compiled.fullmatch(value) is not None
-
-
-def _path(pattern: str) -> Callable[[Any], bool]:
-    """An absolute path of PATTERN written as it is meant (posixpath.normpath leaves it as it is):
-    compose v1 normalises /srv/x/./y in a volume, v2 does not, and .. could climb out of a folder."""
-    matches = _text(pattern)
-    return lambda value: matches(value) and posixpath.normpath(value) == value
-
-
-def _port(value: Any) -> bool:
-    return type(value) is int and 0 < value < 65536  # True is an int to Python, not a port
-
-
-def _ip_address(value: Any) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return isinstance(value, str)
-
-
-# A plain scalar YAML 1.2 (compose v2's parser) reads as a number: 1e3 is text to PyYAML, 1000 to compose-go.
-_YAML12_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+")
-
-
-def _yaml_text(value: str) -> bool:
-    """Whether both YAMLs compose reads (1.1 for v1, 1.2 for v2) take VALUE, unquoted, as this text."""
-    return yaml.safe_load(value) == value and not _YAML12_NUMBER.fullmatch(value)
-
-
-_ABSOLUTE_PATH = r"/[^\x00-\x1f]*"
-# Each setting: a check and what it must be, said in the error. Docker's and compose's own rules
-# for names, so a bad one fails here instead of halfway through a deploy.
-RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
-    "address": (_text(r"[^\s/]+"), "a host name or IP address"),
-    "runtime": (lambda value: isinstance(value, str) and value in runtimes.REGISTRY, f"one of {', '.join(runtimes.REGISTRY)}"),
-    "ssh_user": (_text(r"[A-Za-z_][A-Za-z0-9_.-]*\$?"), "a user name"),
-    "ssh_port": (_port, "a port number (1-65535)"),
-    "ssh_key": (_text(r"[^\x00-\x1f]+"), "a path"),
-    "known_hosts": (_text(r"[^\x00-\x1f]+"), "a path"),
+# Each common setting: a check and what it must be, said in the error. Docker's and compose's own
+# rules for names, so a bad one fails here instead of halfway through a deploy; each runtime's own
+# settings carry their rules in their record (`host.DockerSettings.RULES`, ...).
+RULES: Mapping[str, Rule] = {
+    "address": (matching(r"[^\s/]+"), "a host name or IP address"),
+    "runtime": (one_of(tuple(RUNTIME_SETTINGS)), f"one of {', '.join(RUNTIME_SETTINGS)}"),
+    "ssh_user": (matching(r"[A-Za-z_][A-Za-z0-9_.-]*\$?"), "a user name"),
+    "ssh_port": (port, "a port number (1-65535)"),
+    "ssh_key": (text, "a path"),
+    "known_hosts": (text, "a path"),
     "host_key": (lambda value: value in HOST_KEY_POLICIES, f"one of {', '.join(HOST_KEY_POLICIES)}"),
     "sudo": (lambda value: isinstance(value, bool), "true or false"),
-    "compose_file": (_path(_ABSOLUTE_PATH), "an absolute path on the host, without . or .. parts"),
-    "compose_project": (_text(r"[a-z0-9][a-z0-9_-]*"), "a compose project name (a-z, 0-9, _ and -)"),
-    "config_dir": (_path(r"/[^\x00-\x1f:$%]*[^/\x00-\x1f:$%]"),
+    "config_dir": (absolute_path(r"/[^\x00-\x1f:$%]*[^/\x00-\x1f:$%]"),
                    "an absolute path on the host (not /) without :, $ or % (compose reads them as volume syntax "
                    "and variables, systemd as specifiers), nor . or .. parts"),
-    "image": (_text(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*"), "an image reference (registry/name:tag or @digest)"),
-    "port": (_port, "a port number (1-65535)"),
-    "bind": (_ip_address, "an IP address (0.0.0.0 for all)"),
-    "network_mode": (lambda value: value in NETWORK_MODES, f"one of {', '.join(NETWORK_MODES)}"),
-    "container_name": (_text(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+"),
-                       "a container name Docker accepts ([a-zA-Z0-9][a-zA-Z0-9_.-]+, two characters at least)"),
-    "service_name": (lambda value: _text(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")(value) and _yaml_text(value),
+    "port": (port, "a port number (1-65535)"),
+    "bind": (ip_address, "an IP address (0.0.0.0 for all)"),
+    "service_name": (lambda value: matching(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")(value) and yaml_text(value),
                      "a compose service name ([a-zA-Z0-9][a-zA-Z0-9_.-]*) that YAML reads as text, not a number"),
-    # Found again by its exact text: a trailing blank, which editors strip, would lose the block.
-    "marker": (_text(r"#[^\n\r]*\{mark\}[^\n\r]*(?<![ \t])"),
-               "one comment line (# ...) containing {mark}, without trailing blanks"),
-    "secrets_file": (_text(r"[^\x00-\x1f]+"), "a path"),
-    "age_key_file": (_text(r"[^\x00-\x1f]+"), "a path"),
+    "secrets_file": (text, "a path"),
+    "age_key_file": (text, "a path"),
     "health_timeout": (lambda value: type(value) in (int, float) and value > 0, "a positive number of seconds"),
-    "packages": (lambda value: isinstance(value, (list, tuple)) and all(isinstance(p, str) and _pinned(p)
-                                                                       for p in value)
-                 and any((_pinned(p) or ("",))[0] == "litellm" for p in value),
-                 "a list of pinned requirements (name==version) including litellm, e.g. litellm[proxy]==1.106.2"),
-    "venv_root": (_path(r"/[^\x00-\x1f\s%$\"'\\]*[^/\x00-\x1f\s%$\"'\\]"),
-                  "an absolute path on the host (not /) without blanks, quotes, backslashes, % or $ (the unit's "
-                  "ExecStart names it), nor . or .. parts"),
-    "service_user": (_text(r"[a-z_][a-z0-9_-]*"), "a system user name (a-z, 0-9, _ and -)"),
-    "python": (_text(r"[A-Za-z0-9_./+-]+"), "a Python interpreter's name or path (python3)"),
-    "wheels": (_text(r"[^\x00-\x1f]+"), "a path"),
     "profile": (lambda value: value is None or isinstance(value, str), "a profile name"),
     "preset": (lambda value: isinstance(value, str) and value in PRESETS, f"one of {', '.join(PRESETS)}"),
 }
+# The settings of every runtime's own record: on a host they go into its runtime's record, or nowhere.
+_RUNTIMES_OWN = frozenset(key for record in RUNTIME_SETTINGS.values() for key in _fields(record))
 
 
 def _check_models(models: Any, path: Path, where: str) -> None:

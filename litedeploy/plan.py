@@ -15,7 +15,7 @@ from .envfile import masked_env
 from .facts import HostFacts
 
 if TYPE_CHECKING:
-    from .inventory import Host
+    from .host import Host
     from .render import DesiredFiles
 
 

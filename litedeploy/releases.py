@@ -17,7 +17,7 @@ from . import runtimes
 from .envfile import env_pairs
 from .errors import DeployError
 from .facts import HostFacts
-from .inventory import Host
+from .host import Host
 from .render import DesiredFiles
 from .secrets import fingerprint
 

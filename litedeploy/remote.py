@@ -23,7 +23,7 @@ from fabric import Connection
 from .commands import argv, line
 from .commands.transfer import INPUT_READY, receive, relay
 from .errors import RemoteError
-from .inventory import Host
+from .host import Host
 from .secrets import Redactor
 
 NOTHING_SECRET = Redactor(())  # a connection made before any secret is known masks nothing

@@ -20,7 +20,7 @@ from . import instances, runtimes
 from .catalog import CATALOG_VARS, anthropic_aliases, load_catalog, resolve_models
 from .envfile import Slots, env_pairs, fill
 from .errors import RenderError, parse_yaml
-from .inventory import Host
+from .host import Host
 from .masterkey import MASTER_KEY, MasterKeyRules, check_master_key, load_master_key_rules
 from .secrets import SecretValues
 from .settings import SETTINGS_VARS, check_env_names, check_settings, check_workers, env_value

@@ -18,7 +18,7 @@ from .commands import argv, container, files, line, lock, script
 from .commands.facts import gather, parse_facts
 from .errors import RemoteError, VerifyError
 from .facts import GatewayState, HostFacts
-from .inventory import Host
+from .host import Host
 from .plan import FileChange, Preparation
 from .releases import Release, parse_releases
 from .runtimes.base import Runtime, ServiceCommands

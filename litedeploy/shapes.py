@@ -8,9 +8,13 @@ setting and what it must be.
 
 from __future__ import annotations
 
+import ipaddress
+import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import yaml
 
 from .errors import RenderError
 
@@ -40,6 +44,43 @@ def string(value: Any) -> bool:
 def matching(pattern: str) -> Predicate:
     compiled = re.compile(pattern)
     return lambda value: isinstance(value, str) and compiled.fullmatch(value) is not None
+
+
+def absolute_path(pattern: str) -> Predicate:
+    """An absolute path of PATTERN written as it is meant (posixpath.normpath leaves it as it is):
+    compose v1 normalises /srv/x/./y in a volume, v2 does not, and .. could climb out of a folder."""
+    matches = matching(pattern)
+    return lambda value: matches(value) and posixpath.normpath(value) == value
+
+
+def text(value: Any) -> bool:
+    """One line of text, without control characters (a path, a name)."""
+    return isinstance(value, str) and re.fullmatch(r"[^\x00-\x1f]+", value) is not None
+
+
+def one_of(choices: Sequence[Any]) -> Predicate:
+    return lambda value: isinstance(value, str) and value in choices
+
+
+def port(value: Any) -> bool:
+    return type(value) is int and 0 < value < 65536  # True is an int to Python, not a port
+
+
+def ip_address(value: Any) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
+# A plain scalar YAML 1.2 (compose v2's parser) reads as a number: 1e3 is text to PyYAML, 1000 to compose-go.
+_YAML12_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+")
+
+
+def yaml_text(value: str) -> bool:
+    """Whether both YAMLs compose reads (1.1 for v1, 1.2 for v2) take VALUE, unquoted, as this text."""
+    return yaml.safe_load(value) == value and not _YAML12_NUMBER.fullmatch(value)
 
 
 def list_of(item: Predicate) -> Predicate:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import RenderError
-from .inventory import Host
+from .host import Host
 from .secrets import SecretValues
 
 REDIS_KEYS = {"host", "port", "password", "cache"}

@@ -10,7 +10,7 @@ from datetime import datetime
 from . import instances, runtimes
 from .advisories import Releases
 from .facts import HostFacts
-from .inventory import Host
+from .host import Host
 from .render import DesiredFiles
 
 

@@ -23,7 +23,7 @@ from . import instances
 from .commands import files, line
 from .errors import DeployError, DeployFailed, VerifyError
 from .facts import HostFacts
-from .inventory import Host
+from .host import Host
 from .plan import FileChange, Plan
 from .render import DesiredFiles
 from .session import Session

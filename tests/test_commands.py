@@ -8,7 +8,6 @@ import socket
 import stat
 import subprocess
 import threading
-from dataclasses import replace
 
 import pytest
 
@@ -35,7 +34,7 @@ class AcceptsComposeWithServices(ComposeCommands):
 @pytest.fixture
 def host(repo, tmp_path):
     lab = load_inventory(repo / "hosts.yaml").host("lab")
-    return replace(lab, compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "gw"))
+    return lab.with_settings(compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "gw"))
 
 
 def install(host, tmp_path, changes, deploy_id):
@@ -43,7 +42,7 @@ def install(host, tmp_path, changes, deploy_id):
     stage.mkdir(mode=0o700)
     for index, change in enumerate(changes):
         (stage / str(index)).write_text(change.new)
-    script = install_script(host, changes, str(stage), deploy_id, AcceptsComposeWithServices("v2", host.compose_file, None, host.service_name))
+    script = install_script(host, changes, str(stage), deploy_id, AcceptsComposeWithServices("v2", host.docker.compose_file, None, host.service_name))
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True)
 
 
@@ -70,7 +69,7 @@ def test_a_rejected_compose_file_puts_our_files_back(host, tmp_path):
     os.chmod(tmp_path / "compose.yml", 0o640)
     first = [FileChange(host.config_path, None, "old\n", "0644")]
     assert install(host, tmp_path, first, "1").returncode == 0
-    changes = [FileChange(host.compose_file, "", "no services here\n", "0644", keep_owner=True, validated=True),
+    changes = [FileChange(host.docker.compose_file, "", "no services here\n", "0644", keep_owner=True, validated=True),
                FileChange(host.config_path, "old\n", "new\n", "0644"),
                FileChange(host.env_path, None, "K=v\n", "0600", secret=True)]
     result = install(host, tmp_path, changes, "2")
@@ -84,7 +83,7 @@ def test_a_rejected_compose_file_puts_our_files_back(host, tmp_path):
 def test_the_compose_file_keeps_its_mode_and_restore_brings_back_the_old_one(host, tmp_path):
     (tmp_path / "compose.yml").write_text("services: {}\n")
     os.chmod(tmp_path / "compose.yml", 0o640)
-    change = FileChange(host.compose_file, "services: {}\n", "services:\n  litellm: {}\n", "0644", keep_owner=True, validated=True)
+    change = FileChange(host.docker.compose_file, "services: {}\n", "services:\n  litellm: {}\n", "0644", keep_owner=True, validated=True)
     assert install(host, tmp_path, [change], "3").returncode == 0
     assert stat.S_IMODE(os.stat(tmp_path / "compose.yml").st_mode) == 0o640
     subprocess.run(["sh", "-c", restore_script(host, [change], "3")], check=True)
@@ -183,7 +182,7 @@ def test_files_with_one_name_in_two_folders_keep_backups_of_their_own(host, tmp_
 
 def test_pruning_survives_spaces_and_quotes_in_the_config_folder(repo, tmp_path):
     lab = load_inventory(repo / "hosts.yaml").host("lab")
-    odd = replace(lab, compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "it's a dir"))
+    odd = lab.with_settings(compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "it's a dir"))
     for n in range(BACKUPS_KEPT + 3):
         assert install(odd, tmp_path, [FileChange(odd.config_path, None, f"v{n}\n", "0644")], f"3{n:02}").returncode == 0
     assert len(os.listdir(odd.backup_dir)) == BACKUPS_KEPT
@@ -192,7 +191,7 @@ def test_pruning_survives_spaces_and_quotes_in_the_config_folder(repo, tmp_path)
 def test_backups_are_0600_whatever_the_original_and_restore_keeps_the_targets_mode(host, tmp_path):
     (tmp_path / "compose.yml").write_text("services: {}\n# KEY=plain\n")
     os.chmod(tmp_path / "compose.yml", 0o644)
-    change = FileChange(host.compose_file, "x", "services:\n  litellm: {}\n", "0644", keep_owner=True, validated=True)
+    change = FileChange(host.docker.compose_file, "x", "services:\n  litellm: {}\n", "0644", keep_owner=True, validated=True)
     assert install(host, tmp_path, [change], "5").returncode == 0
     (backup,) = os.listdir(host.backup_dir)
     assert stat.S_IMODE(os.stat(f"{host.backup_dir}/{backup}").st_mode) == 0o600
@@ -210,7 +209,7 @@ def test_every_builder_quotes_paths_that_hold_shell_syntax(repo, tmp_path):
     lab = load_inventory(repo / "hosts.yaml").host("lab")
     folder = tmp_path / "it's $(touch pwned); `touch pwned` gw"
     folder.mkdir()
-    odd = replace(lab, compose_file=str(folder / "compose.yml"), config_dir=str(folder / "x"))
+    odd = lab.with_settings(compose_file=str(folder / "compose.yml"), config_dir=str(folder / "x"))
     (folder / "x").mkdir()
     (folder / "compose.yml").write_text("services: {}\n")
     sh = lambda command: subprocess.run(["sh", "-c", command], capture_output=True, text=True, cwd=tmp_path)  # noqa: E731

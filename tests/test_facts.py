@@ -46,8 +46,8 @@ def commands(host, unit_host):
         "container": container.state(host),
         "image_digests": container.state(host, digests=True),
         "docker_unreachable": container.state(host),
-        "wanted_image": container.wanted_image(host.image),
-        "wanted_arch": container.wanted_image(host.image),
+        "wanted_image": container.wanted_image(host.docker.image),
+        "wanted_arch": container.wanted_image(host.docker.image),
         "proxy_wanted_image": container.wanted_image("haproxy:3.2", prefix="proxy_"),
         "engine": container.ENGINE,
         "port_holder": container.port_holder(host.port),
@@ -140,7 +140,7 @@ def test_a_docker_host_is_asked_the_docker_questions_and_a_systemd_host_its_unit
     docker, systemd = gather(host), gather(unit_host)
     assert "docker inspect" in docker and "systemctl show" not in docker
     assert "systemctl show" in systemd and "docker inspect" not in systemd
-    assert runtimes.of(unit_host).service_file(unit_host) in systemd and host.compose_file in docker
+    assert runtimes.of(unit_host).service_file(unit_host) in systemd and host.docker.compose_file in docker
 
 
 def test_a_lock_line_of_neither_form_says_nothing():

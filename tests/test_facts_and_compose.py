@@ -55,8 +55,7 @@ def test_a_held_lock_reports_its_holder():
 
 def test_facts_script_runs_in_plain_sh_on_a_host_without_our_files(lab, tmp_path):
     # Run the real script locally with the paths pointed into an empty folder.
-    from dataclasses import replace
-    host = replace(lab, compose_file=str(tmp_path / "none.yml"), config_dir=str(tmp_path / "gw"),
+    host = lab.with_settings(compose_file=str(tmp_path / "none.yml"), config_dir=str(tmp_path / "gw"),
                    container_name="no-such-container-litedeploy")
     (tmp_path / "none.yml").write_text("services:\n  web: {}\n")
     output = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True).stdout
@@ -87,18 +86,17 @@ def test_a_host_without_compose_is_a_clear_error(lab):
 def test_facts_name_symlinks_directories_and_bytes_that_are_not_text(lab, tmp_path):
     """The real script on this machine's files: a symlinked compose file, a directory where the
     config should be, an env file that is not UTF-8."""
-    from dataclasses import replace
     (tmp_path / "real dir").mkdir()
     (tmp_path / "real dir/compose.yml").write_text("services: {}\n")
     (tmp_path / "compose.yml").symlink_to(tmp_path / "real dir/compose.yml")
     (tmp_path / "gw/config.yaml").mkdir(parents=True)
     (tmp_path / "gw/litellm.env").write_bytes(b"K=caf\xe9\n")
-    host = replace(lab, compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "gw"),
+    host = lab.with_settings(compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "gw"),
                    container_name="no-such-container-litedeploy")
     output = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True).stdout
     facts = parse_facts(output, host)
     assert facts.service_text == "services: {}\n"
-    assert facts.real_paths == {host.compose_file: str(tmp_path / "real dir/compose.yml")}
+    assert facts.real_paths == {host.docker.compose_file: str(tmp_path / "real dir/compose.yml")}
     assert facts.not_files == (host.config_path,)
     assert facts.not_text == (host.env_path,) and facts.env_text is None
 
@@ -107,9 +105,8 @@ def test_facts_are_the_same_when_no_temporary_folder_can_be_made(lab, tmp_path):
     """The Docker questions run side by side through a temporary folder, or one after another when
     /tmp is full or read-only: the answers are the same."""
     import os
-    from dataclasses import replace
     (tmp_path / "compose.yml").write_text("services:\n  web: {}\n")
-    host = replace(lab, compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "gw"),
+    host = lab.with_settings(compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "gw"),
                    container_name="no-such-container-litedeploy")
     side_by_side = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True)
     in_turn = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True,

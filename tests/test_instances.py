@@ -35,9 +35,9 @@ def templates(repo):
 
 def test_the_instances_have_their_own_names_and_loopback_ports(fox):
     blue, green = (instances.instance(fox, color) for color in instances.COLORS)
-    assert (blue.container_name, blue.service_name, blue.port, blue.bind) == ("litellm-blue", "litellm-blue", 4001,
+    assert (blue.docker.container_name, blue.service_name, blue.port, blue.bind) == ("litellm-blue", "litellm-blue", 4001,
                                                                               "127.0.0.1")
-    assert (green.port, instances.proxy(fox).container_name) == (4002, "litellm-proxy")
+    assert (green.port, instances.proxy(fox).docker.container_name) == (4002, "litellm-proxy")
     chosen = replace(fox, vars={**fox.vars, "instance_ports": [9001, 9002]})
     assert instances.ports(chosen) == (9001, 9002)
 
@@ -102,7 +102,7 @@ def test_any_proxy_config_text_names_at_most_a_known_instance(text):
 
 
 def settled(host, files, live="blue", **changes) -> HostFacts:
-    compose = replace_block("services: {}\n", files.service, Markers.from_template(host.marker), "f")
+    compose = replace_block("services: {}\n", files.service, Markers.from_template(host.docker.marker), "f")
     return HostFacts(**{"service_text": compose, "config_text": files.config, "env_text": files.env,
                         "compose_flavour": "v2", "state": RUNNING, "proxy_text": files.proxy[live],
                         "instances": {live: RUNNING, "proxy": RUNNING}, **changes})

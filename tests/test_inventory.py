@@ -28,17 +28,17 @@ def parse(text: str):
 
 def test_repo_inventory_has_fox_as_in_the_source_documents(repo):
     fox = load_inventory(repo / "hosts.yaml").host("fox")
-    assert (fox.address, fox.compose_file, fox.config_dir, fox.port) == \
+    assert (fox.address, fox.docker.compose_file, fox.config_dir, fox.port) == \
         ("fox.rewse.jp", "/etc/compose.yml", "/srv/litellm", 4000)
-    assert fox.image == "ghcr.io/berriai/litellm:v1.110.2"
+    assert fox.docker.image == "ghcr.io/berriai/litellm:v1.110.2"
     assert fox.vars["aws_region"] == "us-east-1"
     assert [m["name"] for m in fox.vars["models"]] == ["claude-3-7-sonnet", "claude-sonnet-4", "claude-opus-4"]
 
 
 def test_lab_never_touches_the_machines_real_compose_file(repo):
     lab = load_inventory(repo / "hosts.yaml").host("lab")
-    assert lab.compose_file != "/etc/compose.yml"
-    assert lab.network_mode == "host" and lab.bind.startswith("127.")
+    assert lab.docker.compose_file != "/etc/compose.yml"
+    assert lab.docker.network_mode == "host" and lab.bind.startswith("127.")
 
 
 def test_defaults_apply_and_hosts_override_them():

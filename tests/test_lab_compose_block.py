@@ -72,7 +72,7 @@ def test_block_values_reach_compose_as_written_or_are_refused_by_key(lab, tmp_pa
         volume = service["volumes"][0]
         source = volume["source"] if isinstance(volume, dict) else volume.rsplit(":", 2)[0]
         assert (service["container_name"], service["image"], source) == \
-            (host.container_name, host.image, host.config_path), flavour
+            (host.docker.container_name, host.docker.image, host.config_path), flavour
         assert service["environment"]["LITEDEPLOY_PROBE"] == "read", flavour
         published = service["ports"][0]
         port = published["published"] if isinstance(published, dict) else published.rsplit(":", 2)[-2]

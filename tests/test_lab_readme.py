@@ -23,7 +23,7 @@ def test_readme_and_ci_give_the_commands_tested_here(repo):
 def test_readme_main_job_deploys_to_the_lab_and_smoke_passes(lab, repo, tmp_path):
     """As on a fresh machine: without a running lab deployment, what an earlier run left in the lab
     host's folder (a digest pinned from another build's registry) is set aside and put back after."""
-    existed = subprocess.run(["docker", "inspect", lab.host.container_name], capture_output=True).returncode == 0
+    existed = subprocess.run(["docker", "inspect", lab.host.docker.container_name], capture_output=True).returncode == 0
     folder = Path(lab.host.config_dir).parent
     aside = tmp_path / "earlier-lab-host"
     if not existed and folder.exists():
@@ -38,7 +38,7 @@ def test_readme_main_job_deploys_to_the_lab_and_smoke_passes(lab, repo, tmp_path
         assert marks and set(marks) == {"ok"}
     finally:
         if not existed:
-            subprocess.run(["docker", "rm", "-f", lab.host.container_name], capture_output=True)
+            subprocess.run(["docker", "rm", "-f", lab.host.docker.container_name], capture_output=True)
             shutil.rmtree(folder, ignore_errors=True)
             if aside.exists():
                 shutil.move(aside, folder)

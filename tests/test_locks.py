@@ -89,6 +89,6 @@ def test_the_platforms_of_bookworm_are_the_ones_its_pip_accepts():
 
 def test_the_lab_systemd_host_asks_for_what_the_wheel_folder_holds():
     """hosts.yaml's labsd installs from the lab's wheel folder: its packages are the lock's inputs."""
-    packages = load_inventory(locks.REPO / "hosts.yaml").host("labsd").packages
+    packages = load_inventory(locks.REPO / "hosts.yaml").host("labsd").systemd.packages
     assert sorted(packages) == sorted(line.strip() for line in locks.LITELLM.source.read_text().splitlines()
                                       if line.strip() and not line.startswith("#"))

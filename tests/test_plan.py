@@ -29,7 +29,7 @@ def running(up: bool = True) -> GatewayState:
 
 def facts_matching(host, desired=DESIRED, **changes) -> HostFacts:
     compose = replace_block("services:\n  web: {image: nginx}\n", desired.service,
-                            Markers.from_template(host.marker), "f")
+                            Markers.from_template(host.docker.marker), "f")
     return HostFacts(**{"service_text": compose, "config_text": desired.config,
                         "env_text": desired.env, "compose_flavour": "v2",
                         "state": running(), **changes})
@@ -87,9 +87,9 @@ def test_a_config_change_to_a_crash_looping_container_restarts_it(fox):
 
 def test_a_symlinked_compose_file_is_planned_at_its_target(fox):
     facts = facts_matching(fox, service_text="services:\n  web: {}\n",
-                           real_paths={fox.compose_file: "/opt/stack/compose.yml"})
+                           real_paths={fox.docker.compose_file: "/opt/stack/compose.yml"})
     compose = DOCKER.plan(fox, DESIRED, facts).changes[0]
-    assert (compose.path, compose.target) == (fox.compose_file, "/opt/stack/compose.yml")
+    assert (compose.path, compose.target) == (fox.docker.compose_file, "/opt/stack/compose.yml")
 
 
 @pytest.mark.parametrize("field, path, message", [
@@ -98,13 +98,12 @@ def test_a_symlinked_compose_file_is_planned_at_its_target(fox):
     ("not_text", "compose_file", "is not UTF-8 text"),
 ])
 def test_a_path_that_is_no_file_or_no_text_stops_the_plan(fox, field, path, message):
-    where = getattr(fox, path)
+    where = fox.docker.compose_file if path == "compose_file" else getattr(fox, path)
     with pytest.raises(DeployError, match=re.escape(f"fox:{where}: {message}")):
         DOCKER.plan(fox, DESIRED, facts_matching(fox, **{field: (where,)}))
 
 
 def test_a_taken_over_compose_file_with_plaintext_secrets_asks_for_rotation(fox):
-    from dataclasses import replace
     old = "services:\n  litellm:\n    environment:\n      - LITELLM_MASTER_KEY=sk-old\n      - AWS_REGION_NAME=us\n"
     desired = replace(DESIRED, env="LITELLM_MASTER_KEY=new\nAWS_REGION_NAME=us\n", secret_names=("LITELLM_MASTER_KEY",))
     plan = DOCKER.plan(fox, desired, facts_matching(fox, service_text=old.replace("litellm:", "web:")))
@@ -116,7 +115,7 @@ def test_a_taken_over_compose_file_with_plaintext_secrets_asks_for_rotation(fox)
 
 def test_a_moving_tag_is_deployed_with_a_warning(fox):
     assert not DOCKER.plan(fox, DESIRED, facts_matching(fox)).warnings
-    moving = replace(fox, image="ghcr.io/berriai/litellm:main-stable")
+    moving = fox.with_settings(image="ghcr.io/berriai/litellm:main-stable")
     (warning,) = DOCKER.plan(moving, DESIRED, facts_matching(moving)).warnings
     assert "main-stable is a tag that moves" in warning
 
@@ -139,7 +138,7 @@ def test_a_stopped_container_is_left_stopped_and_a_running_one_restarted_on_its_
 
 def test_removal_takes_out_only_our_block_and_the_container_that_exists(fox):
     removal = plan_remove(fox, facts_matching(fox))
-    assert removal.container and removal.changed == [fox.compose_file]
+    assert removal.container and removal.changed == [fox.docker.compose_file]
     assert removal.compose.new == "services:\n  web: {image: nginx}\n"
     bare = plan_remove(fox, HostFacts("services:\n  web: {image: nginx}\n", None, None, "v2", None))
     assert not bare.container and bare.compose is None and bare.changed == []

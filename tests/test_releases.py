@@ -31,7 +31,7 @@ def fox(repo):
 
 def release(fox, release_id: str, image: str, config: str, env: str = "K=v\n") -> Release:
     compose = replace_block("services:\n  web:\n    image: nginx\n", f"  litellm:\n    image: \"{image}\"\n",
-                            Markers.from_template(fox.marker), "f")
+                            Markers.from_template(fox.docker.marker), "f")
     return Release(release_id, {"compose.yml": compose, "config.yaml": config, "litellm.env": env})
 
 
@@ -104,9 +104,9 @@ def test_history_reads_our_audit_lines_and_marks_kept_releases():
 
 
 def test_the_release_script_keeps_the_files_private_and_only_the_newest_releases(fox, tmp_path):
-    host = replace(fox, compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "litellm"))
+    host = fox.with_settings(compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "litellm"))
     os.makedirs(host.config_dir)
-    for path, text in ((host.compose_file, "services: {}\n"), (host.config_path, "a: 1\n"), (host.env_path, "K=v\n")):
+    for path, text in ((host.docker.compose_file, "services: {}\n"), (host.config_path, "a: 1\n"), (host.env_path, "K=v\n")):
         with open(path, "w") as out:
             out.write(text)
     ids = [f"20261123T1200{n:02d}Z-abcdef" for n in range(RELEASES_KEPT + 2)]

@@ -123,9 +123,8 @@ def test_fallbacks_and_the_mock_testing_switch_come_from_vars(templates, hosts):
 
 @pytest.mark.parametrize("setting", ["image", "container_name"])
 def test_no_inventory_value_can_add_a_key_to_the_compose_block(templates, hosts, setting):
-    from dataclasses import replace
     sneaky = 'x:1"\n    privileged: true\n    x: "y'
-    block = yaml.safe_load(render_host(templates, replace(hosts.host("fox"), **{setting: sneaky}), SECRETS).service)
+    block = yaml.safe_load(render_host(templates, hosts.host("fox").with_settings(**{setting: sneaky}), SECRETS).service)
     assert block["litellm"][setting] == sneaky
     assert "privileged" not in block["litellm"]
 

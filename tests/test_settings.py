@@ -184,4 +184,4 @@ def test_a_loopback_ollama_backend_under_bridge_networking_is_named(repo, templa
                                "models": [{"name": "phi", "provider": "ollama", "model": "phi3"}]})
     with pytest.raises(RenderError, match=re.escape(f"vars.ollama_backends[1] is {url}, the container itself")):
         render_host(templates, fox, SECRETS)
-    render_host(templates, replace(fox, network_mode="host"), SECRETS)
+    render_host(templates, fox.with_settings(network_mode="host"), SECRETS)

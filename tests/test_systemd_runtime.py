@@ -45,7 +45,7 @@ def facts_of(host, desired, **changes) -> HostFacts:
     state = parse_facts(running_unit()).state
     return HostFacts(**{"service_text": desired.service, "config_text": desired.config, "env_text": desired.env,
                         "compose_flavour": None, "state": state,
-                        "venvs": (host.venv_dir,), "service_user": True, **changes})
+                        "venvs": (host.systemd.venv_dir,), "service_user": True, **changes})
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -62,15 +62,15 @@ def test_bad_systemd_settings_are_named(setting, message):
 
 
 def test_the_venv_is_named_for_litellm_and_changes_with_any_package(labsd):
-    assert labsd.litellm_version == "1.106.2"
-    assert labsd.venv_dir.startswith("/opt/litellm/litellm-1.106.2-")
-    other = replace(labsd, packages=(*labsd.packages, "PyYAML==6.0.3"))
-    assert other.venv_dir != labsd.venv_dir and other.litellm_version == "1.106.2"
+    assert labsd.systemd.litellm_version == "1.106.2"
+    assert labsd.systemd.venv_dir.startswith("/opt/litellm/litellm-1.106.2-")
+    other = labsd.with_settings(packages=(*labsd.systemd.packages, "PyYAML==6.0.3"))
+    assert other.systemd.venv_dir != labsd.systemd.venv_dir and other.systemd.litellm_version == "1.106.2"
 
 
 def test_the_unit_runs_the_venv_as_the_service_user_and_holds_no_secret(labsd, desired):
     lines = desired.service.splitlines()
-    assert f"ExecStart={labsd.venv_dir}/bin/litellm --config /etc/litellm/config.yaml --host 0.0.0.0 --port 4000" \
+    assert f"ExecStart={labsd.systemd.venv_dir}/bin/litellm --config /etc/litellm/config.yaml --host 0.0.0.0 --port 4000" \
         in lines
     assert "User=litellm" in lines and "EnvironmentFile=/etc/litellm/litellm.env" in lines
     assert "Restart=on-failure" in lines and "WantedBy=multi-user.target" in lines
@@ -105,7 +105,7 @@ def test_a_first_deploy_creates_the_user_installs_the_venv_and_brings_the_unit_u
     assert [(c.path, c.mode, c.group) for c in plan.changes] == [
         ("/etc/systemd/system/litellm.service", "0644", "root"), ("/etc/litellm/litellm.env", "0640", "litellm"),
         ("/etc/litellm/config.yaml", "0640", "litellm")]
-    assert plan.user == "litellm" and plan.venv == labsd.venv_dir and plan.restart == "up"
+    assert plan.user == "litellm" and plan.venv == labsd.systemd.venv_dir and plan.restart == "up"
 
 
 @pytest.mark.parametrize("changed, verb", [("config_text", "restart"), ("env_text", "restart"), ("service_text", "up")])
@@ -116,11 +116,11 @@ def test_config_or_env_restart_a_unit_change_reloads(labsd, desired, changed, ve
 
 def test_a_missing_venv_is_installed_and_restarts(labsd, desired):
     plan = SYSTEMD.plan(labsd, desired, facts_of(labsd, desired, venvs=()))
-    assert plan.changes == () and plan.venv == labsd.venv_dir and plan.restart == "up"
+    assert plan.changes == () and plan.venv == labsd.systemd.venv_dir and plan.restart == "up"
 
 
 def test_a_release_whose_venv_is_gone_is_refused(labsd, desired):
-    older = desired.service.replace(labsd.venv_dir, "/opt/litellm/litellm-1.0.0-deadbeef")
+    older = desired.service.replace(labsd.systemd.venv_dir, "/opt/litellm/litellm-1.0.0-deadbeef")
     release = Release("20261124T000000Z-abcdef", {"litellm.service": older, "config.yaml": desired.config,
                                                   "litellm.env": desired.env})
     assert release.runs(labsd) == "/opt/litellm/litellm-1.0.0-deadbeef"
@@ -136,7 +136,7 @@ def test_unit_state_is_read_like_a_containers(labsd):
     assert facts.venvs == ("/opt/litellm/a", "/opt/litellm/b") and facts.service_user
     gone = "service " + base64.b64encode(b"LoadState=not-found\nActiveState=inactive").decode()
     assert parse_facts(gone).state is None
-    assert SYSTEMD.served(labsd, f"ExecStart={labsd.venv_dir}/bin/litellm --port 4000\n") == labsd.venv_dir
+    assert SYSTEMD.served(labsd, f"ExecStart={labsd.systemd.venv_dir}/bin/litellm --port 4000\n") == labsd.systemd.venv_dir
 
 
 @pytest.mark.parametrize("since, expected", [("10m", "-10m"), ("1h30m", "-1h30m"), ("1700000000", "@1700000000"),
@@ -146,10 +146,10 @@ def test_docker_style_since_becomes_journalctl_time(since, expected):
 
 
 def test_the_venv_install_quotes_every_path_and_uses_only_the_staged_wheels(labsd, tmp_path):
-    host = replace(labsd, venv_root=str(tmp_path / "venvs"), python="false")
+    host = labsd.with_settings(venv_root=str(tmp_path / "venvs"), python="false")
     script = unit.install_venv(host, "/tmp/.litedeploy-0011")
     assert "--no-index --find-links /tmp/.litedeploy-0011 'litellm[proxy]==1.106.2' prisma==0.15.0" in script
     # A failed step removes the half-made venv: nothing incomplete is left behind.
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
     assert done.returncode != 0 and list((tmp_path / "venvs").iterdir()) == []
-    assert shlex.quote(host.venv_dir) in script
+    assert shlex.quote(host.systemd.venv_dir) in script

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ..inventory import Host
+from ..host import Host
 from . import line
 
 

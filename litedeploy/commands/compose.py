@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from ..errors import RemoteError
 from ..facts import Fact, HostFacts
-from ..inventory import Host
+from ..host import Host
 from . import Raw, line
 
 # Where the Docker CLI looks for plugins (besides config.json's cliPluginsExtraDirs).
@@ -81,5 +81,5 @@ def compose_commands(host: Host, facts: HostFacts) -> ComposeCommands:
         raise RemoteError(f"{host.name}: neither 'docker compose' nor 'docker-compose' is installed")
     # Keep the project the running container belongs to, or compose would create a second one.
     running_project = facts.state.compose_project if facts.state else None
-    return ComposeCommands(facts.compose_flavour, host.compose_file,
-                           host.compose_project or running_project, host.service_name)
+    return ComposeCommands(facts.compose_flavour, host.docker.compose_file,
+                           host.docker.compose_project or running_project, host.service_name)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 
 from ..facts import Fact, GatewayState, decode, flag
-from ..inventory import Host
+from ..host import Host
 from . import Raw, line, script
 
 # Only these parts of `docker inspect`: its full output holds the container's secret environment.
@@ -24,7 +24,7 @@ def state(host: Host, digests: bool = False, key: str = "container") -> str:
     engine does not answer); with digests also `image_digests`: the registry digests of the image
     it runs (none for a local build)."""
     inspect = line("docker", "inspect", "--type", "container", "--format", "{{.Image}} " + INSPECT_FORMAT,
-                   host.container_name)
+                   host.docker.container_name)
     lines = [f"c=$({inspect} 2>/dev/null) && printf '{key} %s\\n' \"$(printf '%s' \"${{c#* }}\" | base64 -w0)\""
              " || docker version --format . >/dev/null 2>&1 || echo 'docker_unreachable yes'"]
     if digests:
@@ -105,31 +105,31 @@ def logs(host: Host, tail: int, follow: bool = False, since: str | None = None) 
         words.append("--follow")
     if since:
         words += ["--since", since]
-    return words + [host.container_name]
+    return words + [host.docker.container_name]
 
 
 def execute(host: Host, command: list[str]) -> list[str]:
     """A command in the container, without a terminal."""
-    return ["docker", "exec", host.container_name, *command]
+    return ["docker", "exec", host.docker.container_name, *command]
 
 
 def remove(host: Host) -> list[str]:
-    return ["docker", "rm", "-f", host.container_name]
+    return ["docker", "rm", "-f", host.docker.container_name]
 
 
 def stop(host: Host) -> list[str]:
     """Stops it as compose would: its own stop signal, then its stop_grace_period (kept by the container)."""
-    return ["docker", "stop", host.container_name]
+    return ["docker", "stop", host.docker.container_name]
 
 
 def start(host: Host) -> list[str]:
-    return ["docker", "start", host.container_name]
+    return ["docker", "start", host.docker.container_name]
 
 
 def reload(host: Host) -> list[str]:
     """SIGUSR2 to HAProxy's master process: it starts a worker on the configuration as it is now,
     hands it the listening socket, and lets the old worker finish the connections it holds."""
-    return ["docker", "kill", "--signal", "USR2", host.container_name]
+    return ["docker", "kill", "--signal", "USR2", host.docker.container_name]
 
 
 def prune_images(repository: str, releases_dir: str) -> str:

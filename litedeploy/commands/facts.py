@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import instances, runtimes
 from ..facts import Fact, HostFacts
-from ..inventory import Host
+from ..host import Host
 from . import compose, container, files, lock, script, unit
 
 FACTS: Mapping[str, Fact] = {fact.key: fact for module in (files, lock, compose, container, unit)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..facts import Fact, decode
-from ..inventory import Host
+from ..host import Host
 from ..plan import FileChange
 from ..runtimes.base import ServiceCommands
 from . import Raw, line, script

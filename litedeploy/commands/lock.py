@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..facts import Fact, decode
-from ..inventory import Host
+from ..host import Host
 from . import line
 
 

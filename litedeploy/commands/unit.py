@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from ..errors import DeployError
 from ..facts import Fact, GatewayState, decode, flag
-from ..inventory import Host
+from ..host import Host
 from . import Raw, line, script
 
 SHOW = ("ActiveState", "SubState", "NRestarts", "MainPID", "ExecMainStartTimestamp", "ExecMainStatus", "LoadState")
@@ -63,9 +63,9 @@ def runtime_facts(host: Host) -> str:
     service user exists."""
     return script(
         state(host),
-        f"printf 'venvs'; for d in {line(host.venv_root)}/litellm-*; do [ -f \"$d/{COMPLETE}\" ] && printf ' %s' \"$d\";"
+        f"printf 'venvs'; for d in {line(host.systemd.venv_root)}/litellm-*; do [ -f \"$d/{COMPLETE}\" ] && printf ' %s' \"$d\";"
         " done; echo",
-        f"id -u {line(host.service_user)} >/dev/null 2>&1 && echo 'service_user 1'",
+        f"id -u {line(host.systemd.service_user)} >/dev/null 2>&1 && echo 'service_user 1'",
         "true",
     )
 
@@ -170,16 +170,16 @@ def environment(host: Host) -> str:
 
 def execute(host: Host, command: list[str]) -> list[str]:
     """A command as the service user, with the unit's env file and the venv first on PATH."""
-    return ["systemd-run", "--quiet", "--pipe", "--wait", "--collect", f"--uid={host.service_user}",
+    return ["systemd-run", "--quiet", "--pipe", "--wait", "--collect", f"--uid={host.systemd.service_user}",
             f"--property=EnvironmentFile={host.env_path}",
-            f"--setenv=PATH={host.venv_dir}/bin:/usr/local/bin:/usr/bin:/bin",
+            f"--setenv=PATH={host.systemd.venv_dir}/bin:/usr/local/bin:/usr/bin:/bin",
             # systemd-run looks the program up on its own PATH; the shell finds it on the venv's.
             "/bin/sh", "-c", 'exec "$@"', "sh", *command]
 
 
 def ensure_user(host: Host) -> str:
     """A system user and group without a login, as the hx role's litellm user."""
-    user = line(host.service_user)
+    user = line(host.systemd.service_user)
     return (f"id -u {user} >/dev/null 2>&1 || useradd --system --user-group --home-dir /nonexistent "
             f"--no-create-home --shell /usr/sbin/nologin {user}")
 
@@ -190,13 +190,13 @@ def install_venv(host: Host, wheels: str | None) -> str:
     source = ["--no-index", "--find-links", wheels] if wheels else []
     return script(
         "set -e",
-        line("rm", "-rf", host.venv_dir),
-        f"trap {line(line('rm', '-rf', host.venv_dir))} EXIT",
-        line("install", "-d", "-m", "0755", host.venv_root),
-        line(host.python, "-m", "venv", host.venv_dir),
-        line(f"{host.venv_dir}/bin/pip", "install", "--quiet", "--disable-pip-version-check", "--no-cache-dir",
-             *source, *host.packages, Raw(">&2")),
-        line("touch", posixpath.join(host.venv_dir, COMPLETE)),
+        line("rm", "-rf", host.systemd.venv_dir),
+        f"trap {line(line('rm', '-rf', host.systemd.venv_dir))} EXIT",
+        line("install", "-d", "-m", "0755", host.systemd.venv_root),
+        line(host.systemd.python, "-m", "venv", host.systemd.venv_dir),
+        line(f"{host.systemd.venv_dir}/bin/pip", "install", "--quiet", "--disable-pip-version-check", "--no-cache-dir",
+             *source, *host.systemd.packages, Raw(">&2")),
+        line("touch", posixpath.join(host.systemd.venv_dir, COMPLETE)),
         "trap - EXIT",
     )
 
@@ -225,7 +225,7 @@ def prisma_client_check(venv: str) -> str:
 def prune_venvs(host: Host, releases_dir: str) -> str:
     """Removes venvs under venv_root that neither the unit (or vars.zero_downtime's template unit)
     nor a kept release's unit runs."""
-    root = line(host.venv_root)
+    root = line(host.systemd.venv_root)
     return script(
         f"keep=\" $(cat {line(unit_path(host))} {line(template_path(host))} {line(releases_dir)}/*/litellm.service"
         " 2>/dev/null"

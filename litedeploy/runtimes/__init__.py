@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..inventory import Host
+    from ..host import Host
     from .base import Runtime
 
 REGISTRY = {

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
     from ..facts import GatewayState, HostFacts
-    from ..inventory import Host
+    from ..host import Host
     from ..plan import FileChange, Plan, Preparation, RollbackSteps
     from ..render import DesiredFiles
 

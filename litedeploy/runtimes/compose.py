@@ -30,8 +30,8 @@ from ..composefile import (
 )
 from ..errors import ComposeFileError, DeployError, RenderError, parse_yaml
 from ..facts import GatewayState, HostFacts
+from ..host import Host
 from ..images import ImageRef, resolve_image
-from ..inventory import Host
 from ..plan import FileChange, Plan, changed_files, switch_verb
 from ..render import DesiredFiles
 from ..settings import grace_warnings
@@ -99,14 +99,14 @@ class DockerCompose(Runtime):
         return None
 
     def claims(self, host: Host) -> Sequence[tuple[str, Any, Any]]:
-        return (("container_name", host.container_name, None), ("service_name", host.service_name, host.compose_file),
-                ("marker", host.marker, host.compose_file))
+        return (("container_name", host.docker.container_name, None), ("service_name", host.service_name, host.docker.compose_file),
+                ("marker", host.docker.marker, host.docker.compose_file))
 
     def service_file(self, host: Host) -> str:
-        return host.compose_file
+        return host.docker.compose_file
 
     def holder(self, host: Host) -> str:
-        return f"container {host.container_name}"
+        return f"container {host.docker.container_name}"
 
     def env_access(self, host: Host) -> tuple[str, str]:
         return "root", "0600"  # compose reads it as root
@@ -120,16 +120,16 @@ class DockerCompose(Runtime):
 
     def service_part(self, host: Host, text: str, source: str) -> str | None:
         """Our marked block: the rest of the compose file may have changed since, and stays as it is."""
-        return block_text(text, Markers.from_template(host.marker), source)
+        return block_text(text, Markers.from_template(host.docker.marker), source)
 
     def loopback_is_own(self, host: Host) -> bool:
-        return host.network_mode == "bridge"
+        return host.docker.network_mode == "bridge"
 
     def questions(self, host: Host) -> list[str]:
         """Run side by side, each answer in a file of its own printed in order (on a host the compose
         CLI alone takes tens of milliseconds to answer); one after another where no temporary folder
         can be made (a full /tmp must not stop a deploy from reading the host)."""
-        asked = [FLAVOUR, container.state(host, digests=True), container.wanted_image(host.image), container.ENGINE,
+        asked = [FLAVOUR, container.state(host, digests=True), container.wanted_image(host.docker.image), container.ENGINE,
                  self._instance_states(host)]
         if instances.enabled(host):
             asked.append(container.wanted_image(instances.proxy_image(host), prefix="proxy_"))
@@ -157,16 +157,16 @@ class DockerCompose(Runtime):
         return container.state(host)
 
     def plan(self, host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
-        source = f"{host.name}:{host.compose_file}"
+        source = f"{host.name}:{host.docker.compose_file}"
         if facts.docker_unreachable:
             raise DeployError(f"{host.name}: the Docker engine does not answer {host.ssh_user} (docker version "
                               "failed): start it (systemctl start docker) or give the user access to its socket")
         for path in facts.not_files:
-            error = ComposeFileError if path == host.compose_file else DeployError
+            error = ComposeFileError if path == host.docker.compose_file else DeployError
             raise error(f"{host.name}:{path}: is not a regular file (a directory?); it must name a file")
-        if host.compose_file in facts.not_text:
+        if host.docker.compose_file in facts.not_text:
             raise ComposeFileError(f"{source}: is not UTF-8 text; litedeploy edits compose files as text only")
-        markers = Markers.from_template(host.marker)
+        markers = Markers.from_template(host.docker.marker)
         if facts.service_text and facts.service_text.strip():
             check_compose(facts.service_text, None, source)
             for name in service_names(host):
@@ -174,15 +174,15 @@ class DockerCompose(Runtime):
         compose_text = replace_block(facts.service_text or "", desired.service, markers, source)
         for name in service_names(host):
             check_compose(compose_text, name, f"{source} (after the edit)")
-        wanted = [FileChange(host.compose_file, facts.service_text, compose_text, "0644", keep_owner=True,
+        wanted = [FileChange(host.docker.compose_file, facts.service_text, compose_text, "0644", keep_owner=True,
                              validated=True),
                   FileChange(host.env_path, facts.env_text, desired.env, self.env_access(host)[1], secret=True),
                   FileChange(host.config_path, facts.config_text, desired.config, "0644")]
         changes = changed_files(wanted, facts)
         warnings = plaintext_secrets_warning(host, facts.service_text or "", desired.secret_names) + tuple(
             grace_warnings(host.vars, self.default_grace))
-        if ImageRef.parse(host.image).moving:
-            warnings += (f"image {host.image} is a tag that moves every week; name a release in hosts.yaml "
+        if ImageRef.parse(host.docker.image).moving:
+            warnings += (f"image {host.docker.image} is a tag that moves every week; name a release in hosts.yaml "
                          "(ghcr.io/berriai/litellm:v1.110.2) so every host runs what was tested",)
         switching = instances.enabled(host) or instances.live_color(facts.proxy_text)
         restart = switch_verb(host, changes, desired, facts) if switching else restart_verb(host, changes, facts)
@@ -211,19 +211,19 @@ class DockerCompose(Runtime):
         return arch_refusal(runs, arch, facts.engine_arch)
 
     def wanted(self, host: Host) -> str:
-        return host.image
+        return host.docker.image
 
     def pinned(self, host: Host, facts: HostFacts, upgrade: bool) -> str | None:
         """The image reference our block should run (the digest pinned), or None until the host pulls
         hosts.yaml's image; `describe` and `config.diff` compare against this, as a deploy would write."""
         deployed = self.served(host, facts.service_text)
-        return resolve_image(host.image, deployed, facts.wanted_digests, fresh=upgrade)
+        return resolve_image(host.docker.image, deployed, facts.wanted_digests, fresh=upgrade)
 
     def running(self, host: Host, runs: str) -> Host:
-        return replace(host, image=runs)
+        return host.with_settings(image=runs)
 
     def running_now(self, host: Host, facts: HostFacts) -> str:
-        return facts.state.image if facts.state else host.image
+        return facts.state.image if facts.state else host.docker.image
 
     def ports(self, host: Host, state: GatewayState | None) -> tuple[str, ...]:
         if state and state.network_mode == "host":
@@ -262,17 +262,17 @@ class DockerCompose(Runtime):
                           install=planned.compose)
         if planned.container:
             removal = replace(removal, before=(compose_commands(host, facts).remove(),),
-                              done=(f"removed container {host.container_name}",))
+                              done=(f"removed container {host.docker.container_name}",))
         if planned.compose:
             removal = replace(removal, done=(*removal.done, f"took the {host.service_name} block out of "
-                                                            f"{host.compose_file}"))
+                                                            f"{host.docker.compose_file}"))
         if planned.take_away:
             removal = replace(removal, after=(files.take_away(host, planned.take_away, deploy_id),),
                               done=(*removal.done, f"moved {planned.take_away}, which held only the "
                                                    f"{host.service_name} service, to {host.backup_dir}"))
         if facts.instances:  # vars.zero_downtime's proxy and instances (and a single gateway, if any is left)
-            names = [host.container_name, instances.proxy(host).container_name,
-                     *(self.instance(host, color).container_name for color in instances.COLORS)]
+            names = [host.docker.container_name, instances.proxy(host).docker.container_name,
+                     *(self.instance(host, color).docker.container_name for color in instances.COLORS)]
             removal = replace(removal, restart="removed", before=(line("docker", "rm", "-f", *names) + " >/dev/null 2>&1 || true",),
                               after=(*removal.after, files.take_away(host, instances.proxy_config_path(host), deploy_id)),
                               done=(f"removed containers {', '.join(names[1:])}",
@@ -317,7 +317,7 @@ def restart_verb(host: Host, changes: Sequence[FileChange], facts: HostFacts) ->
     A config-only change to a stopped or crash-looping container also takes `restart`: `up` would
     see an unchanged service and leave it as it is."""
     changed = {change.path for change in changes}
-    if facts.state is None or changed & {host.compose_file, host.env_path}:
+    if facts.state is None or changed & {host.docker.compose_file, host.env_path}:
         return "up"
     if host.config_path in changed:
         return "restart"
@@ -330,7 +330,7 @@ def plaintext_secrets_warning(host: Host, compose_text: str, secret_names: tuple
     found = [name for name in secret_names if re.search(rf"\b{re.escape(name)}\s*[=:]\s*[^\s$]", compose_text)]
     if not found:
         return ()
-    return (f"{host.compose_file} held {', '.join(found)} in plain text; its backup in {host.backup_dir} is 0600 "
+    return (f"{host.docker.compose_file} held {', '.join(found)} in plain text; its backup in {host.backup_dir} is 0600 "
             f"and the secrets now live in {host.env_path}; rotate them (inv secrets.rotate --host {host.name})",)
 
 
@@ -351,13 +351,13 @@ class RemovePlan:
 
 
 def plan_remove(host: Host, facts: HostFacts) -> RemovePlan:
-    source = f"{host.name}:{host.compose_file}"
-    markers = Markers.from_template(host.marker)
+    source = f"{host.name}:{host.docker.compose_file}"
+    markers = Markers.from_template(host.docker.marker)
     compose = None
     if facts.service_text and find_block(facts.service_text, markers, source):
         remaining = remove_block(facts.service_text, markers, source)
-        if only_empty_services(remaining) and host.compose_file not in facts.real_paths:
-            return RemovePlan(facts.state is not None, None, take_away=host.compose_file)
+        if only_empty_services(remaining) and host.docker.compose_file not in facts.real_paths:
+            return RemovePlan(facts.state is not None, None, take_away=host.docker.compose_file)
         check_compose(remaining, None, source)  # decided before the container goes, not after
-        compose = FileChange(host.compose_file, facts.service_text, remaining, "0644", keep_owner=True, validated=True)
+        compose = FileChange(host.docker.compose_file, facts.service_text, remaining, "0644", keep_owner=True, validated=True)
     return RemovePlan(facts.state is not None, compose)

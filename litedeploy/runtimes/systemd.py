@@ -18,7 +18,7 @@ from ..commands import files, line, script, unit
 from ..commands.unit import UnitCommands, template_path, unit_name, unit_path
 from ..errors import DeployError, RenderError
 from ..facts import GatewayState, HostFacts
-from ..inventory import Host
+from ..host import Host
 from ..plan import FileChange, Plan, Preparation, changed_files, switch_verb
 from ..render import DesiredFiles
 from ..settings import grace_warnings
@@ -95,14 +95,14 @@ class Systemd(Runtime):
         return f"service {host.service_name}"
 
     def env_access(self, host: Host) -> tuple[str, str]:
-        return host.service_user, "0640"  # the unit's user reads it
+        return host.systemd.service_user, "0640"  # the unit's user reads it
 
     def check_service(self, text: str, host: Host) -> None:
         """A unit systemd would run: one ExecStart naming the venv, never a secret of its own."""
         where = f"templates/{self.service_template} (host {host.name})"
         starts = [line for line in text.splitlines() if line.startswith("ExecStart=")]
-        if len(starts) != 1 or not starts[0].startswith(f"ExecStart={host.venv_dir}/bin/"):
-            raise RenderError(f"{where}: must have one ExecStart running a program of {host.venv_dir}/bin")
+        if len(starts) != 1 or not starts[0].startswith(f"ExecStart={host.systemd.venv_dir}/bin/"):
+            raise RenderError(f"{where}: must have one ExecStart running a program of {host.systemd.venv_dir}/bin")
         if instances.enabled(host) != self.runs_instances(host, text):
             raise RenderError(f"{where}: with vars.zero_downtime the unit is a template whose ExecStart listens on "
                               "--port %i (its instance's name), and only then")
@@ -130,14 +130,14 @@ class Systemd(Runtime):
         group, mode = self.env_access(host)
         wanted = [FileChange(path, facts.service_text, desired.service, "0644", validated=True),
                   FileChange(host.env_path, facts.env_text, desired.env, mode, secret=True, group=group),
-                  FileChange(host.config_path, facts.config_text, desired.config, "0640", group=host.service_user)]
+                  FileChange(host.config_path, facts.config_text, desired.config, "0640", group=host.systemd.service_user)]
         if desired.proxy_service is not None:
             wanted.append(FileChange(unit_path(instances.proxy(host)), facts.proxy_service_text,
                                      desired.proxy_service, "0644"))
         changes = changed_files(wanted, facts)
         runs = self.served(host, desired.service)
         venv = None if runs in facts.venvs else runs
-        if venv and venv != host.venv_dir:  # a release's unit whose venv a later change removed
+        if venv and venv != host.systemd.venv_dir:  # a release's unit whose venv a later change removed
             raise DeployError(f"{host.name}:{venv}: the venv this unit runs is gone; deploy its packages again")
         changed = {change.path for change in changes}
         restart: str | None
@@ -149,7 +149,7 @@ class Systemd(Runtime):
             restart = "restart" if changed else None
         prisma = runs if host.vars.get("database") and restart else None
         return Plan(changes, restart, tuple(grace_warnings(host.vars, self.default_grace)),
-                    user=None if facts.service_user else host.service_user, venv=venv, prisma_venv=prisma,
+                    user=None if facts.service_user else host.systemd.service_user, venv=venv, prisma_venv=prisma,
                     proxy_program=HAPROXY if instances.enabled(host) and restart else None)
 
     def served(self, host: Host, text: str | None) -> str | None:
@@ -171,15 +171,15 @@ class Systemd(Runtime):
         a unit names it."""
         if not (plan.user or plan.venv or plan.prisma_venv or plan.proxy_program):
             return None
-        source = f"the wheels in {host.wheels}" if host.wheels else "the host's package index"
-        doing = f"installing {' '.join(host.packages)} into {plan.venv}" if plan.venv else "preparing"
+        source = f"the wheels in {host.systemd.wheels}" if host.systemd.wheels else "the host's package index"
+        doing = f"installing {' '.join(host.systemd.packages)} into {plan.venv}" if plan.venv else "preparing"
 
         def script_for(stage: str | None) -> str:
             return script("set -e", unit.program_check(plan.proxy_program, "haproxy") if plan.proxy_program else None,
                           unit.ensure_user(host) if plan.user else None,
                           unit.install_venv(host, stage) if plan.venv else None,
                           unit.prisma_client_check(plan.prisma_venv) if plan.prisma_venv else None)
-        wheels = tuple(sorted(Path(host.wheels).glob("*.whl"))) if plan.venv and host.wheels else ()
+        wheels = tuple(sorted(Path(host.systemd.wheels).glob("*.whl"))) if plan.venv and host.systemd.wheels else ()
         return Preparation(f"{doing} from {source}" if plan.venv else "", doing, script_for, wheels,
                            refused=unit.REFUSED)
 
@@ -190,22 +190,22 @@ class Systemd(Runtime):
         return deployed == wanted
 
     def wanted(self, host: Host) -> str:
-        return host.venv_dir
+        return host.systemd.venv_dir
 
     def pinned(self, host: Host, facts: HostFacts, upgrade: bool) -> str:
-        return host.venv_dir
+        return host.systemd.venv_dir
 
     def check_local(self, host: Host, upgrade: bool) -> None:
         """No image to upgrade; a wheel folder hosts.yaml names must hold wheels."""
         if upgrade:
             raise DeployError(f"{host.name}: runs LiteLLM as a systemd service (runtime: systemd): there is no "
                               "image to upgrade; pin the new version in its packages in hosts.yaml and deploy")
-        if host.wheels and not any(Path(host.wheels).glob("*.whl")):
-            raise DeployError(f"hosts.yaml (host {host.name}): wheels {host.wheels} holds no .whl files "
-                              f"(make it with: pip download -d {host.wheels} {' '.join(host.packages)})")
+        if host.systemd.wheels and not any(Path(host.systemd.wheels).glob("*.whl")):
+            raise DeployError(f"hosts.yaml (host {host.name}): wheels {host.systemd.wheels} holds no .whl files "
+                              f"(make it with: pip download -d {host.systemd.wheels} {' '.join(host.systemd.packages)})")
 
     def running_now(self, host: Host, facts: HostFacts) -> str:
-        return self.served(host, facts.service_text) or host.venv_dir
+        return self.served(host, facts.service_text) or host.systemd.venv_dir
 
     def ports(self, host: Host, state: GatewayState | None) -> tuple[str, ...]:
         return (f"{host.bind}:{host.port} (the service listens on the host)",)

@@ -2,7 +2,6 @@
 
 import json
 import sys
-from dataclasses import replace
 
 from invoke import task
 
@@ -76,7 +75,7 @@ def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **option
     project = project_of(c)
     targets = hosts_of(c, project, host, profile)
     if to:
-        targets = [replace(target, image=str(_upgraded(ImageRef.parse(target.image), to, project, target.name)))
+        targets = [target.with_settings(image=str(_upgraded(ImageRef.parse(target.docker.image), to, project, target.name)))
                    for target in targets]
     check_distinct(targets, project.inventory.path)
     _check_shared_database(project, targets)
@@ -92,9 +91,9 @@ def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **option
     if not check:
         print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
                     health=result.health_seconds))
-    if to and project.inventory.host(target.name).image != target.image:
-        print(f"{target.name}: hosts.yaml still names {project.inventory.host(target.name).image}: set image: "
-              f"{target.image} there, or the next deploy goes back to it", file=sys.stderr)
+    if to and project.inventory.host(target.name).image != target.docker.image:
+        print(f"{target.name}: hosts.yaml still names {project.inventory.host(target.name).docker.image}: set image: "
+              f"{target.docker.image} there, or the next deploy goes back to it", file=sys.stderr)
 
 
 @task(help={"host": HOSTS, "to": "the deploy id of the release to go back to (default: the last one "

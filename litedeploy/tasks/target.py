@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from invoke.exceptions import Exit
 
 from ..errors import DeployError, InventoryError
-from ..inventory import Host
+from ..host import Host
 
 if TYPE_CHECKING:
     from ..project import Project
