@@ -91,7 +91,7 @@ def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **option
     if not check:
         print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
                     health=result.health_seconds))
-    if to and project.inventory.host(target.name).image != target.docker.image:
+    if to and project.inventory.host(target.name).docker.image != target.docker.image:
         print(f"{target.name}: hosts.yaml still names {project.inventory.host(target.name).docker.image}: set image: "
               f"{target.docker.image} there, or the next deploy goes back to it", file=sys.stderr)
 
