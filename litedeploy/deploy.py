@@ -22,22 +22,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from . import instances, locking, runtimes
+from . import locking, runtimes
 from .audit import AuditRecord
 from .commands import audit, files, script
 from .envfile import env_pairs
-from .errors import DeployError, DeployFailed, VerifyError
+from .errors import DeployError, VerifyError
 from .facts import HostFacts
+from .frontdoor import ONE_GATEWAY, BehindTheDoor, described, door_gateways
 from .host import Host
 from .images import ImageRef, resolve_image
 from .inventory import SETTINGS
-from .plan import Plan, file_diff
+from .plan import DesiredFiles, Plan, Verb, file_diff, rollback_steps
 from .project import Project
 from .releases import SALT_KEY, choose_release, migration_refusal, salt_key_refusal
-from .render import DesiredFiles, render_host
+from .render import render_host
 from .runtimes.base import ServiceCommands
 from .session import Session, host_secrets, opened
-from .switch import LOG_LINES_ON_FAILURE, switch
+from .steps import Step, run
+from .switch import switch, switch_off
 from .verify import SmokePlan, check_models, is_draining, liveliness, smoke, wait_until_live
 
 
@@ -49,7 +51,7 @@ class DeployResult:
     models: tuple[str, ...]
     # (path, unified diff with every secret masked) per changed file
     diffs: tuple[tuple[str, str], ...]
-    runs: str | None = None  # what the service file runs, pinned (`Runtime.served`)
+    runs: str | None = None  # what the service file runs, pinned (`ServiceFile.served`)
 
 
 def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: bool = False,
@@ -61,26 +63,26 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
     ACCEPT_RISK names it (a host that runs it already gets a warning: its config can still change)."""
     runtime = runtimes.of(host)
     secrets = host_secrets(host)
-    render_host(project.templates, host, secrets)  # every mistake in the inputs before connecting
-    runtime.check_local(host, upgrade)
-    wanted = runtime.wanted(host)
+    render_host(project.templates, host, secrets, runtime)  # every mistake in the inputs before connecting
+    runtime.release.check_local(host, upgrade)
+    wanted = runtime.release.wanted(host)
     with opened(host, secrets) as session:
         if check:
             return _preview(project, session, upgrade, accept_risk, out)
         with recorded(session, project.root, "upgrade" if upgrade else "deploy", out, break_lock,
                       lock_timeout) as (facts, record):
             deployed = _check_database(session, facts, wanted, upgrade, yes, secrets.get(SALT_KEY))
-            _check_advisories(project, host, wanted, facts, accept_risk, out)
-            runs, arch = runtime.pinned(host, facts, upgrade), facts.wanted_arch
+            _check_advisories(project, session, wanted, facts, accept_risk, out)
+            runs, arch = runtime.release.pinned(host, facts, upgrade), facts.wanted_arch
             if runs is None:
-                runs, arch, _ = _pulled(session, host.docker.image, out)
-            refusal = runtime.run_refusal(runs, arch, facts)
+                runs, arch, _ = _pulled(session, wanted, out)
+            refusal = runtime.release.refusal(runs, arch, facts)
             if refusal:  # after the pull, before anything stops
                 raise DeployError(f"{host.name}: {refusal}")
             record.runs, record.previous_runs = runs, deployed
-            pinned = runtime.with_proxy(runtime.running(host, runs), facts, upgrade,
+            pinned = session.layout.pin(runtime, runtime.release.running(host, runs), facts, upgrade,
                                         lambda image: _pulled(session, image, out)[2])
-            desired = render_host(project.templates, pinned, secrets)
+            desired = render_host(project.templates, pinned, secrets, runtime)
             return _apply_recorded(session, desired, facts, record, out)
 
 
@@ -89,12 +91,12 @@ def _preview(project: Project, session: Session, upgrade: bool, accept_risk: tup
     """--check: the plan and its diffs against what the host holds, the warnings a deploy would give."""
     host, runtime = session.host, session.runtime
     facts = session.facts()
-    _check_advisories(project, host, runtime.wanted(host), facts, accept_risk, out, check=True)
-    plan = runtime.plan(host, render_host(project.templates, runtime.as_deployed(host, facts, upgrade),
-                                          session.secrets), facts)
-    if runtime.pinned(host, facts, upgrade) is None:
-        plan = replace(plan, warnings=(*plan.warnings, f"would pull {host.docker.image}"))
-    refusal = runtime.refusal(facts, plan.restart)
+    _check_advisories(project, session, runtime.release.wanted(host), facts, accept_risk, out, check=True)
+    plan = session.plan(render_host(project.templates, session.as_deployed(facts, upgrade), session.secrets,
+                                    runtime), facts)
+    if runtime.release.pinned(host, facts, upgrade) is None:
+        plan = replace(plan, warnings=(*plan.warnings, f"would pull {runtime.release.wanted(host)}"))
+    refusal = runtime.driver.refusal(facts, plan.restart)
     if refusal:
         plan = replace(plan, warnings=(*plan.warnings, f"would be refused: {refusal}"))
     return DeployResult(host.name, plan, None, (), _diffs(plan, session))
@@ -110,18 +112,20 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
     secrets = host_secrets(host)
     with opened(host, secrets) as session, \
             recorded(session, project.root, "rollback", out, break_lock, lock_timeout) as (facts, record):
-        release = choose_release(host, session.releases(), facts, to)
-        runs = release.runs(host) or session.runtime.wanted(host)
-        _check_advisories(project, host, runs, facts, accept_risk, out)
-        desired = release.desired(host, frozenset(secrets))
-        if session.runtime.runs_instances(host, desired.service) != instances.enabled(host):
-            setting = "on" if instances.enabled(host) else "off"
+        runtime, layout = session.runtime, session.layout
+        release = choose_release(host, session.releases(), facts, to, runtime)
+        runs = release.runs(host, runtime) or runtime.release.wanted(host)
+        _check_advisories(project, session, runs, facts, accept_risk, out)
+        desired = release.desired(host, frozenset(secrets), runtime)
+        kept_while = layout.check(runtime, host, desired.service)
+        if kept_while:
+            now = "off" if kept_while == "on" else "on"
             raise DeployError(f"{host.name}: release {release.id} was kept while vars.zero_downtime was "
-                              f"{'off' if setting == 'on' else 'on'}, and it is {setting} now; choose a release "
-                              "kept since (--to, see ops.history), or set zero_downtime as it was")
-        if instances.enabled(host):  # the proxy's configuration is no release's: hosts.yaml's, as rendered now
-            desired = replace(desired, proxy=render_host(project.templates, session.runtime.as_deployed(host, facts),
-                                                         secrets).proxy)
+                              f"{kept_while}, and it is {now} now; choose a release kept since (--to, see "
+                              "ops.history), or set zero_downtime as it was")
+        # The proxy's configuration is no release's: hosts.yaml's, as rendered now (none without a door).
+        desired = replace(desired, proxy=render_host(project.templates, session.as_deployed(facts), secrets,
+                                                     runtime).proxy)
         deployed = _check_database(session, facts, runs, False, yes, env_pairs(desired.env).get(SALT_KEY))
         record.runs, record.previous_runs, record.rollback_to = runs, deployed, release.id
         return _apply_recorded(session, desired, facts, record, out), release.id
@@ -134,25 +138,26 @@ def restart(project: Project, host: Host, out: TextIO = sys.stderr, *, break_loc
     secrets = host_secrets(host)
     with opened(host, secrets) as session, \
             recorded(session, project.root, "restart", out, break_lock, lock_timeout) as (facts, record):
-        desired = render_host(project.templates, session.runtime.as_deployed(host, facts), secrets)
-        plan = Plan((), "switch")
-        health, models = switch(session, plan, desired, facts, record.id, SmokePlan.of(facts.config_text or ""),
-                                out)
+        desired = render_host(project.templates, session.as_deployed(facts), secrets, session.runtime)
+        plan = Plan((), Verb.SWITCH)
+        health, models = _switched(session, plan, desired, facts, record.id, SmokePlan.of(facts.config_text or ""),
+                                   out)
         record.restart = plan.restart
         return DeployResult(host.name, plan, health, models, ())
 
 
-def _check_advisories(project: Project, host: Host, runs: str, facts: HostFacts, accept_risk: tuple[str, ...],
-                      out: TextIO, check: bool = False) -> None:
+def _check_advisories(project: Project, session: Session, runs: str, facts: HostFacts,
+                      accept_risk: tuple[str, ...], out: TextIO, check: bool = False) -> None:
     """Refuses a change to RUNS (an image reference, a venv) when a critical advisory in
     litellm.yaml affects the LiteLLM it holds and ACCEPT_RISK does not name it. Where the host runs
     that version already (a config change, a key rotation) or under --check, the refusal is a
     warning; so is every other advisory, and a version that cannot be told."""
-    runtime = runtimes.of(host)
-    version = runtime.running_version(runs)
-    what = f"{host.name}: {runtime.describe(runs)}"
+    host, release = session.host, session.runtime.release
+    version = release.version(runs)
+    what = f"{host.name}: {release.describe(runs)}"
     refusal = project.releases.refusal(version, accept_risk, what)
-    already = version is not None and runtime.running_version(runtime.served(host, facts.service_text)) == version
+    already = version is not None and release.version(session.runtime.service.served(host, facts.service_text)) \
+        == version
     if refusal and not (already or check):
         raise DeployError(refusal)
     lines = [f"{refusal.removeprefix(host.name + ': ')} ({'the host runs it already' if already else 'would be refused'})"
@@ -169,8 +174,8 @@ def _check_database(session: Session, facts: HostFacts, wanted: str, upgrade: bo
     """Refuses, on a host with a database and unless told yes, a change of release (schema
     migrations) or of the salt key (stored credentials); returns what the service file runs now."""
     host = session.host
-    deployed = session.runtime.served(host, facts.service_text)
-    refusal = None if yes else (migration_refusal(host, deployed, wanted, upgrade)
+    deployed = session.runtime.service.served(host, facts.service_text)
+    refusal = None if yes else (migration_refusal(host, session.runtime, deployed, wanted, upgrade)
                                 or salt_key_refusal(host, facts.env_text, salt))
     if refusal:
         raise DeployError(refusal)
@@ -204,14 +209,17 @@ def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock
     deploy brings it all back (`Runtime.removal`). Returns what was done, a line each."""
     with opened(host) as session, \
             recorded(session, project.root, "remove", out, break_lock, lock_timeout) as (facts, record):
-        removal = session.runtime.removal(host, facts, record.id)
+        runtime = session.runtime
+        door = described(host)
+        door_paths = ONE_GATEWAY.leftovers(runtime, host, before=BehindTheDoor(door))
+        removal = runtime.driver.removal(host, facts, record.id, door_gateways(runtime, host, door), door_paths)
         for command in removal.before:
             session.remote.run(command)
         if removal.install:
-            session.install([removal.install], record.id, session.runtime.commands(host, facts))
+            session.install([removal.install], record.id, session.verbs(facts))
         for command in removal.after:
             session.remote.run(command)
-        record.changed, record.restart = list(removal.changed), removal.restart
+        record.changed, record.restart = list(removal.changed), Verb.REMOVED if removal.removed else None
         return list(removal.done)
 
 
@@ -247,14 +255,14 @@ def _kept_release(session: Session, record: AuditRecord) -> str:
     images (or venvs) no kept release runs go."""
     host, runtime = session.host, session.runtime
     runs = record.runs or ""
-    prune = None if runs == record.previous_runs else runtime.prune(host, runs, files.releases_dir(host))
-    return files.keep_release(host, record.id, prune, runtime.release_names(host))
+    prune = None if runs == record.previous_runs else runtime.release.prune(host, runs, files.releases_dir(host))
+    return files.keep_release(host, record.id, prune, session.release_names())
 
 
 def _apply(session: Session, desired: DesiredFiles, facts: HostFacts, deploy_id: str, out: TextIO) -> DeployResult:
-    host, remote, runtime = session.host, session.remote, session.runtime
-    plan = runtime.plan(host, desired, facts)
-    refusal = runtime.refusal(facts, plan.restart)
+    host, runtime = session.host, session.runtime
+    plan = session.plan(desired, facts)
+    refusal = runtime.driver.refusal(facts, plan.restart)
     if refusal:
         raise DeployError(f"{host.name}: {refusal}")
     # A running gateway the plan leaves alone is asked once whether it answers.
@@ -263,32 +271,37 @@ def _apply(session: Session, desired: DesiredFiles, facts: HostFacts, deploy_id:
         # Its drain began (/health/drain, or a stop that never ended): it takes no new work. The
         # deploy leaves a gateway that answers.
         out.write(f"{host.name}: the gateway is draining (503 shutting_down); restarting it\n")
-        plan = replace(plan, restart="switch" if instances.enabled(host) else "restart")
+        plan = replace(plan, restart=session.layout.restart_verb())
     expected = SmokePlan.of(desired.config)
     if plan.restart is None:  # nothing to install or restart, so nothing to roll back to
         answered = probe is not None and probe.status == 200
         health = 0.0 if answered else wait_until_live(session.gateway, host.health_timeout, out)
         return DeployResult(host.name, plan, health, tuple(check_models(session.gateway, expected)), ())
-    if plan.restart == "switch":  # vars.zero_downtime: a second instance, then the proxy switched to it
-        health, models = switch(session, plan, desired, facts, deploy_id, expected, out)
+    if plan.restart in (Verb.SWITCH, Verb.SWITCH_OFF):
+        health, models = _switched(session, plan, desired, facts, deploy_id, expected, out)
         return DeployResult(host.name, plan, health, models, _diffs(plan, session))
-    commands = runtime.commands(host, facts)
-    if plan.restart == "up" and not (facts.state and facts.state.running):
+    verbs = session.verbs(facts)
+    verb = plan.restart
+    if verb == Verb.UP and not (facts.state and facts.state.running):
         _check_port_free(session)
-    preparation = runtime.preparation(host, plan)
-    if preparation:
-        session.prepare(preparation, out)
-    if plan.changes:
-        session.install(plan.changes, deploy_id, commands)
-    try:
-        health, models = _restart_and_verify(session, plan.restart, expected, commands, out)
-    except (DeployError, KeyboardInterrupt) as failure:
-        reason = f"{host.name}: interrupted" if isinstance(failure, KeyboardInterrupt) else str(failure)
-        logs = remote.run(runtime.logs(host, LOG_LINES_ON_FAILURE), check=False)
-        tail = session.redact(logs.stdout + logs.stderr)
-        rolled_back, how = _roll_back(session, plan, plan.restart, facts, commands, deploy_id, out)
-        raise DeployFailed(f"{reason}; {how}", details=tail, rolled_back=rolled_back) from None
+    preparation = plan.preparation
+    done = run(session, [
+        Step("prepare", lambda: session.prepare(preparation, out) if preparation else None),
+        Step("install", lambda: session.install(plan.changes, deploy_id, verbs) if plan.changes else None),
+        Step("restart", lambda: _restart_and_verify(session, verb, expected, verbs, out),
+             undo=lambda: _roll_back(session, plan, verb, facts, verbs, deploy_id, out), undo_if_failed=True),
+    ], watched=host)
+    health, models = done["restart"]
     return DeployResult(host.name, plan, health, models, _diffs(plan, session))
+
+
+def _switched(session: Session, plan: Plan, desired: DesiredFiles, facts: HostFacts, deploy_id: str,
+              expected: SmokePlan, out: TextIO) -> tuple[float, tuple[str, ...]]:
+    """A change behind the front door (`switch`), or the door turned off (`switch_off`)."""
+    layout = session.layout
+    if isinstance(layout, BehindTheDoor):
+        return switch(session, layout, plan, desired, facts, deploy_id, expected, out)
+    return switch_off(session, plan, facts, deploy_id, expected, out)
 
 
 def _check_port_free(session: Session) -> None:
@@ -298,17 +311,17 @@ def _check_port_free(session: Session) -> None:
     if now.docker_unreachable:
         raise DeployError(f"{host.name}: the Docker engine does not answer {host.ssh_user}; start it or give the "
                           "user access to its socket")
-    other = now.held_by_other(session.runtime.holder(host))
+    other = now.held_by_other(session.runtime.driver.holder(host))
     if other:
         raise DeployError(f"{host.name}: port {host.port} is already in use by {other}; stop it or set "
                           "another port in hosts.yaml")
 
 
-def _restart_and_verify(session: Session, verb: str, expected: SmokePlan, commands: ServiceCommands,
+def _restart_and_verify(session: Session, verb: Verb, expected: SmokePlan, verbs: ServiceCommands,
                         out: TextIO) -> tuple[float, tuple[str, ...]]:
-    """VERB ("restart", "up"), then the full smoke: a chat answer proves the credentials."""
+    """VERB (restart, up), then the full smoke: a chat answer proves the credentials."""
     host, gateway = session.host, session.gateway
-    health = session.start_and_wait(commands.bringing_up(verb), out)
+    health = session.start_and_wait(verbs.bringing_up(verb), out)
     failed = [check for check in smoke(gateway, expected, expected.models[:1], redis_probe=session.reaches_redis)
               if not check.ok]
     if failed:
@@ -316,32 +329,29 @@ def _restart_and_verify(session: Session, verb: str, expected: SmokePlan, comman
     return health, tuple(expected.models)
 
 
-def _roll_back(session: Session, plan: Plan, verb: str, before: HostFacts, commands: ServiceCommands,
-               deploy_id: str, out: TextIO) -> tuple[bool, str]:
+def _roll_back(session: Session, plan: Plan, verb: Verb, before: HostFacts, verbs: ServiceCommands,
+               deploy_id: str, out: TextIO) -> str:
     """Restores this deploy's backups and brings the gateway back as it was with VERB (a systemd
     unit's previous venv is still there: only a kept release's unit stops a venv from being
-    pruned); says how that went."""
+    pruned); says how. Raises DeployError where the gateway does not come back."""
     host, remote, runtime = session.host, session.remote, session.runtime
-    steps = runtime.rollback_steps(host, plan, before)
+    steps = rollback_steps(plan, before, runtime.service.served_port(host, before.service_text) or host.port)
     kind = runtime.kind
-    try:
-        if steps.restore:
-            remote.run(files.restore(host, plan.changes, deploy_id))
-        if steps.gateway == "remove":
-            remote.run(runtime.remove(host), check=False)
-            return True, f"rolled back: previous files restored, the new {kind} removed"
-        if steps.gateway == "stop":
-            remote.run(runtime.stop(host), check=False)
-            return True, f"rolled back: previous files restored, the {kind} left stopped as it was"
-        # The restored files may serve another port than the one this deploy wanted. The previous
-        # gateway gets as long as LiteLLM takes to start (the default wait at least), not a
-        # health_timeout set tight to fail a bad deploy early: judged by that, it "failed" too.
-        patience = max(host.health_timeout, SETTINGS["health_timeout"])
-        restored = replace(session, host=replace(host, port=steps.port or host.port, health_timeout=patience))
-        seconds = restored.start_and_wait(commands.bringing_up(verb), out)
-        return True, f"rolled back: previous files and {kind} restored, answering again after {seconds:.1f} s"
-    except DeployError as exc:
-        return False, f"ROLLBACK FAILED too: {exc}"
+    if steps.restore:
+        remote.run(files.restore(host, plan.changes, deploy_id))
+    if steps.gateway == "remove":
+        remote.run(verbs.remove(), check=False)
+        return f"previous files restored, the new {kind} removed"
+    if steps.gateway == "stop":
+        remote.run(verbs.stop(), check=False)
+        return f"previous files restored, the {kind} left stopped as it was"
+    # The restored files may serve another port than the one this deploy wanted. The previous
+    # gateway gets as long as LiteLLM takes to start (the default wait at least), not a
+    # health_timeout set tight to fail a bad deploy early: judged by that, it "failed" too.
+    patience = max(host.health_timeout, SETTINGS["health_timeout"])
+    restored = session.driving(replace(host, port=steps.port or host.port, health_timeout=patience))
+    seconds = restored.start_and_wait(verbs.bringing_up(verb), out)
+    return f"previous files and {kind} restored, answering again after {seconds:.1f} s"
 
 
 def _diffs(plan: Plan, session: Session) -> tuple[tuple[str, str], ...]:

@@ -10,9 +10,30 @@ changed; it stays in memory and is never printed.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+# The front door's configuration names the live instance in its one `server` line (`frontdoor`).
+_LIVE_SERVER = re.compile(r"^\s*server (blue|green) ", re.MULTILINE)
+
+
+def live_color(proxy_text: str | None) -> str | None:
+    """The instance a front door's configuration forwards to, or None (no door configured)."""
+    found = _LIVE_SERVER.search(proxy_text or "")
+    return found.group(1) if found else None
+
+
+class Holder(NamedTuple):
+    """What holds a port, typed: (kind, name) such as ("container", "litellm"), ("service",
+    "litellm") or ("process", "haproxy (pid 12)"); shown as "KIND NAME"."""
+
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
 
 
 @dataclass(frozen=True)
@@ -56,8 +77,8 @@ class HostFacts:
     not_files: tuple[str, ...] = ()
     # Managed paths whose bytes are not UTF-8 text.
     not_text: tuple[str, ...] = ()
-    # What listens on the gateway's port ("container NAME", "process CMD (pid N)"), where asked.
-    port_holder: str | None = None
+    # What listens on the gateway's port (a container, a process), where asked.
+    port_holder: Holder | None = None
     # RepoDigests of the image hosts.yaml names, as the host holds it (None: it has no such image).
     wanted_digests: tuple[str, ...] | None = None
     # The systemd runtime: the venvs installed completely, whether its user exists.
@@ -77,8 +98,13 @@ class HostFacts:
     proxy_digests: tuple[str, ...] | None = None
     instances: Mapping[str, GatewayState] = field(default_factory=dict)
 
-    def held_by_other(self, ours: str) -> str | None:
-        """The port's holder when it is not our gateway (`Runtime.holder`)."""
+    @property
+    def live(self) -> str | None:
+        """The instance the front door forwards to (its configuration says), or None."""
+        return live_color(self.proxy_text)
+
+    def held_by_other(self, ours: Holder) -> Holder | None:
+        """The port's holder when it is not our gateway (`Driver.holder`)."""
         return None if self.port_holder in (None, ours) else self.port_holder
 
 

@@ -110,6 +110,24 @@ class SystemdSettings:
         return posixpath.join(self.venv_root, f"litellm-{self.litellm_version}-{digest}")
 
 
+# The front door's two instances, which take turns behind it (`frontdoor`).
+COLORS = ("blue", "green")
+
+
+@dataclass(frozen=True)
+class FrontDoor:
+    """The proxy in front of a host's gateway, as hosts.yaml asks for it (`frontdoor.front_door`):
+    IMAGE (where the runtime runs it as one), the loopback PORTS of blue and green, and CONFIG_PATH,
+    the configuration that names the live instance."""
+
+    image: str
+    ports: tuple[int, int]
+    config_path: str
+
+    def port(self, color: str) -> int:
+        return self.ports[COLORS.index(color)]
+
+
 RuntimeSettings = DockerSettings | SystemdSettings
 # hosts.yaml's `runtime` -> the record of that runtime's settings.
 RUNTIME_SETTINGS: Mapping[str, type[DockerSettings] | type[SystemdSettings]] = {

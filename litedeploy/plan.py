@@ -1,22 +1,47 @@
 """Desired files vs what the host holds -> the files to write and how to restart (pure). What each
-runtime writes and which verb restarts it is the runtime's (`runtimes.*.plan`); the shapes are here."""
+runtime writes is the runtime's (`ServiceFile.files`), which verb restarts it the topology's
+(`frontdoor.Topology.plan`); the shapes are here."""
 
 from __future__ import annotations
 
 import difflib
 import posixpath
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from . import instances
 from .envfile import masked_env
 from .facts import HostFacts
 
-if TYPE_CHECKING:
-    from .host import Host
-    from .render import DesiredFiles
+
+class Verb(str, Enum):
+    """How a change reaches the gateway (the audit line's `restart`): written as its value."""
+
+    RESTART = "restart"  # the gateway re-reads its files in place (config only)
+    UP = "up"  # the gateway created or recreated
+    SWITCH = "switch"  # a new instance behind the front door, then the door pointed at it (`switch`)
+    SWITCH_OFF = "switch-off"  # the front door stops and the one gateway takes its port again
+    REMOVED = "removed"  # `compose.remove`
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class DesiredFiles:
+    """What the host should hold: LiteLLM's config, the secret env file, and what runs LiteLLM, as
+    its runtime words it (`ServiceFile.template`): the compose service block, the systemd unit."""
+
+    config: str
+    env: str
+    service: str
+    # The env file's variables that hold secrets (the rest, like the region, do not).
+    secret_names: tuple[str, ...] = ()
+    # Behind the front door: the proxy's configuration, by the instance it makes live, and the
+    # proxy's own service file where the runtime has one apart (the systemd runtime's unit).
+    proxy: Mapping[str, str] = field(default_factory=dict)
+    proxy_service: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,17 +76,13 @@ class Plan:
     CHANGES is empty, and a plan that breaks this is a ValueError."""
 
     changes: tuple[FileChange, ...]
-    restart: str | None  # None, "restart" (config only) or "up" (create or recreate)
+    restart: Verb | None
     # Things the admin should act on although the deploy goes ahead.
     warnings: tuple[str, ...] = ()
-    # The systemd runtime's preparation, before any file changes: the service user to create and
-    # the venv to install.
-    user: str | None = None
-    venv: str | None = None
-    # The venv whose generated Prisma client LiteLLM needs before it starts on a database.
-    prisma_venv: str | None = None
-    # vars.zero_downtime on a host whose proxy is the host's own program: the program, checked first.
-    proxy_program: str | None = None
+    # What the host needs before any file changes (a user, a venv, a program): the runtime's.
+    preparation: Preparation | None = None
+    # How many files the plan compared with the host's (CHANGES are those that differ).
+    managed: int = 0
 
     def __post_init__(self) -> None:
         if self.changes and self.restart is None:
@@ -84,13 +105,16 @@ class Preparation:
     """What a runtime does on the host before any file changes, in one round trip; its failure
     leaves the host as it was. SAID is printed first (nothing where empty), DOING named if it
     fails; UPLOADS are local files staged for SCRIPT (stage folder, or None without uploads -> the
-    script); REFUSED is an exit status whose last line says why on its own."""
+    script); REFUSED is an exit status whose last line says why on its own. USER and VENV: the
+    system user it creates and the venv it installs, where it does (`--check` names them)."""
 
     said: str
     doing: str
     script: Callable[[str | None], str]
     uploads: tuple[Path, ...] = ()
     refused: int | None = None
+    user: str | None = None
+    venv: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,15 +149,3 @@ def file_diff(change: FileChange, redact: Callable[[str], str]) -> str:
     label = "(absent)" if change.old is None else "(on host)"
     return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
                                         f"{change.path} {label}", f"{change.path} (rendered)"))
-
-
-def switch_verb(host: Host, changes: Sequence[FileChange], desired: DesiredFiles, facts: HostFacts) -> str | None:
-    """On a host with vars.zero_downtime, or where it was just turned off: "switch"
-    (`litedeploy.switch`) where anything changed or does not run as it should (the live instance,
-    the proxy, the proxy's configuration), else None."""
-    live = instances.live_color(facts.proxy_text)
-    if not instances.enabled(host):
-        return "switch"
-    running = [facts.instances.get(role) for role in (live, "proxy") if role]
-    settled = live and all(state and state.running for state in running) and facts.proxy_text == desired.proxy.get(live)
-    return "switch" if changes or not settled else None

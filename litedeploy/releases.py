@@ -12,14 +12,28 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from . import runtimes
 from .envfile import env_pairs
 from .errors import DeployError
 from .facts import HostFacts
 from .host import Host
-from .render import DesiredFiles
+from .plan import DesiredFiles
 from .secrets import fingerprint
+
+if TYPE_CHECKING:
+    from .runtimes.base import Runtime
+
+# The files of a release folder besides the service file (`ServiceFile.release_file`), by the fact
+# that carries each one's text.
+KEPT_FILES = {"config_file": "config.yaml", "env_file": "litellm.env"}
+
+
+def release_names(runtime: Runtime, written: Mapping[str, str]) -> dict[str, str]:
+    """Each of the WRITTEN paths (by fact) that a release keeps -> its name in the release folder; not
+    the front door's configuration: which instance is live is the host's state, not a release's."""
+    names = {"service_file": runtime.service.release_file, **KEPT_FILES}
+    return {path: names[fact] for fact, path in written.items() if fact in names}
 
 
 @dataclass(frozen=True)
@@ -27,11 +41,11 @@ class Release:
     id: str
     files: Mapping[str, str]  # the file's name in the release folder (`Runtime.release_names`) -> its text
 
-    def desired(self, host: Host, secret_names: frozenset[str]) -> DesiredFiles:
-        runtime = runtimes.of(host)
-        source = f"{host.name}:{host.backup_dir}/releases/{self.id}/{runtime.release_file}"
-        missing = [name for name in runtime.release_names(host).values() if name not in self.files]
-        service = runtime.service_part(host, self.files.get(runtime.release_file, ""), source)
+    def desired(self, host: Host, secret_names: frozenset[str], runtime: Runtime) -> DesiredFiles:
+        release_file = runtime.service.release_file
+        source = f"{host.name}:{host.backup_dir}/releases/{self.id}/{release_file}"
+        missing = [name for name in (release_file, *KEPT_FILES.values()) if name not in self.files]
+        service = runtime.service.part(host, self.files.get(release_file, ""), source)
         if missing or service is None:
             raise DeployError(f"{source}: release {self.id} is incomplete "
                               f"({', '.join(missing) or 'no litellm block'}); choose another with --to")
@@ -39,10 +53,9 @@ class Release:
         return DesiredFiles(config=self.files["config.yaml"], env=env, service=service,
                             secret_names=tuple(name for name in env_pairs(env) if name in secret_names))
 
-    def runs(self, host: Host) -> str | None:
-        """What the release runs (`Runtime.served`: an image, a venv)."""
-        runtime = runtimes.of(host)
-        return runtime.served(host, self.files.get(runtime.release_file))
+    def runs(self, host: Host, runtime: Runtime) -> str | None:
+        """What the release runs (`ServiceFile.served`: an image, a venv)."""
+        return runtime.service.served(host, self.files.get(runtime.service.release_file))
 
 
 def parse_releases(output: str) -> list[Release]:
@@ -57,7 +70,7 @@ def parse_releases(output: str) -> list[Release]:
     return [Release(release_id, files[release_id]) for release_id in sorted(files)]
 
 
-def choose_release(host: Host, releases: list[Release], facts: HostFacts, to: str | None) -> Release:
+def choose_release(host: Host, releases: list[Release], facts: HostFacts, to: str | None, runtime: Runtime) -> Release:
     """The release asked for, else the newest whose files differ from what the host holds now
     (a rollback undoes the last change)."""
     where = f"{host.name}:{host.backup_dir}/releases"
@@ -67,18 +80,17 @@ def choose_release(host: Host, releases: list[Release], facts: HostFacts, to: st
             known = ", ".join(release.id for release in releases) or "none"
             raise DeployError(f"{where}: no release {to!r} (kept: {known}); see inv ops.history --host {host.name}")
         return found[0]
-    now = (facts.config_text, facts.env_text, runtimes.of(host).served(host, facts.service_text))
+    now = (facts.config_text, facts.env_text, runtime.service.served(host, facts.service_text))
     for release in reversed(releases):
-        if (release.files.get("config.yaml"), release.files.get("litellm.env"), release.runs(host)) != now:
+        if (release.files.get("config.yaml"), release.files.get("litellm.env"), release.runs(host, runtime)) != now:
             return release
     raise DeployError(f"{where}: no earlier release differs from what the host runs; nothing to roll back to")
 
 
-def migration_refusal(host: Host, deployed: str | None, wanted: str, upgrade: bool) -> str | None:
+def migration_refusal(host: Host, runtime: Runtime, deployed: str | None, wanted: str, upgrade: bool) -> str | None:
     """Why a change of image needs --yes: LiteLLM migrates its database schema when it starts, and
     no rollback (automatic or on demand) undoes a migration."""
-    runtime = runtimes.of(host)
-    if not host.vars.get("database") or not deployed or runtime.same_release(deployed, wanted, upgrade):
+    if not host.vars.get("database") or not deployed or runtime.release.same_release(deployed, wanted, upgrade):
         return None
     return (f"{host.name}: {runtime.what_runs} changes from {deployed} to {wanted} and vars.database is set: LiteLLM "
             "migrates the database schema when it starts, and a rollback does not undo a migration; "

@@ -9,47 +9,29 @@ import os
 import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import yaml
 
-from . import instances, runtimes
 from .catalog import CATALOG_VARS, anthropic_aliases, load_catalog, resolve_models
 from .envfile import Slots, env_pairs, fill
 from .errors import RenderError, parse_yaml
+from .frontdoor import topology
 from .host import Host
 from .masterkey import MASTER_KEY, MasterKeyRules, check_master_key, load_master_key_rules
+from .plan import DesiredFiles
 from .secrets import SecretValues
 from .settings import SETTINGS_VARS, check_env_names, check_settings, check_workers, env_value
 from .shared import check_redis, with_redis
 
+if TYPE_CHECKING:
+    from .runtimes.base import Runtime
+
 CONFIG_TEMPLATE = "config.yaml.j2"
 ENV_TEMPLATE = "litellm.env.j2"
-PROXY_TEMPLATE = "haproxy.cfg.j2"
-# LiteLLM's request timeout where litellm_settings sets none (docs.litellm.ai/docs/proxy/config_settings,
-# `request_timeout`: 6000 seconds); the proxy waits as long for an answer's first byte.
-LITELLM_REQUEST_TIMEOUT = 6000
-# HAProxy's longest timeout is 2^31 - 1 ms, about 24.8 days (docs.haproxy.org/2.6/configuration.html, 2.5).
-MAX_PROXY_TIMEOUT = 2_000_000
-
-
-@dataclass(frozen=True)
-class DesiredFiles:
-    """What the host should hold: LiteLLM's config, the secret env file, and what runs LiteLLM, as
-    its runtime words it (`Runtime.service_template`): the compose service block, the systemd unit."""
-
-    config: str
-    env: str
-    service: str
-    # The env file's variables that hold secrets (the rest, like the region, do not).
-    secret_names: tuple[str, ...] = ()
-    # With vars.zero_downtime: the proxy's configuration, by the instance it makes live, and the
-    # proxy's own service file where the runtime has one apart (the systemd runtime's unit).
-    proxy: Mapping[str, str] = field(default_factory=dict)
-    proxy_service: str | None = None
 
 
 class _NamedUndefined(jinja2.StrictUndefined):
@@ -139,7 +121,9 @@ def yaml_block(value: Any, indent: int) -> str:
 AWS_AUTH = ("keys", "iam-role")
 
 
-def render_host(templates: Templates, host: Host, secrets: SecretValues) -> DesiredFiles:
+def render_host(templates: Templates, host: Host, secrets: SecretValues, runtime: Runtime) -> DesiredFiles:
+    """Every file HOST should hold, as its RUNTIME and its topology (`frontdoor.topology`) word
+    them. Raises RenderError naming the template or the hosts.yaml key at fault."""
     where = f"hosts.yaml (host {host.name})"
     unknown = sorted(set(host.vars) - templates.var_names)
     if unknown:
@@ -153,51 +137,29 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues) -> Desi
         check_master_key(secrets[MASTER_KEY], templates.master_key, secrets.source)
     models = resolve_models(host.vars, templates.catalog, where)
     check_workers(host.vars, models, where)
-    runtime = runtimes.of(host)
-    if runtime.loopback_is_own(host):
+    if runtime.service.loopback_is_own(host):
         check_backends_reachable(host, where)
     router, litellm = with_redis(router_settings(host.vars, models, templates.catalog), host.vars.get("litellm_settings") or {},
                                  host.vars)
     context = {"host": host, "runtime": runtime, "vars": host.vars, "secrets": secrets, "models": models,
                "router_settings": router, "litellm_settings": litellm}
     env = _render_env(templates, context, host, secrets)
-    service, proxy, proxy_service = _render_service(templates, context, host)
+    layout = topology(host)
+
+    def rendered(template: str, **more: Any) -> str:
+        return _render(templates, template, {**context, **more}, host)
+    service, proxy, proxy_service = layout.render(runtime, host, rendered, litellm)
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env, service=service,
                          secret_names=tuple(name for name in env_pairs(env) if name in secrets), proxy=proxy,
                          proxy_service=proxy_service)
     check_config(files.config, host)
     check_env_names(files.env, files.config, where)
-    runtime.check_service(files.service, host)
+    runtime.service.check(files.service, host, layout.gateways(runtime, host))
+    if layout.check(runtime, host, files.service):
+        raise RenderError(f"templates/{runtime.service.template} (host {host.name}): must run the front door's "
+                          "instances (a template unit listening on --port %i) while vars.zero_downtime is on, and "
+                          "only then")
     return files
-
-
-def _render_service(templates: Templates, context: dict, host: Host) -> tuple[str, dict[str, str], str | None]:
-    """What runs the gateway, as the runtime words it; with vars.zero_downtime, its proxy and both
-    instances (`Runtime.render_instances`), the proxy's configuration for either instance live, and
-    the proxy's own service file where it has one."""
-    runtime = context["runtime"]
-    if not instances.enabled(host):
-        return _render(templates, runtime.service_template, context, host), {}, None
-    if host.port in instances.ports(host):
-        raise RenderError(f"hosts.yaml (host {host.name}): vars.instance_ports must not hold the host's port {host.port}")
-    if max(instances.ports(host)) > 65535:
-        raise RenderError(f"hosts.yaml (host {host.name}): the instances' default ports (port + 1, port + 2) pass "
-                          "65535; set vars.instance_ports")
-
-    def rendered(template: str, **more: Any) -> str:
-        return _render(templates, template, {**context, **more}, host)
-    service, proxy_service = runtime.render_instances(host, rendered)
-    asked = (context["litellm_settings"] or {}).get("request_timeout")
-    timeout = asked if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0 \
-        else LITELLM_REQUEST_TIMEOUT
-    if not timeout < MAX_PROXY_TIMEOUT:  # NaN and infinity too
-        raise RenderError(f"hosts.yaml (host {host.name}): vars.litellm_settings.request_timeout {asked!r} is longer "
-                          f"than the proxy of zero_downtime can wait ({MAX_PROXY_TIMEOUT} s); name a number of seconds")
-    configs = {color: _render(templates, PROXY_TEMPLATE, {
-        **context, "live": runtime.instance(host, color), "color": color, "timeout": int(timeout) + 10,
-        "header": instances.INSTANCE_HEADER, "admin_socket": runtime.proxy_admin_socket(host)}, host)
-        for color in instances.COLORS}
-    return service, configs, proxy_service
 
 
 def check_backends_reachable(host: Host, where: str) -> None:

@@ -9,24 +9,25 @@ import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import instances, runtimes
+from . import frontdoor, runtimes
 from .commands import argv, container, files, line, lock, script
 from .commands.facts import gather, parse_facts
 from .errors import RemoteError, VerifyError
 from .facts import GatewayState, HostFacts
+from .frontdoor import Topology, topology
 from .host import Host
-from .plan import FileChange, Preparation
-from .releases import Release, parse_releases
+from .plan import DesiredFiles, FileChange, Plan, Preparation
+from .releases import Release, parse_releases, release_names
 from .runtimes.base import Runtime, ServiceCommands
+from .secrets import Redactor, SecretValues, decrypt_secrets
+from .verify import Gateway, gateway_failure, tunnel_gateway, wait_until_live
 
 if TYPE_CHECKING:
     from .remote import Remote
-from .secrets import Redactor, SecretValues, decrypt_secrets
-from .verify import Gateway, gateway_failure, tunnel_gateway, wait_until_live
 
 SUDO_PASSWORD = "SUDO_PASSWORD"
 
@@ -42,13 +43,15 @@ REDIS_PING = ("import os, sys, redis\n"
 
 @dataclass(frozen=True)
 class Session:
+    """One task's hold on a host: its secrets, its connection, and its runtime and topology, resolved
+    once (`opened`) and passed down. HOST may be one gateway of the host's (an instance behind the
+    front door) while a step drives it."""
+
     host: Host
     secrets: SecretValues
     remote: Remote
-
-    @property
-    def runtime(self) -> Runtime:
-        return runtimes.of(self.host)
+    runtime: Runtime
+    layout: Topology
 
     @property
     def redact(self) -> Redactor:
@@ -61,28 +64,57 @@ class Session:
     def facts(self, lock_owner: dict | None = None, break_lock: bool = False) -> HostFacts:
         """One round trip; with an owner it also tries to take the deploy lock in the same script,
         first removing a stale one when told to."""
-        result = self.remote.run(gather(self.host, lock_owner, break_lock), check=False)
+        managed = self.managed_files()
+        questions = self.runtime.driver.questions(self.host, self.layout.questions(self.runtime, self.host))
+        result = self.remote.run(gather(self.host, managed, questions, lock_owner, break_lock), check=False)
         try:
             if result.failed:
                 raise RemoteError(f"{self.host.name}: reading what the host holds failed (exit {result.exited}): "
                                   f"{self.remote.last_line(result)}")
-            return parse_facts(result.stdout, self.host)
+            return parse_facts(result.stdout, managed)
         except Exception:
             if lock.TAKEN in result.stdout.splitlines():
                 self.remote.run(lock.release(self.host), check=False)  # never leave a lock behind
             raise
 
+    def plan(self, desired: DesiredFiles, facts: HostFacts) -> Plan:
+        """DESIRED against FACTS: the files to write and the verb (`Topology.plan`)."""
+        return self.layout.plan(self.runtime, self.host, desired, facts)
+
+    def as_deployed(self, facts: HostFacts, upgrade: bool = False) -> Host:
+        """The host as a deploy would render it now: pinned where that is known without a pull, else
+        as hosts.yaml asks (what `config.diff`, `ops.status` and `--check` compare with the host)."""
+        release = self.runtime.release
+        host = release.running(self.host, release.pinned(self.host, facts, upgrade) or release.wanted(self.host))
+        return self.layout.pin(self.runtime, host, facts, upgrade, None)
+
+    def release_names(self) -> dict[str, str]:
+        """Each file a deploy writes that a release keeps -> its name in the release folder."""
+        return release_names(self.runtime, self.layout.written(self.runtime, self.host))
+
+    def managed_files(self) -> dict[str, str]:
+        """The files the facts read, by the fact that carries each one's text."""
+        return self.layout.managed_files(self.runtime, self.host)
+
     def serving(self, facts: HostFacts | None = None) -> Host:
-        """The host as its serving gateway sees it: with vars.zero_downtime, the live instance (its
-        container, its port), as the proxy's configuration names it (in FACTS where the task read
-        them already, else read alone); else the host itself."""
-        if not instances.enabled(self.host):
-            return self.host
+        """The gateway that answers on the port: the host's, or behind the front door the live
+        instance (its container, its port), as the door's configuration names it (in FACTS where
+        the task read them already, else read alone)."""
         if facts is None:
-            path = instances.proxy_config_path(self.host)
-            facts = self.read(files.contents(self.host, {"proxy_file": path}))
-        live = instances.live_color(facts.proxy_text)
-        return self.runtime.instance(self.host, live) if live else self.host
+            facts = self.read(files.contents(self.host, {"proxy_file": frontdoor.config_path(self.host)}))
+        return self.layout.serving(self.runtime, self.host, facts)
+
+    def verbs(self, facts: HostFacts, gateway: Host | None = None) -> ServiceCommands:
+        """The verbs of GATEWAY (by default the host's own)."""
+        return self.runtime.driver.verbs(gateway or self.host, facts)
+
+    def for_host(self, host: Host) -> Session:
+        """This session for HOST as another profile has it (its topology resolved again)."""
+        return replace(self, host=host, layout=topology(host))
+
+    def driving(self, gateway: Host) -> Session:
+        """This session with GATEWAY as the gateway it waits for and checks (an instance, the proxy)."""
+        return replace(self, host=gateway)
 
     def read(self, command: str) -> HostFacts:
         """Facts from a script that prints some of them (a lock's holder, a container)."""
@@ -90,17 +122,17 @@ class Session:
 
     def gateway_state(self) -> GatewayState | None:
         """The gateway's state as its runtime reports it (a container's, a unit's)."""
-        return self.read(self.runtime.state(self.host)).state
+        return self.read(self.runtime.driver.state(self.host)).state
 
     def state_and_port(self) -> HostFacts:
         """The gateway's state and what holds the port, in one round trip."""
-        return self.read(script(self.runtime.state(self.host), container.port_holder(self.host.port)))
+        return self.read(script(self.runtime.driver.state(self.host), container.port_holder(self.host.port)))
 
     def run_and_inspect(self, command: Sequence[str] | str) -> GatewayState | None:
         """Runs a verb (a compose verb, or systemctl's) and reads the gateway's state right after, in
         one round trip: the baseline against which a crash loop is recognised."""
         verb = f"( {command} ) >&2" if isinstance(command, str) else f"{argv(command)} >&2"
-        return self.read(script("set -e", verb, f"{self.runtime.state(self.host)} || true")).state
+        return self.read(script("set -e", verb, f"{self.runtime.driver.state(self.host)} || true")).state
 
     def pull_image(self, image: str) -> tuple[tuple[str, ...], str | None]:
         """Pulls while the running container keeps serving; returns the image's registry digests and
@@ -115,7 +147,7 @@ class Session:
         """Pings ADDRESS:PORT from beside the gateway (in its container, or as its service user)
         with the REDIS_PASSWORD of its environment, which never leaves the host. Raises
         VerifyError with the client's error, secrets masked."""
-        result = self.remote.run(self.runtime.execute(self.host, ["python3", "-c", REDIS_PING, address, str(port)]),
+        result = self.remote.run(self.runtime.driver.execute(self.host, ["python3", "-c", REDIS_PING, address, str(port)]),
                                  check=False)
         if result.failed:
             raise VerifyError(f"the gateway cannot use Redis at {address}:{port} with its REDIS_PASSWORD: "
@@ -154,7 +186,7 @@ class Session:
             reason = result.stderr.strip().splitlines()[-1]
             for change in changes:
                 reason = reason.replace(files.temp_path(change), change.path)
-            raise self.runtime.rejected(f"{self.host.name}:{self.runtime.service_file(self.host)}: "
+            raise self.runtime.rejected(f"{self.host.name}:{self.layout.service_file(self.runtime, self.host)}: "
                                         f"{self.redact(reason)}")
         if result.failed:
             raise RemoteError(f"{self.host.name}: writing the files failed, the previous ones are in place: "
@@ -179,7 +211,7 @@ class Session:
         failure = gateway_failure(now.state, baseline)
         if failure:
             raise VerifyError(f"{self.host.name}: {failure}")
-        ours = self.runtime.holder(self.host)
+        ours = self.runtime.driver.holder(self.host)
         other = now.held_by_other(ours)
         if other:
             raise VerifyError(f"{self.host.name}: port {self.host.port} answers, but from {other}, not the {ours}")
@@ -219,4 +251,4 @@ def opened(host: Host, secrets: SecretValues | None = None) -> Iterator[Session]
     from .remote import Remote  # paramiko, loaded only by tasks that connect (host_secrets: while sops runs)
 
     with Remote(host, redact, sudo_password if host.sudo else None) as remote:
-        yield Session(host, secrets, remote)
+        yield Session(host, secrets, remote, runtimes.of(host), topology(host))

@@ -6,12 +6,16 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from . import instances, runtimes
 from .advisories import Releases
 from .facts import HostFacts
+from .frontdoor import Topology, described, door_gateways
 from .host import Host
-from .render import DesiredFiles
+from .plan import DesiredFiles
+
+if TYPE_CHECKING:
+    from .runtimes.base import Runtime
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ class Status:
     image: str
     image_id: str
     digests: tuple[str, ...]
+    # What runs and its identity, as the runtime lists them: ("image", ref, id, digests), ("venv", path, unit).
+    runs: tuple[str, ...]
     ports: tuple[str, ...]
     config_on_host: str | None  # sha256 prefixes
     config_in_repo: str
@@ -46,13 +52,13 @@ class Status:
         return self.state == "running" and self.answering and not self.drift
 
 
-def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: bool, now: datetime,
-             releases: Releases) -> Status:
-    runtime, state = runtimes.of(host), facts.state
+def describe(host: Host, runtime: Runtime, layout: Topology, facts: HostFacts, desired: DesiredFiles,
+             answering: bool, now: datetime, releases: Releases) -> Status:
+    state = facts.state
     started = _parse_time(state.started_at) if state and state.running else None
-    drift = tuple(change.name for change in runtime.plan(host, desired, facts).changes)
+    drift = tuple(change.name for change in layout.plan(runtime, host, desired, facts).changes)
     pending = bool(started and facts.config_mtime and facts.config_mtime > started.timestamp())
-    runs = runtime.running_now(host, facts)
+    runs = runtime.release.now(host, facts)
     return Status(
         host=host.name, profile=host.profile or "default", state=state.status if state else "absent",
         health=state.health if state else None,
@@ -60,23 +66,31 @@ def describe(host: Host, facts: HostFacts, desired: DesiredFiles, answering: boo
         restarts=state.restart_count if state else 0,
         exit_code=state.exit_code if state else None,
         image=runs, image_id=state.image_id if state else "",
-        digests=facts.image_digests, ports=runtime.ports(host, state),
+        digests=facts.image_digests, runs=runtime.release.details(host, runs, state, facts.image_digests),
+        ports=runtime.driver.ports(host, state),
         config_on_host=_digest(facts.config_text) if facts.config_text is not None else None,
         config_in_repo=_digest(desired.config), drift=drift, restart_pending=pending, answering=answering,
-        runtime=host.runtime, live=_live(host, facts), advisories=tuple(
+        runtime=host.runtime, live=_live(host, runtime, layout, facts), advisories=tuple(
             f"{advisory.id} {advisory.severity}" + (f", fixed in {advisory.fixed_in}" if advisory.fixed_in else "")
-            for advisory in releases.exposure(runtime.running_version(runs))))
+            for advisory in releases.exposure(runtime.release.version(runs))))
 
 
-def _live(host: Host, facts: HostFacts) -> str | None:
-    """Which instance vars.zero_downtime's proxy forwards to, and whether the proxy runs."""
-    live = instances.live_color(facts.proxy_text)
+def _live(host: Host, runtime: Runtime, layout: Topology, facts: HostFacts) -> str | None:
+    """Which instance the front door forwards to, and whether its proxy runs."""
+    live = facts.live
     if not live:
         return None
-    proxy, instance = instances.proxy(host), runtimes.of(host).instance(host, live)
+    proxy, *instances = door_gateways(runtime, host, layout.door or described(host))
+    instance = dict(zip(("blue", "green"), instances))[live]
     state = facts.instances.get("proxy")
-    return (f"{runtimes.of(host).holder(proxy)} ({state.status if state else 'absent'}) on {host.bind}:{host.port} "
-            f"forwards to {runtimes.of(host).holder(instance)} on 127.0.0.1:{instance.port}")
+    return (f"{runtime.driver.holder(proxy)} ({state.status if state else 'absent'}) on {host.bind}:{host.port} "
+            f"forwards to {runtime.driver.holder(instance)} on 127.0.0.1:{instance.port}")
+
+
+def runs_line(status: Status) -> str:
+    """`ops.status`'s line about what runs: the image (its id and registry digests), or the venv."""
+    what, runs, *identity = status.runs
+    return f"  {what:<7} {runs}  " + "  ".join(identity)
 
 
 def deployed_profile(config_text: str | None) -> str | None:

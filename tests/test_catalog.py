@@ -8,6 +8,7 @@ import pytest
 import yaml
 from conftest import DEFAULT_IMAGE
 
+from litedeploy import runtimes
 from litedeploy.catalog import CACHE_POINTS, anthropic_aliases, families_of, load_catalog, resolve_models
 from litedeploy.errors import InventoryError, RenderError
 from litedeploy.inventory import parse_inventory
@@ -109,7 +110,7 @@ def test_iam_role_hosts_get_no_aws_keys_and_need_none(repo):
     inventory = parse_inventory(INVENTORY, Path("hosts.yaml"), DEFAULT_IMAGE)
     templates = load_templates(repo / "templates", repo / "models.yaml")
     secrets = SecretValues({"LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456"}, "s.yaml")
-    env = render_host(templates, inventory.host("lab"), secrets).env
+    env = render_host(templates, inventory.host("lab"), secrets, runtimes.of(inventory.host("lab"))).env
     assert "AWS_ACCESS_KEY_ID" not in env and "AWS_SECRET_ACCESS_KEY" not in env
     assert "AWS_REGION_NAME=us-east-1" in env
 
@@ -122,14 +123,14 @@ def test_admin_ui_database_and_spend_logs_come_from_vars_and_secrets(repo):
     secrets = SecretValues({"LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456",
                             "UI_USERNAME": "admin", "UI_PASSWORD": "pw-123456789",
                             "DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/litellm"}, "s.yaml")
-    files = render_host(templates, inventory.host("fox", "ui"), secrets)
+    files = render_host(templates, inventory.host("fox", "ui"), secrets, runtimes.of(inventory.host("fox", "ui")))
     assert "UI_USERNAME=admin" in files.env and "DATABASE_URL=postgresql://" in files.env
     general = yaml.safe_load(files.config)["general_settings"]
     assert general == {"master_key": "os.environ/LITELLM_MASTER_KEY", "database_url": "os.environ/DATABASE_URL",
                        "store_prompts_in_spend_logs": True}
     without_ui = SecretValues({k: v for k, v in secrets.items() if k != "UI_PASSWORD"}, "s.yaml")
     with pytest.raises(RenderError, match="secret 'UI_PASSWORD' is missing from s.yaml"):
-        render_host(templates, inventory.host("fox", "ui"), without_ui)
+        render_host(templates, inventory.host("fox", "ui"), without_ui, runtimes.of(inventory.host("fox", "ui")))
 
 
 def test_router_settings_pass_through_with_fallbacks(repo):
@@ -140,7 +141,7 @@ def test_router_settings_pass_through_with_fallbacks(repo):
     templates = load_templates(repo / "templates", repo / "models.yaml")
     secrets = SecretValues({"AWS_ACCESS_KEY_ID": "AKIA12345678", "AWS_SECRET_ACCESS_KEY": "secret12345",
                             "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456"}, "s.yaml")
-    router = yaml.safe_load(render_host(templates, inventory.host("fox"), secrets).config)["router_settings"]
+    router = yaml.safe_load(render_host(templates, inventory.host("fox"), secrets, runtimes.of(inventory.host("fox"))).config)["router_settings"]
     assert router == {"num_retries": 3, "timeout": 600, "allowed_fails": 2,
                       "fallbacks": [{"claude-sonnet-4": ["claude-3-7-sonnet"]}]}
 
@@ -162,7 +163,7 @@ def test_anthropic_model_ids_fill_model_group_alias_under_the_hosts_own(repo):
                               "router_settings": {"model_group_alias": {"claude-opus-4": "claude-sonnet-4"}}})
     secrets = SecretValues({"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "LITELLM_MASTER_KEY": "sk-x",
                             "LITELLM_SALT_KEY": "s"}, "secrets.enc.yaml")
-    config = yaml.safe_load(render_host(load_templates(repo / "templates", repo / "models.yaml"), host, secrets).config)
+    config = yaml.safe_load(render_host(load_templates(repo / "templates", repo / "models.yaml"), host, secrets, runtimes.of(host)).config)
     aliases = config["router_settings"]["model_group_alias"]
     assert aliases["claude-sonnet-4-20250514"] == "claude-sonnet-4"
     assert aliases["claude-opus-4"] == "claude-sonnet-4"  # the host's own alias stays

@@ -43,7 +43,7 @@ def test_the_instances_have_their_own_names_and_loopback_ports(fox):
 
 
 def test_the_block_holds_the_proxy_and_both_instances_and_the_proxy_config_names_the_live_one(templates, fox):
-    files = render_host(templates, fox, SECRETS)
+    files = render_host(templates, fox, SECRETS, runtimes.of(fox))
     assert "  litellm-proxy:\n" in files.service and "network_mode: host" in files.service
     assert '"--port", "4001"' in files.service and '"--port", "4002"' in files.service
     assert '"127.0.0.1:4001:4001"' in files.service  # bridge: published on loopback only
@@ -55,12 +55,12 @@ def test_the_block_holds_the_proxy_and_both_instances_and_the_proxy_config_names
     # LiteLLM's production request timeout, and the time it may take for an answer's first byte.
     assert "timeout server 6010s" in files.proxy["blue"]
     production = replace(fox, vars={**fox.vars, "litellm_settings": {"request_timeout": 600}})
-    assert "timeout server 610s" in render_host(templates, production, SECRETS).proxy["blue"]
+    assert "timeout server 610s" in render_host(templates, production, SECRETS, runtimes.of(production)).proxy["blue"]
 
 
 def test_a_host_without_it_renders_one_service_and_no_proxy(templates, repo):
     fox = load_inventory(repo / "hosts.yaml").host("fox")
-    files = render_host(templates, fox, SECRETS)
+    files = render_host(templates, fox, SECRETS, runtimes.of(fox))
     assert files.proxy == {} and files.service.startswith("  litellm:\n") and "proxy" not in files.service
 
 
@@ -76,14 +76,14 @@ def test_a_host_without_it_renders_one_service_and_no_proxy(templates, repo):
 ])
 def test_bad_settings_are_refused_by_key(templates, fox, variables, expected):
     with pytest.raises(RenderError, match=expected):
-        render_host(templates, replace(fox, vars={**fox.vars, **variables}), SECRETS)
+        render_host(templates, replace(fox, vars={**fox.vars, **variables}), SECRETS, runtimes.of(replace(fox, vars={**fox.vars, **variables})))
 
 
 def test_on_systemd_a_template_unit_runs_both_instances_and_the_proxy_has_a_unit(templates, repo):
     labsd = load_inventory(repo / "hosts.yaml").host("labsd")
     labsd = replace(labsd, vars={**labsd.vars, "zero_downtime": True, "workers": 2})
     systemd = runtimes.of(labsd)
-    files = render_host(templates, labsd, SECRETS)
+    files = render_host(templates, labsd, SECRETS, runtimes.of(labsd))
     assert systemd.service_file(labsd) == "/etc/systemd/system/litellm@.service"
     assert "--host 127.0.0.1 --port %i --num_workers 2" in files.service
     # Each instance its own runtime folder: systemd removes it when that instance stops.
@@ -109,7 +109,7 @@ def settled(host, files, live="blue", **changes) -> HostFacts:
 
 
 def test_a_change_is_a_switch_and_a_settled_host_is_left_alone(templates, fox):
-    files = render_host(templates, fox, SECRETS)
+    files = render_host(templates, fox, SECRETS, runtimes.of(fox))
     docker = runtimes.of(fox)
     assert docker.plan(fox, files, settled(fox, files)).restart is None
     assert docker.plan(fox, replace(files, config=files.config + "# changed\n"), settled(fox, files)).restart == "switch"
@@ -123,15 +123,15 @@ def test_a_change_is_a_switch_and_a_settled_host_is_left_alone(templates, fox):
 
 
 def test_turning_it_off_is_a_switch_back_to_the_single_gateway(templates, fox, repo):
-    files = render_host(templates, fox, SECRETS)
+    files = render_host(templates, fox, SECRETS, runtimes.of(fox))
     plain = load_inventory(repo / "hosts.yaml").host("fox")
-    single = render_host(templates, plain, SECRETS)
+    single = render_host(templates, plain, SECRETS, runtimes.of(plain))
     assert runtimes.of(plain).plan(plain, single, settled(fox, files)).restart == "switch"
 
 
 def test_the_proxy_image_is_pinned_as_the_gateway_is(templates, fox):
     docker, digest = runtimes.of(fox), "sha256:" + "b" * 64
-    files = render_host(templates, fox, SECRETS)
+    files = render_host(templates, fox, SECRETS, runtimes.of(fox))
     facts = settled(fox, files)
     pulled = []
 
@@ -144,7 +144,7 @@ def test_the_proxy_image_is_pinned_as_the_gateway_is(templates, fox):
     # The host's copy of the tag, without a pull; then the digest our block runs, even if the tag moved.
     assert docker.with_proxy(fox, replace(facts, proxy_digests=(f"haproxy@{digest}",)), False, None).vars[
         "proxy_image"] == f"haproxy:3.2@{digest}"
-    pinned = render_host(templates, replace(fox, vars={**fox.vars, "proxy_image": f"haproxy:3.2@{digest}"}), SECRETS)
+    pinned = render_host(templates, replace(fox, vars={**fox.vars, "proxy_image": f"haproxy:3.2@{digest}"}), SECRETS, runtimes.of(replace(fox, vars={**fox.vars, "proxy_image": f"haproxy:3.2@{digest}"})))
     deployed = settled(fox, pinned, proxy_digests=("haproxy@sha256:" + "c" * 64,))
     assert docker.with_proxy(fox, deployed, False, None).vars["proxy_image"] == f"haproxy:3.2@{digest}"
     # An upgrade pulls the tag again.
@@ -158,5 +158,5 @@ def test_a_kept_service_text_says_whether_it_ran_instances(templates, fox, repo)
     for single in (inventory.host("fox"), inventory.host("labsd")):
         both = replace(single, vars={**single.vars, "zero_downtime": True})
         runtime = runtimes.of(single)
-        assert not runtime.runs_instances(single, render_host(templates, single, SECRETS).service)
-        assert runtime.runs_instances(single, render_host(templates, both, SECRETS).service)
+        assert not runtime.runs_instances(single, render_host(templates, single, SECRETS, runtimes.of(single)).service)
+        assert runtime.runs_instances(single, render_host(templates, both, SECRETS, runtimes.of(both)).service)

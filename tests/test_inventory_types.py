@@ -13,6 +13,7 @@ from conftest import DEFAULT_IMAGE
 from hypothesis import given
 from hypothesis import strategies as st
 
+from litedeploy import runtimes
 from litedeploy.errors import DeployError
 from litedeploy.inventory import SETTINGS, parse_inventory
 from litedeploy.render import load_templates, render_host
@@ -71,7 +72,7 @@ def inventory_of(entry: dict, name: str = "fox") -> str:
 
 def render(text: str, name: str = "fox"):
     inventory = parse_inventory(text, Path("hosts.yaml"), DEFAULT_IMAGE)
-    return render_host(TEMPLATES, inventory.host(name), SECRETS)
+    return render_host(TEMPLATES, inventory.host(name), SECRETS, runtimes.of(inventory.host(name)))
 
 
 def assert_one_line_naming_the_host(error: DeployError, name: str = "fox") -> None:

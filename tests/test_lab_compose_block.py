@@ -15,7 +15,7 @@ from conftest import DEFAULT_IMAGE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from litedeploy import instances
+from litedeploy import instances, runtimes
 from litedeploy.errors import InventoryError, RenderError
 from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
@@ -58,7 +58,7 @@ def test_block_values_reach_compose_as_written_or_are_refused_by_key(lab, tmp_pa
         entry["vars"] = {**entry["vars"], "zero_downtime": True, "proxy_image": "127.0.0.1:15500/haproxy-lab:2.6"}
     try:
         host = parse_inventory(yaml.safe_dump({"hosts": {"fox": entry}}), Path("hosts.yaml"), DEFAULT_IMAGE).host("fox")
-        files = render_host(TEMPLATES, host, SECRETS)
+        files = render_host(TEMPLATES, host, SECRETS, runtimes.of(host))
     except (InventoryError, RenderError) as error:
         assert str(error).startswith("hosts.yaml") and "\n" not in str(error)
         return

@@ -16,6 +16,7 @@ from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from litedeploy import runtimes
 from litedeploy.errors import RenderError, SecretsError
 from litedeploy.inventory import load_inventory
 from litedeploy.render import load_templates, render_host
@@ -53,7 +54,7 @@ def read_by_compose(env_file: Path, lab) -> dict[str, dict[str, str]]:
 def test_generated_values_reach_both_composes_as_written_or_are_refused_by_name(lab, tmp_path_factory, salt, env):
     try:
         secrets = parse_secrets(json.dumps({**BASE_SECRETS, "LITELLM_SALT_KEY": salt}), "secrets.enc.yaml")
-        files = render_host(TEMPLATES, replace(FOX, vars={**FOX.vars, "env": env}), secrets)
+        files = render_host(TEMPLATES, replace(FOX, vars={**FOX.vars, "env": env}), secrets, runtimes.of(replace(FOX, vars={**FOX.vars, "env": env})))
     except SecretsError as error:
         assert str(error).startswith("secrets.enc.yaml: LITELLM_SALT_KEY holds "), error
         return

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from litedeploy import runtimes
 from litedeploy.errors import RenderError
 from litedeploy.inventory import load_inventory
 from litedeploy.masterkey import check_master_key, load_master_key_rules
@@ -38,7 +39,7 @@ def test_render_refuses_the_weak_key_before_anything_is_sent():
     secrets = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
                             "LITELLM_MASTER_KEY": "sk-1234", "LITELLM_SALT_KEY": "salt-123456"}, "secrets.enc.yaml")
     with pytest.raises(RenderError, match="^secrets.enc.yaml: LITELLM_MASTER_KEY is an example key"):
-        render_host(load_templates(REPO / "templates", REPO / "models.yaml"), replace(fox), secrets)
+        render_host(load_templates(REPO / "templates", REPO / "models.yaml"), replace(fox), secrets, runtimes.of(replace(fox)))
 
 
 def test_facts_without_the_section_are_named(tmp_path):

@@ -33,7 +33,7 @@ def fox_with(repo, **entry):
 
 
 def rendered(templates, host):
-    files = render_host(templates, host, SECRETS)
+    files = render_host(templates, host, SECRETS, runtimes.of(host))
     return yaml.safe_load(files.config), env_pairs(files.env), yaml.safe_load(files.service)["litellm"]
 
 
@@ -50,7 +50,7 @@ def test_each_settings_section_env_and_secret_env_pass_through(repo, templates):
     assert config["router_settings"]["model_group_alias"] == {"gpt-4o": "claude-sonnet-4"}
     assert (env["LANGFUSE_HOST"], env["FEATURE"], env["LANGFUSE_SECRET_KEY"]) == \
         ("https://langfuse.example", "true", "lf-secret-1")
-    assert "LANGFUSE_SECRET_KEY" in render_host(templates, fox, SECRETS).secret_names  # masked in diffs
+    assert "LANGFUSE_SECRET_KEY" in render_host(templates, fox, SECRETS, runtimes.of(fox)).secret_names  # masked in diffs
 
 
 def test_plain_values_are_quoted_by_the_same_writer_as_secrets(repo, templates):
@@ -62,7 +62,7 @@ def test_plain_values_are_quoted_by_the_same_writer_as_secrets(repo, templates):
 def test_the_production_preset_under_the_hosts_own_vars(repo, templates):
     fox = fox_with(repo, preset="production", vars={"env": {"LITELLM_LOG": "INFO"},
                                                     "litellm_settings": {"drop_params": True}})
-    files = render_host(templates, fox, SECRETS)
+    files = render_host(templates, fox, SECRETS, runtimes.of(fox))
     block = yaml.safe_load(files.service)
     config, env = yaml.safe_load(files.config), env_pairs(files.env)
     # Zero-downtime changes: the proxy and two instances, each shaped by the preset.
@@ -88,22 +88,22 @@ def test_more_than_one_worker_with_limits_needs_redis(repo, templates, variables
     secrets = SecretValues({**SECRETS, "DATABASE_URL": "postgresql://u:p@db/l"}, SECRETS.source)
     with pytest.raises(RenderError, match=rf"host fox\): vars.workers is {variables['workers']} without "
                                           rf"vars.redis: each worker would count {re.escape(named)} on its own"):
-        render_host(templates, fox_with(repo, vars=variables), secrets)
+        render_host(templates, fox_with(repo, vars=variables), secrets, runtimes.of(fox_with(repo, vars=variables)))
     redis = {**variables, "redis": {"host": "redis.internal"}}
-    render_host(templates, fox_with(repo, vars=redis), secrets)  # shared through Redis: fine
+    render_host(templates, fox_with(repo, vars=redis), secrets, runtimes.of(fox_with(repo, vars=redis)))  # shared through Redis: fine
     own = {**variables, "router_settings": {"redis_host": "redis.internal"}}
-    render_host(templates, fox_with(repo, vars=own), secrets)  # the admin's own router Redis counts too
-    render_host(templates, fox_with(repo, vars={**variables, "workers": 1}), secrets)
+    render_host(templates, fox_with(repo, vars=own), secrets, runtimes.of(fox_with(repo, vars=own)))  # the admin's own router Redis counts too
+    render_host(templates, fox_with(repo, vars={**variables, "workers": 1}), secrets, runtimes.of(fox_with(repo, vars={**variables, "workers": 1})))
 
 
 def test_more_workers_without_anything_to_share_need_no_redis(repo, templates):
-    render_host(templates, fox_with(repo, vars={"workers": 3}), SECRETS)
+    render_host(templates, fox_with(repo, vars={"workers": 3}), SECRETS, runtimes.of(fox_with(repo, vars={"workers": 3})))
 
 
 def test_recycling_the_only_worker_is_refused(repo, templates):
     with pytest.raises(RenderError, match=r"vars.max_requests_before_restart recycles the only worker"):
-        render_host(templates, fox_with(repo, vars={"max_requests_before_restart": 1000}), SECRETS)
-    render_host(templates, fox_with(repo, vars={"workers": 2, "max_requests_before_restart": 1000}), SECRETS)
+        render_host(templates, fox_with(repo, vars={"max_requests_before_restart": 1000}), SECRETS, runtimes.of(fox_with(repo, vars={"max_requests_before_restart": 1000})))
+    render_host(templates, fox_with(repo, vars={"workers": 2, "max_requests_before_restart": 1000}), SECRETS, runtimes.of(fox_with(repo, vars={"workers": 2, "max_requests_before_restart": 1000})))
 
 
 def test_a_grace_period_shorter_than_the_request_timeout_or_the_drain_is_named():
@@ -174,7 +174,7 @@ def test_an_unknown_preset_names_the_host(repo):
 def test_a_bad_setting_is_one_error_naming_it(repo, templates, variables, message):
     fox = fox_with(repo)
     with pytest.raises(RenderError, match=re.escape(message)):
-        render_host(templates, replace(fox, vars={**fox.vars, **variables}), SECRETS)
+        render_host(templates, replace(fox, vars={**fox.vars, **variables}), SECRETS, runtimes.of(replace(fox, vars={**fox.vars, **variables})))
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:11434", "http://localhost:11434", "http://[::1]:11434",
@@ -183,5 +183,5 @@ def test_a_loopback_ollama_backend_under_bridge_networking_is_named(repo, templa
     fox = fox_with(repo, vars={"ollama_backends": ["http://ollama.example:11434", url],
                                "models": [{"name": "phi", "provider": "ollama", "model": "phi3"}]})
     with pytest.raises(RenderError, match=re.escape(f"vars.ollama_backends[1] is {url}, the container itself")):
-        render_host(templates, fox, SECRETS)
-    render_host(templates, fox.with_settings(network_mode="host"), SECRETS)
+        render_host(templates, fox, SECRETS, runtimes.of(fox))
+    render_host(templates, fox.with_settings(network_mode="host"), SECRETS, runtimes.of(fox.with_settings(network_mode="host")))

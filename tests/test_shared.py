@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from litedeploy import runtimes
 from litedeploy.envfile import env_pairs
 from litedeploy.errors import RenderError
 from litedeploy.inventory import load_inventory
@@ -39,7 +40,7 @@ def test_redis_fills_the_router_and_on_request_the_cache_the_hosts_keys_winning(
 
 def test_the_rendered_files_carry_redis_and_the_migration_switch(repo, fox):
     templates = load_templates(repo / "templates", repo / "models.yaml")
-    files = render_host(templates, gateway(fox, "fox2", migrations=False), SecretValues(SECRETS, "s"))
+    files = render_host(templates, gateway(fox, "fox2", migrations=False), SecretValues(SECRETS, "s"), runtimes.of(gateway(fox, "fox2", migrations=False)))
     config, env = yaml.safe_load(files.config), env_pairs(files.env)
     assert config["router_settings"]["redis_password"] == "os.environ/REDIS_PASSWORD"
     assert (env["REDIS_PASSWORD"], env["DISABLE_SCHEMA_UPDATE"]) == ("redis-pw", "true")
@@ -56,7 +57,7 @@ def test_the_rendered_files_carry_redis_and_the_migration_switch(repo, fox):
 def test_a_bad_redis_setting_names_the_key(repo, fox, redis, message):
     templates = load_templates(repo / "templates", repo / "models.yaml")
     with pytest.raises(RenderError, match=message):
-        render_host(templates, replace(fox, vars={**fox.vars, "redis": redis}), SecretValues(SECRETS, "s"))
+        render_host(templates, replace(fox, vars={**fox.vars, "redis": redis}), SecretValues(SECRETS, "s"), runtimes.of(replace(fox, vars={**fox.vars, "redis": redis})))
 
 
 def test_gateways_on_one_database_with_one_redis_salt_and_migrator_pass(fox):

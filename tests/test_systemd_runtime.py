@@ -32,7 +32,7 @@ def labsd(repo):
 
 @pytest.fixture
 def desired(repo, labsd):
-    return render_host(load_templates(repo / "templates", repo / "models.yaml"), labsd, SECRETS)
+    return render_host(load_templates(repo / "templates", repo / "models.yaml"), labsd, SECRETS, runtimes.of(labsd))
 
 
 def running_unit(pid: int = 41, restarts: int = 0) -> str:
@@ -80,7 +80,7 @@ def test_the_unit_runs_the_venv_as_the_service_user_and_holds_no_secret(labsd, d
 
 def test_production_vars_reach_the_unit(repo, labsd):
     host = replace(labsd, vars={**labsd.vars, "workers": 4, "memory_limit": "4g", "stop_grace_period": "60s"})
-    text = render_host(load_templates(repo / "templates", repo / "models.yaml"), host, SECRETS).service
+    text = render_host(load_templates(repo / "templates", repo / "models.yaml"), host, SECRETS, runtimes.of(host)).service
     assert "--num_workers 4" in text and "MemoryMax=4G" in text.splitlines() and "TimeoutStopSec=60s" in text
     # Several workers get a Prometheus folder of their own, made and removed by systemd.
     assert {"RuntimeDirectory=litellm", "Environment=PROMETHEUS_MULTIPROC_DIR=/run/litellm"} <= set(text.splitlines())
@@ -92,7 +92,7 @@ def test_a_unit_template_that_loses_the_env_file_is_refused(repo, tmp_path, labs
     unit_file = folder / "litellm.service.j2"
     unit_file.write_text(unit_file.read_text().replace("EnvironmentFile=", "#EnvironmentFile="))
     with pytest.raises(RenderError, match="litellm.service.j2 .host labsd.: must read its secrets from EnvironmentFile"):
-        render_host(load_templates(folder, repo / "models.yaml"), labsd, SECRETS)
+        render_host(load_templates(folder, repo / "models.yaml"), labsd, SECRETS, runtimes.of(labsd))
 
 
 def test_nothing_differs_so_nothing_happens(labsd, desired):

@@ -26,11 +26,16 @@ FACTS = (Fact("flavour", lambda value, paths: {"compose_flavour": value}),)
 
 @dataclass(frozen=True)
 class ComposeCommands:
+    """The verbs of one service of the compose file: compose creates, restarts, pulls and lists it;
+    stop, start and removal name its container, which works whatever the file holds now (a rollback
+    may have taken the service out of it already)."""
+
     validated: ClassVar[str] = "compose file"
     flavour: str
     file: str
     project: str | None
     service: str
+    container: str
 
     def _base(self) -> list[str]:
         words = ["docker", "compose"] if self.flavour == "v2" else ["docker-compose"]
@@ -51,10 +56,11 @@ class ComposeCommands:
         return self.restart() if verb == "restart" else self.up()
 
     def stop(self) -> list[str]:
-        return self._base() + ["stop", self.service]
+        """Stops it as compose would: its own stop signal, then its stop_grace_period (kept by the container)."""
+        return ["docker", "stop", self.container]
 
     def start(self) -> list[str]:
-        return self._base() + ["start", self.service]
+        return ["docker", "start", self.container]
 
     def pull(self) -> list[str]:
         return self._base() + ["pull", self.service]
@@ -72,8 +78,9 @@ class ComposeCommands:
         return line(*self.validate(candidate), Raw(">"), log, Raw("2>&1"))
 
     def remove(self) -> list[str]:
-        """Stops and removes the service's container, leaving the user's other services alone."""
-        return self._base() + ["rm", "--stop", "--force", self.service]
+        """Removes the container at once, leaving the user's other services alone (`stop` first lets
+        it finish its requests)."""
+        return ["docker", "rm", "-f", self.container]
 
 
 def compose_commands(host: Host, facts: HostFacts) -> ComposeCommands:
@@ -82,4 +89,5 @@ def compose_commands(host: Host, facts: HostFacts) -> ComposeCommands:
     # Keep the project the running container belongs to, or compose would create a second one.
     running_project = facts.state.compose_project if facts.state else None
     return ComposeCommands(facts.compose_flavour, host.docker.compose_file,
-                           host.docker.compose_project or running_project, host.service_name)
+                           host.docker.compose_project or running_project, host.service_name,
+                           host.docker.container_name)

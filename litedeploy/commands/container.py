@@ -4,9 +4,9 @@ removal, and pruning the images no kept release runs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from ..facts import Fact, GatewayState, decode, flag
+from ..facts import Fact, GatewayState, Holder, decode, flag
 from ..host import Host
 from . import Raw, line, script
 
@@ -90,7 +90,7 @@ FACTS = (
     Fact("wanted_arch", lambda value, paths: {"wanted_arch": value or None}),
     Fact("proxy_wanted_image", lambda value, paths: {"proxy_digests": _digests(value)}),
     Fact("engine", _engine),
-    Fact("port_holder", lambda value, paths: {"port_holder": value}),
+    Fact("port_holder", lambda value, paths: {"port_holder": Holder(*value.split(" ", 1))} if " " in value else {}),
 )
 
 
@@ -113,17 +113,9 @@ def execute(host: Host, command: list[str]) -> list[str]:
     return ["docker", "exec", host.docker.container_name, *command]
 
 
-def remove(host: Host) -> list[str]:
-    return ["docker", "rm", "-f", host.docker.container_name]
-
-
-def stop(host: Host) -> list[str]:
-    """Stops it as compose would: its own stop signal, then its stop_grace_period (kept by the container)."""
-    return ["docker", "stop", host.docker.container_name]
-
-
-def start(host: Host) -> list[str]:
-    return ["docker", "start", host.docker.container_name]
+def remove_all(names: Sequence[str]) -> list[str]:
+    """Removes the containers NAMES at once, running or not."""
+    return ["docker", "rm", "-f", *names]
 
 
 def reload(host: Host) -> list[str]:

@@ -6,11 +6,10 @@ Every fact is defined where its command is built (`FACTS` of `files`, `lock`, `c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
-from .. import instances, runtimes
 from ..facts import Fact, HostFacts
 from ..host import Host
 from . import compose, container, files, lock, script, unit
@@ -21,19 +20,20 @@ FACTS: Mapping[str, Fact] = {fact.key: fact for module in (files, lock, compose,
 _MERGED = {field.name for field in fields(HostFacts) if field.name in ("real_paths", "not_files", "not_text", "instances")}
 
 
-def gather(host: Host, lock_owner: dict | None = None, break_lock: bool = False) -> str:
-    """The lock first (breaking a stale one when told to), then the managed files, then the runtime's
-    questions."""
-    runtime = runtimes.of(host)
+def gather(host: Host, managed: Mapping[str, str], questions: Sequence[str], lock_owner: dict | None = None,
+           break_lock: bool = False) -> str:
+    """The lock first (breaking a stale one when told to), then the MANAGED files (by the fact that
+    carries each one's text), then the runtime's QUESTIONS."""
     return script(lock.break_stale(host) if break_lock else None,
                   lock.take(host, lock_owner) if lock_owner is not None else None,
-                  files.contents(host, runtime.managed_files(host)), *runtime.questions(host))
+                  files.contents(host, managed), *questions)
 
 
-def parse_facts(output: str, host: Host | None = None) -> HostFacts:
-    """`KEY VALUE` lines -> HostFacts (lines of no known fact are skipped). With the host, managed
-    paths are reported by their names (symlinks, non-files, non-text)."""
-    managed = runtimes.of(host).managed_files(host) if host else {}
+def parse_facts(output: str, managed: Mapping[str, str] | None = None) -> HostFacts:
+    """`KEY VALUE` lines -> HostFacts (lines of no known fact are skipped). With the MANAGED files
+    (`gather`'s), their paths are reported by their names (symlinks, non-files, non-text), and behind
+    a front door the gateway's state is the live instance's."""
+    managed = managed or {}
     found: dict[str, Any] = {}
     for line in output.splitlines():
         key, _, value = line.partition(" ")
@@ -46,6 +46,6 @@ def parse_facts(output: str, host: Host | None = None) -> HostFacts:
             found[name] = parsed
     facts = HostFacts(**{"service_text": None, "config_text": None, "env_text": None, "compose_flavour": None,
                          "state": None, **found})
-    # Behind vars.zero_downtime's proxy, the gateway is the instance its configuration names.
-    live = instances.live_color(facts.proxy_text) if host else None
+    # Behind the front door, the gateway is the instance its configuration names.
+    live = facts.live if managed else None
     return replace(facts, state=facts.instances[live]) if live and live in facts.instances else facts

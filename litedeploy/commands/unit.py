@@ -105,13 +105,11 @@ class UnitCommands:
         return self._systemctl("restart")
 
     def bringing_up(self, verb: str) -> list[str] | str:
+        """The command for a plan's restart verb: "restart" (config and env only) or "up" (a new unit or venv)."""
         return self.restart() if verb == "restart" else self.up()
 
-    def stop(self) -> list[str]:
-        return self._systemctl("stop")
-
-    def reload_and_stop(self) -> str:
-        """Stops the unit as its file now says (a rollback has just put back the previous one)."""
+    def stop(self) -> str:
+        """Stops the unit as its file now says (a rollback may have just put back the previous one)."""
         return script("systemctl daemon-reload", line(*self._systemctl("stop")))
 
     def start(self) -> list[str]:

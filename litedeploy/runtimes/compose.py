@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from packaging.version import Version
 
-from .. import instances
 from ..advisories import release_version
 from ..commands import container, files, line, script
 from ..commands.compose import FLAVOUR, ComposeCommands, compose_commands
@@ -29,110 +27,144 @@ from ..composefile import (
     served_port,
 )
 from ..errors import ComposeFileError, DeployError, RenderError, parse_yaml
-from ..facts import GatewayState, HostFacts
-from ..host import Host
+from ..facts import GatewayState, Holder, HostFacts
+from ..host import COLORS, FrontDoor, Host
 from ..images import ImageRef, resolve_image
-from ..plan import FileChange, Plan, changed_files, switch_verb
-from ..render import DesiredFiles
+from ..plan import DesiredFiles, FileChange, Verb
 from ..settings import grace_warnings
-from .base import Puller, Removal, Rendering, Runtime
+from .base import DoorPart, Driver, Puller, Removal, Rendering, Runtime, ServiceFile, WhatRuns
 
 # The first Docker Engine whose image inspect lacks the ContainerConfig key docker-compose v1 reads
 # when it recreates a container (docker/compose#11742: `KeyError: 'ContainerConfig'`, the old
 # container renamed and left stopped).
 V1_LAST_ENGINE = 24
+# Where the official HAProxy image reads its configuration; the proxy's folder on the host is mounted there.
+PROXY_CONFIG_DIR = "/usr/local/etc/haproxy"
+DEFAULT_GRACE = "10s"  # docker stop's default
 
 
-class DockerCompose(Runtime):
-    kind = "container"
-    what_runs = "the image"
+class ComposeBlock(ServiceFile):
+    """Our marked block in the host's compose file."""
+
+    template = "compose-service.yml.j2"
     release_file = "compose.yml"
-    service_template = "compose-service.yml.j2"
-    default_grace = "10s"  # docker stop's default
-    rejected = ComposeFileError
-    proxy_template = "compose-proxy.yml.j2"
 
-    def proxy_admin_socket(self, host: Host) -> str:
-        return "/var/lib/haproxy/admin.sock"  # the official image's state folder, the haproxy user's
-
-    def render_instances(self, host: Host, rendered: Rendering) -> tuple[str, str | None]:
-        """Our block holds the proxy's service and both instances' (the gateway's template for each)."""
-        proxy = instances.proxy(host)
-        pieces = [rendered(self.proxy_template, proxy=proxy,
-                           proxy_dir=posixpath.dirname(instances.proxy_config_path(host)),
-                           proxy_config_dir=instances.PROXY_CONFIG_DIR, proxy_image=instances.proxy_image(host))]
-        pieces += [rendered(self.service_template, host=self.instance(host, color)) for color in instances.COLORS]
-        return "".join(pieces), None
-
-    def runs_instances(self, host: Host, text: str) -> bool:
-        return f"  {instances.proxy(host).service_name}:" in text.splitlines()
-
-    def with_proxy(self, host: Host, facts: HostFacts, upgrade: bool, pull: Puller | None) -> Host:
-        """HOST with its proxy image pinned to the registry digest, as the gateway's: the one our
-        block runs, or the host's copy of the tag, or (PULL given) the tag pulled; an upgrade
-        pulls it again. Without PULL, as hosts.yaml names it where a pull would be needed."""
-        if not instances.enabled(host):
-            return host
-        wanted = instances.proxy_image(host)
-        deployed = served_image(facts.service_text or "", instances.proxy(host).service_name)
-        pinned = resolve_image(wanted, deployed, facts.proxy_digests, fresh=upgrade)
-        if pinned is None and pull is not None:
-            pinned = resolve_image(wanted, None, pull(wanted))
-        return replace(host, vars={**host.vars, "proxy_image": pinned or wanted})
-
-    def proxy_up(self, host: Host, facts: HostFacts) -> list[str]:
-        """Creates the proxy's container, or recreates it where our block changed it; else leaves it."""
-        return compose_commands(instances.proxy(host), facts).up()
-
-    def proxy_reload(self, host: Host) -> list[str]:
-        return container.reload(instances.proxy(host))
-
-    def leftovers(self, host: Host, zero_downtime: bool) -> list[str]:
-        return [] if zero_downtime else [instances.proxy_config_path(host)]
-
-    def start(self, host: Host) -> list[str]:
-        return container.start(host)
-
-    def settings_error(self, settings: Mapping[str, Any]) -> str | None:
-        if settings["image"] is None:
-            return "'image' is required (a LiteLLM release such as ghcr.io/berriai/litellm:v1.84.0)"
-        return None
-
-    def claims(self, host: Host) -> Sequence[tuple[str, Any, Any]]:
-        return (("container_name", host.docker.container_name, None), ("service_name", host.service_name, host.docker.compose_file),
-                ("marker", host.docker.marker, host.docker.compose_file))
-
-    def service_file(self, host: Host) -> str:
+    def path(self, host: Host) -> str:
         return host.docker.compose_file
 
-    def holder(self, host: Host) -> str:
-        return f"container {host.docker.container_name}"
+    def check(self, text: str, host: Host, gateways: Sequence[Host]) -> None:
+        where = f"templates/{self.template} (host {host.name})"
+        block = parse_yaml(text, f"{where}: the rendered service block", RenderError)
+        names = [gateway.service_name for gateway in gateways]
+        if not isinstance(block, dict) or list(block) != names:
+            raise RenderError(f"{where}: must render exactly the services {', '.join(map(repr, names))}")
+
+    def part(self, host: Host, text: str, source: str) -> str | None:
+        """Our marked block: the rest of the compose file may have changed since, and stays as it is."""
+        return block_text(text, Markers.from_template(host.docker.marker), source)
+
+    def files(self, host: Host, desired: DesiredFiles, facts: HostFacts, service_path: str,
+              gateways: Sequence[Host]) -> tuple[list[FileChange], tuple[str, ...]]:
+        compose_file = host.docker.compose_file
+        source = f"{host.name}:{compose_file}"
+        if facts.docker_unreachable:
+            raise DeployError(f"{host.name}: the Docker engine does not answer {host.ssh_user} (docker version "
+                              "failed): start it (systemctl start docker) or give the user access to its socket")
+        for path in facts.not_files:
+            error = ComposeFileError if path == compose_file else DeployError
+            raise error(f"{host.name}:{path}: is not a regular file (a directory?); it must name a file")
+        if compose_file in facts.not_text:
+            raise ComposeFileError(f"{source}: is not UTF-8 text; litedeploy edits compose files as text only")
+        markers = Markers.from_template(host.docker.marker)
+        names = [gateway.service_name for gateway in gateways]
+        if facts.service_text and facts.service_text.strip():
+            check_compose(facts.service_text, None, source)
+            for name in names:
+                check_unmanaged_service(facts.service_text, name, markers, source)
+        compose_text = replace_block(facts.service_text or "", desired.service, markers, source)
+        for name in names:
+            check_compose(compose_text, name, f"{source} (after the edit)")
+        wanted = [FileChange(compose_file, facts.service_text, compose_text, "0644", keep_owner=True, validated=True),
+                  FileChange(host.env_path, facts.env_text, desired.env, self.env_access(host)[1], secret=True),
+                  FileChange(host.config_path, facts.config_text, desired.config, "0644")]
+        warnings = plaintext_secrets_warning(host, facts.service_text or "", desired.secret_names) + tuple(
+            grace_warnings(host.vars, DEFAULT_GRACE))
+        if ImageRef.parse(host.docker.image).moving:
+            warnings += (f"image {host.docker.image} is a tag that moves every week; name a release in hosts.yaml "
+                         "(ghcr.io/berriai/litellm:v1.110.2) so every host runs what was tested",)
+        return wanted, warnings
+
+    def in_place_verb(self, host: Host, changed: set[str], facts: HostFacts, desired: DesiredFiles) -> Verb | None:
+        """`restart` re-reads config.yaml but keeps the container; compose or env changes need `up`.
+        A config-only change to a stopped or crash-looping container also takes `restart`: `up` would
+        see an unchanged service and leave it as it is."""
+        if facts.state is None or changed & {host.docker.compose_file, host.env_path}:
+            return Verb.UP
+        if host.config_path in changed:
+            return Verb.RESTART
+        return None if facts.state.running else Verb.UP
+
+    def served(self, host: Host, text: str | None) -> str | None:
+        """The image our block runs: its gateway's, or (behind the front door) its instances' one image."""
+        return served_image(text or "", host.service_name) or served_image(
+            text or "", DOOR.instance(host, COLORS[0], 0).service_name)
+
+    def served_port(self, host: Host, text: str | None) -> int | None:
+        return served_port(text or "", host.service_name)
 
     def env_access(self, host: Host) -> tuple[str, str]:
         return "root", "0600"  # compose reads it as root
 
-    def check_service(self, text: str, host: Host) -> None:
-        where = f"templates/{self.service_template} (host {host.name})"
-        block = parse_yaml(text, f"{where}: the rendered service block", RenderError)
-        names = service_names(host)
-        if not isinstance(block, dict) or list(block) != names:
-            raise RenderError(f"{where}: must render exactly the services {', '.join(map(repr, names))}")
-
-    def service_part(self, host: Host, text: str, source: str) -> str | None:
-        """Our marked block: the rest of the compose file may have changed since, and stays as it is."""
-        return block_text(text, Markers.from_template(host.docker.marker), source)
-
     def loopback_is_own(self, host: Host) -> bool:
         return host.docker.network_mode == "bridge"
 
-    def questions(self, host: Host) -> list[str]:
+
+class Image(WhatRuns):
+    """An image reference, pinned to its registry digest."""
+
+    def wanted(self, host: Host) -> str:
+        return host.docker.image
+
+    def pinned(self, host: Host, facts: HostFacts, upgrade: bool) -> str | None:
+        """The image reference our block should run (the digest pinned), or None until the host pulls
+        hosts.yaml's image; `describe` and `config.diff` compare against this, as a deploy would write."""
+        deployed = BLOCK.served(host, facts.service_text)
+        return resolve_image(host.docker.image, deployed, facts.wanted_digests, fresh=upgrade)
+
+    def running(self, host: Host, runs: str) -> Host:
+        return host.with_settings(image=runs)
+
+    def version(self, runs: str | None) -> Version | None:
+        """From the image's tag (`...:v1.84.0@sha256:...`)."""
+        return release_version(ImageRef.parse(runs).tag if runs else None)
+
+    def same_release(self, deployed: str, wanted: str, upgrade: bool) -> bool:
+        """The same image, tag and all, unless an upgrade pulls the tag again."""
+        return not upgrade and ImageRef.parse(deployed).unpinned == ImageRef.parse(wanted).unpinned
+
+    def refusal(self, runs: str, arch: str | None, facts: HostFacts) -> str | None:
+        return arch_refusal(runs, arch, facts.engine_arch)
+
+    def prune(self, host: Host, runs: str, releases_dir: str) -> str:
+        return container.prune_images(ImageRef.parse(runs).name, releases_dir)
+
+    def now(self, host: Host, facts: HostFacts) -> str:
+        return facts.state.image if facts.state else host.docker.image
+
+    def details(self, host: Host, runs: str, state: GatewayState | None, digests: Sequence[str]) -> tuple[str, ...]:
+        return ("image", runs, (state.image_id if state else "")[:19], ", ".join(digests) or
+                "no registry digest (local image)")
+
+
+class Containers(Driver):
+    """The gateway's container, through compose and the Docker CLI."""
+
+    def questions(self, host: Host, extra: Sequence[str] = ()) -> list[str]:
         """Run side by side, each answer in a file of its own printed in order (on a host the compose
         CLI alone takes tens of milliseconds to answer); one after another where no temporary folder
         can be made (a full /tmp must not stop a deploy from reading the host)."""
-        asked = [FLAVOUR, container.state(host, digests=True), container.wanted_image(host.docker.image), container.ENGINE,
-                 self._instance_states(host)]
-        if instances.enabled(host):
-            asked.append(container.wanted_image(instances.proxy_image(host), prefix="proxy_"))
+        asked = [FLAVOUR, container.state(host, digests=True), container.wanted_image(host.docker.image),
+                 container.ENGINE, *extra]
         return [script(
             "if t=$(mktemp -d 2>/dev/null); then",
             [f"  ( {question} ) > \"$t/{index}\" &" for index, question in enumerate(asked)],
@@ -143,97 +175,10 @@ class DockerCompose(Runtime):
             "true",
         )]
 
-    def _instance_states(self, host: Host) -> str:
-        """vars.zero_downtime's containers; on a host without it, only where its proxy configuration
-        is left (the setting was just turned off), so other hosts ask nothing more."""
-        asked = script(*[container.state(self.instance(host, color), key=f"container_{color}")
-                         for color in instances.COLORS],
-                       container.state(instances.proxy(host), key="container_proxy"))
-        if instances.enabled(host):
-            return asked
-        return f"if [ -f {line(instances.proxy_config_path(host))} ]; then\n{asked}\nfi"
+    def state(self, host: Host, role: str | None = None) -> str:
+        return container.state(host, key=f"container_{role}" if role else "container")
 
-    def state(self, host: Host) -> str:
-        return container.state(host)
-
-    def plan(self, host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
-        source = f"{host.name}:{host.docker.compose_file}"
-        if facts.docker_unreachable:
-            raise DeployError(f"{host.name}: the Docker engine does not answer {host.ssh_user} (docker version "
-                              "failed): start it (systemctl start docker) or give the user access to its socket")
-        for path in facts.not_files:
-            error = ComposeFileError if path == host.docker.compose_file else DeployError
-            raise error(f"{host.name}:{path}: is not a regular file (a directory?); it must name a file")
-        if host.docker.compose_file in facts.not_text:
-            raise ComposeFileError(f"{source}: is not UTF-8 text; litedeploy edits compose files as text only")
-        markers = Markers.from_template(host.docker.marker)
-        if facts.service_text and facts.service_text.strip():
-            check_compose(facts.service_text, None, source)
-            for name in service_names(host):
-                check_unmanaged_service(facts.service_text, name, markers, source)
-        compose_text = replace_block(facts.service_text or "", desired.service, markers, source)
-        for name in service_names(host):
-            check_compose(compose_text, name, f"{source} (after the edit)")
-        wanted = [FileChange(host.docker.compose_file, facts.service_text, compose_text, "0644", keep_owner=True,
-                             validated=True),
-                  FileChange(host.env_path, facts.env_text, desired.env, self.env_access(host)[1], secret=True),
-                  FileChange(host.config_path, facts.config_text, desired.config, "0644")]
-        changes = changed_files(wanted, facts)
-        warnings = plaintext_secrets_warning(host, facts.service_text or "", desired.secret_names) + tuple(
-            grace_warnings(host.vars, self.default_grace))
-        if ImageRef.parse(host.docker.image).moving:
-            warnings += (f"image {host.docker.image} is a tag that moves every week; name a release in hosts.yaml "
-                         "(ghcr.io/berriai/litellm:v1.110.2) so every host runs what was tested",)
-        switching = instances.enabled(host) or instances.live_color(facts.proxy_text)
-        restart = switch_verb(host, changes, desired, facts) if switching else restart_verb(host, changes, facts)
-        return Plan(changes, restart, warnings)
-
-    def served(self, host: Host, text: str | None) -> str | None:
-        """The image our block runs: its gateway's, or (vars.zero_downtime) its instances' one image."""
-        return served_image(text or "", host.service_name) or served_image(
-            text or "", self.instance(host, instances.COLORS[0]).service_name)
-
-    def served_port(self, host: Host, text: str | None) -> int | None:
-        return served_port(text or "", host.service_name)
-
-    def running_version(self, runs: str | None) -> Version | None:
-        """From the image's tag (`...:v1.84.0@sha256:...`)."""
-        return release_version(ImageRef.parse(runs).tag if runs else None)
-
-    def same_release(self, deployed: str, wanted: str, upgrade: bool) -> bool:
-        """The same image, tag and all, unless an upgrade pulls the tag again."""
-        return not upgrade and ImageRef.parse(deployed).unpinned == ImageRef.parse(wanted).unpinned
-
-    def refusal(self, facts: HostFacts, restart: str | None) -> str | None:
-        return compose_v1_refusal(facts, restart)
-
-    def run_refusal(self, runs: str, arch: str | None, facts: HostFacts) -> str | None:
-        return arch_refusal(runs, arch, facts.engine_arch)
-
-    def wanted(self, host: Host) -> str:
-        return host.docker.image
-
-    def pinned(self, host: Host, facts: HostFacts, upgrade: bool) -> str | None:
-        """The image reference our block should run (the digest pinned), or None until the host pulls
-        hosts.yaml's image; `describe` and `config.diff` compare against this, as a deploy would write."""
-        deployed = self.served(host, facts.service_text)
-        return resolve_image(host.docker.image, deployed, facts.wanted_digests, fresh=upgrade)
-
-    def running(self, host: Host, runs: str) -> Host:
-        return host.with_settings(image=runs)
-
-    def running_now(self, host: Host, facts: HostFacts) -> str:
-        return facts.state.image if facts.state else host.docker.image
-
-    def ports(self, host: Host, state: GatewayState | None) -> tuple[str, ...]:
-        if state and state.network_mode == "host":
-            return (f"host network, {host.local_address}:{host.port}",)
-        return state.ports if state else ()
-
-    def runs_line(self, host: Host, runs: str, image_id: str, digests: Sequence[str]) -> str:
-        return f"  image   {runs}  {image_id[:19]}  {', '.join(digests) or 'no registry digest (local image)'}"
-
-    def commands(self, host: Host, facts: HostFacts) -> ComposeCommands:
+    def verbs(self, host: Host, facts: HostFacts) -> ComposeCommands:
         return compose_commands(host, facts)
 
     def logs(self, host: Host, tail: int, follow: bool = False, since: str | None = None) -> list[str]:
@@ -245,23 +190,27 @@ class DockerCompose(Runtime):
     def environment(self, host: Host) -> list[str]:
         return container.execute(host, ["env"])
 
-    def stop(self, host: Host) -> list[str]:
-        return container.stop(host)
+    def holder(self, host: Host) -> Holder:
+        return Holder("container", host.docker.container_name)
 
-    def remove(self, host: Host) -> list[str]:
-        return container.remove(host)
+    def refusal(self, facts: HostFacts, verb: Verb | None) -> str | None:
+        return compose_v1_refusal(facts, verb)
 
-    def prune(self, host: Host, runs: str, releases_dir: str) -> str:
-        return container.prune_images(ImageRef.parse(runs).name, releases_dir)
+    def ports(self, host: Host, state: GatewayState | None) -> tuple[str, ...]:
+        if state and state.network_mode == "host":
+            return (f"host network, {host.local_address}:{host.port}",)
+        return state.ports if state else ()
 
-    def removal(self, host: Host, facts: HostFacts, deploy_id: str) -> Removal:
-        """Like blockinfile's state=absent: the container removed, our block taken out of the
-        compose file (backed up, validated), or the file among the backups where it held only ours."""
+    def removal(self, host: Host, facts: HostFacts, deploy_id: str, door: Sequence[Host],
+                door_paths: Sequence[str]) -> Removal:
+        """Like blockinfile's state=absent: the container stopped (its requests finished) and removed,
+        our block taken out of the compose file (backed up, validated), or the file among the backups
+        where it held only ours; the front door's containers and configuration where the host has them."""
         planned = plan_remove(host, facts)
-        removal = Removal(changed=tuple(planned.changed), restart="removed" if planned.container else None,
-                          install=planned.compose)
+        removal = Removal(changed=tuple(planned.changed), removed=planned.container, install=planned.compose)
         if planned.container:
-            removal = replace(removal, before=(compose_commands(host, facts).remove(),),
+            verbs = compose_commands(host, facts)
+            removal = replace(removal, before=(verbs.stop(), verbs.remove()),
                               done=(f"removed container {host.docker.container_name}",))
         if planned.compose:
             removal = replace(removal, done=(*removal.done, f"took the {host.service_name} block out of "
@@ -270,22 +219,76 @@ class DockerCompose(Runtime):
             removal = replace(removal, after=(files.take_away(host, planned.take_away, deploy_id),),
                               done=(*removal.done, f"moved {planned.take_away}, which held only the "
                                                    f"{host.service_name} service, to {host.backup_dir}"))
-        if facts.instances:  # vars.zero_downtime's proxy and instances (and a single gateway, if any is left)
-            names = [host.docker.container_name, instances.proxy(host).docker.container_name,
-                     *(self.instance(host, color).docker.container_name for color in instances.COLORS)]
-            removal = replace(removal, restart="removed", before=(line("docker", "rm", "-f", *names) + " >/dev/null 2>&1 || true",),
-                              after=(*removal.after, files.take_away(host, instances.proxy_config_path(host), deploy_id)),
-                              done=(f"removed containers {', '.join(names[1:])}",
-                                    *(done for done in removal.done if not done.startswith("removed container "))))
+        if facts.instances:  # the front door's proxy and instances (and a single gateway, if any is left)
+            names = [host.docker.container_name, *(gateway.docker.container_name for gateway in door)]
+            removal = replace(removal, removed=True, before=(
+                                  line(*container.remove_all(names)) + " >/dev/null 2>&1 || true",),
+                              after=(*removal.after, *(files.take_away(host, path, deploy_id) for path in door_paths)),
+                              done=(f"removed containers {', '.join(names[1:])}", *removal.done[1 if planned.container
+                                                                                               else 0:]))
         return removal
 
 
-RUNTIME = DockerCompose()
+class ComposeDoor(DoorPart):
+    """The proxy in a container of our block on the host's network, the instances beside it."""
+
+    def instance(self, host: Host, color: str, port: int) -> Host:
+        """Its own container, compose service and loopback port; the rest (image, files, settings) the host's."""
+        return host.with_settings(container_name=f"{host.docker.container_name}-{color}",
+                                  service_name=f"{host.service_name}-{color}", port=port, bind="127.0.0.1")
+
+    def proxy(self, host: Host) -> Host:
+        return host.with_settings(container_name=f"{host.docker.container_name}-proxy",
+                                  service_name=f"{host.service_name}-proxy")
+
+    def render(self, host: Host, door: FrontDoor, gateways: Sequence[Host],
+               rendered: Rendering) -> tuple[str, str | None]:
+        """Our block holds the proxy's service and both instances' (the gateway's template for each)."""
+        proxy, *instances = gateways
+        pieces = [rendered("compose-proxy.yml.j2", proxy=proxy, proxy_dir=posixpath.dirname(door.config_path),
+                           proxy_config_dir=PROXY_CONFIG_DIR, proxy_image=door.image)]
+        pieces += [rendered(BLOCK.template, host=instance) for instance in instances]
+        return "".join(pieces), None
+
+    def service_file(self, host: Host) -> str:
+        return host.docker.compose_file
+
+    def runs_instances(self, host: Host, text: str) -> bool:
+        return f"  {self.proxy(host).service_name}:" in text.splitlines()
+
+    def admin_socket(self, host: Host) -> str:
+        return "/var/lib/haproxy/admin.sock"  # the official image's state folder, the haproxy user's
+
+    def questions(self, host: Host, door: FrontDoor) -> list[str]:
+        return [container.wanted_image(door.image, prefix="proxy_")]
+
+    def pinned_image(self, host: Host, image: str, facts: HostFacts, upgrade: bool, pull: Puller | None) -> str:
+        """The proxy's image pinned to the registry digest, as the gateway's: the one our block runs,
+        or the host's copy of the tag, or (PULL given) the tag pulled; an upgrade pulls it again.
+        Without PULL, as hosts.yaml names it where a pull would be needed."""
+        deployed = served_image(facts.service_text or "", self.proxy(host).service_name)
+        pinned = resolve_image(image, deployed, facts.proxy_digests, fresh=upgrade)
+        if pinned is None and pull is not None:
+            pinned = resolve_image(image, None, pull(image))
+        return pinned or image
+
+    def up(self, host: Host, facts: HostFacts) -> list[str]:
+        """Creates the proxy's container, or recreates it where our block changed it; else leaves it."""
+        return compose_commands(self.proxy(host), facts).up()
+
+    def reload(self, host: Host) -> list[str]:
+        return container.reload(self.proxy(host))
 
 
-def compose_v1_refusal(facts: HostFacts, restart: str | None) -> str | None:
+BLOCK = ComposeBlock()
+DOOR = ComposeDoor()
+RUNTIME = Runtime(kind="container", what_runs="the image", default_grace=DEFAULT_GRACE, service=BLOCK,
+                  release=Image(), driver=Containers(), door=DOOR, rejected=ComposeFileError)
+
+
+def compose_v1_refusal(facts: HostFacts, verb: Verb | None) -> str | None:
     """Why docker-compose v1 may not recreate the container on this engine, or None."""
-    if facts.compose_flavour != "v1" or restart != "up" or facts.state is None or not facts.engine_version:
+    if facts.compose_flavour != "v1" or verb != Verb.UP or facts.state is None or not facts.engine_version:
         return None
     major = re.match(r"\d+", facts.engine_version)
     if not major or int(major.group()) <= V1_LAST_ENGINE:
@@ -305,33 +308,14 @@ def arch_refusal(image: str, image_arch: str | None, engine_arch: str | None) ->
             "multi-platform one")
 
 
-def service_names(host: Host) -> list[str]:
-    """The services our block defines: the gateway's, or with vars.zero_downtime the proxy's and both instances'."""
-    if not instances.enabled(host):
-        return [host.service_name]
-    return [instances.proxy(host).service_name, *(RUNTIME.instance(host, c).service_name for c in instances.COLORS)]
-
-
-def restart_verb(host: Host, changes: Sequence[FileChange], facts: HostFacts) -> str | None:
-    """`restart` re-reads config.yaml but keeps the container; compose or env changes need `up`.
-    A config-only change to a stopped or crash-looping container also takes `restart`: `up` would
-    see an unchanged service and leave it as it is."""
-    changed = {change.path for change in changes}
-    if facts.state is None or changed & {host.docker.compose_file, host.env_path}:
-        return "up"
-    if host.config_path in changed:
-        return "restart"
-    return None if facts.state.running else "up"
-
-
 def plaintext_secrets_warning(host: Host, compose_text: str, secret_names: tuple[str, ...]) -> tuple[str, ...]:
     """A compose file taken over (the old role wrote the master key into `environment:`) may hold
     our secrets in plain text: they now move to the env file, and the old ones should be rotated."""
     found = [name for name in secret_names if re.search(rf"\b{re.escape(name)}\s*[=:]\s*[^\s$]", compose_text)]
     if not found:
         return ()
-    return (f"{host.docker.compose_file} held {', '.join(found)} in plain text; its backup in {host.backup_dir} is 0600 "
-            f"and the secrets now live in {host.env_path}; rotate them (inv secrets.rotate --host {host.name})",)
+    return (f"{host.docker.compose_file} held {', '.join(found)} in plain text; its backup in {host.backup_dir} is "
+            f"0600 and the secrets now live in {host.env_path}; rotate them (inv secrets.rotate --host {host.name})",)
 
 
 @dataclass(frozen=True)
@@ -351,13 +335,15 @@ class RemovePlan:
 
 
 def plan_remove(host: Host, facts: HostFacts) -> RemovePlan:
-    source = f"{host.name}:{host.docker.compose_file}"
+    compose_file = host.docker.compose_file
+    source = f"{host.name}:{compose_file}"
     markers = Markers.from_template(host.docker.marker)
     compose = None
     if facts.service_text and find_block(facts.service_text, markers, source):
         remaining = remove_block(facts.service_text, markers, source)
-        if only_empty_services(remaining) and host.docker.compose_file not in facts.real_paths:
-            return RemovePlan(facts.state is not None, None, take_away=host.docker.compose_file)
+        if only_empty_services(remaining) and compose_file not in facts.real_paths:
+            return RemovePlan(facts.state is not None, None, take_away=compose_file)
         check_compose(remaining, None, source)  # decided before the container goes, not after
-        compose = FileChange(host.docker.compose_file, facts.service_text, remaining, "0644", keep_owner=True, validated=True)
+        compose = FileChange(compose_file, facts.service_text, remaining, "0644", keep_owner=True, validated=True)
     return RemovePlan(facts.state is not None, compose)
+

@@ -6,13 +6,13 @@ something for a container, says so."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from operator import methodcaller
 from typing import TYPE_CHECKING
 
 from invoke import task
 
-from .. import instances
+from ..frontdoor import topology
+from ..plan import Verb
 from .target import HOSTS, on_each_host, reports_errors
 
 if TYPE_CHECKING:
@@ -24,20 +24,20 @@ def _on_service(c, host: str | None, verb: Callable[[ServiceCommands], list[str]
     from ..session import opened
 
     def act(project, target):
-        if switches and instances.enabled(target):  # restart, up: a switch to the other instance
+        if switches and topology(target).restart_verb() is Verb.SWITCH:  # restart, up: to the other instance
             from ..deploy import restart as switch_instances
             result = switch_instances(project, target)
             print(f"{target.name}: {done}; switched to a new instance answering after {result.health_seconds:.1f} s")
             return
         with opened(target) as session:
             remote = session.remote
-            # With vars.zero_downtime, the live instance (the proxy is deploy's to change).
+            # Behind the front door, the live instance (the proxy is deploy's to change).
             facts = session.facts()  # one round trip: the live instance comes with the rest
             gateway = session.serving(facts)
-            command = verb(session.runtime.commands(gateway, facts))
+            command = verb(session.verbs(facts, gateway))
             seconds = None
             if wait:
-                seconds = replace(session, host=gateway).start_and_wait(command)
+                seconds = session.driving(gateway).start_and_wait(command)
             else:
                 output = remote.run(command).stdout
                 if show_output:

@@ -37,11 +37,11 @@ def diff(c, host=None, profile=None):
 
     def act(project, target):
         secrets = host_secrets(target)
-        render_host(project.templates, target, secrets)
+        runtime = runtimes.of(target)
+        render_host(project.templates, target, secrets, runtime)
         with opened(target, secrets) as session:
             facts = session.facts()
-        runtime = runtimes.of(target)
-        changes = runtime.plan(target, render_host(project.templates, runtime.as_deployed(target, facts), secrets),
+        changes = session.plan(render_host(project.templates, session.as_deployed(facts), secrets, runtime),
                                facts).changes
         for change in changes:
             print(file_diff(change, session.redact), end="")
@@ -64,9 +64,10 @@ def render(c, host=None, output=None, profile=None):
 
     def act(project, target):
         secrets = host_secrets(target)
-        files = render_host(project.templates, target, secrets)
+        runtime = runtimes.of(target)
+        files = render_host(project.templates, target, secrets, runtime)
         rendered = {"config.yaml": Redactor.of(secrets)(files.config), "litellm.env": masked_env(files.env),
-                    runtimes.of(target).service_template.removesuffix(".j2"): files.service}
+                    runtime.service.template.removesuffix(".j2"): files.service}
         if output:
             folder = Path(output) / target.name
             folder.mkdir(parents=True, exist_ok=True)

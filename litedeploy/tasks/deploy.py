@@ -20,7 +20,6 @@ from .target import (
     whole_number,
 )
 
-MANAGED_FILES = 3  # the compose file, config.yaml, litellm.env
 ACCEPT_RISK = ("go ahead although the release is affected by this critical LiteLLM advisory (its GHSA or CVE "
                "id; repeat for several); see litellm.yaml")
 JSON = "print one JSON object per host (result, changes, restart, image, timings, error) instead of text"
@@ -89,8 +88,8 @@ def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **option
         result = _deploy_one(project, target, **options)
     print(report_of(result, check, diff), end="")
     if not check:
-        print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
-                    health=result.health_seconds))
+        print(recap(target.name, managed=result.plan.managed, changed=len(result.plan.changes),
+                    restart=result.plan.restart, health=result.health_seconds))
     if to and project.inventory.host(target.name).docker.image != target.docker.image:
         print(f"{target.name}: hosts.yaml still names {project.inventory.host(target.name).docker.image}: set image: "
               f"{target.docker.image} there, or the next deploy goes back to it", file=sys.stderr)
@@ -116,8 +115,8 @@ def rollback(c, host=None, to=None, break_lock=False, lock_timeout="60", yes=Fal
                                           lock_timeout=wait)
         print(f"{target.name}: back to release {release}")
         print(summary(result))
-        print(recap(target.name, changed=len(result.plan.changes), restart=result.plan.restart,
-                    health=result.health_seconds))
+        print(recap(target.name, managed=result.plan.managed, changed=len(result.plan.changes),
+                    restart=result.plan.restart, health=result.health_seconds))
     on_each_host(c, host, back)
 
 
@@ -208,10 +207,10 @@ def summary(result) -> str:
             f"{len(result.models)} models listed")
 
 
-def recap(host: str, changed: int, restart: str | None = None, health: float | None = None,
+def recap(host: str, changed: int, restart: str | None = None, health: float | None = None, managed: int = 0,
           failed: bool = False, rolled_back: bool = False) -> str:
-    """One Ansible-style recap line per host."""
-    ok = 0 if failed else MANAGED_FILES - changed
+    """One Ansible-style recap line per host: of the MANAGED files the plan compared, those left ok."""
+    ok = 0 if failed else managed - changed
     parts = [f"RECAP {host:<12} ok={ok} changed={changed} failed={int(failed)}",
              f"restarted={restart or 'no'}"]
     if health is not None:

@@ -53,7 +53,7 @@ def status(c, host=None, json_=False):
     from ..errors import VerifyError
     from ..render import render_host
     from ..session import host_secrets, opened
-    from ..status import describe, uptime
+    from ..status import describe, runs_line, uptime
     from ..verify import draining, wait_until_live
 
     def show(project, target):
@@ -65,13 +65,11 @@ def status(c, host=None, json_=False):
             except (VerifyError, OSError):
                 answering = False
             drains = not answering and facts.state is not None and draining(session.gateway)
-        target = running_profile(project, target, facts)
-        runtime = runtimes.of(target)
-        desired = render_host(project.templates,
-                              runtime.as_deployed(target, facts),
-                              secrets)
-        report = replace(describe(target, facts, desired, answering, datetime.now(timezone.utc), project.releases),
-                         draining=drains)
+        session = session.for_host(running_profile(project, target, facts))
+        target, runtime, layout = session.host, session.runtime, session.layout
+        desired = render_host(project.templates, session.as_deployed(facts), secrets, runtime)
+        report = replace(describe(target, runtime, layout, facts, desired, answering, datetime.now(timezone.utc),
+                                  project.releases), draining=drains)
         if json_:
             print(json.dumps(asdict(report)))
         else:
@@ -79,7 +77,7 @@ def status(c, host=None, json_=False):
             print(f"{report.host}: {report.state}{health}, {'answering' if report.answering else 'draining' if report.draining else 'NOT answering'}, "
                   f"up {uptime(report.uptime_seconds)}, restarts {report.restarts}, exit code {report.exit_code}, "
                   f"profile {report.profile}")
-            print(runtime.runs_line(target, report.image, report.image_id, report.digests))
+            print(runs_line(report))
             print(f"  ports   {', '.join(report.ports) or '-'}")
             if report.live:
                 print(f"  proxy   {report.live}")
@@ -176,10 +174,10 @@ def exec_(c, host=None, command=None):
         with opened(target) as session:
             gateway = session.serving()
             out = RedactedLines(sys.stdout, session.redact, lambda line: True)
-            code = session.remote.stream(session.runtime.execute(gateway, argv), out)
+            code = session.remote.stream(session.runtime.driver.execute(gateway, argv), out)
             out.close()
         if code not in (0, None):
-            raise CommandFailed(f"{target.name}: {argv[0]} exited with {code} in the {session.runtime.holder(gateway)}", code)
+            raise CommandFailed(f"{target.name}: {argv[0]} exited with {code} in the {session.runtime.driver.holder(gateway)}", code)
     on_each_host(c, host, run, streams=True)
 
 
@@ -202,11 +200,11 @@ def logs(c, host=None, tail="100", follow=False, since=None, grep=None):
         with opened(target) as session:
             gateway = session.serving()
             out = RedactedLines(sys.stdout, session.redact, pattern.search if pattern else lambda line: True)
-            code = session.remote.stream(session.runtime.logs(gateway, lines, follow, since), out)
+            code = session.remote.stream(session.runtime.driver.logs(gateway, lines, follow, since), out)
             out.close()
         if code not in (0, None):
-            raise DeployError(f"{target.name}: {session.runtime.logs(gateway, lines)[0]} failed (exit {code}): "
-                              f"is the {session.runtime.holder(gateway)} there?")
+            raise DeployError(f"{target.name}: {session.runtime.driver.logs(gateway, lines)[0]} failed (exit {code}): "
+                              f"is the {session.runtime.driver.holder(gateway)} there?")
     on_each_host(c, host, show)
 
 
@@ -225,10 +223,10 @@ def env(c, host=None, profile=None):
             facts = session.facts()
             target = running_profile(project, target, facts, profile)
             gateway = session.serving(facts)
-            result = session.remote.run(session.runtime.environment(gateway), check=False)
-        expected = env_pairs(render_host(project.templates, target, secrets).env)
+            result = session.remote.run(session.runtime.driver.environment(gateway), check=False)
+        expected = env_pairs(render_host(project.templates, target, secrets, runtimes.of(target)).env)
         if result.failed:
-            raise DeployError(f"{target.name}: cannot read the environment of the {session.runtime.holder(gateway)}: "
+            raise DeployError(f"{target.name}: cannot read the environment of the {session.runtime.driver.holder(gateway)}: "
                               "is it running?")
         running = env_pairs(result.stdout)
         wrong = []
@@ -267,7 +265,7 @@ def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None, 
         secrets = host_secrets(target)
 
         def run(gateway, deployed, redis_probe=None):
-            expected = SmokePlan.of(render_host(project.templates, deployed, secrets).config)
+            expected = SmokePlan.of(render_host(project.templates, deployed, secrets, runtimes.of(deployed)).config)
             chosen = expected.models if all_models else [model or expected.models[0]]
             return run_smoke(gateway, expected, chosen, messages_model=chosen[0], redis_probe=redis_probe)
         if direct:  # from here: Redis is the host's business, not asked
@@ -306,7 +304,7 @@ def endpoints(c, host=None, show_key=False, client=None, profile=None):
 
     def show(project, target):
         secrets = host_secrets(target)
-        config = render_host(project.templates, target, secrets).config
+        config = render_host(project.templates, target, secrets, runtimes.of(target)).config
         models = SmokePlan.of(config).models
         if target.bind in ("0.0.0.0", "::", ""):
             base = f"http://{target.address}:{target.port}"

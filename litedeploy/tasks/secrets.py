@@ -11,6 +11,7 @@ from pathlib import Path
 
 from invoke import task
 
+from .. import runtimes
 from ..errors import DeployError, SecretsError
 from ..secrets import REDACTED, SecretValues, decrypt_secrets, default_key_file
 from ..sopsfile import (
@@ -93,7 +94,7 @@ def needed_secrets(project, target) -> set[str]:
     """The secret names the templates read for this host, found by rendering with a recorder."""
     from ..render import render_host
     recorder = _Recorder({}, "recorder")
-    render_host(project.templates, target, recorder)
+    render_host(project.templates, target, recorder, runtimes.of(target))
     return recorder.asked
 
 
@@ -125,7 +126,7 @@ def check(c, host=None):
         for path in {Path(target.secrets_file), host_file(target)}:
             if path.exists() and not is_encrypted(path):
                 raise SecretsError(f"{path}: is not sops-encrypted: encrypt it or remove it")
-        render_host(project.templates, target, host_secrets(target))
+        render_host(project.templates, target, host_secrets(target), runtimes.of(target))
         print(f"{target.name}: ok")
     on_each_host(c, names, act)
 

@@ -1,0 +1,278 @@
+"""The front door: the reverse proxy that holds the host's port in front of the gateway, as one
+component (Kamal's `Configuration::Proxy` beside its `Commands::Proxy`), and the topology a host
+has, picked once (pure).
+
+- `FrontDoor` is the spec, built from hosts.yaml in one place (`front_door`): the proxy's image,
+  the loopback ports of the two instances behind it, its configuration file.
+- A `Topology` says how the gateway meets the port: `OneGateway` (the gateway holds it) or
+  `BehindTheDoor` (HAProxy holds it, forwarding to the live instance of two, blue and green). It
+  answers everything that differs between the two: which gateways the service file defines, which
+  files a deploy writes, what it renders, which verb a change takes, which gateway serves. No other
+  module asks whether the door is on.
+- The runtime's part of it (`runtimes.base.DoorPart`) says how its runtime runs the proxy and the
+  instances; `switch` holds the steps on the host.
+
+This is the blue-green deployment of Kamal's proxy and of Helm's rolling update, on one host: a
+change starts the idle instance with the new files on its own loopback port, and the proxy is
+switched to it only once it answers; the instance that was live finishes what it holds, then stops.
+HAProxy is the proxy (Debian's package, or the official `haproxy` image): its configuration file
+names the live instance, so that file is the one record of which instance serves, and a reload
+(SIGUSR2 to its master process) hands the listening socket to a new worker without closing it,
+while the old worker finishes the requests it holds (docs.haproxy.org/2.6/management.html, 4 and 5).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from .commands import line, script
+from .errors import RenderError
+from .facts import HostFacts
+from .host import COLORS, FrontDoor, Host
+from .plan import DesiredFiles, FileChange, Plan, Verb, changed_files
+
+if TYPE_CHECKING:
+    from .runtimes.base import Puller, Rendering, Runtime
+
+# The proxy where vars.proxy_image names none: the official image's LTS branch (hub.docker.com/_/haproxy,
+# 3.2 is the long-term-support release of 2025, maintained to 2030).
+DEFAULT_PROXY_IMAGE = "haproxy:3.2"
+# The header the proxy adds to every answer: which instance gave it (a switch waits for it to change).
+INSTANCE_HEADER = "X-Litedeploy-Instance"
+PROXY_TEMPLATE = "haproxy.cfg.j2"
+# LiteLLM's request timeout where litellm_settings sets none (docs.litellm.ai/docs/proxy/config_settings,
+# `request_timeout`: 6000 seconds); the proxy waits as long for an answer's first byte.
+LITELLM_REQUEST_TIMEOUT = 6000
+# HAProxy's longest timeout is 2^31 - 1 ms, about 24.8 days (docs.haproxy.org/2.6/configuration.html, 2.5).
+MAX_PROXY_TIMEOUT = 2_000_000
+
+
+def front_door(host: Host) -> FrontDoor | None:
+    """The host's front door, or None: the one place that reads vars.zero_downtime."""
+    return described(host) if host.vars.get("zero_downtime") else None
+
+
+def described(host: Host) -> FrontDoor:
+    """The front door as hosts.yaml describes it, on or off (what a door turned off left behind is
+    found by it): vars.proxy_image, and vars.instance_ports, by default the two ports after the host's."""
+    chosen = host.vars.get("instance_ports") or (host.port + 1, host.port + 2)
+    return FrontDoor(str(host.vars.get("proxy_image") or DEFAULT_PROXY_IMAGE), (int(chosen[0]), int(chosen[1])),
+                     config_path(host))
+
+
+def door_gateways(runtime: Runtime, host: Host, door: FrontDoor) -> tuple[Host, ...]:
+    """The proxy, then the instances blue and green, as gateways of their own."""
+    return (runtime.door.proxy(host), *(runtime.door.instance(host, color, door.port(color)) for color in COLORS))
+
+
+def config_path(host: Host) -> str:
+    """Where the proxy's configuration is (also read where the door is off: one may be left)."""
+    return posixpath.join(host.config_dir, "proxy", "haproxy.cfg")
+
+
+def other(color: str | None) -> str:
+    """The instance a change starts: the one not live (blue where none is)."""
+    return "green" if color == "blue" else "blue"
+
+
+def topology(host: Host) -> Topology:
+    """How HOST's gateway meets its port: behind its front door where it has one, else alone."""
+    door = front_door(host)
+    return BehindTheDoor(door) if door else ONE_GATEWAY
+
+
+class Topology(ABC):
+    """What differs between a gateway on the port and instances behind the front door."""
+
+    door: FrontDoor | None = None
+
+    @abstractmethod
+    def gateways(self, runtime: Runtime, host: Host) -> tuple[Host, ...]:
+        """The gateways our service file defines, the one that holds the port first."""
+
+    @abstractmethod
+    def service_file(self, runtime: Runtime, host: Host) -> str:
+        """The file that says what runs."""
+
+    @abstractmethod
+    def written(self, runtime: Runtime, host: Host) -> dict[str, str]:
+        """The files a deploy writes, by the fact that carries each one's text."""
+
+    def managed_files(self, runtime: Runtime, host: Host) -> dict[str, str]:
+        """The files the facts read: those written, and the door's configuration where one is left."""
+        return {**self.written(runtime, host), "proxy_file": config_path(host)}
+
+    @abstractmethod
+    def render(self, runtime: Runtime, host: Host, rendered: Rendering,
+               litellm_settings: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
+        """(the service text, the proxy's configuration by the instance it makes live, the proxy's
+        own service file); raises RenderError for settings the topology cannot take."""
+
+    @abstractmethod
+    def check(self, runtime: Runtime, host: Host, text: str) -> str | None:
+        """Why a kept service TEXT (a release's) cannot run under this topology, or None."""
+
+    @abstractmethod
+    def plan(self, runtime: Runtime, host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
+        """The files to write and the verb; raises DeployError where the host cannot take them."""
+
+    @abstractmethod
+    def serving(self, runtime: Runtime, host: Host, facts: HostFacts) -> Host:
+        """The gateway that answers on the port now (FACTS: the door's configuration, at least)."""
+
+    @abstractmethod
+    def questions(self, runtime: Runtime, host: Host) -> list[str]:
+        """Scripts printing the state of the door's proxy and instances, where there is a door (or
+        one is left behind)."""
+
+    def pin(self, runtime: Runtime, host: Host, facts: HostFacts, upgrade: bool, pull: Puller | None) -> Host:
+        """HOST with what the door runs pinned (PULL: how to fetch an image the host lacks)."""
+        return host
+
+    @abstractmethod
+    def restart_verb(self) -> Verb:
+        """The verb that restarts the gateway with nothing changed (`compose.restart`, or one that
+        answers but takes no work: it is draining)."""
+
+    def leftovers(self, runtime: Runtime, host: Host, before: Topology) -> list[str]:
+        """The files the topology BEFORE wrote that this one does not: moved among the backups once
+        a change between them worked."""
+        now = set(self.written(runtime, host).values())
+        return [path for path in before.written(runtime, host).values() if path not in now]
+
+    def door_questions(self, runtime: Runtime, host: Host) -> str:
+        """The state of the proxy and both instances, by role (proxy, blue, green)."""
+        gateways = door_gateways(runtime, host, self.door or described(host))
+        return script(*[runtime.driver.state(gateway, role) for gateway, role in zip(gateways, ("proxy", *COLORS))])
+
+    def _planned(self, runtime: Runtime, host: Host, desired: DesiredFiles, facts: HostFacts,
+                 verb: Callable[[tuple[FileChange, ...]], Verb | None], programs: Mapping[str, str]) -> Plan:
+        """The runtime's files against the host's, the VERB they take, and what the host needs first
+        (PROGRAMS: the door's, where it is up)."""
+        wanted, warnings = runtime.service.files(host, desired, facts, self.service_file(runtime, host),
+                                                 self.gateways(runtime, host))
+        changes = changed_files(wanted, facts)
+        restart = verb(changes)
+        preparation = runtime.release.preparation(host, facts, runtime.service.served(host, desired.service), restart,
+                                                  programs if restart else {})
+        return Plan(changes, restart, warnings, preparation, managed=len(wanted))
+
+
+class OneGateway(Topology):
+    """The gateway holds the port itself."""
+
+    def gateways(self, runtime: Runtime, host: Host) -> tuple[Host, ...]:
+        return (host,)
+
+    def service_file(self, runtime: Runtime, host: Host) -> str:
+        return runtime.service.path(host)
+
+    def written(self, runtime: Runtime, host: Host) -> dict[str, str]:
+        return {"service_file": runtime.service.path(host), "config_file": host.config_path,
+                "env_file": host.env_path}
+
+    def render(self, runtime: Runtime, host: Host, rendered: Rendering,
+               litellm_settings: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
+        return rendered(runtime.service.template, host=host), {}, None
+
+    def check(self, runtime: Runtime, host: Host, text: str) -> str | None:
+        return "off" if runtime.door.runs_instances(host, text) else None
+
+    def plan(self, runtime: Runtime, host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
+        """In place; where the door was just turned off (its configuration is still on the host),
+        the door stops and the gateway takes the port back (`switch`)."""
+        def verb(changes: tuple[FileChange, ...]) -> Verb | None:
+            return Verb.SWITCH_OFF if facts.live else runtime.service.in_place_verb(
+                host, {change.path for change in changes}, facts, desired)
+        return self._planned(runtime, host, desired, facts, verb, {})
+
+    def serving(self, runtime: Runtime, host: Host, facts: HostFacts) -> Host:
+        return host
+
+    def questions(self, runtime: Runtime, host: Host) -> list[str]:
+        """Only where a door's configuration is left (it was just turned off): other hosts ask nothing more."""
+        return [f"if [ -f {line(config_path(host))} ]; then\n{self.door_questions(runtime, host)}\nfi"]
+
+    def restart_verb(self) -> Verb:
+        return Verb.RESTART
+
+
+ONE_GATEWAY = OneGateway()
+
+
+@dataclass(frozen=True)
+class BehindTheDoor(Topology):
+    """HAProxy holds the port and forwards to the live instance of two."""
+
+    door: FrontDoor
+
+    def gateways(self, runtime: Runtime, host: Host) -> tuple[Host, ...]:
+        return door_gateways(runtime, host, self.door)
+
+    def instance(self, runtime: Runtime, host: Host, color: str) -> Host:
+        return runtime.door.instance(host, color, self.door.port(color))
+
+    def service_file(self, runtime: Runtime, host: Host) -> str:
+        return runtime.door.service_file(host)
+
+    def written(self, runtime: Runtime, host: Host) -> dict[str, str]:
+        return {"service_file": runtime.door.service_file(host), "config_file": host.config_path,
+                "env_file": host.env_path, "proxy_file": self.door.config_path, **runtime.door.extra_files(host)}
+
+    def render(self, runtime: Runtime, host: Host, rendered: Rendering,
+               litellm_settings: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
+        """The runtime's service text with the proxy and both instances, and the proxy's
+        configuration for either instance live, waiting as long as LiteLLM may take."""
+        where = f"hosts.yaml (host {host.name})"
+        if host.port in self.door.ports:
+            raise RenderError(f"{where}: vars.instance_ports must not hold the host's port {host.port}")
+        if max(self.door.ports) > 65535:
+            raise RenderError(f"{where}: the instances' default ports (port + 1, port + 2) pass 65535; set "
+                              "vars.instance_ports")
+        service, proxy_service = runtime.door.render(host, self.door, self.gateways(runtime, host), rendered)
+        asked = litellm_settings.get("request_timeout")
+        timeout = asked if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0 \
+            else LITELLM_REQUEST_TIMEOUT
+        if not timeout < MAX_PROXY_TIMEOUT:  # NaN and infinity too
+            raise RenderError(f"{where}: vars.litellm_settings.request_timeout {asked!r} is longer than the proxy of "
+                              f"zero_downtime can wait ({MAX_PROXY_TIMEOUT} s); name a number of seconds")
+        configs = {color: rendered(PROXY_TEMPLATE, live=self.instance(runtime, host, color), color=color,
+                                   timeout=int(timeout) + 10, header=INSTANCE_HEADER,
+                                   admin_socket=runtime.door.admin_socket(host)) for color in COLORS}
+        return service, configs, proxy_service
+
+    def check(self, runtime: Runtime, host: Host, text: str) -> str | None:
+        return None if runtime.door.runs_instances(host, text) else "on"
+
+    def plan(self, runtime: Runtime, host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
+        """A switch where anything changed, where the gateway would need a new process in place (a
+        new venv), or where the live instance, the proxy or its configuration is not as it should be."""
+        live = facts.live
+        running = [facts.instances.get(role) for role in (live, "proxy") if role]
+        settled = live and all(state and state.running for state in running) and \
+            facts.proxy_text == desired.proxy.get(live)
+
+        def verb(changes: tuple[FileChange, ...]) -> Verb | None:
+            in_place = runtime.service.in_place_verb(host, {change.path for change in changes}, facts, desired)
+            return Verb.SWITCH if changes or not settled or in_place else None
+        return self._planned(runtime, host, desired, facts, verb, runtime.door.program)
+
+    def serving(self, runtime: Runtime, host: Host, facts: HostFacts) -> Host:
+        live = facts.live
+        return self.instance(runtime, host, live) if live else host
+
+    def questions(self, runtime: Runtime, host: Host) -> list[str]:
+        return [self.door_questions(runtime, host), *runtime.door.questions(host, self.door)]
+
+    def pin(self, runtime: Runtime, host: Host, facts: HostFacts, upgrade: bool, pull: Puller | None) -> Host:
+        """HOST with its proxy's image pinned to its registry digest where the runtime runs an image:
+        written where hosts.yaml names it, as the gateway's image is (`WhatRuns.running`)."""
+        pinned = runtime.door.pinned_image(host, self.door.image, facts, upgrade, pull)
+        return replace(host, vars={**host.vars, "proxy_image": pinned})
+
+    def restart_verb(self) -> Verb:
+        return Verb.SWITCH
