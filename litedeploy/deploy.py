@@ -24,7 +24,7 @@ from typing import TextIO
 
 from . import locking, runtimes
 from .audit import AuditRecord
-from .commands import audit, files, script
+from .commands import ServiceCommands, audit, files, script
 from .envfile import env_pairs
 from .errors import DeployError, VerifyError
 from .facts import HostFacts
@@ -36,7 +36,6 @@ from .plan import DesiredFiles, Plan, Verb, file_diff, rollback_steps
 from .project import Project
 from .releases import SALT_KEY, choose_release, migration_refusal, salt_key_refusal
 from .render import render_host
-from .runtimes.base import ServiceCommands
 from .session import Session, host_secrets, opened
 from .steps import Step, run
 from .switch import switch, switch_off
@@ -277,7 +276,7 @@ def _apply(session: Session, desired: DesiredFiles, facts: HostFacts, deploy_id:
         answered = probe is not None and probe.status == 200
         health = 0.0 if answered else wait_until_live(session.gateway, host.health_timeout, out)
         return DeployResult(host.name, plan, health, tuple(check_models(session.gateway, expected)), ())
-    if plan.restart in (Verb.SWITCH, Verb.SWITCH_OFF):
+    if plan.restart == Verb.SWITCH:
         health, models = _switched(session, plan, desired, facts, deploy_id, expected, out)
         return DeployResult(host.name, plan, health, models, _diffs(plan, session))
     verbs = session.verbs(facts)

@@ -103,8 +103,8 @@ class Topology(ABC):
         """The files a deploy writes, by the fact that carries each one's text."""
 
     def managed_files(self, runtime: Runtime, host: Host) -> dict[str, str]:
-        """The files the facts read: those written, and the door's configuration where one is left."""
-        return {**self.written(runtime, host), "proxy_file": config_path(host)}
+        """The files the facts read: those written, and the door's own where one is left."""
+        return {**self.written(runtime, host), "proxy_file": config_path(host), **runtime.door.extra_files(host)}
 
     @abstractmethod
     def render(self, runtime: Runtime, host: Host, rendered: Rendering,
@@ -144,7 +144,7 @@ class Topology(ABC):
         now = set(self.written(runtime, host).values())
         return [path for path in before.written(runtime, host).values() if path not in now]
 
-    def door_questions(self, runtime: Runtime, host: Host) -> str:
+    def _door_questions(self, runtime: Runtime, host: Host) -> str:
         """The state of the proxy and both instances, by role (proxy, blue, green)."""
         gateways = door_gateways(runtime, host, self.door or described(host))
         return script(*[runtime.driver.state(gateway, role) for gateway, role in zip(gateways, ("proxy", *COLORS))])
@@ -186,7 +186,7 @@ class OneGateway(Topology):
         """In place; where the door was just turned off (its configuration is still on the host),
         the door stops and the gateway takes the port back (`switch`)."""
         def verb(changes: tuple[FileChange, ...]) -> Verb | None:
-            return Verb.SWITCH_OFF if facts.live else runtime.service.in_place_verb(
+            return Verb.SWITCH if facts.live else runtime.service.in_place_verb(
                 host, {change.path for change in changes}, facts, desired)
         return self._planned(runtime, host, desired, facts, verb, {})
 
@@ -195,7 +195,7 @@ class OneGateway(Topology):
 
     def questions(self, runtime: Runtime, host: Host) -> list[str]:
         """Only where a door's configuration is left (it was just turned off): other hosts ask nothing more."""
-        return [f"if [ -f {line(config_path(host))} ]; then\n{self.door_questions(runtime, host)}\nfi"]
+        return [f"if [ -f {line(config_path(host))} ]; then\n{self._door_questions(runtime, host)}\nfi"]
 
     def restart_verb(self) -> Verb:
         return Verb.RESTART
@@ -266,7 +266,7 @@ class BehindTheDoor(Topology):
         return self.instance(runtime, host, live) if live else host
 
     def questions(self, runtime: Runtime, host: Host) -> list[str]:
-        return [self.door_questions(runtime, host), *runtime.door.questions(host, self.door)]
+        return [self._door_questions(runtime, host), *runtime.door.questions(host, self.door)]
 
     def pin(self, runtime: Runtime, host: Host, facts: HostFacts, upgrade: bool, pull: Puller | None) -> Host:
         """HOST with its proxy's image pinned to its registry digest where the runtime runs an image:

@@ -20,8 +20,9 @@ class Verb(str, Enum):
 
     RESTART = "restart"  # the gateway re-reads its files in place (config only)
     UP = "up"  # the gateway created or recreated
-    SWITCH = "switch"  # a new instance behind the front door, then the door pointed at it (`switch`)
-    SWITCH_OFF = "switch-off"  # the front door stops and the one gateway takes its port again
+    # Behind the front door, a new instance and the door pointed at it (`switch.switch`); where the
+    # door was just turned off, the door stopped and the gateway on the port again (`switch.switch_off`).
+    SWITCH = "switch"
     REMOVED = "removed"  # `compose.remove`
 
     def __str__(self) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import frontdoor, runtimes
-from .commands import argv, container, files, line, lock, script
+from .commands import ServiceCommands, argv, container, files, line, lock, script
 from .commands.facts import gather, parse_facts
 from .errors import RemoteError, VerifyError
 from .facts import GatewayState, HostFacts
@@ -22,7 +22,7 @@ from .frontdoor import Topology, topology
 from .host import Host
 from .plan import DesiredFiles, FileChange, Plan, Preparation
 from .releases import Release, parse_releases, release_names
-from .runtimes.base import Runtime, ServiceCommands
+from .runtimes.base import Runtime
 from .secrets import Redactor, SecretValues, decrypt_secrets
 from .verify import Gateway, gateway_failure, tunnel_gateway, wait_until_live
 
@@ -64,9 +64,8 @@ class Session:
     def facts(self, lock_owner: dict | None = None, break_lock: bool = False) -> HostFacts:
         """One round trip; with an owner it also tries to take the deploy lock in the same script,
         first removing a stale one when told to."""
-        managed = self.managed_files()
-        questions = self.runtime.driver.questions(self.host, self.layout.questions(self.runtime, self.host))
-        result = self.remote.run(gather(self.host, managed, questions, lock_owner, break_lock), check=False)
+        command, managed = facts_script(self.host, self.runtime, self.layout, lock_owner, break_lock)
+        result = self.remote.run(command, check=False)
         try:
             if result.failed:
                 raise RemoteError(f"{self.host.name}: reading what the host holds failed (exit {result.exited}): "
@@ -91,10 +90,6 @@ class Session:
     def release_names(self) -> dict[str, str]:
         """Each file a deploy writes that a release keeps -> its name in the release folder."""
         return release_names(self.runtime, self.layout.written(self.runtime, self.host))
-
-    def managed_files(self) -> dict[str, str]:
-        """The files the facts read, by the fact that carries each one's text."""
-        return self.layout.managed_files(self.runtime, self.host)
 
     def serving(self, facts: HostFacts | None = None) -> Host:
         """The gateway that answers on the port: the host's, or behind the front door the live
@@ -215,6 +210,15 @@ class Session:
         other = now.held_by_other(ours)
         if other:
             raise VerifyError(f"{self.host.name}: port {self.host.port} answers, but from {other}, not the {ours}")
+
+
+def facts_script(host: Host, runtime: Runtime, layout: Topology, lock_owner: dict | None = None,
+                 break_lock: bool = False) -> tuple[str, dict[str, str]]:
+    """The one script that reads HOST (`commands.facts.gather`: the lock, the files LAYOUT manages,
+    RUNTIME's questions and the layout's), and the managed files by fact, for `parse_facts`."""
+    managed = layout.managed_files(runtime, host)
+    questions = runtime.driver.questions(host, layout.questions(runtime, host))
+    return gather(host, managed, questions, lock_owner, break_lock), managed
 
 
 def host_file(host: Host) -> Path:

@@ -105,7 +105,7 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
 
 def switch_off(session: Session, plan: Plan, facts: HostFacts, deploy_id: str, expected: SmokePlan,
                out: TextIO) -> tuple[float, tuple[str, ...]]:
-    """Applies PLAN (verb SWITCH_OFF): the proxy stops (its port is free for a moment), the single
+    """Applies PLAN (verb SWITCH, the door turned off): the proxy stops (its port is free for a moment), the single
     gateway starts in its place; the live instance runs on until it answers, and is the way back
     where it does not."""
     host, runtime, remote = session.host, session.runtime, session.remote

@@ -33,10 +33,10 @@ def test_candidates_come_before_their_release_and_patches_after():
 
 
 def test_what_runs_names_its_version_by_image_tag_or_venv():
-    assert runtimes.named("docker").running_version("ghcr.io/berriai/litellm:v1.83.14-stable@sha256:" + "a" * 64) == Version("1.83.14")
-    assert runtimes.named("docker").running_version("127.0.0.1:15500/litellm-lab:1.106.2") == Version("1.106.2")
-    assert runtimes.named("systemd").running_version("/opt/litellm/litellm-1.106.2-0123abcd") == Version("1.106.2")
-    assert runtimes.named("docker").running_version("ghcr.io/berriai/litellm:main-stable") is None
+    assert runtimes.named("docker").release.version("ghcr.io/berriai/litellm:v1.83.14-stable@sha256:" + "a" * 64) == Version("1.83.14")
+    assert runtimes.named("docker").release.version("127.0.0.1:15500/litellm-lab:1.106.2") == Version("1.106.2")
+    assert runtimes.named("systemd").release.version("/opt/litellm/litellm-1.106.2-0123abcd") == Version("1.106.2")
+    assert runtimes.named("docker").release.version("ghcr.io/berriai/litellm:main-stable") is None
 
 
 @pytest.mark.parametrize("wanted, current, tag", [
@@ -69,8 +69,8 @@ def test_a_critical_advisory_refuses_the_release_until_accepted_by_any_of_its_na
 
 def test_the_default_release_and_current_ones_are_not_exposed():
     default = RELEASES.default_image
-    assert runtimes.named("docker").running_version(default) is not None, "the default release must name a version"
-    assert RELEASES.exposure(runtimes.named("docker").running_version(default)) == []
+    assert runtimes.named("docker").release.version(default) is not None, "the default release must name a version"
+    assert RELEASES.exposure(runtimes.named("docker").release.version(default)) == []
     assert RELEASES.refusal(None, (), "fox") is None  # a moving tag: nothing known, nothing refused
 
 

@@ -17,8 +17,10 @@ from litedeploy.commands.files import BACKUPS_KEPT, REJECTED
 from litedeploy.commands.files import install as install_script
 from litedeploy.commands.files import restore as restore_script
 from litedeploy.commands.transfer import INPUT_READY, receive, relay
+from litedeploy.frontdoor import topology
 from litedeploy.inventory import load_inventory
 from litedeploy.plan import FileChange
+from litedeploy.releases import release_names
 from litedeploy.remote import Marked
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="installs root-owned files, as on a host")
@@ -42,7 +44,7 @@ def install(host, tmp_path, changes, deploy_id):
     stage.mkdir(mode=0o700)
     for index, change in enumerate(changes):
         (stage / str(index)).write_text(change.new)
-    script = install_script(host, changes, str(stage), deploy_id, AcceptsComposeWithServices("v2", host.docker.compose_file, None, host.service_name))
+    script = install_script(host, changes, str(stage), deploy_id, AcceptsComposeWithServices("v2", host.docker.compose_file, None, host.service_name, host.docker.container_name))
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True)
 
 
@@ -218,9 +220,10 @@ def test_every_builder_quotes_paths_that_hold_shell_syntax(repo, tmp_path):
         assert parse_facts(sh(lock.holder(odd)).stdout).lock_holder == {"user": "ann's"}
         sh(audit.append(odd, {"id": "1", "note": "it's $(x)"}))
         assert json.loads(sh(audit.last(odd, 5)).stdout) == {"id": "1", "note": "it's $(x)"}
-        docker = runtimes.of(odd)
-        assert parse_facts(sh(files.contents(odd, docker.managed_files(odd))).stdout, odd).service_text == "services: {}\n"
-        sh(files.keep_release(odd, "20261123T000000Z-abcdef", None, docker.release_names(odd)))
+        docker, layout = runtimes.of(odd), topology(odd)
+        managed = layout.managed_files(docker, odd)
+        assert parse_facts(sh(files.contents(odd, managed)).stdout, managed).service_text == "services: {}\n"
+        sh(files.keep_release(odd, "20261123T000000Z-abcdef", None, release_names(docker, layout.written(docker, odd))))
         assert "release 20261123T000000Z-abcdef compose.yml" in sh(files.releases(odd)).stdout
     finally:
         sh(argv(lock.release(odd)))

@@ -7,11 +7,13 @@ import json
 
 import pytest
 
-from litedeploy import instances, runtimes
+from litedeploy import runtimes
 from litedeploy.commands import compose, container, files, lock, unit
-from litedeploy.commands.facts import FACTS, gather, parse_facts
-from litedeploy.facts import GatewayState
+from litedeploy.commands.facts import FACTS, parse_facts
+from litedeploy.facts import GatewayState, Holder
+from litedeploy.frontdoor import topology
 from litedeploy.inventory import load_inventory
+from litedeploy.session import facts_script
 
 
 def b64(text: str) -> str:
@@ -32,14 +34,15 @@ UNIT_STATE = GatewayState("running", True, "2026-11-30T10:00:00+00:00", 2, 0, No
 
 def commands(host, unit_host):
     """Each fact's command, by the fact's key (the word it prints, written out or formatted)."""
-    managed = runtimes.of(host).managed_files(host)
+    managed = topology(host).managed_files(runtimes.of(host), host)
     contents = files.contents(host, managed)
     return {
         **{key: contents for key in ("service_file", "config_file", "env_file", "proxy_file", "real_service_file",
                                      "real_config_file", "real_env_file", "real_proxy_file", "notfile_service_file",
                                      "notfile_config_file", "notfile_env_file", "notfile_proxy_file", "config_mtime")},
         # vars.zero_downtime's containers: asked on a host without it only where its proxy is left.
-        **{f"container_{role}": "\n".join(runtimes.of(host).questions(host)) for role in ("blue", "green", "proxy")},
+        **{f"container_{role}": facts_script(host, runtimes.of(host), topology(host))[0]
+           for role in ("blue", "green", "proxy")},
         "lock": lock.take(host, {"user": "ann"}) + lock.holder(host),
         "lock_live": lock.break_stale(host),
         "flavour": compose.FLAVOUR,
@@ -53,9 +56,10 @@ def commands(host, unit_host):
         "port_holder": container.port_holder(host.port),
         "service": unit.state(unit_host),
         # The systemd runtime's own: its proxy's unit, vars.zero_downtime's units.
-        **{key: files.contents(unit_host, runtimes.of(unit_host).managed_files(unit_host))
+        **{key: facts_script(unit_host, runtimes.of(unit_host), topology(unit_host))[0]
            for key in ("proxy_service_file", "real_proxy_service_file", "notfile_proxy_service_file")},
-        **{f"service_{role}": "\n".join(runtimes.of(unit_host).questions(unit_host)) for role in ("blue", "green", "proxy")},
+        **{f"service_{role}": facts_script(unit_host, runtimes.of(unit_host), topology(unit_host))[0]
+           for role in ("blue", "green", "proxy")},
         "venvs": unit.runtime_facts(unit_host),
         "service_user": unit.runtime_facts(unit_host),
     }
@@ -90,7 +94,7 @@ SAMPLES = {
     "proxy_wanted_image": (f"proxy_wanted_image {b64(json.dumps(['haproxy@sha256:3']))}",
                            {"proxy_digests": ("haproxy@sha256:3",)}),
     "engine": ("engine 28.2.2 amd64", {"engine_version": "28.2.2", "engine_arch": "amd64"}),
-    "port_holder": ("port_holder process python3 (pid 7)", {"port_holder": "process python3 (pid 7)"}),
+    "port_holder": ("port_holder process python3 (pid 7)", {"port_holder": Holder("process", "python3 (pid 7)")}),
     "service": (f"service {b64(SHOW)}", {"state": UNIT_STATE}),
     "proxy_service_file": (f"proxy_service_file {b64('[Unit]')}", {"proxy_service_text": "[Unit]"}),
     "real_proxy_service_file": (f"real_proxy_service_file {b64('/srv/u')}", {"real_paths": {"PROXYUNIT": "/srv/u"}}),
@@ -122,11 +126,11 @@ def test_each_fact_is_printed_by_its_command_and_parsed_from_its_sample(key, hos
     assert printed in command, f"the command of {key} does not print it"
     if "proxy_service" in key:  # a file only the systemd runtime manages
         host = unit_host
-    paths = {"SERVICE": runtimes.of(host).service_file(host), "CONFIG": host.config_path, "ENV": host.env_path,
-             "PROXY": instances.proxy_config_path(host), "PROXYUNIT": runtimes.of(host).managed_files(host).get(
-                 "proxy_service_file")}
+    managed = topology(host).managed_files(runtimes.of(host), host)
+    paths = {"SERVICE": managed["service_file"], "CONFIG": host.config_path, "ENV": host.env_path,
+             "PROXY": managed["proxy_file"], "PROXYUNIT": managed.get("proxy_service_file")}
     line, fields = SAMPLES[key]
-    facts = parse_facts(line, host)
+    facts = parse_facts(line, managed)
     for name, value in fields.items():
         if name == "real_paths":
             value = {paths[path]: real for path, real in value.items()}
@@ -137,10 +141,10 @@ def test_each_fact_is_printed_by_its_command_and_parsed_from_its_sample(key, hos
 
 def test_a_docker_host_is_asked_the_docker_questions_and_a_systemd_host_its_units(hosts):
     host, unit_host = hosts
-    docker, systemd = gather(host), gather(unit_host)
+    docker, systemd = (facts_script(each, runtimes.of(each), topology(each))[0] for each in (host, unit_host))
     assert "docker inspect" in docker and "systemctl show" not in docker
     assert "systemctl show" in systemd and "docker inspect" not in systemd
-    assert runtimes.of(unit_host).service_file(unit_host) in systemd and host.docker.compose_file in docker
+    assert "/etc/systemd/system/litellm.service" in systemd and host.docker.compose_file in docker
 
 
 def test_a_lock_line_of_neither_form_says_nothing():

@@ -7,11 +7,14 @@ import subprocess
 
 import pytest
 
+from litedeploy import runtimes
 from litedeploy.commands.compose import compose_commands
-from litedeploy.commands.facts import gather, parse_facts
+from litedeploy.commands.facts import parse_facts
 from litedeploy.errors import RemoteError
 from litedeploy.facts import HostFacts
+from litedeploy.frontdoor import topology
 from litedeploy.inventory import load_inventory
+from litedeploy.session import facts_script
 
 
 @pytest.fixture
@@ -53,12 +56,17 @@ def test_a_held_lock_reports_its_holder():
     assert not facts.lock_acquired and facts.lock_holder == {"user": "ana", "since": "t"}
 
 
+def script_of(host):
+    """The facts script a task runs on HOST, and the managed files by fact."""
+    return facts_script(host, runtimes.of(host), topology(host))
+
+
 def test_facts_script_runs_in_plain_sh_on_a_host_without_our_files(lab, tmp_path):
     # Run the real script locally with the paths pointed into an empty folder.
     host = lab.with_settings(compose_file=str(tmp_path / "none.yml"), config_dir=str(tmp_path / "gw"),
                    container_name="no-such-container-litedeploy")
     (tmp_path / "none.yml").write_text("services:\n  web: {}\n")
-    output = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(["sh", "-c", script_of(host)[0]], capture_output=True, text=True, check=True).stdout
     facts = parse_facts(output)
     assert facts.service_text == "services:\n  web: {}\n"
     assert facts.config_text is None and facts.env_text is None and facts.state is None
@@ -93,8 +101,9 @@ def test_facts_name_symlinks_directories_and_bytes_that_are_not_text(lab, tmp_pa
     (tmp_path / "gw/litellm.env").write_bytes(b"K=caf\xe9\n")
     host = lab.with_settings(compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "gw"),
                    container_name="no-such-container-litedeploy")
-    output = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True).stdout
-    facts = parse_facts(output, host)
+    command, managed = script_of(host)
+    output = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
+    facts = parse_facts(output, managed)
     assert facts.service_text == "services: {}\n"
     assert facts.real_paths == {host.docker.compose_file: str(tmp_path / "real dir/compose.yml")}
     assert facts.not_files == (host.config_path,)
@@ -108,8 +117,9 @@ def test_facts_are_the_same_when_no_temporary_folder_can_be_made(lab, tmp_path):
     (tmp_path / "compose.yml").write_text("services:\n  web: {}\n")
     host = lab.with_settings(compose_file=str(tmp_path / "compose.yml"), config_dir=str(tmp_path / "gw"),
                    container_name="no-such-container-litedeploy")
-    side_by_side = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True)
-    in_turn = subprocess.run(["sh", "-c", gather(host)], capture_output=True, text=True, check=True,
+    command, managed = script_of(host)
+    side_by_side = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
+    in_turn = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True,
                              env={**os.environ, "TMPDIR": str(tmp_path / "no such folder")})
-    assert parse_facts(in_turn.stdout, host) == parse_facts(side_by_side.stdout, host)
-    assert parse_facts(in_turn.stdout, host).service_text == "services:\n  web: {}\n"
+    assert parse_facts(in_turn.stdout, managed) == parse_facts(side_by_side.stdout, managed)
+    assert parse_facts(in_turn.stdout, managed).service_text == "services:\n  web: {}\n"

@@ -15,8 +15,10 @@ from conftest import DEFAULT_IMAGE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from litedeploy import instances, runtimes
+from litedeploy import runtimes
 from litedeploy.errors import InventoryError, RenderError
+from litedeploy.frontdoor import topology
+from litedeploy.host import COLORS
 from litedeploy.inventory import parse_inventory
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
@@ -87,12 +89,14 @@ def check_proxy(lab, host, files, root: Path) -> None:
     for flavour, argv, env in (("v2", ["docker", "compose"], {"DOCKER_CONFIG": str(lab.compose_v2_config)}),
                                ("v1", ["docker-compose"], {})):
         services = read_by(argv, root, env)["services"]
-        proxy = services[instances.proxy(host).service_name]
-        assert (proxy["container_name"], proxy["network_mode"]) == (instances.proxy(host).container_name, "host"), \
+        docker = runtimes.of(host)
+        proxy = services[docker.door.proxy(host).service_name]
+        assert (proxy["container_name"], proxy["network_mode"]) == (docker.door.proxy(host).docker.container_name,
+                                                                    "host"), \
             flavour
-        for color in instances.COLORS:
-            serving = instances.instance(host, color)
-            assert services[serving.service_name]["container_name"] == serving.container_name, flavour
+        for color in COLORS:
+            serving = topology(host).instance(docker, host, color)
+            assert services[serving.service_name]["container_name"] == serving.docker.container_name, flavour
     for text in files.proxy.values():
         (root / "proxy").mkdir(exist_ok=True)
         (root / "proxy/haproxy.cfg").write_text(text)

@@ -16,12 +16,24 @@ from litedeploy.commands.files import RELEASES_KEPT, keep_release
 from litedeploy.composefile import Markers, replace_block
 from litedeploy.errors import DeployError
 from litedeploy.facts import HostFacts
+from litedeploy.frontdoor import topology
 from litedeploy.inventory import load_inventory
 from litedeploy.locking import owner
-from litedeploy.releases import Release, choose_release, history, migration_refusal, parse_releases, salt_key_refusal
+from litedeploy.releases import (
+    Release,
+    choose_release,
+    history,
+    migration_refusal,
+    parse_releases,
+    release_names,
+    salt_key_refusal,
+)
 
 OLD = "ghcr.io/berriai/litellm:v1.110.2@sha256:" + "a" * 64
 NEW = "ghcr.io/berriai/litellm:v1.84.0@sha256:" + "b" * 64
+
+
+DOCKER = runtimes.named("docker")
 
 
 @pytest.fixture
@@ -54,41 +66,41 @@ def test_release_lines_become_releases_oldest_first():
 def test_a_rollback_goes_to_the_newest_release_that_differs_from_what_runs(fox):
     first, second = release(fox, "1", OLD, "a: 1\n"), release(fox, "2", NEW, "a: 1\n")
     again = release(fox, "3", NEW, "a: 1\n")  # a later deploy that changed nothing we compare
-    assert choose_release(fox, [first, second, again], facts_of(fox, again), None) is first
-    assert choose_release(fox, [first, second, again], facts_of(fox, again), "2") is second
+    assert choose_release(fox, [first, second, again], facts_of(fox, again), None, DOCKER) is first
+    assert choose_release(fox, [first, second, again], facts_of(fox, again), "2", DOCKER) is second
 
 
 def test_an_unknown_release_or_nothing_to_go_back_to_is_an_error_naming_the_host(fox):
     only = release(fox, "20261123T120000Z-aaaaaa", OLD, "a: 1\n")
     with pytest.raises(DeployError, match=r"fox:/srv/litellm/backups/releases: no release 'nope' "
                                           r"\(kept: 20261123T120000Z-aaaaaa\)"):
-        choose_release(fox, [only], facts_of(fox, only), "nope")
+        choose_release(fox, [only], facts_of(fox, only), "nope", DOCKER)
     with pytest.raises(DeployError, match="nothing to roll back to"):
-        choose_release(fox, [only], facts_of(fox, only), None)
+        choose_release(fox, [only], facts_of(fox, only), None, DOCKER)
 
 
 def test_a_release_gives_back_our_block_config_and_env(fox):
     kept = release(fox, "1", OLD, "a: 1\n", env="LITELLM_MASTER_KEY=sk-x\nAWS_REGION_NAME=us-east-1\n")
-    desired = kept.desired(fox, frozenset({"LITELLM_MASTER_KEY"}))
+    desired = kept.desired(fox, frozenset({"LITELLM_MASTER_KEY"}), DOCKER)
     assert desired.service == f"  litellm:\n    image: \"{OLD}\"\n"
     assert (desired.config, desired.secret_names) == ("a: 1\n", ("LITELLM_MASTER_KEY",))
-    assert kept.runs(fox) == OLD
+    assert kept.runs(fox, DOCKER) == OLD
 
 
 def test_an_incomplete_release_is_refused_naming_it(fox):
     kept = release(fox, "20261123T120000Z-aaaaaa", OLD, "a: 1\n")
     broken = Release(kept.id, {name: text for name, text in kept.files.items() if name != "litellm.env"})
     with pytest.raises(DeployError, match="20261123T120000Z-aaaaaa/compose.yml: release .* is incomplete \\(litellm.env\\)"):
-        broken.desired(fox, frozenset())
+        broken.desired(fox, frozenset(), DOCKER)
 
 
 def test_a_changed_image_on_a_host_with_a_database_needs_yes(fox):
     with_database = replace(fox, vars={**fox.vars, "database": True})
-    assert "a rollback does not undo a migration" in migration_refusal(with_database, OLD, NEW, upgrade=False)
-    assert migration_refusal(with_database, OLD, OLD.split("@")[0], upgrade=False) is None  # same tag
-    assert migration_refusal(with_database, OLD, OLD.split("@")[0], upgrade=True) is not None
-    assert migration_refusal(with_database, None, NEW, upgrade=True) is None  # a first deploy
-    assert migration_refusal(fox, OLD, NEW, upgrade=True) is None
+    assert "a rollback does not undo a migration" in migration_refusal(with_database, DOCKER, OLD, NEW, upgrade=False)
+    assert migration_refusal(with_database, DOCKER, OLD, OLD.split("@")[0], upgrade=False) is None  # same tag
+    assert migration_refusal(with_database, DOCKER, OLD, OLD.split("@")[0], upgrade=True) is not None
+    assert migration_refusal(with_database, DOCKER, None, NEW, upgrade=True) is None  # a first deploy
+    assert migration_refusal(fox, DOCKER, OLD, NEW, upgrade=True) is None
 
 
 def test_history_reads_our_audit_lines_and_marks_kept_releases():
@@ -111,7 +123,7 @@ def test_the_release_script_keeps_the_files_private_and_only_the_newest_releases
             out.write(text)
     ids = [f"20261123T1200{n:02d}Z-abcdef" for n in range(RELEASES_KEPT + 2)]
     for release_id in ids:
-        subprocess.run(["sh", "-c", keep_release(host, release_id, None, runtimes.of(host).release_names(host))], check=True)
+        subprocess.run(["sh", "-c", keep_release(host, release_id, None, release_names(DOCKER, topology(host).written(DOCKER, host)))], check=True)
     folder = tmp_path / "litellm/backups/releases"
     assert sorted(os.listdir(folder)) == ids[-RELEASES_KEPT:]
     newest = folder / ids[-1]

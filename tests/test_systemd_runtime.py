@@ -15,12 +15,18 @@ from litedeploy.commands import unit
 from litedeploy.commands.facts import parse_facts
 from litedeploy.errors import DeployError, InventoryError, RenderError
 from litedeploy.facts import HostFacts
+from litedeploy.frontdoor import topology
 from litedeploy.inventory import load_inventory, parse_inventory
 from litedeploy.releases import Release
 from litedeploy.render import load_templates, render_host
 from litedeploy.secrets import SecretValues
 
 SYSTEMD = runtimes.named("systemd")
+
+
+def plan_of(host, desired, facts):
+    """The plan a deploy makes: the host's topology over the runtime's files."""
+    return topology(host).plan(SYSTEMD, host, desired, facts)
 SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
                         "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456"}, "s.enc.yaml")
 
@@ -96,36 +102,36 @@ def test_a_unit_template_that_loses_the_env_file_is_refused(repo, tmp_path, labs
 
 
 def test_nothing_differs_so_nothing_happens(labsd, desired):
-    plan = SYSTEMD.plan(labsd, desired, facts_of(labsd, desired))
-    assert plan.changes == () and plan.restart is None and plan.venv is None and plan.user is None
+    plan = plan_of(labsd, desired, facts_of(labsd, desired))
+    assert plan.changes == () and plan.restart is None and plan.preparation is None
 
 
 def test_a_first_deploy_creates_the_user_installs_the_venv_and_brings_the_unit_up(labsd, desired):
-    plan = SYSTEMD.plan(labsd, desired, HostFacts(None, None, None, None, None))
+    plan = plan_of(labsd, desired, HostFacts(None, None, None, None, None))
     assert [(c.path, c.mode, c.group) for c in plan.changes] == [
         ("/etc/systemd/system/litellm.service", "0644", "root"), ("/etc/litellm/litellm.env", "0640", "litellm"),
         ("/etc/litellm/config.yaml", "0640", "litellm")]
-    assert plan.user == "litellm" and plan.venv == labsd.systemd.venv_dir and plan.restart == "up"
+    assert plan.preparation.user == "litellm" and plan.preparation.venv == labsd.systemd.venv_dir and plan.restart == "up"
 
 
 @pytest.mark.parametrize("changed, verb", [("config_text", "restart"), ("env_text", "restart"), ("service_text", "up")])
 def test_config_or_env_restart_a_unit_change_reloads(labsd, desired, changed, verb):
-    plan = SYSTEMD.plan(labsd, desired, facts_of(labsd, desired, **{changed: "old\n"}))
+    plan = plan_of(labsd, desired, facts_of(labsd, desired, **{changed: "old\n"}))
     assert len(plan.changes) == 1 and plan.restart == verb
 
 
 def test_a_missing_venv_is_installed_and_restarts(labsd, desired):
-    plan = SYSTEMD.plan(labsd, desired, facts_of(labsd, desired, venvs=()))
-    assert plan.changes == () and plan.venv == labsd.systemd.venv_dir and plan.restart == "up"
+    plan = plan_of(labsd, desired, facts_of(labsd, desired, venvs=()))
+    assert plan.changes == () and plan.preparation.venv == labsd.systemd.venv_dir and plan.restart == "up"
 
 
 def test_a_release_whose_venv_is_gone_is_refused(labsd, desired):
     older = desired.service.replace(labsd.systemd.venv_dir, "/opt/litellm/litellm-1.0.0-deadbeef")
     release = Release("20261124T000000Z-abcdef", {"litellm.service": older, "config.yaml": desired.config,
                                                   "litellm.env": desired.env})
-    assert release.runs(labsd) == "/opt/litellm/litellm-1.0.0-deadbeef"
+    assert release.runs(labsd, SYSTEMD) == "/opt/litellm/litellm-1.0.0-deadbeef"
     with pytest.raises(DeployError, match="litellm-1.0.0-deadbeef: the venv this unit runs is gone"):
-        SYSTEMD.plan(labsd, release.desired(labsd, frozenset(SECRETS)), facts_of(labsd, desired))
+        plan_of(labsd, release.desired(labsd, frozenset(SECRETS), SYSTEMD), facts_of(labsd, desired))
 
 
 def test_unit_state_is_read_like_a_containers(labsd):
@@ -136,7 +142,7 @@ def test_unit_state_is_read_like_a_containers(labsd):
     assert facts.venvs == ("/opt/litellm/a", "/opt/litellm/b") and facts.service_user
     gone = "service " + base64.b64encode(b"LoadState=not-found\nActiveState=inactive").decode()
     assert parse_facts(gone).state is None
-    assert SYSTEMD.served(labsd, f"ExecStart={labsd.systemd.venv_dir}/bin/litellm --port 4000\n") == labsd.systemd.venv_dir
+    assert SYSTEMD.service.served(labsd, f"ExecStart={labsd.systemd.venv_dir}/bin/litellm --port 4000\n") == labsd.systemd.venv_dir
 
 
 @pytest.mark.parametrize("since, expected", [("10m", "-10m"), ("1h30m", "-1h30m"), ("1700000000", "@1700000000"),

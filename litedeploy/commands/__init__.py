@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable, Sequence
+from typing import ClassVar, Protocol
 
 
 class Raw(str):
@@ -38,3 +39,24 @@ def script(*lines: str | Iterable[str] | None) -> str:
         elif part:
             flat.extend(item for item in part if item)
     return "\n".join(item for item in flat if item)
+
+
+# A command as `remote` runs it: an argv list, or a shell script.
+Command = list[str] | str
+
+
+class ServiceCommands(Protocol):
+    """The one set of verbs for a gateway (the gateway itself, an instance, the front door's proxy),
+    whichever the runtime: each an argv list or a shell script."""
+
+    validated: ClassVar[str]  # what `accepts` checks: "compose file", "unit"
+
+    def up(self) -> Command: ...
+    def restart(self) -> Command: ...
+    def bringing_up(self, verb: str) -> Command: ...
+    def stop(self) -> Command: ...
+    def start(self) -> Command: ...
+    def pull(self) -> Command: ...
+    def ps(self) -> Command: ...
+    def remove(self) -> Command: ...
+    def accepts(self, candidate: str, log: str) -> str: ...

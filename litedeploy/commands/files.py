@@ -15,8 +15,7 @@ from typing import Any
 from ..facts import Fact, decode
 from ..host import Host
 from ..plan import FileChange
-from ..runtimes.base import ServiceCommands
-from . import Raw, line, script
+from . import Raw, ServiceCommands, line, script
 
 BACKUPS_KEPT = 5
 # Exit status of an install whose new compose file (or unit) the compose CLI (or systemd) rejected.

@@ -16,8 +16,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar
 
+from ..commands import Command, ServiceCommands
 from ..errors import DeployError
 
 if TYPE_CHECKING:
@@ -31,24 +32,6 @@ if TYPE_CHECKING:
 Rendering = Callable[..., str]
 # Pulls an image onto the host: its reference -> the RepoDigests it has there.
 Puller = Callable[[str], tuple[str, ...]]
-Command = list[str] | str
-
-
-class ServiceCommands(Protocol):
-    """The one set of verbs for a gateway (the gateway itself, an instance, the front door's proxy),
-    whichever the runtime: each an argv list or a shell script."""
-
-    validated: ClassVar[str]  # what `accepts` checks: "compose file", "unit"
-
-    def up(self) -> Command: ...
-    def restart(self) -> Command: ...
-    def bringing_up(self, verb: Verb) -> Command: ...
-    def stop(self) -> Command: ...
-    def start(self) -> Command: ...
-    def pull(self) -> Command: ...
-    def ps(self) -> Command: ...
-    def remove(self) -> Command: ...
-    def accepts(self, candidate: str, log: str) -> str: ...
 
 
 class ServiceFile(ABC):

@@ -16,7 +16,7 @@ from ..plan import Verb
 from .target import HOSTS, on_each_host, reports_errors
 
 if TYPE_CHECKING:
-    from ..runtimes.base import ServiceCommands
+    from ..commands import ServiceCommands
 
 
 def _on_service(c, host: str | None, verb: Callable[[ServiceCommands], list[str] | str], done: str,

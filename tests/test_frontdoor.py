@@ -1,4 +1,4 @@
-"""vars.zero_downtime's pure part (`instances.py`, its render and the Docker runtime's verb): the two
+"""The front door's pure part (`frontdoor.py`, its render and the topology's verb): the two
 instances and their ports, which one the proxy's configuration makes live, the block of three
 services and the proxy's configuration for either instance, and when a change is a switch."""
 
@@ -8,15 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from litedeploy import instances, runtimes
+from litedeploy import runtimes
 from litedeploy.composefile import Markers, replace_block
 from litedeploy.errors import RenderError
-from litedeploy.facts import GatewayState, HostFacts
+from litedeploy.facts import GatewayState, HostFacts, live_color
+from litedeploy.frontdoor import INSTANCE_HEADER, front_door, topology
+from litedeploy.host import COLORS
 from litedeploy.inventory import load_inventory
 from litedeploy.render import load_templates, render_host
-from litedeploy.runtimes.compose import switch_verb
 from litedeploy.secrets import SecretValues
 
+DOCKER = runtimes.named("docker")
 SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
                         "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456"}, "s.enc.yaml")
 RUNNING = GatewayState("running", True, "t0", 0, 0, "healthy", "x", "sha", "etc")
@@ -34,12 +36,12 @@ def templates(repo):
 
 
 def test_the_instances_have_their_own_names_and_loopback_ports(fox):
-    blue, green = (instances.instance(fox, color) for color in instances.COLORS)
+    blue, green = (topology(fox).instance(DOCKER, fox, color) for color in COLORS)
     assert (blue.docker.container_name, blue.service_name, blue.port, blue.bind) == ("litellm-blue", "litellm-blue", 4001,
                                                                               "127.0.0.1")
-    assert (green.port, instances.proxy(fox).docker.container_name) == (4002, "litellm-proxy")
+    assert (green.port, DOCKER.door.proxy(fox).docker.container_name) == (4002, "litellm-proxy")
     chosen = replace(fox, vars={**fox.vars, "instance_ports": [9001, 9002]})
-    assert instances.ports(chosen) == (9001, 9002)
+    assert front_door(chosen).ports == (9001, 9002)
 
 
 def test_the_block_holds_the_proxy_and_both_instances_and_the_proxy_config_names_the_live_one(templates, fox):
@@ -49,9 +51,9 @@ def test_the_block_holds_the_proxy_and_both_instances_and_the_proxy_config_names
     assert '"127.0.0.1:4001:4001"' in files.service  # bridge: published on loopback only
     for color, port in (("blue", 4001), ("green", 4002)):
         config = files.proxy[color]
-        assert instances.live_color(config) == color
+        assert live_color(config) == color
         assert f"server {color} 127.0.0.1:{port}\n" in config and "bind 0.0.0.0:4000\n" in config
-        assert f"set-header {instances.INSTANCE_HEADER} {color}\n" in config
+        assert f"set-header {INSTANCE_HEADER} {color}\n" in config
     # LiteLLM's production request timeout, and the time it may take for an answer's first byte.
     assert "timeout server 6010s" in files.proxy["blue"]
     production = replace(fox, vars={**fox.vars, "litellm_settings": {"request_timeout": 600}})
@@ -84,21 +86,22 @@ def test_on_systemd_a_template_unit_runs_both_instances_and_the_proxy_has_a_unit
     labsd = replace(labsd, vars={**labsd.vars, "zero_downtime": True, "workers": 2})
     systemd = runtimes.of(labsd)
     files = render_host(templates, labsd, SECRETS, runtimes.of(labsd))
-    assert systemd.service_file(labsd) == "/etc/systemd/system/litellm@.service"
+    assert topology(labsd).service_file(systemd, labsd) == "/etc/systemd/system/litellm@.service"
     assert "--host 127.0.0.1 --port %i --num_workers 2" in files.service
     # Each instance its own runtime folder: systemd removes it when that instance stops.
     assert "RuntimeDirectory=litellm-%i\n" in files.service
     assert files.proxy_service is not None
     assert "ExecStart=/usr/sbin/haproxy -Ws -f /etc/litellm/proxy/haproxy.cfg\n" in files.proxy_service
     assert "stats socket /run/litellm-proxy/admin.sock" in files.proxy["blue"]
-    blue = systemd.instance(labsd, "blue")
-    assert (blue.service_name, blue.port, systemd.holder(blue)) == ("litellm@4001", 4001, "service litellm@4001")
+    blue = topology(labsd).instance(systemd, labsd, "blue")
+    assert (blue.service_name, blue.port, str(systemd.driver.holder(blue))) == ("litellm@4001", 4001,
+                                                                               "service litellm@4001")
     assert "server green 127.0.0.1:4002\n" in files.proxy["green"]
 
 
 @given(st.text(max_size=200))
 def test_any_proxy_config_text_names_at_most_a_known_instance(text):
-    assert instances.live_color(text) in (None, "blue", "green")
+    assert live_color(text) in (None, "blue", "green")
 
 
 def settled(host, files, live="blue", **changes) -> HostFacts:
@@ -110,27 +113,28 @@ def settled(host, files, live="blue", **changes) -> HostFacts:
 
 def test_a_change_is_a_switch_and_a_settled_host_is_left_alone(templates, fox):
     files = render_host(templates, fox, SECRETS, runtimes.of(fox))
-    docker = runtimes.of(fox)
-    assert docker.plan(fox, files, settled(fox, files)).restart is None
-    assert docker.plan(fox, replace(files, config=files.config + "# changed\n"), settled(fox, files)).restart == "switch"
+    layout = topology(fox)
+    assert layout.plan(DOCKER, fox, files, settled(fox, files)).restart is None
+    assert layout.plan(DOCKER, fox, replace(files, config=files.config + "# changed\n"),
+                       settled(fox, files)).restart == "switch"
     # The proxy or the live instance down, the proxy's configuration changed, no proxy yet: a switch heals it.
     stopped = replace(RUNNING, running=False, status="exited")
     for facts in (settled(fox, files, instances={"blue": RUNNING, "proxy": stopped}),
                   settled(fox, files, instances={"blue": stopped, "proxy": RUNNING}),
                   settled(fox, files, proxy_text=files.proxy["green"]),
                   settled(fox, files, proxy_text=None)):
-        assert switch_verb(fox, (), files, facts) == "switch"
+        assert layout.plan(DOCKER, fox, files, facts).restart == "switch"
 
 
 def test_turning_it_off_is_a_switch_back_to_the_single_gateway(templates, fox, repo):
     files = render_host(templates, fox, SECRETS, runtimes.of(fox))
     plain = load_inventory(repo / "hosts.yaml").host("fox")
     single = render_host(templates, plain, SECRETS, runtimes.of(plain))
-    assert runtimes.of(plain).plan(plain, single, settled(fox, files)).restart == "switch"
+    assert topology(plain).plan(DOCKER, plain, single, settled(fox, files)).restart == "switch"
 
 
 def test_the_proxy_image_is_pinned_as_the_gateway_is(templates, fox):
-    docker, digest = runtimes.of(fox), "sha256:" + "b" * 64
+    layout, digest = topology(fox), "sha256:" + "b" * 64
     files = render_host(templates, fox, SECRETS, runtimes.of(fox))
     facts = settled(fox, files)
     pulled = []
@@ -139,17 +143,18 @@ def test_the_proxy_image_is_pinned_as_the_gateway_is(templates, fox):
         pulled.append(image)
         return (f"haproxy@{digest}",)
     # Nothing on the host yet: pulled, then pinned to the digest it came with.
-    assert docker.with_proxy(fox, facts, False, pull).vars["proxy_image"] == f"haproxy:3.2@{digest}"
+    assert layout.pin(DOCKER, fox, facts, False, pull).vars["proxy_image"] == f"haproxy:3.2@{digest}"
     assert pulled == ["haproxy:3.2"]
     # The host's copy of the tag, without a pull; then the digest our block runs, even if the tag moved.
-    assert docker.with_proxy(fox, replace(facts, proxy_digests=(f"haproxy@{digest}",)), False, None).vars[
+    assert layout.pin(DOCKER, fox, replace(facts, proxy_digests=(f"haproxy@{digest}",)), False, None).vars[
         "proxy_image"] == f"haproxy:3.2@{digest}"
-    pinned = render_host(templates, replace(fox, vars={**fox.vars, "proxy_image": f"haproxy:3.2@{digest}"}), SECRETS, runtimes.of(replace(fox, vars={**fox.vars, "proxy_image": f"haproxy:3.2@{digest}"})))
+    pinned = render_host(templates, replace(fox, vars={**fox.vars, "proxy_image": f"haproxy:3.2@{digest}"}), SECRETS,
+                         DOCKER)
     deployed = settled(fox, pinned, proxy_digests=("haproxy@sha256:" + "c" * 64,))
-    assert docker.with_proxy(fox, deployed, False, None).vars["proxy_image"] == f"haproxy:3.2@{digest}"
+    assert layout.pin(DOCKER, fox, deployed, False, None).vars["proxy_image"] == f"haproxy:3.2@{digest}"
     # An upgrade pulls the tag again.
     pulled.clear()
-    docker.with_proxy(fox, deployed, True, pull)
+    layout.pin(DOCKER, fox, deployed, True, pull)
     assert pulled == ["haproxy:3.2"]
 
 
@@ -158,5 +163,5 @@ def test_a_kept_service_text_says_whether_it_ran_instances(templates, fox, repo)
     for single in (inventory.host("fox"), inventory.host("labsd")):
         both = replace(single, vars={**single.vars, "zero_downtime": True})
         runtime = runtimes.of(single)
-        assert not runtime.runs_instances(single, render_host(templates, single, SECRETS, runtimes.of(single)).service)
-        assert runtime.runs_instances(single, render_host(templates, both, SECRETS, runtimes.of(both)).service)
+        assert not runtime.door.runs_instances(single, render_host(templates, single, SECRETS, runtime).service)
+        assert runtime.door.runs_instances(single, render_host(templates, both, SECRETS, runtime).service)
