@@ -17,7 +17,7 @@ _LOGGED_AS = {"runs": "image", "previous_runs": "previous_image"}
 @dataclass
 class AuditRecord:
     """`id` is also the release's name under the host's releases folder (`20261201T052233Z-1a2b3c`);
-    `runs` is what runs after the task (`Runtime.served`: an image reference pinned to its digest,
+    `runs` is what runs after the task (`ServiceFile.served`: an image reference pinned to its digest,
     a venv); `result` is ok, failed or interrupted."""
 
     id: str

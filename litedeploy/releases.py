@@ -39,7 +39,7 @@ def release_names(runtime: Runtime, written: Mapping[str, str]) -> dict[str, str
 @dataclass(frozen=True)
 class Release:
     id: str
-    files: Mapping[str, str]  # the file's name in the release folder (`Runtime.release_names`) -> its text
+    files: Mapping[str, str]  # the file's name in the release folder (`release_names`) -> its text
 
     def desired(self, host: Host, secret_names: frozenset[str], runtime: Runtime) -> DesiredFiles:
         release_file = runtime.service.release_file

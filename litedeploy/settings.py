@@ -34,7 +34,7 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         "log_max_size": "50m",
         "log_max_files": 5,
         # Zero-downtime changes: a second instance proven before a proxy switches to it (a restart
-        # in place refuses requests while LiteLLM starts); litedeploy/instances.py.
+        # in place refuses requests while LiteLLM starts); litedeploy/frontdoor.py.
         "zero_downtime": True,
         "env": {"LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION", "GRACEFUL_SHUTDOWN_TIMEOUT": "600"},
         "litellm_settings": {"json_logs": True, "set_verbose": False, "request_timeout": 600},

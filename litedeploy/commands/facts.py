@@ -1,5 +1,6 @@
 """The one script that reads what is on the host, and the parser of its output: the managed files,
-optionally the deploy lock taken first, and the runtime's questions (`Runtime.questions`).
+optionally the deploy lock taken first, and the questions of the runtime and the topology
+(`Driver.questions`, `Topology.questions`).
 
 Every fact is defined where its command is built (`FACTS` of `files`, `lock`, `compose`,
 `container`, `unit`): a key the command prints and the parser of its value."""
