@@ -2,12 +2,14 @@
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from invoke import task
 
 from ..errors import DeployError
 from ..images import ImageRef
 from ..inventory import check_distinct
+from ..plan import Verb
 from .target import (
     HOSTS,
     PROFILE,
@@ -19,6 +21,9 @@ from .target import (
     terminate_as_interrupt,
     whole_number,
 )
+
+if TYPE_CHECKING:
+    from ..deploy import DeployResult
 
 ACCEPT_RISK = ("go ahead although the release is affected by this critical LiteLLM advisory (its GHSA or CVE "
                "id; repeat for several); see litellm.yaml")
@@ -174,7 +179,7 @@ def _deploy_many(project, targets, parallel, serial, as_json, diff, **options) -
     require_success(outcomes, failed="deploy did not succeed")
 
 
-def report_of(result, check: bool, diff: bool) -> str:
+def report_of(result: "DeployResult", check: bool, diff: bool) -> str:
     """What a host's deploy says: the files it changed (or would, with --check) and with --diff how,
     then its summary line; warnings go to stderr at once."""
     name, plan = result.host, result.plan
@@ -186,11 +191,12 @@ def report_of(result, check: bool, diff: bool) -> str:
         if diff:
             lines.append(text.rstrip("\n"))
     if check:
-        if plan.user:
-            lines.append(f"{name}: would create the system user {plan.user}")
-        if plan.venv:
-            lines.append(f"{name}: would install a venv at {plan.venv}")
-        restart = {"up": "create or recreate litellm", "restart": "restart litellm"}.get(plan.restart)
+        preparation = plan.preparation
+        if preparation and preparation.user:
+            lines.append(f"{name}: would create the system user {preparation.user}")
+        if preparation and preparation.venv:
+            lines.append(f"{name}: would install a venv at {preparation.venv}")
+        restart = {Verb.UP: "create or recreate litellm", Verb.RESTART: "restart litellm"}.get(plan.restart) if plan.restart else None
         lines.append(f"{name}: check: {'would ' + restart if restart else 'would not restart'}; "
                      f"{'nothing would change' if not plan.changes else ''}".rstrip("; "))
     else:
@@ -198,10 +204,11 @@ def report_of(result, check: bool, diff: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary(result) -> str:
-    names = [change.name for change in result.plan.changes] + (["venv"] if result.plan.venv else [])
+def summary(result: "DeployResult") -> str:
+    preparation = result.plan.preparation
+    names = [change.name for change in result.plan.changes] + (["venv"] if preparation and preparation.venv else [])
     changed = f"changed {', '.join(names)}" if names else "nothing changed"
-    verb = {"up": "; recreated litellm", "restart": "; restarted litellm"}.get(result.plan.restart, "")
+    verb = {Verb.UP: "; recreated litellm", Verb.RESTART: "; restarted litellm"}.get(result.plan.restart, "") if result.plan.restart else ""
     image = f"; runs {result.runs}" if result.runs else ""
     return (f"{result.host}: ok, {changed}{verb}{image}; answering after {result.health_seconds:.1f} s; "
             f"{len(result.models)} models listed")
