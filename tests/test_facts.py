@@ -4,6 +4,7 @@ a sample of that output, and the value parsed from it. A fact without a row here
 
 import base64
 import json
+from dataclasses import fields
 from operator import attrgetter
 
 import pytest
@@ -11,7 +12,16 @@ import pytest
 from litedeploy import runtimes
 from litedeploy.commands import compose, container, files, lock, unit
 from litedeploy.commands.facts import FACTS, parse_facts
-from litedeploy.facts import GatewayState, Holder
+from litedeploy.facts import (
+    DockerFacts,
+    FileFacts,
+    GatewayFacts,
+    GatewayState,
+    Holder,
+    HostFacts,
+    LockFacts,
+    SystemdFacts,
+)
 from litedeploy.frontdoor import topology
 from litedeploy.inventory import load_inventory
 from litedeploy.session import facts_script
@@ -156,3 +166,13 @@ def test_a_docker_host_is_asked_the_docker_questions_and_a_systemd_host_its_unit
 def test_a_lock_line_of_neither_form_says_nothing():
     assert (parse_facts("lock gone").lock.holder, parse_facts("lock gone").lock.acquired) == (None, False)
 
+
+def test_flat_field_names_build_each_part_and_an_unknown_one_is_refused():
+    names = [each.name for part in (FileFacts, LockFacts, GatewayFacts, DockerFacts, SystemdFacts)
+             for each in fields(part)]
+    assert len(names) == len(set(names))  # so HostFacts.of can route every name to one part
+    facts = HostFacts.of(env_text="K=v", acquired=True, state=None, unreachable=True, venvs=("/v",))
+    assert facts == HostFacts(files=FileFacts(env_text="K=v"), lock=LockFacts(acquired=True),
+                              docker=DockerFacts(unreachable=True), systemd=SystemdFacts(venvs=("/v",)))
+    with pytest.raises(TypeError, match="lock_acquired"):
+        HostFacts.of(lock_acquired=True)
