@@ -72,7 +72,7 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
                       lock_timeout) as (facts, record):
             deployed = _check_database(session, facts, wanted, upgrade, yes, secrets.get(SALT_KEY))
             _check_advisories(project, session, wanted, facts, accept_risk, out)
-            runs, arch = runtime.release.pinned(host, facts, upgrade), facts.wanted_arch
+            runs, arch = runtime.release.pinned(host, facts, upgrade), facts.docker.wanted_arch
             if runs is None:
                 runs, arch, _ = _pulled(session, wanted, out)
             refusal = runtime.release.refusal(runs, arch, facts)
@@ -139,7 +139,8 @@ def restart(project: Project, host: Host, out: TextIO = sys.stderr, *, break_loc
             recorded(session, project.root, "restart", out, break_lock, lock_timeout) as (facts, record):
         desired = render_host(project.templates, session.as_deployed(facts), secrets, session.runtime)
         plan = Plan((), Verb.SWITCH)
-        health, models = _switched(session, plan, desired, facts, record.id, SmokePlan.of(facts.config_text or ""),
+        health, models = _switched(session, plan, desired, facts, record.id,
+                                   SmokePlan.of(facts.files.config_text or ""),
                                    out)
         record.restart = plan.restart
         return DeployResult(host.name, plan, health, models, ())
@@ -155,7 +156,7 @@ def _check_advisories(project: Project, session: Session, runs: str, facts: Host
     version = release.version(runs)
     what = f"{host.name}: {release.describe(runs)}"
     refusal = project.releases.refusal(version, accept_risk, what)
-    already = version is not None and release.version(session.runtime.service.served(host, facts.service_text)) \
+    already = version is not None and release.version(session.runtime.service.served(host, facts.files.service_text)) \
         == version
     if refusal and not (already or check):
         raise DeployError(refusal)
@@ -173,9 +174,9 @@ def _check_database(session: Session, facts: HostFacts, wanted: str, upgrade: bo
     """Refuses, on a host with a database and unless told yes, a change of release (schema
     migrations) or of the salt key (stored credentials); returns what the service file runs now."""
     host = session.host
-    deployed = session.runtime.service.served(host, facts.service_text)
+    deployed = session.runtime.service.served(host, facts.files.service_text)
     refusal = None if yes else (migration_refusal(host, session.runtime, deployed, wanted, upgrade)
-                                or salt_key_refusal(host, facts.env_text, salt))
+                                or salt_key_refusal(host, facts.files.env_text, salt))
     if refusal:
         raise DeployError(refusal)
     return deployed
@@ -265,7 +266,8 @@ def _apply(session: Session, desired: DesiredFiles, facts: HostFacts, deploy_id:
     if refusal:
         raise DeployError(f"{host.name}: {refusal}")
     # A running gateway the plan leaves alone is asked once whether it answers.
-    probe = liveliness(session.gateway) if not plan.restart and facts.state and facts.state.running else None
+    running = facts.gateway.state is not None and facts.gateway.state.running
+    probe = liveliness(session.gateway) if not plan.restart and running else None
     if probe is not None and is_draining(probe):
         # Its drain began (/health/drain, or a stop that never ended): it takes no new work. The
         # deploy leaves a gateway that answers.
@@ -281,7 +283,7 @@ def _apply(session: Session, desired: DesiredFiles, facts: HostFacts, deploy_id:
         return DeployResult(host.name, plan, health, models, _diffs(plan, session))
     verbs = session.verbs(facts)
     verb = plan.restart
-    if verb == Verb.UP and not (facts.state and facts.state.running):
+    if verb == Verb.UP and not (facts.gateway.state and facts.gateway.state.running):
         _check_port_free(session)
     preparation = plan.preparation
     done = run(session, [
@@ -307,10 +309,10 @@ def _check_port_free(session: Session) -> None:
     """A new gateway could not bind the port: fail before the host changes, naming who has it."""
     host = session.host
     now = session.state_and_port()
-    if now.docker_unreachable:
+    if now.docker.unreachable:
         raise DeployError(f"{host.name}: the Docker engine does not answer {host.ssh_user}; start it or give the "
                           "user access to its socket")
-    other = now.held_by_other(session.runtime.driver.holder(host))
+    other = now.gateway.held_by_other(session.runtime.driver.holder(host))
     if other:
         raise DeployError(f"{host.name}: port {host.port} is already in use by {other}; stop it or set "
                           "another port in hosts.yaml")
@@ -334,7 +336,7 @@ def _roll_back(session: Session, plan: Plan, verb: Verb, before: HostFacts, verb
     unit's previous venv is still there: only a kept release's unit stops a venv from being
     pruned); says how. Raises DeployError where the gateway does not come back."""
     host, remote, runtime = session.host, session.remote, session.runtime
-    steps = rollback_steps(plan, before, runtime.service.served_port(host, before.service_text) or host.port)
+    steps = rollback_steps(plan, before, runtime.service.served_port(host, before.files.service_text) or host.port)
     kind = runtime.kind
     if steps.restore:
         remote.run(files.restore(host, plan.changes, deploy_id))

@@ -252,9 +252,9 @@ class BehindTheDoor(Topology):
         """A switch where anything changed, where the gateway would need a new process in place (a
         new venv), or where the live instance, the proxy or its configuration is not as it should be."""
         live = facts.live
-        running = [facts.instances.get(role) for role in (live, "proxy") if role]
+        running = [facts.gateway.instances.get(role) for role in (live, "proxy") if role]
         settled = live and all(state and state.running for state in running) and \
-            facts.proxy_text == desired.proxy.get(live)
+            facts.files.proxy_text == desired.proxy.get(live)
 
         def verb(changes: tuple[FileChange, ...]) -> Verb | None:
             in_place = runtime.service.in_place_verb(host, {change.path for change in changes}, facts, desired)

@@ -59,15 +59,15 @@ def _take(session: Session, taker: dict, timeout: float, out: TextIO, break_lock
     while True:
         facts = session.facts(lock_owner=taker, break_lock=break_lock)
         break_lock = False  # only the stale lock found at the start, never a live deploy's
-        if facts.lock_acquired:
+        if facts.lock.acquired:
             return facts
-        who = describe_holder(facts.lock_holder)
-        if facts.lock_live == lock.BY_HAND:
+        who = describe_holder(facts.lock.holder)
+        if facts.lock.live == lock.BY_HAND:
             raise DeployError(f"{name}: --break-lock refused: {who} locked the host by hand; when that work is "
                               f"done: inv lock.release --host {name}")
-        if facts.lock_live:
+        if facts.lock.live:
             raise DeployError(f"{name}: --break-lock refused: the deploy holding the lock, {who}, is still "
-                              f"connected (sshd pid {facts.lock_live}); wait for it with --lock-timeout")
+                              f"connected (sshd pid {facts.lock.live}); wait for it with --lock-timeout")
         if time.monotonic() > deadline:
             raise DeployError(f"{name}: another deploy holds the lock: {who}; if it is stale, run again with "
                               "--break-lock")

@@ -96,8 +96,8 @@ class Plan:
 
 def changed_files(wanted: list[FileChange], facts: HostFacts) -> tuple[FileChange, ...]:
     """The files of WANTED whose text differs from the host's, each written through the symlink
-    the host has at its path (facts.real_paths)."""
-    return tuple(replace(change, resolved=facts.real_paths.get(change.path)) for change in wanted
+    the host has at its path (facts.files.real_paths)."""
+    return tuple(replace(change, resolved=facts.files.real_paths.get(change.path)) for change in wanted
                  if change.new != change.old)
 
 
@@ -131,9 +131,9 @@ class RollbackSteps:
 
 def rollback_steps(plan: Plan, before: HostFacts, port: int) -> RollbackSteps:
     """PORT: the one the files the rollback restores serve on."""
-    if before.state is None:
+    if before.gateway.state is None:
         return RollbackSteps(bool(plan.changes), "remove")
-    if not before.state.running:
+    if not before.gateway.state.running:
         return RollbackSteps(bool(plan.changes), "stop")
     return RollbackSteps(bool(plan.changes), "start", port)
 

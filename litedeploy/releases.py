@@ -80,7 +80,7 @@ def choose_release(host: Host, releases: list[Release], facts: HostFacts, to: st
             known = ", ".join(release.id for release in releases) or "none"
             raise DeployError(f"{where}: no release {to!r} (kept: {known}); see inv ops.history --host {host.name}")
         return found[0]
-    now = (facts.config_text, facts.env_text, runtime.service.served(host, facts.service_text))
+    now = (facts.files.config_text, facts.files.env_text, runtime.service.served(host, facts.files.service_text))
     for release in reversed(releases):
         if (release.files.get("config.yaml"), release.files.get("litellm.env"), release.runs(host, runtime)) != now:
             return release

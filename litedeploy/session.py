@@ -117,7 +117,7 @@ class Session:
 
     def gateway_state(self) -> GatewayState | None:
         """The gateway's state as its runtime reports it (a container's, a unit's)."""
-        return self.read(self.runtime.driver.state(self.host)).state
+        return self.read(self.runtime.driver.state(self.host)).gateway.state
 
     def state_and_port(self) -> HostFacts:
         """The gateway's state and what holds the port, in one round trip."""
@@ -127,7 +127,7 @@ class Session:
         """Runs a verb (a compose verb, or systemctl's) and reads the gateway's state right after, in
         one round trip: the baseline against which a crash loop is recognised."""
         verb = f"( {command} ) >&2" if isinstance(command, str) else f"{argv(command)} >&2"
-        return self.read(script("set -e", verb, f"{self.runtime.driver.state(self.host)} || true")).state
+        return self.read(script("set -e", verb, f"{self.runtime.driver.state(self.host)} || true")).gateway.state
 
     def pull_image(self, image: str) -> tuple[tuple[str, ...], str | None]:
         """Pulls while the running container keeps serving; returns the image's registry digests and
@@ -136,7 +136,7 @@ class Session:
         if result.failed:
             raise RemoteError(f"{self.host.name}: cannot pull {image}: {self.remote.last_line(result)}")
         pulled = parse_facts(result.stdout)
-        return pulled.wanted_digests or (), pulled.wanted_arch
+        return pulled.docker.wanted_digests or (), pulled.docker.wanted_arch
 
     def reaches_redis(self, address: str, port: int) -> str:
         """Pings ADDRESS:PORT from beside the gateway (in its container, or as its service user)
@@ -200,14 +200,14 @@ class Session:
         """An answer on the port may come from someone else (an old container under another name, a
         second gateway) while ours crash-loops: ours must run, unrestarted, and hold the port."""
         now = self.state_and_port()
-        if now.docker_unreachable:
+        if now.docker.unreachable:
             raise VerifyError(f"{self.host.name}: the Docker engine stopped answering; whatever answers on port "
                               f"{self.host.port} cannot be told to be ours")
-        failure = gateway_failure(now.state, baseline)
+        failure = gateway_failure(now.gateway.state, baseline)
         if failure:
             raise VerifyError(f"{self.host.name}: {failure}")
         ours = self.runtime.driver.holder(self.host)
-        other = now.held_by_other(ours)
+        other = now.gateway.held_by_other(ours)
         if other:
             raise VerifyError(f"{self.host.name}: port {self.host.port} answers, but from {other}, not the {ours}")
 

@@ -54,10 +54,10 @@ class Status:
 
 def describe(host: Host, runtime: Runtime, layout: Topology, facts: HostFacts, desired: DesiredFiles,
              answering: bool, now: datetime, releases: Releases) -> Status:
-    state = facts.state
+    state = facts.gateway.state
     started = _parse_time(state.started_at) if state and state.running else None
     drift = tuple(change.name for change in layout.plan(runtime, host, desired, facts).changes)
-    pending = bool(started and facts.config_mtime and facts.config_mtime > started.timestamp())
+    pending = bool(started and facts.files.config_mtime and facts.files.config_mtime > started.timestamp())
     runs = runtime.release.now(host, facts)
     return Status(
         host=host.name, profile=host.profile or "default", state=state.status if state else "absent",
@@ -66,9 +66,10 @@ def describe(host: Host, runtime: Runtime, layout: Topology, facts: HostFacts, d
         restarts=state.restart_count if state else 0,
         exit_code=state.exit_code if state else None,
         image=runs, image_id=state.image_id if state else "",
-        digests=facts.image_digests, runs=runtime.release.details(host, runs, state, facts.image_digests),
+        digests=facts.gateway.image_digests,
+        runs=runtime.release.details(host, runs, state, facts.gateway.image_digests),
         ports=runtime.driver.ports(host, state),
-        config_on_host=_digest(facts.config_text) if facts.config_text is not None else None,
+        config_on_host=_digest(facts.files.config_text) if facts.files.config_text is not None else None,
         config_in_repo=_digest(desired.config), drift=drift, restart_pending=pending, answering=answering,
         runtime=host.runtime, live=_live(host, runtime, layout, facts), advisories=tuple(
             f"{advisory.id} {advisory.severity}" + (f", fixed in {advisory.fixed_in}" if advisory.fixed_in else "")
@@ -82,7 +83,7 @@ def _live(host: Host, runtime: Runtime, layout: Topology, facts: HostFacts) -> s
         return None
     proxy, *instances = door_gateways(runtime, host, layout.door or described(host))
     instance = dict(zip(("blue", "green"), instances))[live]
-    state = facts.instances.get("proxy")
+    state = facts.gateway.instances.get("proxy")
     return (f"{runtime.driver.holder(proxy)} ({state.status if state else 'absent'}) on {host.bind}:{host.port} "
             f"forwards to {runtime.driver.holder(instance)} on 127.0.0.1:{instance.port}")
 

@@ -43,12 +43,12 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
     started = session.driving(new)
     verbs, new_verbs = session.verbs(facts), session.verbs(facts, new)
     # The single gateway of before the door, where it runs: it stops once the new instance answers.
-    single = facts.state is not None and facts.state.running and live is None
+    single = facts.gateway.state is not None and facts.gateway.state.running and live is None
     was_serving = layout.instance(runtime, host, live).service_name if live else (
         str(runtime.driver.holder(host)) if single else "nothing")
     serving = f"the live {was_serving}" if live else was_serving
     untouched = f"{new.service_name} never took traffic, the previous files are back, {serving} still serves"
-    proxy_change = FileChange(layout.door.config_path, facts.proxy_text, desired.proxy[color], "0644")
+    proxy_change = FileChange(layout.door.config_path, facts.files.proxy_text, desired.proxy[color], "0644")
 
     def start_new() -> float:
         out.write(f"{host.name}: starting {new.service_name} on 127.0.0.1:{new.port}; {serving} keeps serving\n")

@@ -217,12 +217,12 @@ def test_every_builder_quotes_paths_that_hold_shell_syntax(repo, tmp_path):
     sh = lambda command: subprocess.run(["sh", "-c", command], capture_output=True, text=True, cwd=tmp_path)  # noqa: E731
     try:
         assert "lock acquired" in sh(lock.take(odd, {"user": "ann's"})).stdout
-        assert parse_facts(sh(lock.holder(odd)).stdout).lock_holder == {"user": "ann's"}
+        assert parse_facts(sh(lock.holder(odd)).stdout).lock.holder == {"user": "ann's"}
         sh(audit.append(odd, {"id": "1", "note": "it's $(x)"}))
         assert json.loads(sh(audit.last(odd, 5)).stdout) == {"id": "1", "note": "it's $(x)"}
         docker, layout = runtimes.of(odd), topology(odd)
         managed = layout.managed_files(docker, odd)
-        assert parse_facts(sh(files.contents(odd, managed)).stdout, managed).service_text == "services: {}\n"
+        assert parse_facts(sh(files.contents(odd, managed)).stdout, managed).files.service_text == "services: {}\n"
         sh(files.keep_release(odd, "20261123T000000Z-abcdef", None, release_names(docker, layout.written(docker, odd))))
         assert "release 20261123T000000Z-abcdef compose.yml" in sh(files.releases(odd)).stdout
     finally:
@@ -242,4 +242,4 @@ def test_no_container_because_the_engine_does_not_answer_is_a_fact_of_its_own(ho
     found = subprocess.run(["sh", "-c", state(host)], capture_output=True, text=True,
                            env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}).stdout
     assert found == facts
-    assert parse_facts(found).docker_unreachable is bool(facts) and parse_facts(found).state is None
+    assert parse_facts(found).docker.unreachable is bool(facts) and parse_facts(found).gateway.state is None

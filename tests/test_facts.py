@@ -4,13 +4,24 @@ a sample of that output, and the value parsed from it. A fact without a row here
 
 import base64
 import json
+from dataclasses import fields
+from operator import attrgetter
 
 import pytest
 
 from litedeploy import runtimes
 from litedeploy.commands import compose, container, files, lock, unit
 from litedeploy.commands.facts import FACTS, parse_facts
-from litedeploy.facts import GatewayState, Holder
+from litedeploy.facts import (
+    DockerFacts,
+    FileFacts,
+    GatewayFacts,
+    GatewayState,
+    Holder,
+    HostFacts,
+    LockFacts,
+    SystemdFacts,
+)
 from litedeploy.frontdoor import topology
 from litedeploy.inventory import load_inventory
 from litedeploy.session import facts_script
@@ -65,45 +76,50 @@ def commands(host, unit_host):
     }
 
 
-# key -> (sample output line, the HostFacts fields it sets)
+# key -> (sample output line, the fields it sets, each as PART.FIELD of HostFacts)
 SAMPLES = {
-    "service_file": (f"service_file {b64('services: {}')}", {"service_text": "services: {}"}),
-    "config_file": (f"config_file {b64('model_list: []')}", {"config_text": "model_list: []"}),
-    "env_file": (f"env_file {b64('K=v')}", {"env_text": "K=v"}),
-    "real_service_file": (f"real_service_file {b64('/srv/real.yml')}", {"real_paths": {"SERVICE": "/srv/real.yml"}}),
-    "real_config_file": (f"real_config_file {b64('/srv/c')}", {"real_paths": {"CONFIG": "/srv/c"}}),
-    "real_env_file": (f"real_env_file {b64('/srv/e')}", {"real_paths": {"ENV": "/srv/e"}}),
-    "notfile_service_file": ("notfile_service_file 1", {"not_files": ("SERVICE",)}),
-    "notfile_config_file": ("notfile_config_file 1", {"not_files": ("CONFIG",)}),
-    "notfile_env_file": ("notfile_env_file 1", {"not_files": ("ENV",)}),
-    "proxy_file": (f"proxy_file {b64('backend live')}", {"proxy_text": "backend live"}),
-    "real_proxy_file": (f"real_proxy_file {b64('/srv/p')}", {"real_paths": {"PROXY": "/srv/p"}}),
-    "notfile_proxy_file": ("notfile_proxy_file 1", {"not_files": ("PROXY",)}),
-    **{f"container_{role}": (f"container_{role} {b64(json.dumps(INSPECT))}", {"instances": {role: DOCKER_STATE}})
+    "service_file": (f"service_file {b64('services: {}')}", {"files.service_text": "services: {}"}),
+    "config_file": (f"config_file {b64('model_list: []')}", {"files.config_text": "model_list: []"}),
+    "env_file": (f"env_file {b64('K=v')}", {"files.env_text": "K=v"}),
+    "real_service_file": (f"real_service_file {b64('/srv/real.yml')}",
+                          {"files.real_paths": {"SERVICE": "/srv/real.yml"}}),
+    "real_config_file": (f"real_config_file {b64('/srv/c')}", {"files.real_paths": {"CONFIG": "/srv/c"}}),
+    "real_env_file": (f"real_env_file {b64('/srv/e')}", {"files.real_paths": {"ENV": "/srv/e"}}),
+    "notfile_service_file": ("notfile_service_file 1", {"files.not_files": ("SERVICE",)}),
+    "notfile_config_file": ("notfile_config_file 1", {"files.not_files": ("CONFIG",)}),
+    "notfile_env_file": ("notfile_env_file 1", {"files.not_files": ("ENV",)}),
+    "proxy_file": (f"proxy_file {b64('backend live')}", {"files.proxy_text": "backend live"}),
+    "real_proxy_file": (f"real_proxy_file {b64('/srv/p')}", {"files.real_paths": {"PROXY": "/srv/p"}}),
+    "notfile_proxy_file": ("notfile_proxy_file 1", {"files.not_files": ("PROXY",)}),
+    **{f"container_{role}": (f"container_{role} {b64(json.dumps(INSPECT))}",
+                             {"gateway.instances": {role: DOCKER_STATE}})
        for role in ("blue", "green", "proxy")},
-    "config_mtime": ("config_mtime 1764496800", {"config_mtime": 1764496800.0}),
-    "lock": (f"lock held {b64(json.dumps({'user': 'ann'}))}", {"lock_holder": {"user": "ann"},
-                                                               "lock_acquired": False}),
-    "lock_live": ("lock_live 4242", {"lock_live": "4242"}),
-    "flavour": ("flavour v1", {"compose_flavour": "v1"}),
-    "container": (f"container {b64(json.dumps(INSPECT))}", {"state": DOCKER_STATE}),
-    "image_digests": (f"image_digests {b64(json.dumps(['img@sha256:2']))}", {"image_digests": ("img@sha256:2",)}),
-    "docker_unreachable": ("docker_unreachable yes", {"docker_unreachable": True}),
-    "wanted_image": (f"wanted_image {b64('null')}", {"wanted_digests": ()}),
-    "wanted_arch": ("wanted_arch arm64", {"wanted_arch": "arm64"}),
+    "config_mtime": ("config_mtime 1764496800", {"files.config_mtime": 1764496800.0}),
+    "lock": (f"lock held {b64(json.dumps({'user': 'ann'}))}", {"lock.holder": {"user": "ann"},
+                                                               "lock.acquired": False}),
+    "lock_live": ("lock_live 4242", {"lock.live": "4242"}),
+    "flavour": ("flavour v1", {"docker.compose_flavour": "v1"}),
+    "container": (f"container {b64(json.dumps(INSPECT))}", {"gateway.state": DOCKER_STATE}),
+    "image_digests": (f"image_digests {b64(json.dumps(['img@sha256:2']))}",
+                      {"gateway.image_digests": ("img@sha256:2",)}),
+    "docker_unreachable": ("docker_unreachable yes", {"docker.unreachable": True}),
+    "wanted_image": (f"wanted_image {b64('null')}", {"docker.wanted_digests": ()}),
+    "wanted_arch": ("wanted_arch arm64", {"docker.wanted_arch": "arm64"}),
     "proxy_wanted_image": (f"proxy_wanted_image {b64(json.dumps(['haproxy@sha256:3']))}",
-                           {"proxy_digests": ("haproxy@sha256:3",)}),
-    "engine": ("engine 28.2.2 amd64", {"engine_version": "28.2.2", "engine_arch": "amd64"}),
-    "port_holder": ("port_holder process python3 (pid 7)", {"port_holder": Holder("process", "python3 (pid 7)")}),
-    "service": (f"service {b64(SHOW)}", {"state": UNIT_STATE}),
-    "proxy_service_file": (f"proxy_service_file {b64('[Unit]')}", {"proxy_service_text": "[Unit]"}),
-    "real_proxy_service_file": (f"real_proxy_service_file {b64('/srv/u')}", {"real_paths": {"PROXYUNIT": "/srv/u"}}),
-    "notfile_proxy_service_file": ("notfile_proxy_service_file 1", {"not_files": ("PROXYUNIT",)}),
-    **{f"service_{role}": (f"service_{role} {b64(SHOW)}", {"instances": {role: UNIT_STATE}})
+                           {"docker.proxy_digests": ("haproxy@sha256:3",)}),
+    "engine": ("engine 28.2.2 amd64", {"docker.engine_version": "28.2.2", "docker.engine_arch": "amd64"}),
+    "port_holder": ("port_holder process python3 (pid 7)",
+                    {"gateway.port_holder": Holder("process", "python3 (pid 7)")}),
+    "service": (f"service {b64(SHOW)}", {"gateway.state": UNIT_STATE}),
+    "proxy_service_file": (f"proxy_service_file {b64('[Unit]')}", {"files.proxy_service_text": "[Unit]"}),
+    "real_proxy_service_file": (f"real_proxy_service_file {b64('/srv/u')}",
+                                {"files.real_paths": {"PROXYUNIT": "/srv/u"}}),
+    "notfile_proxy_service_file": ("notfile_proxy_service_file 1", {"files.not_files": ("PROXYUNIT",)}),
+    **{f"service_{role}": (f"service_{role} {b64(SHOW)}", {"gateway.instances": {role: UNIT_STATE}})
        for role in ("blue", "green", "proxy")},
     "venvs": ("venvs /opt/litellm/litellm-1-a /opt/litellm/litellm-2-b",
-              {"venvs": ("/opt/litellm/litellm-1-a", "/opt/litellm/litellm-2-b")}),
-    "service_user": ("service_user 1", {"service_user": True}),
+              {"systemd.venvs": ("/opt/litellm/litellm-1-a", "/opt/litellm/litellm-2-b")}),
+    "service_user": ("service_user 1", {"systemd.service_user_exists": True}),
 }
 
 
@@ -132,11 +148,11 @@ def test_each_fact_is_printed_by_its_command_and_parsed_from_its_sample(key, hos
     line, fields = SAMPLES[key]
     facts = parse_facts(line, managed)
     for name, value in fields.items():
-        if name == "real_paths":
+        if name == "files.real_paths":
             value = {paths[path]: real for path, real in value.items()}
-        elif name == "not_files":
+        elif name == "files.not_files":
             value = tuple(paths[path] for path in value)
-        assert getattr(facts, name) == value, name
+        assert attrgetter(name)(facts) == value, name
 
 
 def test_a_docker_host_is_asked_the_docker_questions_and_a_systemd_host_its_units(hosts):
@@ -148,4 +164,15 @@ def test_a_docker_host_is_asked_the_docker_questions_and_a_systemd_host_its_unit
 
 
 def test_a_lock_line_of_neither_form_says_nothing():
-    assert (parse_facts("lock gone").lock_holder, parse_facts("lock gone").lock_acquired) == (None, False)
+    assert (parse_facts("lock gone").lock.holder, parse_facts("lock gone").lock.acquired) == (None, False)
+
+
+def test_flat_field_names_build_each_part_and_an_unknown_one_is_refused():
+    names = [each.name for part in (FileFacts, LockFacts, GatewayFacts, DockerFacts, SystemdFacts)
+             for each in fields(part)]
+    assert len(names) == len(set(names))  # so HostFacts.of can route every name to one part
+    facts = HostFacts.of(env_text="K=v", acquired=True, state=None, unreachable=True, venvs=("/v",))
+    assert facts == HostFacts(files=FileFacts(env_text="K=v"), lock=LockFacts(acquired=True),
+                              docker=DockerFacts(unreachable=True), systemd=SystemdFacts(venvs=("/v",)))
+    with pytest.raises(TypeError, match="lock_acquired"):
+        HostFacts.of(lock_acquired=True)

@@ -106,9 +106,9 @@ def test_any_proxy_config_text_names_at_most_a_known_instance(text):
 
 def settled(host, files, live="blue", **changes) -> HostFacts:
     compose = replace_block("services: {}\n", files.service, Markers.from_template(host.docker.marker), "f")
-    return HostFacts(**{"service_text": compose, "config_text": files.config, "env_text": files.env,
-                        "compose_flavour": "v2", "state": RUNNING, "proxy_text": files.proxy[live],
-                        "instances": {live: RUNNING, "proxy": RUNNING}, **changes})
+    return HostFacts.of(**{"service_text": compose, "config_text": files.config, "env_text": files.env,
+                           "compose_flavour": "v2", "state": RUNNING, "proxy_text": files.proxy[live],
+                           "instances": {live: RUNNING, "proxy": RUNNING}, **changes})
 
 
 def test_a_change_is_a_switch_and_a_settled_host_is_left_alone(templates, fox):
@@ -146,8 +146,8 @@ def test_the_proxy_image_is_pinned_as_the_gateway_is(templates, fox):
     assert layout.pin(DOCKER, fox, facts, False, pull).vars["proxy_image"] == f"haproxy:3.2@{digest}"
     assert pulled == ["haproxy:3.2"]
     # The host's copy of the tag, without a pull; then the digest our block runs, even if the tag moved.
-    assert layout.pin(DOCKER, fox, replace(facts, proxy_digests=(f"haproxy@{digest}",)), False, None).vars[
-        "proxy_image"] == f"haproxy:3.2@{digest}"
+    held = settled(fox, files, proxy_digests=(f"haproxy@{digest}",))
+    assert layout.pin(DOCKER, fox, held, False, None).vars["proxy_image"] == f"haproxy:3.2@{digest}"
     pinned = render_host(templates, replace(fox, vars={**fox.vars, "proxy_image": f"haproxy:3.2@{digest}"}), SECRETS,
                          DOCKER)
     deployed = settled(fox, pinned, proxy_digests=("haproxy@sha256:" + "c" * 64,))

@@ -36,9 +36,9 @@ def running(up: bool = True) -> GatewayState:
 def facts_matching(host, desired=DESIRED, **changes) -> HostFacts:
     compose = replace_block("services:\n  web: {image: nginx}\n", desired.service,
                             Markers.from_template(host.docker.marker), "f")
-    return HostFacts(**{"service_text": compose, "config_text": desired.config,
-                        "env_text": desired.env, "compose_flavour": "v2",
-                        "state": running(), **changes})
+    return HostFacts.of(**{"service_text": compose, "config_text": desired.config,
+                           "env_text": desired.env, "compose_flavour": "v2",
+                           "state": running(), **changes})
 
 
 def test_nothing_differs_so_nothing_is_written_or_restarted(fox):
@@ -65,7 +65,7 @@ def test_block_change_recreates(fox):
 
 
 def test_first_deploy_writes_everything_and_ups(fox):
-    plan = plan_of(fox, DESIRED, HostFacts(None, None, None, "v1", None))
+    plan = plan_of(fox, DESIRED, HostFacts.of(compose_flavour="v1"))
     assert {c.name for c in plan.changes} == {"compose.yml", "litellm.env", "config.yaml"}
     assert plan.restart == "up"
     assert plan.changes[0].new.startswith("services:\n# BEGIN ANSIBLE MANAGED BLOCK litellm\n")
@@ -79,7 +79,7 @@ def test_first_deploy_writes_everything_and_ups(fox):
 def test_a_broken_compose_file_on_the_host_is_refused_before_any_edit(fox, compose, message):
     from litedeploy.errors import ComposeFileError
     with pytest.raises(ComposeFileError, match=message):
-        plan_of(fox, DESIRED, HostFacts(compose, None, None, "v2", None))
+        plan_of(fox, DESIRED, HostFacts.of(service_text=compose, compose_flavour="v2"))
 
 
 def test_a_stopped_container_is_brought_up_even_when_no_file_changed(fox):
@@ -128,11 +128,11 @@ def test_a_moving_tag_is_deployed_with_a_warning(fox):
 
 def rollback_of(host, plan, before):
     """How a failed deploy puts HOST back, on the port the files it restores serve (as `deploy` asks)."""
-    return rollback_steps(plan, before, DOCKER.service.served_port(host, before.service_text) or host.port)
+    return rollback_steps(plan, before, DOCKER.service.served_port(host, before.files.service_text) or host.port)
 
 
 def test_a_failed_first_deploy_rolls_back_by_removing_the_new_container(fox):
-    before = HostFacts(None, None, None, "v2", None)
+    before = HostFacts.of(compose_flavour="v2")
     plan = plan_of(fox, DESIRED, before)
     steps = rollback_of(fox, plan, before)
     assert (steps.restore, steps.gateway) == (True, "remove")
@@ -151,13 +151,12 @@ def test_removal_takes_out_only_our_block_and_the_container_that_exists(fox):
     removal = plan_remove(fox, facts_matching(fox))
     assert removal.container and removal.changed == [fox.docker.compose_file]
     assert removal.compose.new == "services:\n  web: {image: nginx}\n"
-    bare = plan_remove(fox, HostFacts("services:\n  web: {image: nginx}\n", None, None, "v2", None))
+    bare = plan_remove(fox, HostFacts.of(service_text="services:\n  web: {image: nginx}\n", compose_flavour="v2"))
     assert not bare.container and bare.compose is None and bare.changed == []
 
 
 def test_an_engine_that_does_not_answer_stops_the_deploy_naming_it_not_the_ports_holder(fox):
-    facts = HostFacts(service_text=None, config_text=None, env_text=None, compose_flavour="v2", state=None,
-                      port_holder=Holder("process", "python3 (pid 42)"), docker_unreachable=True)
+    facts = HostFacts.of(compose_flavour="v2", port_holder=Holder("process", "python3 (pid 42)"), unreachable=True)
     with pytest.raises(DeployError, match="fox: the Docker engine does not answer root"):
         plan_of(fox, DesiredFiles(config="c", env="e", service="  litellm: {}\n"), facts)
 

@@ -48,7 +48,8 @@ def release(fox, release_id: str, image: str, config: str, env: str = "K=v\n") -
 
 
 def facts_of(fox, kept: Release) -> HostFacts:
-    return HostFacts(kept.files["compose.yml"], kept.files["config.yaml"], kept.files["litellm.env"], "v2", None)
+    return HostFacts.of(service_text=kept.files["compose.yml"], config_text=kept.files["config.yaml"],
+                        env_text=kept.files["litellm.env"], compose_flavour="v2")
 
 
 def test_release_lines_become_releases_oldest_first():

@@ -48,10 +48,10 @@ def running_unit(pid: int = 41, restarts: int = 0) -> str:
 
 
 def facts_of(host, desired, **changes) -> HostFacts:
-    state = parse_facts(running_unit()).state
-    return HostFacts(**{"service_text": desired.service, "config_text": desired.config, "env_text": desired.env,
-                        "compose_flavour": None, "state": state,
-                        "venvs": (host.systemd.venv_dir,), "service_user": True, **changes})
+    state = parse_facts(running_unit()).gateway.state
+    return HostFacts.of(**{"service_text": desired.service, "config_text": desired.config, "env_text": desired.env,
+                           "state": state, "venvs": (host.systemd.venv_dir,), "service_user_exists": True,
+                           **changes})
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -107,7 +107,7 @@ def test_nothing_differs_so_nothing_happens(labsd, desired):
 
 
 def test_a_first_deploy_creates_the_user_installs_the_venv_and_brings_the_unit_up(labsd, desired):
-    plan = plan_of(labsd, desired, HostFacts(None, None, None, None, None))
+    plan = plan_of(labsd, desired, HostFacts())
     assert [(c.path, c.mode, c.group) for c in plan.changes] == [
         ("/etc/systemd/system/litellm.service", "0644", "root"), ("/etc/litellm/litellm.env", "0640", "litellm"),
         ("/etc/litellm/config.yaml", "0640", "litellm")]
@@ -136,12 +136,12 @@ def test_a_release_whose_venv_is_gone_is_refused(labsd, desired):
 
 def test_unit_state_is_read_like_a_containers(labsd):
     facts = parse_facts(running_unit(pid=7, restarts=2) + "\nvenvs /opt/litellm/a /opt/litellm/b\nservice_user 1\n")
-    state = facts.state
+    state = facts.gateway.state
     assert (state.status, state.running, state.restart_count, state.kind) == ("running", True, 2, "service")
     assert state.started_at == "2026-11-24T02:20:54+00:00"
-    assert facts.venvs == ("/opt/litellm/a", "/opt/litellm/b") and facts.service_user
+    assert facts.systemd.venvs == ("/opt/litellm/a", "/opt/litellm/b") and facts.systemd.service_user_exists
     gone = "service " + base64.b64encode(b"LoadState=not-found\nActiveState=inactive").decode()
-    assert parse_facts(gone).state is None
+    assert parse_facts(gone).gateway.state is None
     assert SYSTEMD.service.served(labsd, f"ExecStart={labsd.systemd.venv_dir}/bin/litellm --port 4000\n") == labsd.systemd.venv_dir
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from ..errors import RemoteError
-from ..facts import Fact, HostFacts
+from ..facts import DockerFacts, Fact, HostFacts
 from ..host import Host
 from . import Raw, line
 
@@ -21,7 +21,7 @@ FLAVOUR = ("for d in " + " ".join(f'"{folder}"' for folder in PLUGIN_DIRS) + "; 
            " [ -x \"$d/docker-compose\" ] && { echo 'flavour v2'; exit 0; }; done;"
            " if docker compose version >/dev/null 2>&1; then echo 'flavour v2';"
            " elif command -v docker-compose >/dev/null 2>&1; then echo 'flavour v1'; fi")
-FACTS = (Fact("flavour", lambda value, paths: {"compose_flavour": value}),)
+FACTS = (Fact("flavour", DockerFacts, lambda value, paths: {"compose_flavour": value}),)
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,11 @@ class ComposeCommands:
 
 
 def compose_commands(host: Host, facts: HostFacts) -> ComposeCommands:
-    if facts.compose_flavour is None:
+    if facts.docker.compose_flavour is None:
         raise RemoteError(f"{host.name}: neither 'docker compose' nor 'docker-compose' is installed")
     # Keep the project the running container belongs to, or compose would create a second one.
-    running_project = facts.state.compose_project if facts.state else None
-    return ComposeCommands(facts.compose_flavour, host.docker.compose_file,
+    state = facts.gateway.state
+    running_project = state.compose_project if state else None
+    return ComposeCommands(facts.docker.compose_flavour, host.docker.compose_file,
                            host.docker.compose_project or running_project, host.service_name,
                            host.docker.container_name)

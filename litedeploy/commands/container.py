@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from ..facts import Fact, GatewayState, Holder, decode, flag
+from ..facts import DockerFacts, Fact, GatewayFacts, GatewayState, Holder, decode, flag
 from ..host import Host
 from . import Raw, line, script
 
@@ -56,7 +56,8 @@ def parse_state(value: str, paths: Mapping[str, str] = {}) -> dict[str, GatewayS
 
 def parse_instance(role: str) -> Fact:
     """The state of one of vars.zero_downtime's containers (ROLE: blue, green, proxy)."""
-    return Fact(f"container_{role}", lambda value, paths: {"instances": {role: parse_state(value)["state"]}})
+    return Fact(f"container_{role}", GatewayFacts,
+                lambda value, paths: {"instances": {role: parse_state(value)["state"]}})
 
 
 def _digests(value: str) -> tuple[str, ...]:
@@ -82,15 +83,16 @@ def _engine(value: str, paths: Mapping[str, str]) -> dict[str, str | None]:
 
 
 FACTS = (
-    Fact("container", parse_state),
+    Fact("container", GatewayFacts, parse_state),
     *(parse_instance(role) for role in ("blue", "green", "proxy")),
-    Fact("image_digests", lambda value, paths: {"image_digests": _digests(value)}),
-    flag("docker_unreachable"),
-    Fact("wanted_image", lambda value, paths: {"wanted_digests": _digests(value)}),
-    Fact("wanted_arch", lambda value, paths: {"wanted_arch": value or None}),
-    Fact("proxy_wanted_image", lambda value, paths: {"proxy_digests": _digests(value)}),
-    Fact("engine", _engine),
-    Fact("port_holder", lambda value, paths: {"port_holder": Holder(*value.split(" ", 1))} if " " in value else {}),
+    Fact("image_digests", GatewayFacts, lambda value, paths: {"image_digests": _digests(value)}),
+    flag("docker_unreachable", DockerFacts, "unreachable"),
+    Fact("wanted_image", DockerFacts, lambda value, paths: {"wanted_digests": _digests(value)}),
+    Fact("wanted_arch", DockerFacts, lambda value, paths: {"wanted_arch": value or None}),
+    Fact("proxy_wanted_image", DockerFacts, lambda value, paths: {"proxy_digests": _digests(value)}),
+    Fact("engine", DockerFacts, _engine),
+    Fact("port_holder", GatewayFacts,
+         lambda value, paths: {"port_holder": Holder(*value.split(" ", 1))} if " " in value else {}),
 )
 
 

@@ -8,17 +8,17 @@ Every fact is defined where its command is built (`FACTS` of `files`, `lock`, `c
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any
 
-from ..facts import Fact, HostFacts
+from ..facts import Fact, FileFacts, GatewayFacts, HostFacts
 from ..host import Host
 from . import compose, container, files, lock, script, unit
 
 FACTS: Mapping[str, Fact] = {fact.key: fact for module in (files, lock, compose, container, unit)
                              for fact in module.FACTS}
-# Fields several lines feed: each line's part is added to the others'.
-_MERGED = {field.name for field in fields(HostFacts) if field.name in ("real_paths", "not_files", "not_text", "instances")}
+# Fields several lines feed (part, field): each line's share is added to the others'.
+_MERGED = {(FileFacts, "real_paths"), (FileFacts, "not_files"), (FileFacts, "not_text"), (GatewayFacts, "instances")}
 
 
 def gather(host: Host, managed: Mapping[str, str], questions: Sequence[str], lock_owner: dict | None = None,
@@ -31,22 +31,25 @@ def gather(host: Host, managed: Mapping[str, str], questions: Sequence[str], loc
 
 
 def parse_facts(output: str, managed: Mapping[str, str] | None = None) -> HostFacts:
-    """`KEY VALUE` lines -> HostFacts (lines of no known fact are skipped). With the MANAGED files
-    (`gather`'s), their paths are reported by their names (symlinks, non-files, non-text), and behind
-    a front door the gateway's state is the live instance's."""
+    """`KEY VALUE` lines -> HostFacts, each fact's fields into its part (lines of no known fact are
+    skipped). With the MANAGED files (`gather`'s), their paths are reported by their names
+    (symlinks, non-files, non-text), and behind a front door the gateway's state is the live
+    instance's."""
     managed = managed or {}
-    found: dict[str, Any] = {}
+    found: dict[type, dict[str, Any]] = {}
     for line in output.splitlines():
         key, _, value = line.partition(" ")
         fact = FACTS.get(key)
         if fact is None:
             continue
+        part = found.setdefault(fact.part, {})
         for name, parsed in fact.parse(value.strip(), managed).items():
-            if name in _MERGED and name in found:
-                parsed = {**found[name], **parsed} if isinstance(parsed, dict) else found[name] + parsed
-            found[name] = parsed
-    facts = HostFacts(**{"service_text": None, "config_text": None, "env_text": None, "compose_flavour": None,
-                         "state": None, **found})
+            if (fact.part, name) in _MERGED and name in part:
+                parsed = {**part[name], **parsed} if isinstance(parsed, dict) else part[name] + parsed
+            part[name] = parsed
+    facts = HostFacts.from_parts(found)
     # Behind the front door, the gateway is the instance its configuration names.
     live = facts.live if managed else None
-    return replace(facts, state=facts.instances[live]) if live and live in facts.instances else facts
+    if live is None or live not in facts.gateway.instances:
+        return facts
+    return replace(facts, gateway=replace(facts.gateway, state=facts.gateway.instances[live]))

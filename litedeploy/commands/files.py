@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..facts import Fact, decode
+from ..facts import Fact, FileFacts, decode
 from ..host import Host
 from ..plan import FileChange
 from . import Raw, ServiceCommands, line, script
@@ -179,17 +179,18 @@ def _text(name: str) -> Fact:
             return {FILE_FACTS[name]: decode(value)}
         except UnicodeDecodeError:
             return {"not_text": (paths[name],)} if name in paths else {}
-    return Fact(name, parse)
+    return Fact(name, FileFacts, parse)
 
 
 def _real(name: str) -> Fact:
-    return Fact(f"real_{name}", lambda value, paths: {"real_paths": {paths[name]: decode(value)}} if name in paths
-                else {})
+    return Fact(f"real_{name}", FileFacts,
+                lambda value, paths: {"real_paths": {paths[name]: decode(value)}} if name in paths else {})
 
 
 def _not_file(name: str) -> Fact:
-    return Fact(f"notfile_{name}", lambda value, paths: {"not_files": (paths[name],)} if name in paths else {})
+    return Fact(f"notfile_{name}", FileFacts,
+                lambda value, paths: {"not_files": (paths[name],)} if name in paths else {})
 
 
 FACTS = (*[fact for name in FILE_FACTS for fact in (_text(name), _real(name), _not_file(name))],
-         Fact("config_mtime", lambda value, paths: {"config_mtime": float(value)}))
+         Fact("config_mtime", FileFacts, lambda value, paths: {"config_mtime": float(value)}))

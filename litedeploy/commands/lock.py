@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..facts import Fact, decode
+from ..facts import Fact, LockFacts, decode
 from ..host import Host
 from . import line
 
@@ -66,14 +66,14 @@ def break_stale(host: Host) -> str:
 def _lock(value: str, paths: Mapping[str, str]) -> dict[str, Any]:
     """`lock acquired`, or `lock held BASE64-OWNER` (an owner that cannot be read is an unknown one)."""
     if value == ACQUIRED:
-        return {"lock_acquired": True}
+        return {"acquired": True}
     if not value.startswith("held"):
         return {}
     try:
         encoded = value.partition(" ")[2]
-        return {"lock_holder": json.loads(decode(encoded)) if encoded else {}}
+        return {"holder": json.loads(decode(encoded)) if encoded else {}}
     except ValueError:
-        return {"lock_holder": {}}
+        return {"holder": {}}
 
 
-FACTS = (Fact("lock", _lock), Fact("lock_live", lambda value, paths: {"lock_live": value}))
+FACTS = (Fact("lock", LockFacts, _lock), Fact("lock_live", LockFacts, lambda value, paths: {"live": value}))

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import ClassVar
 
 from ..errors import DeployError
-from ..facts import Fact, GatewayState, decode, flag
+from ..facts import Fact, GatewayFacts, GatewayState, SystemdFacts, decode, flag
 from ..host import Host
 from . import Raw, line, script
 
@@ -75,14 +75,14 @@ def parse_instance(role: str) -> Fact:
     def parse(value: str, paths: Mapping[str, str]) -> dict:
         found = parse_state(value)["state"]
         return {"instances": {role: found}} if found else {}
-    return Fact(f"service_{role}", parse)
+    return Fact(f"service_{role}", GatewayFacts, parse)
 
 
 FACTS = (
-    Fact("service", parse_state),
+    Fact("service", GatewayFacts, parse_state),
     *(parse_instance(role) for role in ("blue", "green", "proxy")),
-    Fact("venvs", lambda value, paths: {"venvs": tuple(value.split())}),
-    flag("service_user"),
+    Fact("venvs", SystemdFacts, lambda value, paths: {"venvs": tuple(value.split())}),
+    flag("service_user", SystemdFacts, "service_user_exists"),
 )
 
 

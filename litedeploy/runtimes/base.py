@@ -149,7 +149,7 @@ class Driver(ABC):
     @abstractmethod
     def state(self, host: Host, role: str | None = None) -> str:
         """A script printing gateway HOST's state line, parsed into `facts.GatewayState`: the
-        gateway's, or that of the front door's ROLE (proxy, blue, green) into `HostFacts.instances`."""
+        gateway's, or that of the front door's ROLE (proxy, blue, green) into `GatewayFacts.instances`."""
 
     @abstractmethod
     def verbs(self, host: Host, facts: HostFacts) -> ServiceCommands:

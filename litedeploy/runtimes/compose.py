@@ -67,27 +67,28 @@ class ComposeBlock(ServiceFile):
               gateways: Sequence[Host]) -> tuple[list[FileChange], tuple[str, ...]]:
         compose_file = host.docker.compose_file
         source = f"{host.name}:{compose_file}"
-        if facts.docker_unreachable:
+        if facts.docker.unreachable:
             raise DeployError(f"{host.name}: the Docker engine does not answer {host.ssh_user} (docker version "
                               "failed): start it (systemctl start docker) or give the user access to its socket")
-        for path in facts.not_files:
+        for path in facts.files.not_files:
             error = ComposeFileError if path == compose_file else DeployError
             raise error(f"{host.name}:{path}: is not a regular file (a directory?); it must name a file")
-        if compose_file in facts.not_text:
+        if compose_file in facts.files.not_text:
             raise ComposeFileError(f"{source}: is not UTF-8 text; litedeploy edits compose files as text only")
         markers = Markers.from_template(host.docker.marker)
         names = [gateway.service_name for gateway in gateways]
-        if facts.service_text and facts.service_text.strip():
-            check_compose(facts.service_text, None, source)
+        if facts.files.service_text and facts.files.service_text.strip():
+            check_compose(facts.files.service_text, None, source)
             for name in names:
-                check_unmanaged_service(facts.service_text, name, markers, source)
-        compose_text = replace_block(facts.service_text or "", desired.service, markers, source)
+                check_unmanaged_service(facts.files.service_text, name, markers, source)
+        compose_text = replace_block(facts.files.service_text or "", desired.service, markers, source)
         for name in names:
             check_compose(compose_text, name, f"{source} (after the edit)")
-        wanted = [FileChange(compose_file, facts.service_text, compose_text, "0644", keep_owner=True, validated=True),
-                  FileChange(host.env_path, facts.env_text, desired.env, self.env_access(host)[1], secret=True),
-                  FileChange(host.config_path, facts.config_text, desired.config, "0644")]
-        warnings = plaintext_secrets_warning(host, facts.service_text or "", desired.secret_names) + tuple(
+        wanted = [FileChange(compose_file, facts.files.service_text, compose_text, "0644", keep_owner=True,
+                             validated=True),
+                  FileChange(host.env_path, facts.files.env_text, desired.env, self.env_access(host)[1], secret=True),
+                  FileChange(host.config_path, facts.files.config_text, desired.config, "0644")]
+        warnings = plaintext_secrets_warning(host, facts.files.service_text or "", desired.secret_names) + tuple(
             grace_warnings(host.vars, DEFAULT_GRACE))
         if ImageRef.parse(host.docker.image).moving:
             warnings += (f"image {host.docker.image} is a tag that moves every week; name a release in hosts.yaml "
@@ -98,11 +99,11 @@ class ComposeBlock(ServiceFile):
         """`restart` re-reads config.yaml but keeps the container; compose or env changes need `up`.
         A config-only change to a stopped or crash-looping container also takes `restart`: `up` would
         see an unchanged service and leave it as it is."""
-        if facts.state is None or changed & {host.docker.compose_file, host.env_path}:
+        if facts.gateway.state is None or changed & {host.docker.compose_file, host.env_path}:
             return Verb.UP
         if host.config_path in changed:
             return Verb.RESTART
-        return None if facts.state.running else Verb.UP
+        return None if facts.gateway.state.running else Verb.UP
 
     def served(self, host: Host, text: str | None) -> str | None:
         """The image our block runs: its gateway's, or (behind the front door) its instances' one image."""
@@ -128,8 +129,8 @@ class Image(WhatRuns):
     def pinned(self, host: Host, facts: HostFacts, upgrade: bool) -> str | None:
         """The image reference our block should run (the digest pinned), or None until the host pulls
         hosts.yaml's image; `describe` and `config.diff` compare against this, as a deploy would write."""
-        deployed = BLOCK.served(host, facts.service_text)
-        return resolve_image(host.docker.image, deployed, facts.wanted_digests, fresh=upgrade)
+        deployed = BLOCK.served(host, facts.files.service_text)
+        return resolve_image(host.docker.image, deployed, facts.docker.wanted_digests, fresh=upgrade)
 
     def running(self, host: Host, runs: str) -> Host:
         return host.with_settings(image=runs)
@@ -143,13 +144,13 @@ class Image(WhatRuns):
         return not upgrade and ImageRef.parse(deployed).unpinned == ImageRef.parse(wanted).unpinned
 
     def refusal(self, runs: str, arch: str | None, facts: HostFacts) -> str | None:
-        return arch_refusal(runs, arch, facts.engine_arch)
+        return arch_refusal(runs, arch, facts.docker.engine_arch)
 
     def prune(self, host: Host, runs: str, releases_dir: str) -> str:
         return container.prune_images(ImageRef.parse(runs).name, releases_dir)
 
     def now(self, host: Host, facts: HostFacts) -> str:
-        return facts.state.image if facts.state else host.docker.image
+        return facts.gateway.state.image if facts.gateway.state else host.docker.image
 
     def details(self, host: Host, runs: str, state: GatewayState | None, digests: Sequence[str]) -> tuple[str, ...]:
         return ("image", runs, (state.image_id if state else "")[:19], ", ".join(digests) or
@@ -219,7 +220,7 @@ class Containers(Driver):
             removal = replace(removal, after=(files.take_away(host, planned.take_away, deploy_id),),
                               done=(*removal.done, f"moved {planned.take_away}, which held only the "
                                                    f"{host.service_name} service, to {host.backup_dir}"))
-        if facts.instances:  # the front door's proxy and instances (and a single gateway, if any is left)
+        if facts.gateway.instances:  # the front door's proxy and instances (and a single gateway, if any is left)
             names = [host.docker.container_name, *(gateway.docker.container_name for gateway in door)]
             removal = replace(removal, removed=True, before=(
                                   line(*container.remove_all(names)) + " >/dev/null 2>&1 || true",),
@@ -266,8 +267,8 @@ class ComposeDoor(DoorPart):
         """The proxy's image pinned to the registry digest, as the gateway's: the one our block runs,
         or the host's copy of the tag, or (PULL given) the tag pulled; an upgrade pulls it again.
         Without PULL, as hosts.yaml names it where a pull would be needed."""
-        deployed = served_image(facts.service_text or "", self.proxy(host).service_name)
-        pinned = resolve_image(image, deployed, facts.proxy_digests, fresh=upgrade)
+        deployed = served_image(facts.files.service_text or "", self.proxy(host).service_name)
+        pinned = resolve_image(image, deployed, facts.docker.proxy_digests, fresh=upgrade)
         if pinned is None and pull is not None:
             pinned = resolve_image(image, None, pull(image))
         return pinned or image
@@ -288,12 +289,13 @@ RUNTIME = Runtime(kind="container", what_runs="the image", default_grace=DEFAULT
 
 def compose_v1_refusal(facts: HostFacts, verb: Verb | None) -> str | None:
     """Why docker-compose v1 may not recreate the container on this engine, or None."""
-    if facts.compose_flavour != "v1" or verb != Verb.UP or facts.state is None or not facts.engine_version:
+    docker = facts.docker
+    if docker.compose_flavour != "v1" or verb != Verb.UP or facts.gateway.state is None or not docker.engine_version:
         return None
-    major = re.match(r"\d+", facts.engine_version)
+    major = re.match(r"\d+", docker.engine_version)
     if not major or int(major.group()) <= V1_LAST_ENGINE:
         return None
-    return (f"docker-compose v1 cannot recreate containers on Docker Engine {facts.engine_version} (it fails "
+    return (f"docker-compose v1 cannot recreate containers on Docker Engine {docker.engine_version} (it fails "
             "with KeyError 'ContainerConfig' and leaves the old container renamed and stopped); install the "
             "Compose v2 plugin (docker compose), which litedeploy uses where it finds it; nothing was changed")
 
@@ -339,11 +341,11 @@ def plan_remove(host: Host, facts: HostFacts) -> RemovePlan:
     source = f"{host.name}:{compose_file}"
     markers = Markers.from_template(host.docker.marker)
     compose = None
-    if facts.service_text and find_block(facts.service_text, markers, source):
-        remaining = remove_block(facts.service_text, markers, source)
-        if only_empty_services(remaining) and compose_file not in facts.real_paths:
-            return RemovePlan(facts.state is not None, None, take_away=compose_file)
+    if facts.files.service_text and find_block(facts.files.service_text, markers, source):
+        remaining = remove_block(facts.files.service_text, markers, source)
+        if only_empty_services(remaining) and compose_file not in facts.files.real_paths:
+            return RemovePlan(facts.gateway.state is not None, None, take_away=compose_file)
         check_compose(remaining, None, source)  # decided before the container goes, not after
-        compose = FileChange(compose_file, facts.service_text, remaining, "0644", keep_owner=True, validated=True)
-    return RemovePlan(facts.state is not None, compose)
+        compose = FileChange(compose_file, facts.files.service_text, remaining, "0644", keep_owner=True, validated=True)
+    return RemovePlan(facts.gateway.state is not None, compose)
 

@@ -48,15 +48,15 @@ class Unit(ServiceFile):
               gateways: Sequence[Host]) -> tuple[list[FileChange], tuple[str, ...]]:
         """The unit, config and env (the latter two root:USER 0640, as the unit's user reads them),
         and the front door's unit where it has one."""
-        for path in facts.not_files:
+        for path in facts.files.not_files:
             raise DeployError(f"{host.name}:{path}: is not a regular file (a directory?); it must name a file")
         group, mode = self.env_access(host)
-        wanted = [FileChange(service_path, facts.service_text, desired.service, "0644", validated=True),
-                  FileChange(host.env_path, facts.env_text, desired.env, mode, secret=True, group=group),
-                  FileChange(host.config_path, facts.config_text, desired.config, "0640",
+        wanted = [FileChange(service_path, facts.files.service_text, desired.service, "0644", validated=True),
+                  FileChange(host.env_path, facts.files.env_text, desired.env, mode, secret=True, group=group),
+                  FileChange(host.config_path, facts.files.config_text, desired.config, "0640",
                              group=host.systemd.service_user)]
         if desired.proxy_service is not None:
-            wanted.append(FileChange(DOOR.extra_files(host)["proxy_service_file"], facts.proxy_service_text,
+            wanted.append(FileChange(DOOR.extra_files(host)["proxy_service_file"], facts.files.proxy_service_text,
                                      desired.proxy_service, "0644"))
         if self._missing_venv(host, facts, desired) not in (None, host.systemd.venv_dir):
             # a release's unit whose venv a later change removed
@@ -67,14 +67,14 @@ class Unit(ServiceFile):
     def in_place_verb(self, host: Host, changed: set[str], facts: HostFacts, desired: DesiredFiles) -> Verb | None:
         """A changed unit or a new venv means daemon-reload and restart (`up`), a changed config or
         env a restart, nothing else nothing."""
-        if self._missing_venv(host, facts, desired) or unit_path(host) in changed or facts.state is None \
-                or not facts.state.running:
+        if self._missing_venv(host, facts, desired) or unit_path(host) in changed or facts.gateway.state is None \
+                or not facts.gateway.state.running:
             return Verb.UP
         return Verb.RESTART if changed else None
 
     def _missing_venv(self, host: Host, facts: HostFacts, desired: DesiredFiles) -> str | None:
         runs = self.served(host, desired.service)
-        return None if runs in facts.venvs else runs
+        return None if runs in facts.systemd.venvs else runs
 
     def served(self, host: Host, text: str | None) -> str | None:
         found = re.search(r"^ExecStart=(\S+)/bin/litellm\b", text or "", re.MULTILINE)
@@ -124,8 +124,8 @@ class Venv(WhatRuns):
         package index), the Prisma client LiteLLM needs with a database, and the front door's
         PROGRAMS; a venv is only used once a unit names it."""
         settings = host.systemd
-        user = None if facts.service_user else settings.service_user
-        venv = None if runs in facts.venvs else runs
+        user = None if facts.systemd.service_user_exists else settings.service_user
+        venv = None if runs in facts.systemd.venvs else runs
         prisma = runs if host.vars.get("database") and verb else None
         if not (user or venv or prisma or programs):
             return None
@@ -145,7 +145,7 @@ class Venv(WhatRuns):
         return unit.prune_venvs(host, releases_dir)
 
     def now(self, host: Host, facts: HostFacts) -> str:
-        return UNIT.served(host, facts.service_text) or host.systemd.venv_dir
+        return UNIT.served(host, facts.files.service_text) or host.systemd.venv_dir
 
     def details(self, host: Host, runs: str, state: GatewayState | None, digests: Sequence[str]) -> tuple[str, ...]:
         return ("venv", runs, f"(systemd unit {unit_path(host)})")
@@ -183,16 +183,16 @@ class Units(Driver):
                 door_paths: Sequence[str]) -> Removal:
         """The unit stopped, out of boot, its file among the backups; venvs stay too. The front door's
         units and files where the host has them."""
-        if facts.instances:
+        if facts.gateway.instances:
             return Removal(changed=tuple(door_paths), removed=True,
                            before=tuple(UnitCommands(gateway).remove() for gateway in door),
                            after=tuple(files.take_away(host, path, deploy_id) for path in door_paths),
                            done=(f"stopped and disabled {', '.join(unit_name(gateway) for gateway in door)}",
                                  f"moved {', '.join(door_paths)} to {host.backup_dir}"))
-        if facts.service_text is None and facts.state is None:
+        if facts.files.service_text is None and facts.gateway.state is None:
             return Removal()
         path = unit_path(host)
-        kept = facts.service_text is not None
+        kept = facts.files.service_text is not None
         # The file goes first: systemd still knows a loaded unit, and the removal's daemon-reload forgets it.
         return Removal(changed=(path,) if kept else (), removed=True,
                        before=(script(files.take_away(host, path, deploy_id), UnitCommands(host).remove()),),

@@ -19,10 +19,10 @@ def show(c, host=None):
     def act(project, target):
         with opened(target) as session:
             facts = session.facts()
-        if facts.config_text is None:
+        if facts.files.config_text is None:
             print(f"# {target.name}:{target.config_path}: absent (not deployed)")
         else:
-            print(f"# {target.name}:{target.config_path}\n{session.redact(facts.config_text)}", end="")
+            print(f"# {target.name}:{target.config_path}\n{session.redact(facts.files.config_text)}", end="")
     on_each_host(c, host, act)
 
 

@@ -19,8 +19,8 @@ def acquire(c, host=None, message=None):
         taker = owner(message or "locked by hand")
         with opened(target) as session:
             facts = session.read(lock.take(target, taker))
-        if not facts.lock_acquired:
-            raise DeployError(f"{target.name}: already locked by {describe_holder(facts.lock_holder)}")
+        if not facts.lock.acquired:
+            raise DeployError(f"{target.name}: already locked by {describe_holder(facts.lock.holder)}")
         print(f"{target.name}: locked ({taker['message']})")
     on_each_host(c, host, take)
 
@@ -47,6 +47,7 @@ def _report_holder(c, host, release: bool, held: str, free: str) -> None:
 
     def report(project, target):
         with opened(target) as session:
-            holder = session.read(script(lock.holder(target), argv(lock.release(target)) if release else None)).lock_holder
+            holder = session.read(script(lock.holder(target),
+                                         argv(lock.release(target)) if release else None)).lock.holder
         print(f"{target.name}: " + (held.format(describe_holder(holder)) if holder is not None else free))
     on_each_host(c, host, report)

@@ -61,10 +61,10 @@ def status(c, host=None, json_=False):
         with opened(target, secrets) as session:
             facts = session.facts()
             try:
-                answering = facts.state is not None and wait_until_live(session.gateway, 3, io.StringIO()) >= 0
+                answering = facts.gateway.state is not None and wait_until_live(session.gateway, 3, io.StringIO()) >= 0
             except (VerifyError, OSError):
                 answering = False
-            drains = not answering and facts.state is not None and draining(session.gateway)
+            drains = not answering and facts.gateway.state is not None and draining(session.gateway)
         session = session.for_host(running_profile(project, target, facts))
         target, runtime, layout = session.host, session.runtime, session.layout
         desired = render_host(project.templates, session.as_deployed(facts), secrets, runtime)
@@ -96,7 +96,8 @@ def running_profile(project, target, facts, profile: str | None = None):
     """The host with the profile asked for, else the one its last deploy used (named in config.yaml):
     checks are made against what the host was deployed to run."""
     from ..status import deployed_profile
-    return project.inventory.with_profile(target, profile or deployed_profile(facts.config_text) or target.profile)
+    return project.inventory.with_profile(target, profile or deployed_profile(facts.files.config_text)
+                                          or target.profile)
 
 
 def _trouble(report) -> str:
