@@ -116,7 +116,7 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
         runs = release.runs(host, runtime) or runtime.release.wanted(host)
         _check_advisories(project, session, runs, facts, accept_risk, out)
         desired = release.desired(host, frozenset(secrets), runtime)
-        kept_while = layout.check(runtime, host, desired.service)
+        kept_while = layout.kept_under(runtime, host, desired.service)
         if kept_while:
             now = "off" if kept_while == "on" else "on"
             raise DeployError(f"{host.name}: release {release.id} was kept while vars.zero_downtime was "

@@ -113,8 +113,9 @@ class Topology(ABC):
         own service file); raises RenderError for settings the topology cannot take."""
 
     @abstractmethod
-    def check(self, runtime: Runtime, host: Host, text: str) -> str | None:
-        """Why a kept service TEXT (a release's) cannot run under this topology, or None."""
+    def kept_under(self, runtime: Runtime, host: Host, text: str) -> str | None:
+        """Where a service TEXT (a kept release's, or just rendered) runs another topology than this
+        one: how vars.zero_downtime was when it was made ("on", "off"); else None."""
 
     @abstractmethod
     def plan(self, runtime: Runtime, host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
@@ -179,7 +180,7 @@ class OneGateway(Topology):
                litellm_settings: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
         return rendered(runtime.service.template, host=host), {}, None
 
-    def check(self, runtime: Runtime, host: Host, text: str) -> str | None:
+    def kept_under(self, runtime: Runtime, host: Host, text: str) -> str | None:
         return "off" if runtime.door.runs_instances(host, text) else None
 
     def plan(self, runtime: Runtime, host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
@@ -245,7 +246,7 @@ class BehindTheDoor(Topology):
                                    admin_socket=runtime.door.admin_socket(host)) for color in COLORS}
         return service, configs, proxy_service
 
-    def check(self, runtime: Runtime, host: Host, text: str) -> str | None:
+    def kept_under(self, runtime: Runtime, host: Host, text: str) -> str | None:
         return None if runtime.door.runs_instances(host, text) else "on"
 
     def plan(self, runtime: Runtime, host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
