@@ -3,12 +3,14 @@
 1. `render_host`: secrets and templates, every mistake in the inputs found before connecting;
 2. `recorded`: the host's lock taken (with the facts, in one round trip) and the audit record begun;
 3. `_check_database`, `_check_advisories`: refusals, before anything changes;
-4. `Runtime.pinned` or `_pulled`: what will run, pinned;
-5. `_apply`: plan, prepare, install, restart and verify, and on failure `_roll_back`;
+4. `WhatRuns.pinned` or `_pulled`: what will run, pinned;
+5. `_apply`: plan, then steps (`steps.run`): prepare, install, restart and verify, undone by
+   `_roll_back`; or, behind the front door, `switch`;
 6. on the way out, the release kept, what no release runs pruned, the audit line written and the
    lock released, in one round trip.
 
-What differs between runtimes (what runs, which files, which verbs) is the host's runtime's (`runtimes.base.Runtime`).
+What differs between runtimes (what runs, which files, which verbs) is the host's runtime's
+(`runtimes.base.Runtime`); what differs with the front door, its topology's (`frontdoor.Topology`).
 """
 
 from __future__ import annotations
@@ -122,9 +124,9 @@ def rollback(project: Project, host: Host, out: TextIO = sys.stderr, *, to: str 
             raise DeployError(f"{host.name}: release {release.id} was kept while vars.zero_downtime was "
                               f"{kept_while}, and it is {now} now; choose a release kept since (--to, see "
                               "ops.history), or set zero_downtime as it was")
-        # The proxy's configuration is no release's: hosts.yaml's, as rendered now (none without a door).
-        desired = replace(desired, proxy=render_host(project.templates, session.as_deployed(facts), secrets,
-                                                     runtime).proxy)
+        if layout.door:  # the proxy's configuration is no release's: hosts.yaml's, as rendered now
+            desired = replace(desired, proxy=render_host(project.templates, session.as_deployed(facts), secrets,
+                                                         runtime).proxy)
         deployed = _check_database(session, facts, runs, False, yes, env_pairs(desired.env).get(SALT_KEY))
         record.runs, record.previous_runs, record.rollback_to = runs, deployed, release.id
         return _apply_recorded(session, desired, facts, record, out), release.id
@@ -206,7 +208,7 @@ def remove(project: Project, host: Host, out: TextIO = sys.stderr, *, break_lock
            lock_timeout: float = 60) -> list[str]:
     """Like blockinfile's state=absent: the gateway stopped and removed, its service file out of
     the way (our block out of the compose file, backed up and validated); config and env stay, so a
-    deploy brings it all back (`Runtime.removal`). Returns what was done, a line each."""
+    deploy brings it all back (`Driver.removal`). Returns what was done, a line each."""
     with opened(host) as session, \
             recorded(session, project.root, "remove", out, break_lock, lock_timeout) as (facts, record):
         runtime = session.runtime

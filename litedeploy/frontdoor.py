@@ -7,8 +7,9 @@ has, picked once (pure).
 - A `Topology` says how the gateway meets the port: `OneGateway` (the gateway holds it) or
   `BehindTheDoor` (HAProxy holds it, forwarding to the live instance of two, blue and green). It
   answers everything that differs between the two: which gateways the service file defines, which
-  files a deploy writes, what it renders, which verb a change takes, which gateway serves. No other
-  module asks whether the door is on.
+  files a deploy writes, what it renders, which verb a change takes, which gateway serves. Only
+  `front_door` reads the setting; the rest ask the topology the session resolved (a deploy hands a
+  SWITCH to `switch` by its type, a rollback renders the door's configuration where it has a door).
 - The runtime's part of it (`runtimes.base.DoorPart`) says how its runtime runs the proxy and the
   instances; `switch` holds the steps on the host.
 
@@ -122,8 +123,9 @@ class Topology(ABC):
         """The files to write and the verb; raises DeployError where the host cannot take them."""
 
     @abstractmethod
-    def serving(self, runtime: Runtime, host: Host, facts: HostFacts) -> Host:
-        """The gateway that answers on the port now (FACTS: the door's configuration, at least)."""
+    def serving(self, runtime: Runtime, host: Host, door_facts: Callable[[], HostFacts]) -> Host:
+        """The gateway that answers on the port now; DOOR_FACTS reads the door's configuration at
+        least, where it is needed."""
 
     @abstractmethod
     def questions(self, runtime: Runtime, host: Host) -> list[str]:
@@ -181,7 +183,7 @@ class OneGateway(Topology):
         return rendered(runtime.service.template, host=host), {}, None
 
     def kept_under(self, runtime: Runtime, host: Host, text: str) -> str | None:
-        return "off" if runtime.door.runs_instances(host, text) else None
+        return "on" if runtime.door.runs_instances(host, text) else None
 
     def plan(self, runtime: Runtime, host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
         """In place; where the door was just turned off (its configuration is still on the host),
@@ -191,7 +193,7 @@ class OneGateway(Topology):
                 host, {change.path for change in changes}, facts, desired)
         return self._planned(runtime, host, desired, facts, verb, {})
 
-    def serving(self, runtime: Runtime, host: Host, facts: HostFacts) -> Host:
+    def serving(self, runtime: Runtime, host: Host, door_facts: Callable[[], HostFacts]) -> Host:
         return host
 
     def questions(self, runtime: Runtime, host: Host) -> list[str]:
@@ -221,8 +223,8 @@ class BehindTheDoor(Topology):
         return runtime.door.service_file(host)
 
     def written(self, runtime: Runtime, host: Host) -> dict[str, str]:
-        return {"service_file": runtime.door.service_file(host), "config_file": host.config_path,
-                "env_file": host.env_path, "proxy_file": self.door.config_path, **runtime.door.extra_files(host)}
+        return {"proxy_file": self.door.config_path, "service_file": runtime.door.service_file(host),
+                "config_file": host.config_path, "env_file": host.env_path, **runtime.door.extra_files(host)}
 
     def render(self, runtime: Runtime, host: Host, rendered: Rendering,
                litellm_settings: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
@@ -247,7 +249,7 @@ class BehindTheDoor(Topology):
         return service, configs, proxy_service
 
     def kept_under(self, runtime: Runtime, host: Host, text: str) -> str | None:
-        return None if runtime.door.runs_instances(host, text) else "on"
+        return None if runtime.door.runs_instances(host, text) else "off"
 
     def plan(self, runtime: Runtime, host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
         """A switch where anything changed, where the gateway would need a new process in place (a
@@ -262,8 +264,8 @@ class BehindTheDoor(Topology):
             return Verb.SWITCH if changes or not settled or in_place else None
         return self._planned(runtime, host, desired, facts, verb, runtime.door.program)
 
-    def serving(self, runtime: Runtime, host: Host, facts: HostFacts) -> Host:
-        live = facts.live
+    def serving(self, runtime: Runtime, host: Host, door_facts: Callable[[], HostFacts]) -> Host:
+        live = door_facts().live
         return self.instance(runtime, host, live) if live else host
 
     def questions(self, runtime: Runtime, host: Host) -> list[str]:

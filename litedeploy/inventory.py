@@ -249,13 +249,16 @@ def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
     settings["vars"] = {**defaults.get("vars", {}), **(entry or {}).get("vars", {})}
     if not settings["address"]:
         raise InventoryError(f"{path}: {where}: 'address' is required")
-    rules = {**RULES, **{key: rule for record in RUNTIME_SETTINGS.values() for key, rule in record.RULES.items()}}
-    for key, (valid, meaning) in rules.items():
+    for key in SETTINGS:  # in hosts.yaml's order: the first wrong key is the one named
+        valid, meaning = _RULES.get(key, (None, ""))
         value = settings[key]
-        if value is None and SETTINGS[key] is None and key != "address":
+        if valid is None or (value is None and SETTINGS[key] is None and key != "address"):
             continue
         if not valid(value):
             raise InventoryError(f"{path}: {where}: {key!r} must be {meaning}, not {value!r}")
+    settings["packages"] = tuple(settings["packages"])
+    settings["vars"] = with_preset(settings["preset"], settings["vars"])
+    _check_models(settings["vars"].get("models"), path, where)
     record = RUNTIME_SETTINGS[settings["runtime"]]
     for key, meaning in record.REQUIRED.items():
         if settings[key] is None:
@@ -263,9 +266,6 @@ def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
     for key, (valid, meaning) in record.RESTRICTS.items():
         if not valid(settings[key]):
             raise InventoryError(f"{path}: {where}: {key!r} must be {meaning}, not {settings[key]!r}")
-    settings["packages"] = tuple(settings["packages"])
-    settings["vars"] = with_preset(settings["preset"], settings["vars"])
-    _check_models(settings["vars"].get("models"), path, where)
     settings["image"] = settings["image"] or ""  # a runtime without images (systemd: a venv) needs none
     for key in LOCAL_PATHS:
         if settings[key] is not None:
@@ -300,6 +300,9 @@ RULES: Mapping[str, Rule] = {
     "profile": (lambda value: value is None or isinstance(value, str), "a profile name"),
     "preset": (lambda value: isinstance(value, str) and value in PRESETS, f"one of {', '.join(PRESETS)}"),
 }
+# Every setting's rule, common or a runtime's own (each is checked on every host: a default of the
+# inventory may set one for some of its hosts).
+_RULES = {**RULES, **{key: rule for record in RUNTIME_SETTINGS.values() for key, rule in record.RULES.items()}}
 # The settings of every runtime's own record: on a host they go into its runtime's record, or nowhere.
 _RUNTIMES_OWN = frozenset(key for record in RUNTIME_SETTINGS.values() for key in _fields(record))
 

@@ -155,10 +155,6 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues, runtime
     check_config(files.config, host)
     check_env_names(files.env, files.config, where)
     runtime.service.check(files.service, host, layout.gateways(runtime, host))
-    if layout.kept_under(runtime, host, files.service):
-        raise RenderError(f"templates/{runtime.service.template} (host {host.name}): must run the front door's "
-                          "instances (a template unit listening on --port %i) while vars.zero_downtime is on, and "
-                          "only then")
     return files
 
 

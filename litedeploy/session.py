@@ -95,9 +95,9 @@ class Session:
         """The gateway that answers on the port: the host's, or behind the front door the live
         instance (its container, its port), as the door's configuration names it (in FACTS where
         the task read them already, else read alone)."""
-        if facts is None:
-            facts = self.read(files.contents(self.host, {"proxy_file": frontdoor.config_path(self.host)}))
-        return self.layout.serving(self.runtime, self.host, facts)
+        def door_facts() -> HostFacts:
+            return facts or self.read(files.contents(self.host, {"proxy_file": frontdoor.config_path(self.host)}))
+        return self.layout.serving(self.runtime, self.host, door_facts)
 
     def verbs(self, facts: HostFacts, gateway: Host | None = None) -> ServiceCommands:
         """The verbs of GATEWAY (by default the host's own)."""
@@ -154,7 +154,7 @@ class Session:
         return parse_releases(self.remote.run(files.releases(self.host)).stdout)
 
     def prepare(self, preparation: Preparation, out: TextIO) -> None:
-        """Runs a runtime's preparation (`Runtime.preparation`) before any file changes: its uploads
+        """Runs a runtime's preparation (`WhatRuns.preparation`) before any file changes: its uploads
         staged, then its script and the stage's removal, whatever the outcome, in one round trip.
         Raises RemoteError naming what failed; nothing else has changed then."""
         host = self.host

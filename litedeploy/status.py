@@ -30,8 +30,6 @@ class Status:
     image: str
     image_id: str
     digests: tuple[str, ...]
-    # What runs and its identity, as the runtime lists them: ("image", ref, id, digests), ("venv", path, unit).
-    runs: tuple[str, ...]
     ports: tuple[str, ...]
     config_on_host: str | None  # sha256 prefixes
     config_in_repo: str
@@ -67,7 +65,6 @@ def describe(host: Host, runtime: Runtime, layout: Topology, facts: HostFacts, d
         exit_code=state.exit_code if state else None,
         image=runs, image_id=state.image_id if state else "",
         digests=facts.gateway.image_digests,
-        runs=runtime.release.details(host, runs, state, facts.gateway.image_digests),
         ports=runtime.driver.ports(host, state),
         config_on_host=_digest(facts.files.config_text) if facts.files.config_text is not None else None,
         config_in_repo=_digest(desired.config), drift=drift, restart_pending=pending, answering=answering,
@@ -88,9 +85,10 @@ def _live(host: Host, runtime: Runtime, layout: Topology, facts: HostFacts) -> s
             f"forwards to {runtime.driver.holder(instance)} on 127.0.0.1:{instance.port}")
 
 
-def runs_line(status: Status) -> str:
-    """`ops.status`'s line about what runs: the image (its id and registry digests), or the venv."""
-    what, runs, *identity = status.runs
+def runs_line(details: tuple[str, ...]) -> str:
+    """`ops.status`'s line about what runs, from `WhatRuns.details`: the image (its id and registry
+    digests), or the venv (the unit that runs it)."""
+    what, runs, *identity = details
     return f"  {what:<7} {runs}  " + "  ".join(identity)
 
 

@@ -105,28 +105,30 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
 
 def switch_off(session: Session, plan: Plan, facts: HostFacts, deploy_id: str, expected: SmokePlan,
                out: TextIO) -> tuple[float, tuple[str, ...]]:
-    """Applies PLAN (verb SWITCH, the door turned off): the proxy stops (its port is free for a moment), the single
-    gateway starts in its place; the live instance runs on until it answers, and is the way back
-    where it does not."""
+    """Applies PLAN (verb SWITCH, the door turned off): the proxy stops (its port is free for a
+    moment), the single gateway starts in its place; the live instance runs on until it answers,
+    and is the way back where it does not."""
     host, runtime, remote = session.host, session.runtime, session.remote
     door = described(host)
     proxy, *instances = door_gateways(runtime, host, door)
     verbs, proxy_verbs = session.verbs(facts), session.verbs(facts, proxy)
 
     def take_the_port() -> float:
+        out.write(f"{host.name}: stopping the proxy; the single gateway takes port {host.port}\n")
+        remote.run(proxy_verbs.stop(), check=False)
         health = session.start_and_wait(verbs.up(), out)
         _prove(session, expected)
         return health
 
-    def stop_the_door() -> None:
-        out.write(f"{host.name}: stopping the proxy; the single gateway takes port {host.port}\n")
-        remote.run(proxy_verbs.stop(), check=False)
+    def give_it_back() -> None:
+        """The single gateway removed, the files restored, the proxy started again: its port, its
+        live instance (which never stopped) behind it."""
+        for command in (verbs.remove(), files.restore(host, list(plan.changes), deploy_id), proxy_verbs.start()):
+            remote.run(command, check=False)
 
     done = run(session, [
-        Step("install", lambda: session.install(plan.changes, deploy_id, verbs),
-             undo=_quietly(session, files.restore(host, list(plan.changes), deploy_id))),
-        Step("stop the door", stop_the_door, undo=_quietly(session, proxy_verbs.start())),
-        Step("take the port", take_the_port, undo=_quietly(session, verbs.remove()), undo_if_failed=True,
+        Step("install", lambda: session.install(plan.changes, deploy_id, verbs)),
+        Step("take the port", take_the_port, undo=give_it_back, undo_if_failed=True,
              failed="the proxy and its live instance are back, the previous files too"),
     ], watched=host)
     for gateway in (*instances, proxy):

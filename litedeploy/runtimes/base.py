@@ -134,8 +134,9 @@ class WhatRuns(ABC):
         """What runs now, as `ops.status` names it (an image reference, a venv)."""
 
     @abstractmethod
-    def details(self, host: Host, runs: str, state: GatewayState | None, digests: Sequence[str]) -> tuple[str, ...]:
-        """(what RUNS is, its identity...) as `ops.status` lists them: ("image", id, digests) or ("venv", unit)."""
+    def details(self, host: Host, runs: str, image_id: str, digests: Sequence[str], service_file: str) -> tuple[str, ...]:
+        """(what RUNS is, RUNS, its identity...) as `ops.status` lists them: ("image", ref, id,
+        digests) or ("venv", path, the SERVICE_FILE that runs it)."""
 
 
 class Driver(ABC):

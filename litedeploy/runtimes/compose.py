@@ -152,9 +152,8 @@ class Image(WhatRuns):
     def now(self, host: Host, facts: HostFacts) -> str:
         return facts.gateway.state.image if facts.gateway.state else host.docker.image
 
-    def details(self, host: Host, runs: str, state: GatewayState | None, digests: Sequence[str]) -> tuple[str, ...]:
-        return ("image", runs, (state.image_id if state else "")[:19], ", ".join(digests) or
-                "no registry digest (local image)")
+    def details(self, host: Host, runs: str, image_id: str, digests: Sequence[str], service_file: str) -> tuple[str, ...]:
+        return ("image", runs, image_id[:19], ", ".join(digests) or "no registry digest (local image)")
 
 
 class Containers(Driver):

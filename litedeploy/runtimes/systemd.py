@@ -35,12 +35,16 @@ class Unit(ServiceFile):
         return unit_path(host)
 
     def check(self, text: str, host: Host, gateways: Sequence[Host]) -> None:
-        """A unit systemd would run: one ExecStart naming the venv, never a secret of its own."""
+        """A unit systemd would run: one ExecStart naming the venv (a template's where it runs the front
+        door's instances among GATEWAYS), never a secret of its own."""
         where = f"templates/{self.template} (host {host.name})"
         venv_dir = host.systemd.venv_dir
         starts = [line for line in text.splitlines() if line.startswith("ExecStart=")]
         if len(starts) != 1 or not starts[0].startswith(f"ExecStart={venv_dir}/bin/"):
             raise RenderError(f"{where}: must have one ExecStart running a program of {venv_dir}/bin")
+        if (len(gateways) > 1) != DOOR.runs_instances(host, text):  # the instances behind a front door
+            raise RenderError(f"{where}: with vars.zero_downtime the unit is a template whose ExecStart listens on "
+                              "--port %i (its instance's name), and only then")
         if not re.search(rf"^EnvironmentFile={re.escape(host.env_path)}$", text, re.MULTILINE):
             raise RenderError(f"{where}: must read its secrets from EnvironmentFile={host.env_path}")
 
@@ -147,8 +151,8 @@ class Venv(WhatRuns):
     def now(self, host: Host, facts: HostFacts) -> str:
         return UNIT.served(host, facts.files.service_text) or host.systemd.venv_dir
 
-    def details(self, host: Host, runs: str, state: GatewayState | None, digests: Sequence[str]) -> tuple[str, ...]:
-        return ("venv", runs, f"(systemd unit {unit_path(host)})")
+    def details(self, host: Host, runs: str, image_id: str, digests: Sequence[str], service_file: str) -> tuple[str, ...]:
+        return ("venv", runs, f"(systemd unit {service_file})")
 
 
 class Units(Driver):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from invoke import task
 
 from ..errors import DeployError
+from ..host import DockerSettings, Host
 from ..images import ImageRef
 from ..inventory import check_distinct
 from ..plan import Verb
@@ -79,8 +80,7 @@ def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **option
     project = project_of(c)
     targets = hosts_of(c, project, host, profile)
     if to:
-        targets = [target.with_settings(image=str(_upgraded(ImageRef.parse(target.docker.image), to, project, target.name)))
-                   for target in targets]
+        targets = [_running_release(target, to, project) for target in targets]
     check_distinct(targets, project.inventory.path)
     _check_shared_database(project, targets)
     target = targets[0]
@@ -125,6 +125,14 @@ def rollback(c, host=None, to=None, break_lock=False, lock_timeout="60", yes=Fal
     on_each_host(c, host, back)
 
 
+def _running_release(target: Host, to: str, project) -> Host:
+    """TARGET running the release `--to` names, where it runs an image (a systemd host's upgrade is
+    refused by its runtime, naming why)."""
+    if not isinstance(target.runtime_settings, DockerSettings):
+        return target
+    return target.with_settings(image=str(_upgraded(ImageRef.parse(target.docker.image), to, project, target.name)))
+
+
 def _upgraded(image: ImageRef, to: str, project, name: str) -> ImageRef:
     """The image `--to` names: a whole reference as written, a version or tag in the host's own scheme."""
     if "/" in to:
@@ -154,7 +162,7 @@ def _with_recap(change, project, target, **options):
     try:
         return change(project, target, **options)
     except DeployError as exc:
-        print(recap(target.name, changed=0, failed=True, rolled_back=getattr(exc, "rolled_back", False)),
+        print(recap(target.name, changed=0, managed=0, failed=True, rolled_back=getattr(exc, "rolled_back", False)),
               file=sys.stderr)
         raise
 
@@ -214,7 +222,7 @@ def summary(result: "DeployResult") -> str:
             f"{len(result.models)} models listed")
 
 
-def recap(host: str, changed: int, restart: str | None = None, health: float | None = None, managed: int = 0,
+def recap(host: str, changed: int, restart: str | None = None, health: float | None = None, *, managed: int,
           failed: bool = False, rolled_back: bool = False) -> str:
     """One Ansible-style recap line per host: of the MANAGED files the plan compared, those left ok."""
     ok = 0 if failed else managed - changed

@@ -77,7 +77,8 @@ def status(c, host=None, json_=False):
             print(f"{report.host}: {report.state}{health}, {'answering' if report.answering else 'draining' if report.draining else 'NOT answering'}, "
                   f"up {uptime(report.uptime_seconds)}, restarts {report.restarts}, exit code {report.exit_code}, "
                   f"profile {report.profile}")
-            print(runs_line(report))
+            print(runs_line(runtime.release.details(target, report.image, report.image_id, report.digests,
+                                                    layout.service_file(runtime, target))))
             print(f"  ports   {', '.join(report.ports) or '-'}")
             if report.live:
                 print(f"  proxy   {report.live}")
