@@ -163,5 +163,10 @@ def test_a_kept_service_text_says_whether_it_ran_instances(templates, fox, repo)
     for single in (inventory.host("fox"), inventory.host("labsd")):
         both = replace(single, vars={**single.vars, "zero_downtime": True})
         runtime = runtimes.of(single)
-        assert not runtime.door.runs_instances(single, render_host(templates, single, SECRETS, runtime).service)
-        assert runtime.door.runs_instances(single, render_host(templates, both, SECRETS, runtime).service)
+        one, behind = (render_host(templates, host, SECRETS, runtime).service for host in (single, both))
+        assert not runtime.door.runs_instances(single, one) and runtime.door.runs_instances(single, behind)
+        # What a rollback says of a release of the other shape: the setting it was kept under.
+        assert (topology(single).kept_under(runtime, single, behind), topology(both).kept_under(runtime, both, one)) \
+            == ("on", "off")
+        assert topology(single).kept_under(runtime, single, one) is topology(both).kept_under(runtime, both, behind) \
+            is None
