@@ -127,7 +127,9 @@ def test_a_stream_in_flight_outlives_the_switch(host):
 
     def stream() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=120)
-        body = {"model": MODEL, "stream": True, "mock_delay": 25, "messages": [{"role": "user", "content": "hi"}]}
+        # Longer than a switch takes here (up to ~26 s under compose v1 with the other workers busy),
+        # shorter than the old instance's grace period (60 s) once the switch is done.
+        body = {"model": MODEL, "stream": True, "mock_delay": 40, "messages": [{"role": "user", "content": "hi"}]}
         connection.request("POST", "/chat/completions", json.dumps(body),
                            {"Authorization": f"Bearer {lab_secrets()['LITELLM_MASTER_KEY']}",
                             "Content-Type": "application/json"})
