@@ -128,9 +128,9 @@ def test_a_stream_in_flight_outlives_the_switch(host):
     def stream() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=120)
         # Longer than a switch takes (up to 26 s seen under compose v1 with the other workers busy); what
-        # is left once it is done shorter than LiteLLM's drain (GRACEFUL_SHUTDOWN_TIMEOUT, 30 s by
-        # default) and the 60 s grace: a switch takes more than 5 s (a LiteLLM start).
-        body = {"model": MODEL, "stream": True, "mock_delay": 35, "messages": [{"role": "user", "content": "hi"}]}
+        # is left once it is done must stay inside LiteLLM's drain (GRACEFUL_SHUTDOWN_TIMEOUT, 30 s by
+        # default) and the 60 s grace: a switch starts a LiteLLM, more than 10 s.
+        body = {"model": MODEL, "stream": True, "mock_delay": 40, "messages": [{"role": "user", "content": "hi"}]}
         connection.request("POST", "/chat/completions", json.dumps(body),
                            {"Authorization": f"Bearer {lab_secrets()['LITELLM_MASTER_KEY']}",
                             "Content-Type": "application/json"})
