@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .image import LOCK_LABEL, debootstrap, import_rootfs, lock_of
+from .image import CHROOT_ENV, LOCK_LABEL, debootstrap, import_rootfs, lock_of
 from .process import Say, run
 from .registry import in_registry, push, release
 
@@ -20,9 +20,12 @@ BUILT = f"localhost/{REPOSITORY}:{TAG}"
 # The official image's command (github.com/docker-library/haproxy): the master-worker mode (-W)
 # reloads on SIGUSR2 without closing the listening socket. Its STOPSIGNAL (SIGUSR1, a soft stop)
 # cannot be set by `docker import`; our compose block sets it for either image.
-CHANGES = ('CMD ["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]', "WORKDIR /var/lib/haproxy")
+# Its user: `haproxy`, not root, as the official image's (USER haproxy), with its state folder its own.
+CHANGES = ('CMD ["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]', "WORKDIR /var/lib/haproxy",
+           "USER haproxy")
 PACKAGES = "haproxy"
-BUILD = hashlib.sha256("\n".join((PACKAGES, *CHANGES)).encode()).hexdigest()[:12]
+SETUP = "mkdir -p /var/lib/haproxy && chown haproxy:haproxy /var/lib/haproxy"
+BUILD = hashlib.sha256("\n".join((PACKAGES, SETUP, *CHANGES)).encode()).hexdigest()[:12]
 
 
 def build(state: Path, say: Say) -> bool:
@@ -35,6 +38,7 @@ def build(state: Path, say: Say) -> bool:
     try:
         debootstrap(rootfs, PACKAGES)
         (rootfs / "usr/local/etc/haproxy").mkdir(parents=True, exist_ok=True)
+        run(["chroot", str(rootfs), "sh", "-c", SETUP], env=CHROOT_ENV)
         import_rootfs(rootfs, ("docker",), BUILT, (*CHANGES, f"LABEL {LOCK_LABEL}={BUILD}"))
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)

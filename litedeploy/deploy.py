@@ -30,8 +30,8 @@ from .commands import ServiceCommands, audit, files, script
 from .envfile import env_pairs
 from .errors import DeployError, VerifyError
 from .facts import HostFacts
-from .frontdoor import ONE_GATEWAY, BehindTheDoor, described, door_gateways
-from .host import Host
+from .frontdoor import ONE_GATEWAY, BehindTheDoor, described, door_gateways, stray
+from .host import COLORS, Host
 from .images import ImageRef, resolve_image
 from .inventory import SETTINGS
 from .plan import DesiredFiles, Plan, Verb, file_diff, rollback_steps
@@ -276,6 +276,7 @@ def _apply(session: Session, desired: DesiredFiles, facts: HostFacts, deploy_id:
         out.write(f"{host.name}: the gateway is draining (503 shutting_down); restarting it\n")
         plan = replace(plan, restart=session.layout.restart_verb())
     expected = SmokePlan.of(desired.config)
+    _stop_stray(session, facts, plan, out)
     if plan.restart is None:  # nothing to install or restart, so nothing to roll back to
         answered = probe is not None and probe.status == 200
         health = 0.0 if answered else wait_until_live(session.gateway, host.health_timeout, out)
@@ -305,6 +306,24 @@ def _switched(session: Session, plan: Plan, desired: DesiredFiles, facts: HostFa
     if isinstance(layout, BehindTheDoor):
         return switch(session, layout, plan, desired, facts, deploy_id, expected, out)
     return switch_off(session, plan, facts, deploy_id, expected, out)
+
+
+def _stop_stray(session: Session, facts: HostFacts, plan: Plan, out: TextIO) -> None:
+    """An instance that runs beside the live one (`frontdoor.stray`: started by hand, left by an
+    interrupted change) is named and stopped; a switch starts the new instance in its place, and
+    a door turned off removes both."""
+    idle = stray(facts)
+    if idle is None:
+        return
+    host, runtime = session.host, session.runtime
+    _, *instances = door_gateways(runtime, host, described(host))
+    instance = dict(zip(COLORS, instances))[idle]
+    out.write(f"{host.name}: {runtime.driver.holder(instance)} runs beside the live instance and takes no traffic; "
+              "stopping it\n")
+    if plan.restart != Verb.SWITCH:
+        verbs = session.verbs(facts, instance)
+        session.remote.run(verbs.stop(), check=False)
+        session.remote.run(verbs.remove(), check=False)
 
 
 def _check_port_free(session: Session) -> None:
@@ -341,7 +360,7 @@ def _roll_back(session: Session, plan: Plan, verb: Verb, before: HostFacts, verb
     steps = rollback_steps(plan, before, runtime.service.served_port(host, before.files.service_text) or host.port)
     kind = runtime.kind
     if steps.restore:
-        remote.run(files.restore(host, plan.changes, deploy_id))
+        session.restore(plan.changes, deploy_id, verbs)
     if steps.gateway == "remove":
         remote.run(verbs.remove(), check=False)
         return f"previous files restored, the new {kind} removed"

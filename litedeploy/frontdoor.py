@@ -48,6 +48,11 @@ PROXY_TEMPLATE = "haproxy.cfg.j2"
 # LiteLLM's request timeout where litellm_settings sets none (docs.litellm.ai/docs/proxy/config_settings,
 # `request_timeout`: 6000 seconds); the proxy waits as long for an answer's first byte.
 LITELLM_REQUEST_TIMEOUT = 6000
+# At a stop LiteLLM stops taking work and finishes what it holds for GRACEFUL_SHUTDOWN_TIMEOUT seconds
+# (env), 30 by default (litellm/proxy/shutdown/graceful_shutdown_manager.py, 1.106.2).
+LITELLM_DRAIN = 30
+# What an instance is given beyond its drain before Docker or systemd kill it: LiteLLM's own exit.
+DRAIN_MARGIN = 10
 # HAProxy's longest timeout is 2^31 - 1 ms, about 24.8 days (docs.haproxy.org/2.6/configuration.html, 2.5).
 MAX_PROXY_TIMEOUT = 2_000_000
 
@@ -65,9 +70,54 @@ def described(host: Host) -> FrontDoor:
                      config_path(host))
 
 
+def listening(host: Host) -> tuple[tuple[str, str, int], ...]:
+    """What HOST binds (`inventory.check_distinct`): its port, and behind a front door its
+    instances' loopback ports too."""
+    door = front_door(host)
+    instances = tuple(("vars.instance_ports", "127.0.0.1", port) for port in door.ports) if door else ()
+    return (("port", host.bind, host.port), *instances)
+
+
 def door_gateways(runtime: Runtime, host: Host, door: FrontDoor) -> tuple[Host, ...]:
-    """The proxy, then the instances blue and green, as gateways of their own."""
-    return (runtime.door.proxy(host), *(runtime.door.instance(host, color, door.port(color)) for color in COLORS))
+    """The proxy, then the instances blue and green, as gateways of their own, stopped with the
+    grace LiteLLM's drain needs (`stop_grace`)."""
+    graced = replace(host, vars={"stop_grace_period": stop_grace(host), **host.vars})
+    return (runtime.door.proxy(graced), *(runtime.door.instance(graced, color, door.port(color)) for color in COLORS))
+
+
+def stop_grace(host: Host) -> str:
+    """How long an instance that stops may take (vars.stop_grace_period's format), where vars set
+    none: LiteLLM's drain (env GRACEFUL_SHUTDOWN_TIMEOUT, else its default) and a margin. A switch
+    stops the instance that served: Docker's default of 10 s would cut every stream and request
+    still in flight after 10 s, which LiteLLM itself would have finished."""
+    drain = str((host.vars.get("env") or {}).get("GRACEFUL_SHUTDOWN_TIMEOUT", LITELLM_DRAIN))
+    return f"{int(float(drain)) + DRAIN_MARGIN if _number(drain) else LITELLM_DRAIN + DRAIN_MARGIN}s"
+
+
+def _number(text: str) -> bool:
+    try:
+        return 0 <= float(text) < MAX_PROXY_TIMEOUT
+    except ValueError:
+        return False
+
+
+REQUEST_TIMEOUT = "vars.litellm_settings.request_timeout"
+
+
+def longest_wait(timeouts: Mapping[str, Any], where: str) -> float:
+    """The seconds LiteLLM may take before an answer's first byte: the longest of TIMEOUTS (each
+    setting by its hosts.yaml name: REQUEST_TIMEOUT, LiteLLM's default where it is unset, and each
+    model's own `timeout`, which LiteLLM lets outlast the request timeout). The proxy waits that
+    long and a little more: a shorter wait answers 504 where LiteLLM would still have answered.
+    Raises RenderError for one the proxy cannot wait for."""
+    given = {name: asked for name, asked in timeouts.items()
+             if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0}
+    for name, asked in given.items():
+        if not asked < MAX_PROXY_TIMEOUT:  # infinity too
+            raise RenderError(f"{where}: {name} {asked!r} is longer than the proxy of zero_downtime can wait "
+                              f"({MAX_PROXY_TIMEOUT} s); name a number of seconds")
+    unset = {} if REQUEST_TIMEOUT in given else {REQUEST_TIMEOUT: LITELLM_REQUEST_TIMEOUT}
+    return max({**unset, **given}.values())
 
 
 def config_path(host: Host) -> str:
@@ -78,6 +128,14 @@ def config_path(host: Host) -> str:
 def other(color: str | None) -> str:
     """The instance a change starts: the one not live (blue where none is)."""
     return "green" if color == "blue" else "blue"
+
+
+def stray(facts: HostFacts) -> str | None:
+    """The instance that runs though the proxy forwards to the other (started by hand, or left by
+    an interrupted change), by color: it holds memory and takes no traffic."""
+    live = facts.live
+    state = facts.gateway.instances.get(other(live)) if live else None
+    return other(live) if state and state.running else None
 
 
 def topology(host: Host) -> Topology:
@@ -109,9 +167,10 @@ class Topology(ABC):
 
     @abstractmethod
     def render(self, runtime: Runtime, host: Host, rendered: Rendering,
-               litellm_settings: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
+               timeouts: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
         """(the service text, the proxy's configuration by the instance it makes live, the proxy's
-        own service file); raises RenderError for settings the topology cannot take."""
+        own service file); TIMEOUTS: each setting that lets LiteLLM wait, by its hosts.yaml name
+        (`longest_wait`). Raises RenderError for settings the topology cannot take."""
 
     @abstractmethod
     def kept_under(self, runtime: Runtime, host: Host, text: str) -> str | None:
@@ -179,7 +238,7 @@ class OneGateway(Topology):
                 "env_file": host.env_path}
 
     def render(self, runtime: Runtime, host: Host, rendered: Rendering,
-               litellm_settings: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
+               timeouts: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
         return rendered(runtime.service.template, host=host), {}, None
 
     def kept_under(self, runtime: Runtime, host: Host, text: str) -> str | None:
@@ -227,9 +286,9 @@ class BehindTheDoor(Topology):
                 "config_file": host.config_path, "env_file": host.env_path, **runtime.door.extra_files(host)}
 
     def render(self, runtime: Runtime, host: Host, rendered: Rendering,
-               litellm_settings: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
+               timeouts: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
         """The runtime's service text with the proxy and both instances, and the proxy's
-        configuration for either instance live, waiting as long as LiteLLM may take."""
+        configuration for either instance live, waiting as long as LiteLLM may take (`longest_wait`)."""
         where = f"hosts.yaml (host {host.name})"
         if host.port in self.door.ports:
             raise RenderError(f"{where}: vars.instance_ports must not hold the host's port {host.port}")
@@ -237,12 +296,7 @@ class BehindTheDoor(Topology):
             raise RenderError(f"{where}: the instances' default ports (port + 1, port + 2) pass 65535; set "
                               "vars.instance_ports")
         service, proxy_service = runtime.door.render(host, self.door, self.gateways(runtime, host), rendered)
-        asked = litellm_settings.get("request_timeout")
-        timeout = asked if isinstance(asked, (int, float)) and not isinstance(asked, bool) and asked > 0 \
-            else LITELLM_REQUEST_TIMEOUT
-        if not timeout < MAX_PROXY_TIMEOUT:  # NaN and infinity too
-            raise RenderError(f"{where}: vars.litellm_settings.request_timeout {asked!r} is longer than the proxy of "
-                              f"zero_downtime can wait ({MAX_PROXY_TIMEOUT} s); name a number of seconds")
+        timeout = longest_wait(timeouts, where)
         configs = {color: rendered(PROXY_TEMPLATE, live=self.instance(runtime, host, color), color=color,
                                    timeout=int(timeout) + 10, header=INSTANCE_HEADER,
                                    admin_socket=runtime.door.admin_socket(host)) for color in COLORS}

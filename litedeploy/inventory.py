@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -132,33 +132,48 @@ class Inventory:
         raise InventoryError(f"{self.path}: several hosts have address {where} ({names}); name one")
 
 
-def check_distinct(hosts: list[Host], path: Path) -> None:
+# What a host listens on: (its hosts.yaml setting, the address, the port) for each socket it binds.
+Listening = Callable[[Host], Sequence[tuple[str, str, int]]]
+
+
+def host_port(host: Host) -> Sequence[tuple[str, str, int]]:
+    """The host's port on its bind (behind a front door it takes more: `frontdoor.listening`)."""
+    return (("port", host.bind, host.port),)
+
+
+def check_distinct(hosts: list[Host], path: Path, listening: Listening = host_port) -> None:
     """Hosts of one run at the same address share a machine (its engine, its files): two that
-    would use the same container, unit, config folder or port are refused, as the second would
-    replace what the first just deployed and both would report ok. Raises InventoryError naming
-    both hosts and what they share."""
+    would use the same container, unit, config folder or port (LISTENING: each one a host binds)
+    are refused, as the second would replace what the first just deployed and both would report
+    ok. Raises InventoryError naming both hosts and what they share."""
     for index, first in enumerate(hosts):
         for second in hosts[index + 1:]:
-            shared = _shared(first, second) if first.address == second.address else None
+            shared = _shared(first, second, listening) if first.address == second.address else None
             if shared:
-                what, value = shared
+                what, value, setting = shared
                 raise InventoryError(f"{path}: hosts {first.name!r} and {second.name!r} are both at {first.address} "
                                      f"with {what} {value!r}: deployed in one run, the second would replace the "
-                                     f"first's; give one of them another {what}")
+                                     f"first's; give one of them another {setting}")
 
 
-def _shared(first: Host, second: Host) -> tuple[str, Any] | None:
+def _shared(first: Host, second: Host, listening: Listening) -> tuple[str, Any, str] | None:
     """What two hosts on one machine would both take, or None: a name their runtime claims
-    (its settings record's CLAIMS), their config_dir, or their port on a bind both use."""
+    (its settings record's CLAIMS), their config_dir, or a port on a bind both use; as (what,
+    its value, the setting to change)."""
     if type(first.runtime_settings) is type(second.runtime_settings):
         for what, scope in type(first.runtime_settings).CLAIMS:
             if _setting(first, what) == _setting(second, what) and (
                     scope is None or _setting(first, scope) == _setting(second, scope)):
-                return what, _setting(first, what)
-    binds = {first.bind, second.bind}
-    clashes = [("config_dir", first.config_dir, first.config_dir == second.config_dir),
-               ("port", first.port, first.port == second.port and (len(binds) == 1 or bool(binds & {"0.0.0.0", "::"})))]
-    return next(((what, value) for what, value, clash in clashes if clash), None)
+                return what, _setting(first, what), what
+    if first.config_dir == second.config_dir:
+        return "config_dir", first.config_dir, "config_dir"
+    for what, bind, number in listening(first):
+        for other_what, other_bind, other_number in listening(second):
+            if number == other_number and (bind == other_bind or bool({bind, other_bind} & {"0.0.0.0", "::"})):
+                if what == other_what:
+                    return what, number, what
+                return f"{first.name!r}'s {what} and {second.name!r}'s {other_what}", number, f"{what} or {other_what}"
+    return None
 
 
 def _setting(host: Host, name: str) -> Any:

@@ -19,12 +19,13 @@ import yaml
 from .catalog import CATALOG_VARS, anthropic_aliases, load_catalog, resolve_models
 from .envfile import Slots, env_pairs, fill
 from .errors import RenderError, parse_yaml
-from .frontdoor import topology
+from .frontdoor import REQUEST_TIMEOUT, topology
 from .host import Host
+from .enterprise import EnterpriseRules, check_licence, load_enterprise_rules
 from .masterkey import MASTER_KEY, MasterKeyRules, check_master_key, load_master_key_rules
 from .plan import DesiredFiles
 from .secrets import SecretValues
-from .settings import SETTINGS_VARS, check_env_names, check_settings, check_workers, env_value
+from .settings import SETTINGS_SECTIONS, SETTINGS_VARS, check_env_names, check_settings, check_workers, env_value
 from .shared import check_redis, with_redis
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class Templates:
     environment: jinja2.Environment
     catalog: Mapping[str, dict]
     master_key: MasterKeyRules
+    enterprise: EnterpriseRules
     # Every var a host may set: a key outside this set is a typo, never silently ignored.
     var_names: frozenset[str] = CATALOG_VARS | SETTINGS_VARS | {"aws_auth", "redis", "migrations"}
 
@@ -75,8 +77,8 @@ def load_templates(templates_dir: Path, catalog_file: Path, facts_file: Path | N
     environment.finalize = _into_slots
     mentioned = {name for template in sorted(Path(templates_dir).glob("*.j2"))
                  for match in _VAR_REFERENCE.finditer(template.read_text()) for name in match.groups() if name}
-    return Templates(environment, load_catalog(catalog_file),
-                     load_master_key_rules(facts_file or catalog_file.with_name("litellm.yaml")),
+    facts = facts_file or catalog_file.with_name("litellm.yaml")
+    return Templates(environment, load_catalog(catalog_file), load_master_key_rules(facts), load_enterprise_rules(facts),
                      CATALOG_VARS | SETTINGS_VARS | {"aws_auth", "redis", "migrations"} | mentioned)
 
 
@@ -144,11 +146,16 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues, runtime
     context = {"host": host, "runtime": runtime, "vars": host.vars, "secrets": secrets, "models": models,
                "router_settings": router, "litellm_settings": litellm}
     env = _render_env(templates, context, host, secrets)
+    check_licence({section: host.vars.get(section) for section in SETTINGS_SECTIONS}, env_pairs(env),
+                  templates.enterprise, where)
     layout = topology(host)
 
     def rendered(template: str, **more: Any) -> str:
         return _render(templates, template, {**context, **more}, host)
-    service, proxy, proxy_service = layout.render(runtime, host, rendered, litellm)
+    timeouts = {REQUEST_TIMEOUT: litellm.get("request_timeout"),
+                **{f"vars.models {model.name}'s timeout": model.params["timeout"] for model in models
+                   if "timeout" in model.params}}
+    service, proxy, proxy_service = layout.render(runtime, host, rendered, timeouts)
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env, service=service,
                          secret_names=tuple(name for name in env_pairs(env) if name in secrets), proxy=proxy,
                          proxy_service=proxy_service)

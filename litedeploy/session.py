@@ -187,6 +187,13 @@ class Session:
             raise RemoteError(f"{self.host.name}: writing the files failed, the previous ones are in place: "
                               f"{self.remote.last_line(result)}")
 
+    def restore(self, changes: Sequence[FileChange], deploy_id: str, commands: ServiceCommands,
+                check: bool = True) -> None:
+        """This deploy's backups of CHANGES put back, and what the runtime holds of the files reread
+        (`ServiceCommands.restored`): every way back leaves the host running what its files say."""
+        self.remote.run(script("set -e", files.restore(self.host, changes, deploy_id), commands.restored()),
+                        check=check)
+
     def start_and_wait(self, command: Sequence[str] | str, out: TextIO = sys.stderr) -> float:
         """Runs a verb that (re)starts the gateway and waits until it answers; a crash loop ends the
         wait early."""

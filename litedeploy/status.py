@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from .advisories import Releases
 from .facts import HostFacts
-from .frontdoor import Topology, described, door_gateways
-from .host import Host
+from .frontdoor import Topology, described, door_gateways, stray
+from .host import COLORS, Host
 from .plan import DesiredFiles
 
 if TYPE_CHECKING:
@@ -79,10 +79,13 @@ def _live(host: Host, runtime: Runtime, layout: Topology, facts: HostFacts) -> s
     if not live:
         return None
     proxy, *instances = door_gateways(runtime, host, layout.door or described(host))
-    instance = dict(zip(("blue", "green"), instances))[live]
+    instance = dict(zip(COLORS, instances))[live]
     state = facts.gateway.instances.get("proxy")
+    idle = stray(facts)
+    also = f"; {runtime.driver.holder(dict(zip(COLORS, instances))[idle])} runs too and takes no traffic (the next " \
+        "deploy stops it)" if idle else ""
     return (f"{runtime.driver.holder(proxy)} ({state.status if state else 'absent'}) on {host.bind}:{host.port} "
-            f"forwards to {runtime.driver.holder(instance)} on 127.0.0.1:{instance.port}")
+            f"forwards to {runtime.driver.holder(instance)} on 127.0.0.1:{instance.port}{also}")
 
 
 def runs_line(details: tuple[str, ...]) -> str:

@@ -25,13 +25,15 @@ class Step:
     """One change on the host. DO makes it (its value is kept); UNDO takes it back, best effort,
     and may say what it put back (a DeployError from it means the undo failed). UNDO_IF_FAILED: its
     own failure leaves something to take back (a gateway started). FAILED: how the host stands
-    once everything is undone, where this step fails; without it, what the undos said."""
+    once everything is undone, where this step fails; without it, what the undos said. WATCHED:
+    the gateway whose logs explain this step's failure, where it is not the run's."""
 
     name: str
     do: Callable[[], Any]
     undo: Callable[[], str | None] | None = None
     undo_if_failed: bool = False
     failed: str | None = None
+    watched: Host | None = None
 
 
 def run(session: Session, steps: Sequence[Step], watched: Host) -> dict[str, Any]:
@@ -55,7 +57,8 @@ def run(session: Session, steps: Sequence[Step], watched: Host) -> dict[str, Any
 
 def _undone(session: Session, failure: BaseException, failed: Step, undoing: list[Step], watched: Host) -> DeployFailed:
     reason = f"{session.host.name}: interrupted" if isinstance(failure, KeyboardInterrupt) else str(failure)
-    logs = session.remote.run(session.runtime.driver.logs(watched, LOG_LINES_ON_FAILURE), check=False)
+    logs = session.remote.run(session.runtime.driver.logs(failed.watched or watched, LOG_LINES_ON_FAILURE),
+                              check=False)
     details = session.redact(logs.stdout + logs.stderr)
     said: list[str] = []
     for step in reversed(undoing):

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from .commands import files, line
-from .errors import VerifyError
+from .errors import DeployError, VerifyError
 from .facts import HostFacts
 from .frontdoor import INSTANCE_HEADER, ONE_GATEWAY, BehindTheDoor, described, door_gateways, other
 from .plan import DesiredFiles, FileChange, Plan
@@ -48,6 +48,7 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
         str(runtime.driver.holder(host)) if single else "nothing")
     serving = f"the live {was_serving}" if live else was_serving
     untouched = f"{new.service_name} never took traffic, the previous files are back, {serving} still serves"
+    proxy = runtime.door.proxy(host)
     proxy_change = FileChange(layout.door.config_path, facts.files.proxy_text, desired.proxy[color], "0644")
 
     def start_new() -> float:
@@ -71,23 +72,39 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
             remote.run(verbs.stop())
         remote.run(runtime.door.up(host, facts))
         remote.run(runtime.door.reload(host))
-        wait_for_instance(session.gateway, INSTANCE_HEADER, color, PROXY_TIMEOUT)
+        try:
+            wait_for_instance(session.gateway, INSTANCE_HEADER, color, PROXY_TIMEOUT)
+        except VerifyError as exc:
+            state = session.driving(proxy).gateway_state()
+            raise VerifyError(f"{exc}; the proxy {runtime.driver.holder(proxy)} is "
+                              f"{state.status if state else 'absent'}") from None
+
+    # How the port stands once `point_back` is done: a proxy that was not there before is gone again.
+    pointed_back = f"the proxy forwards to {was_serving} again" if live else \
+        f"the proxy is removed, {was_serving} serves the port again" if single else "the proxy is removed"
 
     def point_back() -> None:
-        undo: list[list[str] | str] = [files.restore(host, [proxy_change], deploy_id)]
-        undo += [runtime.door.reload(host)] if live else [session.verbs(facts, runtime.door.proxy(host)).remove(),
-                                                          verbs.start()]
+        session.restore([proxy_change], deploy_id, verbs, check=False)
+        undo = [runtime.door.reload(host)] if live else [session.verbs(facts, proxy).remove(),
+                                                         verbs.start()]
         for command in undo:
             remote.run(command, check=False)
 
+    # Its port is found held before anything changes, not once the files are in and it fails to start.
+    holder = started.state_and_port().gateway.held_by_other(runtime.driver.holder(new))
+    if holder:
+        raise DeployError(f"{host.name}: port {new.port} of {new.service_name} (vars.instance_ports) is already in "
+                          f"use by {holder}; stop it or set other vars.instance_ports in hosts.yaml")
+    preparation = plan.preparation
     done = run(session, [
+        # What the new instance needs (the service user, a venv, the proxy's program) before it starts.
+        Step("prepare", lambda: session.prepare(preparation, out) if preparation else None),
         Step("install", lambda: session.install(plan.changes, deploy_id, verbs) if plan.changes else None,
-             undo=_quietly(session, files.restore(host, list(plan.changes), deploy_id)) if plan.changes else None),
+             undo=lambda: session.restore(plan.changes, deploy_id, verbs, check=False) if plan.changes else None),
         Step("start", start_new, undo=_quietly(session, new_verbs.remove()), undo_if_failed=True, failed=untouched),
         Step("door config", write_door_config, failed=untouched),
-        Step("point", point, undo=point_back, undo_if_failed=True,
-             failed=f"the proxy forwards to {was_serving} again, {new.service_name} is removed, the previous files "
-                    "are back"),
+        Step("point", point, undo=point_back, undo_if_failed=True, watched=proxy,
+             failed=f"{pointed_back}, {new.service_name} is removed, the previous files are back"),
     ], watched=new)
     out.write(f"{host.name}: the proxy forwards to {new.service_name}; stopping {serving}\n")
     out.flush()
@@ -123,10 +140,13 @@ def switch_off(session: Session, plan: Plan, facts: HostFacts, deploy_id: str, e
     def give_it_back() -> None:
         """The single gateway removed, the files restored, the proxy started again: its port, its
         live instance (which never stopped) behind it."""
-        for command in (verbs.remove(), files.restore(host, list(plan.changes), deploy_id), proxy_verbs.start()):
-            remote.run(command, check=False)
+        remote.run(verbs.remove(), check=False)
+        session.restore(plan.changes, deploy_id, verbs, check=False)
+        remote.run(proxy_verbs.start(), check=False)
 
+    preparation = plan.preparation
     done = run(session, [
+        Step("prepare", lambda: session.prepare(preparation, out) if preparation else None),
         Step("install", lambda: session.install(plan.changes, deploy_id, verbs)),
         Step("take the port", take_the_port, undo=give_it_back, undo_if_failed=True,
              failed="the proxy and its live instance are back, the previous files too"),

@@ -281,18 +281,20 @@ def _worker_index() -> int:
 # connections (SSH, HTTP) take theirs: a port handed out here is never taken by another worker or
 # by a client socket before the gateway binds it.
 _PORTS = itertools.count(20000 + 1000 * _worker_index())
+# And of privileged ports (below 1024: root's, or a process's with CAP_NET_BIND_SERVICE), as 443 is.
+_PRIVILEGED_PORTS = iter(range(800 + 50 * _worker_index(), 850 + 50 * _worker_index()))
 
 
-def free_port() -> int:
+def free_port(privileged: bool = False) -> int:
     """A loopback port of this worker's block that nothing listens on now."""
-    for port in _PORTS:
+    for port in _PRIVILEGED_PORTS if privileged else _PORTS:
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise AssertionError("unreachable: itertools.count never ends")
+    raise AssertionError("no free port is left in this worker's block")
 
 
 @dataclass

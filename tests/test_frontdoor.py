@@ -170,3 +170,52 @@ def test_a_kept_service_text_says_whether_it_ran_instances(templates, fox, repo)
             == ("on", "off")
         assert topology(single).kept_under(runtime, single, one) is topology(both).kept_under(runtime, both, behind) \
             is None
+
+
+def _rendered(templates, host, **variables):
+    host = replace(host, vars={**host.vars, **variables})
+    return render_host(templates, host, SECRETS, runtimes.of(host))
+
+
+def test_the_instances_are_stopped_with_the_grace_litellms_drain_needs(templates, fox, repo):
+    """Docker's default grace (10 s) would cut what LiteLLM finishes in its drain (30 s by default)."""
+    service = _rendered(templates, fox).service
+    assert service.count('stop_grace_period: "40s"') == 3  # the proxy and both instances
+    drained = _rendered(templates, fox, env={"GRACEFUL_SHUTDOWN_TIMEOUT": "120"}).service
+    assert drained.count('stop_grace_period: "130s"') == 3
+    assert _rendered(templates, fox, stop_grace_period="75s").service.count('stop_grace_period: "75s"') == 3
+    labsd = load_inventory(repo / "hosts.yaml").host("labsd")
+    files = _rendered(templates, labsd, zero_downtime=True)
+    assert "TimeoutStopSec=40s\n" in files.service and "TimeoutStopSec=40s\n" in (files.proxy_service or "")
+    # The single gateway keeps the runtime's own default.
+    assert "stop_grace_period" not in _rendered(templates, fox, zero_downtime=False).service
+
+
+def test_the_proxy_waits_for_the_longest_timeout_litellm_allows(templates, fox):
+    """A model's own timeout outlasts request_timeout in LiteLLM: the proxy waits for it too."""
+    models = [{"name": "claude-sonnet-4", "timeout": 900}, {"name": "claude-opus-4"}]
+    config = _rendered(templates, fox, litellm_settings={"request_timeout": 30}, models=models).proxy["blue"]
+    assert "timeout server 910s" in config and "timeout client 910s" in config
+    short = _rendered(templates, fox, litellm_settings={"request_timeout": 30}, models=models[1:]).proxy["blue"]
+    assert "timeout server 40s" in short
+    with pytest.raises(RenderError, match="vars.models claude-sonnet-4's timeout 10000000 is longer than the proxy"):
+        _rendered(templates, fox, models=[{"name": "claude-sonnet-4", "timeout": 10 ** 7}])
+
+
+def test_the_instances_start_only_when_named_and_a_privileged_port_binds_as_root_without_capabilities(templates, fox):
+    service = _rendered(templates, fox).service
+    assert 'profiles: ["litellm-blue"]' in service and 'profiles: ["litellm-green"]' in service
+    assert "user:" not in service
+    privileged = _rendered(templates, replace(fox, port=443))
+    assert 'user: "0:0"\n    cap_drop: ["ALL"]\n    cap_add: ["NET_BIND_SERVICE"]' in privileged.service
+    assert "stats socket /tmp/admin.sock " in privileged.proxy["blue"]
+
+
+def test_a_setting_that_needs_litellms_licence_is_named_before_connecting(templates, fox):
+    with pytest.raises(RenderError, match=r"vars.general_settings.allowed_ips needs LiteLLM's Enterprise licence, and "
+                                          r"LiteLLM exits at start without one; add LITELLM_LICENSE"):
+        _rendered(templates, fox, general_settings={"allowed_ips": ["10.0.0.1"]})
+    licensed = SecretValues({**SECRETS, "LITELLM_LICENSE": "licence-1"}, SECRETS.source)
+    allowed = replace(fox, vars={**fox.vars, "general_settings": {"allowed_ips": ["10.0.0.1"]},
+                                 "secret_env": ["LITELLM_LICENSE"]})
+    assert "allowed_ips" in render_host(templates, allowed, licensed, runtimes.of(allowed)).config

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "litedeploy"
 LAYERS = [
     # Records and pure rules everything reads.
     ("errors", "facts", "envfile", "images", "audit", "clients", "shapes", "host", "secrets", "catalog", "settings",
+     "enterprise",
      "masterkey", "advisories", "composefile", "shared", "plan", "inventory", "sopsfile"),
     # Command builders: every word quoted in one place.
     ("commands", "commands.*"),

@@ -202,3 +202,21 @@ hosts:
   elsewhere: {address: n.example, vars: {models: [{name: a, model: bedrock/x}]}}
 """)
     check_distinct([inventory.host(name) for name in ("one", "two", "elsewhere")], Path("/inv/hosts.yaml"))
+
+
+def test_an_instance_port_behind_one_hosts_front_door_is_claimed_against_the_others_port():
+    """The door's instances bind their loopback ports (port + 1, port + 2 by default): a second
+    host of the run on that port is refused before anything is sent, naming both settings."""
+    from litedeploy.frontdoor import listening
+    inventory = parse("""
+hosts:
+  one: {address: m.example, vars: {zero_downtime: true, models: [{name: a, model: bedrock/x}]}}
+  two: {address: m.example, container_name: bb, port: 4002, config_dir: /srv/b, service_name: b, marker: "# {mark} b",
+        vars: {models: [{name: a, model: bedrock/x}]}}
+""")
+    hosts = [inventory.host("one"), inventory.host("two")]
+    check_distinct(hosts, Path("/inv/hosts.yaml"))  # its port alone: 4000 and 4002 do not meet
+    with pytest.raises(InventoryError, match=re.escape(
+            "with 'one''s vars.instance_ports and 'two''s port 4002: deployed in one run, the second would replace "
+            "the first's; give one of them another vars.instance_ports or port")):
+        check_distinct(hosts, Path("/inv/hosts.yaml"), listening)

@@ -338,9 +338,17 @@ def under_load(host, *argv: str):
 
 
 def test_zero_downtime_puts_haproxy_in_front_of_a_template_unit(host):
+    """Turned on as on a fresh host (no service user) with a new venv (one more pin): the switch
+    makes the user, installs the venv and checks Debian's haproxy before any instance starts."""
+    host.sh("systemctl stop litellm && userdel litellm")
     host.entry["vars"] = {**host.entry["vars"], "zero_downtime": True}
+    host.entry["packages"] = [*host.entry["packages"], f"idna=={locks.LITELLM.version('idna')}"]
     host.write_inventory()
+    venvs = set(host.sh("ls /opt/litellm").split())
     host.ok("deploy", "--host", host.name)
+    assert host.sh("id -u litellm").strip().isdigit()
+    venv = host.sh("sed -n 's|^ExecStart=\\(.*\\)/bin/litellm .*|\\1|p' /etc/systemd/system/litellm@.service").strip()
+    assert venv.rsplit("/", 1)[-1] not in venvs and host.sh(f"test -x {venv}/bin/litellm && echo yes").strip() == "yes"
     live = answering_instance(host)
     port = {"blue": 4001, "green": 4002}[live]
     assert active_units(host) == {"litellm-proxy.service", f"litellm@{port}.service"}
@@ -372,6 +380,32 @@ def test_zero_downtime_on_systemd_a_failed_new_instance_never_takes_traffic(host
     assert [o for o in load.outcomes if o.error] == []
     assert answering_instance(host) == before
     assert host.sh("cat /etc/systemd/system/litellm@.service") == unit
+    # systemd holds the unit of the files that went back, not the rejected one: a live instance that
+    # dies later comes back as it ran.
+    port = {"blue": 4001, "green": 4002}[before]
+    assert host.sh(f"systemctl show -p NeedDaemonReload --value litellm@{port}").strip() == "no"
+
+
+def test_a_port_held_at_start_does_not_stop_the_proxy_for_good(host):
+    """The proxy's port is held for longer than five quick restarts take (a late service at boot):
+    once it is free, the proxy takes it, without anyone coming."""
+    before = answering_instance(host)
+    holder = "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); " \
+             "s.bind(('0.0.0.0', 4000)); s.listen(); time.sleep(12)"
+    host.sh("systemctl stop litellm-proxy")
+    subprocess.run([*host.docker, "exec", "-d", systemd_host.CONTAINER, "python3", "-c", holder], check=True)
+    time.sleep(1)
+    host.sh("systemctl start --no-block litellm-proxy")
+    time.sleep(12)
+    assert host.sh("systemctl show -p ActiveState --value litellm-proxy").strip() != "failed"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert answering_instance(host) == before
+            break
+        except (OSError, http.client.HTTPException):
+            assert time.monotonic() < deadline, "the proxy did not take its port back within 20 s of it being free"
+            time.sleep(1)
 
 
 def test_zero_downtime_survives_a_reboot(host):

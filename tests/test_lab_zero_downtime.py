@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -26,13 +27,20 @@ MODEL = "claude-sonnet-4"
 
 @pytest.fixture(scope="module")
 def zd_host(lab_host):
-    """The module's host with the setting on from its first deploy; a grace period that lets a
-    stream in flight finish; mock request parameters allowed (a stream held open by mock_delay)."""
+    """The module's host with the setting on from its first deploy, on a privileged port (the
+    proxy image runs as a non-root user, as the official one does), no grace period of its own
+    (the door derives it from LiteLLM's drain); mock request parameters allowed (a stream or a
+    request held open by mock_delay); a request timeout of 3 s, which the test model's own
+    timeout outlasts."""
+    lab_host.entry["port"] = free_port(privileged=True)
     lab_host.entry["vars"] = {**lab_host.entry["vars"], "zero_downtime": True,
-                              "instance_ports": [free_port(), free_port()], "stop_grace_period": "60s",
-                              "allow_mock_testing": True}
+                              "instance_ports": [free_port(), free_port()], "allow_mock_testing": True,
+                              "litellm_settings": {"request_timeout": 3},
+                              "models": [{"name": "claude-3-7-sonnet"}, {"name": MODEL, "timeout": 120}]}
     lab_host.write_inventory()
-    lab_host.root.joinpath("compose.yml").write_text("services:\n  web:\n    image: nginx:alpine\n")
+    # The team's own service, of an image the host has: an admin's `docker compose up -d` starts it.
+    lab_host.root.joinpath("compose.yml").write_text(
+        f"services:\n  web:\n    image: {lab_host.entry['vars']['proxy_image']}\n    command: [sleep, infinity]\n")
     first = lab_host.run("deploy", "--host", lab_host.name)
     assert first.returncode == 0, first.stderr
     return lab_host
@@ -42,6 +50,11 @@ def zd_host(lab_host):
 def host(zd_host):
     yield zd_host
     zd_host.write_inventory()
+
+
+def compose_clis(lab) -> tuple[tuple[list[str], dict[str, str]], ...]:
+    """Both compose CLIs, as an admin on the host would call them."""
+    return ((["docker", "compose"], {"DOCKER_CONFIG": str(lab.compose_v2_config)}), (["docker-compose"], {}))
 
 
 def answering(host) -> str:
@@ -82,11 +95,14 @@ def test_the_proxy_holds_the_port_and_forwards_to_one_live_instance(host, lab):
     assert status.returncode == 0, status.stderr
     assert (f"proxy   container {host.container}-proxy (running) on 127.0.0.1:{host.port} forwards to container "
             f"{host.container}-{live}") in status.stdout
-    # Both compose CLIs accept the file with the three services beside the team's own.
-    for argv, env in ((["docker", "compose"], {"DOCKER_CONFIG": str(lab.compose_v2_config)}), (["docker-compose"], {})):
-        services = subprocess.run([*argv, "-f", str(host.root / "compose.yml"), "config", "--services"],
+    # Both compose CLIs accept the file with the three services beside the team's own (the instances
+    # under their profiles: a plain `up -d` starts neither, see below).
+    for argv, env in compose_clis(lab):
+        services = subprocess.run([*argv, "--profile", "litellm-blue", "--profile", "litellm-green", "-f",
+                                   str(host.root / "compose.yml"), "config", "--services"],
                                   capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout.split()
-        assert {"litellm-proxy", "litellm-blue", "litellm-green", "web"} == set(services)
+        assert set(services) == \
+            {"litellm-proxy", "litellm-blue", "litellm-green", "web"}
 
 
 @pytest.mark.parametrize("change", ["env", "compose.restart"])
@@ -104,6 +120,51 @@ def test_a_change_under_load_fails_no_request(host, change):
     assert running(host) == {f"{host.container}-proxy", f"{host.container}-{after}"}
 
 
+def test_an_admins_own_up_starts_no_idle_instance_and_a_stray_is_stopped(host, lab):
+    """`docker compose up -d` in the compose file's folder starts the team's services and leaves the
+    idle instance stopped; one started by hand anyway is named by ops.status and stopped by deploy."""
+    live = answering(host)
+    idle = "green" if live == "blue" else "blue"
+    cli, env = compose_clis(lab)[1 if host.name.endswith("v1") else 0]
+
+    def compose(*words: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*cli, "-f", "compose.yml", *words], cwd=host.root, capture_output=True, text=True,
+                              env={**os.environ, **env}, timeout=120)
+    up = compose("up", "-d")
+    assert up.returncode == 0, up.stderr
+    assert running(host) == {f"{host.container}-proxy", f"{host.container}-{live}"}
+    assert compose("up", "-d", "--no-deps", f"litellm-{idle}").returncode == 0
+    assert running(host) == {f"{host.container}-proxy", f"{host.container}-{live}", f"{host.container}-{idle}"}
+    status = host.run("ops.status", "--host", host.name)
+    assert f"container {host.container}-{idle} runs too and takes no traffic" in status.stdout, status.stdout
+    deployed = host.run("deploy", "--host", host.name)
+    assert deployed.returncode == 0, deployed.stderr
+    assert f"container {host.container}-{idle} runs beside the live instance and takes no traffic; stopping it" \
+        in deployed.stderr
+    # (Where the deploy switches too, the new instance starts in the stray's place.)
+    assert running(host) == {f"{host.container}-proxy", f"{host.container}-{answering(host)}"}
+    compose("rm", "-sf", "web")
+
+
+def test_an_instance_port_held_by_another_is_refused_before_anything_changes(host):
+    """The port the next instance would take is held by another program: named before a file is
+    written or a container made, not after a start that cannot bind."""
+    live = answering(host)
+    idle = "green" if live == "blue" else "blue"
+    port = host.entry["vars"]["instance_ports"][0 if idle == "blue" else 1]
+    names = ("compose.yml", "litellm/config.yaml", "litellm/litellm.env", "litellm/proxy/haproxy.cfg")
+    files = {name: (host.root / name).read_bytes() for name in names}
+    host.write_inventory(env={"LITEDEPLOY_ZERO_DOWNTIME_TEST": str(time.time())})
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the proxy's closed connections linger
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        refused = host.run("deploy", "--host", host.name)
+    fails_with(refused, f"port {port} of litellm-{idle} (vars.instance_ports) is already in use by")
+    assert {name: (host.root / name).read_bytes() for name in names} == files
+    assert running(host) == {f"{host.container}-proxy", f"{host.container}-{live}"}
+
+
 def test_a_new_instance_that_fails_never_takes_traffic(host):
     before = answering(host)
     files = {name: (host.root / name).read_bytes() for name in ("compose.yml", "litellm/config.yaml",
@@ -119,9 +180,23 @@ def test_a_new_instance_that_fails_never_takes_traffic(host):
     assert {name: (host.root / name).read_bytes() for name in files} == files
 
 
+def test_a_model_timeout_longer_than_the_request_timeout_is_waited_for(host):
+    """LiteLLM lets the model's own timeout (120 s) outlast request_timeout (3 s): the proxy waits
+    as long, where a wait sized by request_timeout alone answers 504 first."""
+    connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=60)
+    body = {"model": MODEL, "mock_delay": 16, "messages": [{"role": "user", "content": "hi"}]}
+    connection.request("POST", "/chat/completions", json.dumps(body),
+                       {"Authorization": f"Bearer {lab_secrets()['LITELLM_MASTER_KEY']}",
+                        "Content-Type": "application/json"})
+    reply = connection.getresponse()
+    assert reply.status == 200, reply.read()[:300]
+    assert json.loads(reply.read())["choices"][0]["message"]["content"]
+
+
 def test_a_stream_in_flight_outlives_the_switch(host):
     """A streamed answer held open by the old instance (mock_delay) finishes whole after the proxy
-    switched, before the old instance stops."""
+    switched, before the old instance stops: longer than Docker's default grace (10 s), which
+    hosts.yaml does not change here."""
     before = answering(host)
     streamed: dict = {}
 
@@ -129,7 +204,7 @@ def test_a_stream_in_flight_outlives_the_switch(host):
         connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=120)
         # Longer than a switch takes (up to 26 s seen under compose v1 with the other workers busy); what
         # is left once it is done must stay inside LiteLLM's drain (GRACEFUL_SHUTDOWN_TIMEOUT, 30 s by
-        # default) and the 60 s grace: a switch starts a LiteLLM, more than 10 s.
+        # default) and the grace derived from it (40 s): a switch starts a LiteLLM, more than 10 s.
         body = {"model": MODEL, "stream": True, "mock_delay": 40, "messages": [{"role": "user", "content": "hi"}]}
         connection.request("POST", "/chat/completions", json.dumps(body),
                            {"Authorization": f"Bearer {lab_secrets()['LITELLM_MASTER_KEY']}",

@@ -65,6 +65,10 @@ class ComposeCommands:
     def pull(self) -> list[str]:
         return self._base() + ["pull", self.service]
 
+    def restored(self) -> None:
+        """Compose reads its file at each verb: nothing holds the one that went back."""
+        return None
+
     def ps(self) -> list[str]:
         """Stopped containers too: v2's `ps` hides them unless asked."""
         return self._base() + ["ps", "--all", self.service]

@@ -115,6 +115,11 @@ class UnitCommands:
     def start(self) -> list[str]:
         return self._systemctl("start")
 
+    def restored(self) -> str:
+        """After files went back: systemd forgets the unit it loaded from the rejected ones, so an
+        instance that restarts later (a crash, a reboot) runs what the file says again."""
+        return "systemctl daemon-reload"
+
     def ps(self) -> list[str]:
         return ["systemctl", "status", "--no-pager", "--lines=0", unit_name(self.host)]
 

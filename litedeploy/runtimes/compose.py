@@ -89,7 +89,7 @@ class ComposeBlock(ServiceFile):
                   FileChange(host.env_path, facts.files.env_text, desired.env, self.env_access(host)[1], secret=True),
                   FileChange(host.config_path, facts.files.config_text, desired.config, "0644")]
         warnings = plaintext_secrets_warning(host, facts.files.service_text or "", desired.secret_names) + tuple(
-            grace_warnings(host.vars, DEFAULT_GRACE))
+            grace_warnings(gateways[-1].vars, DEFAULT_GRACE))
         if ImageRef.parse(host.docker.image).moving:
             warnings += (f"image {host.docker.image} is a tag that moves every week; name a release in hosts.yaml "
                          "(ghcr.io/berriai/litellm:v1.110.2) so every host runs what was tested",)
@@ -244,10 +244,11 @@ class ComposeDoor(DoorPart):
     def render(self, host: Host, door: FrontDoor, gateways: Sequence[Host],
                rendered: Rendering) -> tuple[str, str | None]:
         """Our block holds the proxy's service and both instances' (the gateway's template for each)."""
-        proxy, *instances = gateways
+        proxy, *instances = gateways  # their vars hold the grace the door derived (`frontdoor.stop_grace`)
         pieces = [rendered("compose-proxy.yml.j2", proxy=proxy, proxy_dir=posixpath.dirname(door.config_path),
-                           proxy_config_dir=PROXY_CONFIG_DIR, proxy_image=door.image)]
-        pieces += [rendered(BLOCK.template, host=instance) for instance in instances]
+                           proxy_config_dir=PROXY_CONFIG_DIR, proxy_image=door.image, vars=proxy.vars)]
+        pieces += [rendered(BLOCK.template, host=instance, profile=instance.service_name, vars=instance.vars)
+                   for instance in instances]
         return "".join(pieces), None
 
     def service_file(self, host: Host) -> str:
@@ -257,7 +258,9 @@ class ComposeDoor(DoorPart):
         return f"  {self.proxy(host).service_name}:" in text.splitlines()
 
     def admin_socket(self, host: Host) -> str:
-        return "/var/lib/haproxy/admin.sock"  # the official image's state folder, the haproxy user's
+        """The official image's state folder, its user's; on a privileged port the proxy is root
+        without the capability to write there (compose-proxy.yml.j2), and /tmp takes anyone's."""
+        return "/tmp/admin.sock" if host.port < 1024 else "/var/lib/haproxy/admin.sock"
 
     def questions(self, host: Host, door: FrontDoor) -> list[str]:
         return [container.wanted_image(door.image, prefix="proxy_")]

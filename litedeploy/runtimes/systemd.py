@@ -66,7 +66,7 @@ class Unit(ServiceFile):
             # a release's unit whose venv a later change removed
             raise DeployError(f"{host.name}:{self.served(host, desired.service)}: the venv this unit runs is gone; "
                               "deploy its packages again")
-        return wanted, tuple(grace_warnings(host.vars, DEFAULT_GRACE))
+        return wanted, tuple(grace_warnings(gateways[-1].vars, DEFAULT_GRACE))
 
     def in_place_verb(self, host: Host, changed: set[str], facts: HostFacts, desired: DesiredFiles) -> Verb | None:
         """A changed unit or a new venv means daemon-reload and restart (`up`), a changed config or
@@ -221,9 +221,11 @@ class UnitDoor(DoorPart):
                rendered: Rendering) -> tuple[str, str | None]:
         """The template unit (listening on loopback at the instance's port, a runtime folder of each
         instance's own) and the proxy's unit."""
-        template = rendered(UNIT.template, host=host.with_settings(bind="127.0.0.1"), port="%i", instance_suffix="-%i")
-        proxy = rendered("litellm-proxy.service.j2", proxy=gateways[0], proxy_config=door.config_path)
-        return template, proxy
+        proxy, instance, _ = gateways  # their vars hold the grace the door derived (`frontdoor.stop_grace`)
+        template = rendered(UNIT.template, host=host.with_settings(bind="127.0.0.1"), port="%i", instance_suffix="-%i",
+                            vars=instance.vars)
+        proxy_unit = rendered("litellm-proxy.service.j2", proxy=proxy, proxy_config=door.config_path, vars=proxy.vars)
+        return template, proxy_unit
 
     def service_file(self, host: Host) -> str:
         return template_path(host)

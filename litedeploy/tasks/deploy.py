@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from invoke import task
 
 from ..errors import DeployError
+from ..frontdoor import listening
 from ..host import DockerSettings, Host
 from ..images import ImageRef
 from ..inventory import check_distinct
@@ -81,7 +82,7 @@ def _change(c, host, profile, parallel, serial, diff, as_json, to=None, **option
     targets = hosts_of(c, project, host, profile)
     if to:
         targets = [_running_release(target, to, project) for target in targets]
-    check_distinct(targets, project.inventory.path)
+    check_distinct(targets, project.inventory.path, listening)
     _check_shared_database(project, targets)
     target = targets[0]
     # In a fleet each host's deploy runs on in its thread and finishes (audit line, lock released);
