@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple, TypeVar
 
-# The front door's configuration names the live instance in its one `server` line (`frontdoor`).
+# The front door's configuration names the live instance in its first `server` line, the other as
+# its backup (`frontdoor`).
 _LIVE_SERVER = re.compile(r"^\s*server (blue|green) ", re.MULTILINE)
 
 

@@ -298,6 +298,7 @@ class BehindTheDoor(Topology):
         service, proxy_service = runtime.door.render(host, self.door, self.gateways(runtime, host), rendered)
         timeout = longest_wait(timeouts, where)
         configs = {color: rendered(PROXY_TEMPLATE, live=self.instance(runtime, host, color), color=color,
+                                   idle=self.instance(runtime, host, other(color)), idle_color=other(color),
                                    timeout=int(timeout) + 10, header=INSTANCE_HEADER,
                                    admin_socket=runtime.door.admin_socket(host)) for color in COLORS}
         return service, configs, proxy_service

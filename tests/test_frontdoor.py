@@ -52,8 +52,10 @@ def test_the_block_holds_the_proxy_and_both_instances_and_the_proxy_config_names
     for color, port in (("blue", 4001), ("green", 4002)):
         config = files.proxy[color]
         assert live_color(config) == color
-        assert f"server {color} 127.0.0.1:{port}\n" in config and "bind 0.0.0.0:4000\n" in config
-        assert f"set-header {INSTANCE_HEADER} {color}\n" in config
+        idle, idle_port = ("green", 4002) if color == "blue" else ("blue", 4001)
+        assert f"server {color} 127.0.0.1:{port} check inter 1s\n    server {idle} 127.0.0.1:{idle_port} check " \
+               "inter 1s backup\n" in config and "bind 0.0.0.0:4000\n" in config
+        assert f"set-header {INSTANCE_HEADER} %[srv_name]\n" in config
     # LiteLLM's production request timeout, and the time it may take for an answer's first byte.
     assert "timeout server 6010s" in files.proxy["blue"]
     production = replace(fox, vars={**fox.vars, "litellm_settings": {"request_timeout": 600}})
@@ -96,7 +98,7 @@ def test_on_systemd_a_template_unit_runs_both_instances_and_the_proxy_has_a_unit
     blue = topology(labsd).instance(systemd, labsd, "blue")
     assert (blue.service_name, blue.port, str(systemd.driver.holder(blue))) == ("litellm@4001", 4001,
                                                                                "service litellm@4001")
-    assert "server green 127.0.0.1:4002\n" in files.proxy["green"]
+    assert "server green 127.0.0.1:4002 check inter 1s\n" in files.proxy["green"]
 
 
 @given(st.text(max_size=200))

@@ -106,8 +106,14 @@ def test_the_proxy_holds_the_port_and_forwards_to_one_live_instance(host, lab):
 
 
 @pytest.mark.parametrize("change", ["env", "compose.restart"])
-def test_a_change_under_load_fails_no_request(host, change):
+def test_a_change_under_load_fails_no_request_nor_an_idle_connection(host, change):
+    """Under load, and with a plain client's connection idle across the change (http.client neither
+    retries nor checks a kept connection before it sends again): answered, not reset."""
     before = answering(host)
+    idle = http.client.HTTPConnection("127.0.0.1", host.port, timeout=30)
+    idle.request("GET", "/health/liveliness")
+    idle.getresponse().read()
+    kept = idle.sock
     argv = ("compose.restart", "--host", host.name) if change == "compose.restart" else ("deploy", "--host", host.name)
     if change == "env":
         host.write_inventory(env={"LITEDEPLOY_ZERO_DOWNTIME_TEST": str(time.time())})
@@ -118,6 +124,11 @@ def test_a_change_under_load_fails_no_request(host, change):
     after = answering(host)
     assert after != before
     assert running(host) == {f"{host.container}-proxy", f"{host.container}-{after}"}
+    assert idle.sock is kept, "the client opened another connection: the test proves nothing"
+    idle.request("GET", "/health/liveliness")
+    reply = idle.getresponse()
+    reply.read()
+    assert reply.status == 200 and reply.getheader(HEADER) == after
 
 
 def test_an_admins_own_up_starts_no_idle_instance_and_a_stray_is_stopped(host, lab):
