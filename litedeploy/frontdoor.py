@@ -300,7 +300,7 @@ class BehindTheDoor(Topology):
         configs = {color: rendered(PROXY_TEMPLATE, live=self.instance(runtime, host, color), color=color,
                                    idle=self.instance(runtime, host, other(color)), idle_color=other(color),
                                    timeout=int(timeout) + 10, header=INSTANCE_HEADER,
-                                   admin_socket=runtime.door.admin_socket(host)) for color in COLORS}
+                                   network=runtime.door.network(host)) for color in COLORS}
         return service, configs, proxy_service
 
     def kept_under(self, runtime: Runtime, host: Host, text: str) -> str | None:

@@ -46,16 +46,27 @@ def test_the_instances_have_their_own_names_and_loopback_ports(fox):
 
 def test_the_block_holds_the_proxy_and_both_instances_and_the_proxy_config_names_the_live_one(templates, fox):
     files = render_host(templates, fox, SECRETS, runtimes.of(fox))
-    assert "  litellm-proxy:\n" in files.service and "network_mode: host" in files.service
+    # fox's bridge network: the proxy on it under the gateway's name, its port published as the gateway's was.
+    assert "  litellm-proxy:\n" in files.service and "network_mode: host" not in files.service
+    assert '    ports:\n      - "4000:4000"\n    networks:\n      default:\n        aliases: ["litellm"]\n' \
+        in files.service
     assert '"--port", "4001"' in files.service and '"--port", "4002"' in files.service
     assert '"127.0.0.1:4001:4001"' in files.service  # bridge: published on loopback only
     for color, port in (("blue", 4001), ("green", 4002)):
         config = files.proxy[color]
         assert live_color(config) == color
         idle, idle_port = ("green", 4002) if color == "blue" else ("blue", 4001)
-        assert f"server {color} 127.0.0.1:{port} check inter 1s\n    server {idle} 127.0.0.1:{idle_port} check " \
-               "inter 1s backup\n" in config and "bind 0.0.0.0:4000\n" in config
+        resolve = "resolvers docker init-addr last,libc,none"
+        assert f"server {color} litellm-{color}:{port} check inter 1s {resolve}\n    server {idle} " \
+               f"litellm-{idle}:{idle_port} check inter 1s backup {resolve}\n" in config
+        assert "bind :4000\n" in config and "nameserver docker 127.0.0.11:53" in config
         assert f"set-header {INSTANCE_HEADER} %[srv_name]\n" in config
+    # On the host's network: it binds the host's address itself and reaches the instances on loopback.
+    hosted = render_host(templates, fox.with_settings(network_mode="host"), SECRETS, runtimes.of(fox))
+    assert "network_mode: host" in hosted.service and "aliases" not in hosted.service
+    assert "bind 0.0.0.0:4000\n" in hosted.proxy["blue"] and "resolvers" not in hosted.proxy["blue"]
+    assert "server blue 127.0.0.1:4001 check inter 1s\n    server green 127.0.0.1:4002 check inter 1s backup\n" \
+        in hosted.proxy["blue"]
     # LiteLLM's production request timeout, and the time it may take for an answer's first byte.
     assert "timeout server 6010s" in files.proxy["blue"]
     production = replace(fox, vars={**fox.vars, "litellm_settings": {"request_timeout": 600}})
@@ -208,9 +219,11 @@ def test_the_instances_start_only_when_named_and_a_privileged_port_binds_as_root
     service = _rendered(templates, fox).service
     assert 'profiles: ["litellm-blue"]' in service and 'profiles: ["litellm-green"]' in service
     assert "user:" not in service
-    privileged = _rendered(templates, replace(fox, port=443))
+    privileged = _rendered(templates, fox.with_settings(port=443, network_mode="host"))
     assert 'user: "0:0"\n    cap_drop: ["ALL"]\n    cap_add: ["NET_BIND_SERVICE"]' in privileged.service
     assert "stats socket /tmp/admin.sock " in privileged.proxy["blue"]
+    # In the compose network's own namespace Docker lets its user bind it.
+    assert "user:" not in _rendered(templates, replace(fox, port=443)).service
 
 
 def test_a_setting_that_needs_litellms_licence_is_named_before_connecting(templates, fox):

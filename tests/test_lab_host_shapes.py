@@ -4,6 +4,7 @@ own sshd and Docker engine) with bridge networking and a published port."""
 
 from __future__ import annotations
 
+import subprocess
 import urllib.request
 
 import pytest
@@ -104,3 +105,27 @@ def test_a_separate_host_restarts_for_a_config_change_and_rolls_back_a_crash_loo
     assert bridged.inspect()["Id"] == before["Id"]
     error = rolled_back(bridged)
     assert "rolled back: previous files and container restored, answering again" in error
+
+
+def test_behind_the_front_door_the_teams_services_still_reach_the_gateway_by_its_name(bridged):
+    """A service of the team on the compose network called the gateway by its service name
+    (http://litellm:PORT); once zero_downtime puts HAProxy in front, the same name answers, through
+    the proxy."""
+    network = next(iter(bridged.inspect()["NetworkSettings"]["Networks"]))
+    code = (f"import urllib.request as u; r = u.urlopen('http://litellm:{bridged.port}/health/liveliness', "
+            "timeout=10); print(r.status, r.headers.get('x-litedeploy-instance'))")
+
+    def sibling() -> str:
+        called = subprocess.run([*bridged.docker, "run", "--rm", "--network", network, "--entrypoint", "python3",
+                                 bridged.entry["image"], "-c", code], capture_output=True, text=True, timeout=120)
+        assert called.returncode == 0, called.stderr[-500:]
+        return called.stdout.strip()
+
+    assert sibling() == "200 None"  # the single gateway, by its service name
+    bridged.write_inventory(router_settings={"num_retries": 1}, zero_downtime=True)
+    try:
+        on = bridged.run("deploy", "--host", bridged.name)
+        assert on.returncode == 0, on.stdout + on.stderr
+        assert sibling() in ("200 blue", "200 green")
+    finally:
+        bridged.run("compose.remove", "--host", bridged.name)

@@ -189,6 +189,18 @@ class Driver(ABC):
         service file out of the way (backed up); config and env stay, so a deploy brings it all back."""
 
 
+@dataclass(frozen=True)
+class ProxyNetwork:
+    """How the front door's proxy meets the network: BIND, the address it binds the host's port on
+    as its own network namespace sees it ("" for all of them); BY_NAME, whether it reaches the
+    instances by their service names through Docker's DNS (on a compose network) rather than on
+    loopback; ADMIN_SOCKET, its runtime API socket, as the proxy sees its file system."""
+
+    bind: str
+    admin_socket: str
+    by_name: bool = False
+
+
 class DoorPart(ABC):
     """The front door (`frontdoor.FrontDoor`) as this runtime runs it: its proxy, the two instances
     behind it, the files that say so, and the proxy's verbs beyond `Driver.verbs`."""
@@ -222,8 +234,8 @@ class DoorPart(ABC):
         """Whether a service text of ours (a kept release's) runs the door's instances."""
 
     @abstractmethod
-    def admin_socket(self, host: Host) -> str:
-        """Where the proxy's runtime API socket is, as the proxy sees its file system."""
+    def network(self, host: Host) -> ProxyNetwork:
+        """How the proxy meets the host's port and the instances (haproxy.cfg.j2)."""
 
     def questions(self, host: Host, door: FrontDoor) -> list[str]:
         """The runtime's questions about DOOR's proxy for the facts round trip (its image's digests)."""

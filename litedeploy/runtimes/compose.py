@@ -32,7 +32,7 @@ from ..host import COLORS, FrontDoor, Host
 from ..images import ImageRef, resolve_image
 from ..plan import DesiredFiles, FileChange, Verb
 from ..settings import grace_warnings
-from .base import DoorPart, Driver, Puller, Removal, Rendering, Runtime, ServiceFile, WhatRuns
+from .base import DoorPart, Driver, ProxyNetwork, Puller, Removal, Rendering, Runtime, ServiceFile, WhatRuns
 
 # The first Docker Engine whose image inspect lacks the ContainerConfig key docker-compose v1 reads
 # when it recreates a container (docker/compose#11742: `KeyError: 'ContainerConfig'`, the old
@@ -257,10 +257,17 @@ class ComposeDoor(DoorPart):
     def runs_instances(self, host: Host, text: str) -> bool:
         return f"  {self.proxy(host).service_name}:" in text.splitlines()
 
-    def admin_socket(self, host: Host) -> str:
-        """The official image's state folder, its user's; on a privileged port the proxy is root
-        without the capability to write there (compose-proxy.yml.j2), and /tmp takes anyone's."""
-        return "/tmp/admin.sock" if host.port < 1024 else "/var/lib/haproxy/admin.sock"
+    def network(self, host: Host) -> ProxyNetwork:
+        """On the host's network, as the gateway was: it binds the port itself and reaches the
+        instances on loopback. Else on the compose network under the gateway's service name (the
+        team's services that call the gateway by name still reach it), its port published by Docker
+        as the gateway's was, the instances reached by their names. Its socket is in the official
+        image's state folder, its user's; /tmp where the proxy is root without the capability to
+        write there (a privileged port on the host's network, compose-proxy.yml.j2)."""
+        state = "/var/lib/haproxy/admin.sock"
+        if host.docker.network_mode == "host":
+            return ProxyNetwork(host.bind, "/tmp/admin.sock" if host.port < 1024 else state)
+        return ProxyNetwork("", state, by_name=True)
 
     def questions(self, host: Host, door: FrontDoor) -> list[str]:
         return [container.wanted_image(door.image, prefix="proxy_")]

@@ -18,7 +18,7 @@ from ..facts import GatewayState, Holder, HostFacts
 from ..host import FrontDoor, Host
 from ..plan import DesiredFiles, FileChange, Preparation, Verb
 from ..settings import grace_warnings
-from .base import DoorPart, Driver, Removal, Rendering, Runtime, ServiceFile, WhatRuns
+from .base import DoorPart, Driver, ProxyNetwork, Removal, Rendering, Runtime, ServiceFile, WhatRuns
 
 # The venv's name says which LiteLLM it holds: litellm-VERSION-DIGEST (SystemdSettings.venv_dir).
 _VENV = re.compile(r"litellm-(?P<version>[^/]+)-[0-9a-f]{8}")
@@ -237,8 +237,9 @@ class UnitDoor(DoorPart):
         """A template unit: its ExecStart listens on its instance's name (`--port %i`)."""
         return re.search(r"^ExecStart=.* --port %i\b", text, re.MULTILINE) is not None
 
-    def admin_socket(self, host: Host) -> str:
-        return f"/run/{self.proxy(host).service_name}/admin.sock"  # the proxy unit's RuntimeDirectory
+    def network(self, host: Host) -> ProxyNetwork:
+        """The host's own: its bind, the instances on loopback, the socket in the unit's RuntimeDirectory."""
+        return ProxyNetwork(host.bind, f"/run/{self.proxy(host).service_name}/admin.sock")
 
     def up(self, host: Host, facts: HostFacts) -> str:
         name = unit_name(self.proxy(host))
