@@ -56,17 +56,16 @@ def test_the_block_holds_the_proxy_and_both_instances_and_the_proxy_config_names
         config = files.proxy[color]
         assert live_color(config) == color
         idle, idle_port = ("green", 4002) if color == "blue" else ("blue", 4001)
-        resolve = "resolvers docker init-addr last,libc,none"
-        assert f"server {color} litellm-{color}:{port} check inter 1s {resolve}\n    server {idle} " \
-               f"litellm-{idle}:{idle_port} check inter 1s backup {resolve}\n" in config
+        assert "default-server check inter 1s observe layer4 error-limit 3 on-error mark-down resolvers docker " \
+               "init-addr last,libc,none\n" in config
+        assert f"server {color} litellm-{color}:{port}\n    server {idle} litellm-{idle}:{idle_port} backup\n" in config
         assert "bind :4000\n" in config and "nameserver docker 127.0.0.11:53" in config
         assert f"set-header {INSTANCE_HEADER} %[srv_name]\n" in config
     # On the host's network: it binds the host's address itself and reaches the instances on loopback.
     hosted = render_host(templates, fox.with_settings(network_mode="host"), SECRETS, runtimes.of(fox))
     assert "network_mode: host" in hosted.service and "aliases" not in hosted.service
     assert "bind 0.0.0.0:4000\n" in hosted.proxy["blue"] and "resolvers" not in hosted.proxy["blue"]
-    assert "server blue 127.0.0.1:4001 check inter 1s\n    server green 127.0.0.1:4002 check inter 1s backup\n" \
-        in hosted.proxy["blue"]
+    assert "server blue 127.0.0.1:4001\n    server green 127.0.0.1:4002 backup\n" in hosted.proxy["blue"]
     # LiteLLM's production request timeout, and the time it may take for an answer's first byte.
     assert "timeout server 6010s" in files.proxy["blue"]
     production = replace(fox, vars={**fox.vars, "litellm_settings": {"request_timeout": 600}})
@@ -109,7 +108,7 @@ def test_on_systemd_a_template_unit_runs_both_instances_and_the_proxy_has_a_unit
     blue = topology(labsd).instance(systemd, labsd, "blue")
     assert (blue.service_name, blue.port, str(systemd.driver.holder(blue))) == ("litellm@4001", 4001,
                                                                                "service litellm@4001")
-    assert "server green 127.0.0.1:4002 check inter 1s\n" in files.proxy["green"]
+    assert "server green 127.0.0.1:4002\n    server blue 127.0.0.1:4001 backup\n" in files.proxy["green"]
 
 
 @given(st.text(max_size=200))
