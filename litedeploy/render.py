@@ -17,11 +17,11 @@ import jinja2
 import yaml
 
 from .catalog import CATALOG_VARS, anthropic_aliases, load_catalog, resolve_models
+from .enterprise import EnterpriseRules, check_licence, load_enterprise_rules
 from .envfile import Slots, env_pairs, fill
 from .errors import RenderError, parse_yaml
 from .frontdoor import REQUEST_TIMEOUT, topology
 from .host import Host
-from .enterprise import EnterpriseRules, check_licence, load_enterprise_rules
 from .masterkey import MASTER_KEY, MasterKeyRules, check_master_key, load_master_key_rules
 from .plan import DesiredFiles
 from .secrets import SecretValues
