@@ -26,7 +26,7 @@ from .frontdoor import INSTANCE_HEADER, ONE_GATEWAY, BehindTheDoor, described, d
 from .plan import DesiredFiles, FileChange, Plan
 from .session import Session
 from .steps import Step, run
-from .verify import SmokePlan, smoke, wait_for_instance
+from .verify import SmokePlan, gateway_failure, smoke, wait_for_instance
 
 # How long a reloaded (or started) proxy may take before it forwards to the new instance.
 PROXY_TIMEOUT = 30.0
@@ -71,13 +71,15 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
             out.write(f"{host.name}: stopping {runtime.driver.holder(host)} for the proxy to take port {host.port}\n")
             remote.run(verbs.stop())
         remote.run(runtime.door.up(host, facts))
-        remote.run(runtime.door.reload(host))
-        try:
-            wait_for_instance(session.gateway, INSTANCE_HEADER, color, PROXY_TIMEOUT)
-        except VerifyError as exc:
+        baseline = session.driving(proxy).run_and_inspect(runtime.door.reload(host))
+
+        def proxy_down() -> str | None:
+            """A proxy that exited or restarts (its port privileged, its image no HAProxy) is named
+            at once, not after PROXY_TIMEOUT with the port dead."""
             state = session.driving(proxy).gateway_state()
-            raise VerifyError(f"{exc}; the proxy {runtime.driver.holder(proxy)} is "
-                              f"{state.status if state else 'absent'}") from None
+            failed = gateway_failure(state, baseline)
+            return f"the proxy {runtime.driver.holder(proxy)} is {state.status if state else 'gone'}" if failed else None
+        wait_for_instance(session.gateway, INSTANCE_HEADER, color, PROXY_TIMEOUT, proxy_down)
 
     # How the port stands once `point_back` is done: a proxy that was not there before is gone again.
     pointed_back = f"the proxy forwards to {was_serving} again" if live else \
@@ -85,10 +87,12 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
 
     def point_back() -> None:
         session.restore([proxy_change], deploy_id, verbs, check=False)
-        undo = [runtime.door.reload(host)] if live else [session.verbs(facts, proxy).remove(),
-                                                         verbs.start()]
-        for command in undo:
-            remote.run(command, check=False)
+        if live:
+            remote.run(runtime.door.reload(host), check=False)
+            return
+        remote.run(session.verbs(facts, proxy).remove(), check=False)
+        if single:  # it answers again before the rollback says so
+            session.start_and_wait(verbs.start(), out)
 
     # Its port is found held before anything changes, not once the files are in and it fails to start.
     holder = started.state_and_port().gateway.held_by_other(runtime.driver.holder(new))

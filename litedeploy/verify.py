@@ -159,13 +159,21 @@ def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
         time.sleep(0.5)
 
 
-def wait_for_instance(gateway: Gateway, header: str, instance: str, timeout: float) -> float:
+def wait_for_instance(gateway: Gateway, header: str, instance: str, timeout: float,
+                      watch: Callable[[], str | None] = lambda: None) -> float:
     """Seconds until a fresh connection's /health/liveliness answers 200 from INSTANCE, as the
     proxy's HEADER names it: a reloaded proxy's new worker takes the next connection, or a started
-    one binds the port. Raises VerifyError after TIMEOUT seconds, naming the last answer."""
+    one binds the port. Raises VerifyError after TIMEOUT seconds, naming the last answer, or as
+    soon as WATCH (asked each second) says why the proxy cannot answer."""
     start = time.monotonic()
     last = "no answer"
+    asked = start
     while True:
+        if time.monotonic() - asked >= 1:
+            asked = time.monotonic()
+            down = watch()
+            if down:
+                raise VerifyError(f"{gateway.name}: the proxy did not forward to {instance}: {down}")
         try:
             reply = gateway.request("GET", "/health/liveliness", auth=False, timeout=5)
             if reply.status == 200 and reply.headers.get(header.lower()) == instance:

@@ -245,12 +245,20 @@ def test_a_stream_in_flight_outlives_the_switch(host):
 
 
 def test_turning_it_off_and_on_again(host):
+    """Off, then on with a proxy that never starts (an image without HAProxy): named at once, and
+    the single gateway serves again; then on."""
     host.write_inventory(zero_downtime=False)
     off = host.run("deploy", "--host", host.name)
     assert off.returncode == 0, off.stderr
     assert running(host) == {host.container}
     assert not (host.root / "litellm/proxy/haproxy.cfg").exists()
     assert answering(host) is None  # the single gateway: no proxy adds the header
+    host.write_inventory(proxy_image=host.entry["image"])
+    failed = host.run("deploy", "--host", host.name)
+    fails_with(failed, f"container {host.container}-proxy",
+               f"rolled back: the proxy is removed, container {host.container} serves the port again")
+    assert "forwards to" not in failed.stderr.strip().splitlines()[-1]
+    assert running(host) == {host.container} and answering(host) is None
     host.write_inventory()
     on = host.run("deploy", "--host", host.name)
     assert on.returncode == 0, on.stderr
