@@ -276,7 +276,7 @@ def _apply(session: Session, desired: DesiredFiles, facts: HostFacts, deploy_id:
         out.write(f"{host.name}: the gateway is draining (503 shutting_down); restarting it\n")
         plan = replace(plan, restart=session.layout.restart_verb())
     expected = SmokePlan.of(desired.config)
-    _stop_stray(session, facts, plan, out)
+    _stop_stray(session, facts, out)
     if plan.restart is None:  # nothing to install or restart, so nothing to roll back to
         answered = probe is not None and probe.status == 200
         health = 0.0 if answered else wait_until_live(session.gateway, host.health_timeout, out)
@@ -308,10 +308,10 @@ def _switched(session: Session, plan: Plan, desired: DesiredFiles, facts: HostFa
     return switch_off(session, plan, facts, deploy_id, expected, out)
 
 
-def _stop_stray(session: Session, facts: HostFacts, plan: Plan, out: TextIO) -> None:
+def _stop_stray(session: Session, facts: HostFacts, out: TextIO) -> None:
     """An instance that runs beside the live one (`frontdoor.stray`: started by hand, left by an
-    interrupted change) is named and stopped; a switch starts the new instance in its place, and
-    a door turned off removes both."""
+    interrupted change) is named, stopped (finishing what it holds) and removed, before a switch
+    checks its port and starts the new instance in its place."""
     idle = stray(facts)
     if idle is None:
         return
@@ -320,10 +320,9 @@ def _stop_stray(session: Session, facts: HostFacts, plan: Plan, out: TextIO) -> 
     instance = dict(zip(COLORS, instances))[idle]
     out.write(f"{host.name}: {runtime.driver.holder(instance)} runs beside the live instance and takes no traffic; "
               "stopping it\n")
-    if plan.restart != Verb.SWITCH:
-        verbs = session.verbs(facts, instance)
-        session.remote.run(verbs.stop(), check=False)
-        session.remote.run(verbs.remove(), check=False)
+    verbs = session.verbs(facts, instance)
+    session.remote.run(verbs.stop(), check=False)
+    session.remote.run(verbs.remove(), check=False)
 
 
 def _check_port_free(session: Session) -> None:

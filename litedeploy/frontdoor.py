@@ -79,10 +79,11 @@ def listening(host: Host) -> tuple[tuple[str, str, int], ...]:
 
 
 def door_gateways(runtime: Runtime, host: Host, door: FrontDoor) -> tuple[Host, ...]:
-    """The proxy, then the instances blue and green, as gateways of their own, stopped with the
-    grace LiteLLM's drain needs (`stop_grace`)."""
+    """The proxy, then the instances blue and green, as gateways of their own; the instances stopped
+    with the grace LiteLLM's drain needs (`stop_grace`). (The proxy keeps its own: a switch never
+    stops it, and a new grace would recreate it.)"""
     graced = replace(host, vars={"stop_grace_period": stop_grace(host), **host.vars})
-    return (runtime.door.proxy(graced), *(runtime.door.instance(graced, color, door.port(color)) for color in COLORS))
+    return (runtime.door.proxy(host), *(runtime.door.instance(graced, color, door.port(color)) for color in COLORS))
 
 
 def stop_grace(host: Host) -> str:
@@ -131,11 +132,12 @@ def other(color: str | None) -> str:
 
 
 def stray(facts: HostFacts) -> str | None:
-    """The instance that runs though the proxy forwards to the other (started by hand, or left by
-    an interrupted change), by color: it holds memory and takes no traffic."""
+    """The instance that runs beside the live one, which runs too (started by hand, or left by an
+    interrupted change), by color: it holds memory, and the proxy sends it requests only while the
+    live one is down. Where the live one does not run, the other is what serves: no stray."""
     live = facts.live
-    state = facts.gateway.instances.get(other(live)) if live else None
-    return other(live) if state and state.running else None
+    states = [facts.gateway.instances.get(color) for color in (live, other(live))] if live else []
+    return other(live) if len(states) == 2 and all(state and state.running for state in states) else None
 
 
 def topology(host: Host) -> Topology:

@@ -152,7 +152,7 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues, runtime
 
     def rendered(template: str, **more: Any) -> str:
         return _render(templates, template, {**context, **more}, host)
-    timeouts = {REQUEST_TIMEOUT: litellm.get("request_timeout"),
+    timeouts = {REQUEST_TIMEOUT: litellm.get("request_timeout"), "vars.router_settings.timeout": router.get("timeout"),
                 **{f"vars.models {model.name}'s timeout": model.params["timeout"] for model in models
                    if "timeout" in model.params}}
     service, proxy, proxy_service = layout.render(runtime, host, rendered, timeouts)

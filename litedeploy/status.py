@@ -81,9 +81,11 @@ def _live(host: Host, runtime: Runtime, layout: Topology, facts: HostFacts) -> s
     proxy, *instances = door_gateways(runtime, host, layout.door or described(host))
     instance = dict(zip(COLORS, instances))[live]
     state = facts.gateway.instances.get("proxy")
-    idle = stray(facts)
-    also = f"; {runtime.driver.holder(dict(zip(COLORS, instances))[idle])} runs too and takes no traffic (the next " \
-        "deploy stops it)" if idle else ""
+    idle, serving = stray(facts), facts.gateway.instances.get(live)
+    also = f"; {runtime.driver.holder(dict(zip(COLORS, instances))[idle])} runs too and takes no traffic while the " \
+        "live one answers (the next deploy stops it)" if idle else ""
+    if not (serving and serving.running):  # after `docker compose down`: a plain `up -d` starts no instance
+        also += "; it does not run (deploy starts an instance)"
     return (f"{runtime.driver.holder(proxy)} ({state.status if state else 'absent'}) on {host.bind}:{host.port} "
             f"forwards to {runtime.driver.holder(instance)} on 127.0.0.1:{instance.port}{also}")
 

@@ -61,14 +61,18 @@ def _undone(session: Session, failure: BaseException, failed: Step, undoing: lis
                               check=False)
     details = session.redact(logs.stdout + logs.stderr)
     said: list[str] = []
-    for step in reversed(undoing):
+    failures: list[str] = []
+    for step in reversed(undoing):  # every undo, whatever one before it did: each puts back what it can
         if step.undo is None:
             continue
         try:
             what = step.undo()
         except DeployError as exc:
-            return DeployFailed(f"{reason}; ROLLBACK FAILED too: {exc}", details=details, rolled_back=False)
+            failures.append(str(exc))
+            continue
         if what:
             said.append(what)
+    if failures:
+        return DeployFailed(f"{reason}; ROLLBACK FAILED too: {'; '.join(failures)}", details=details, rolled_back=False)
     return DeployFailed(f"{reason}; rolled back: {failed.failed or ', '.join(said)}", details=details,
                         rolled_back=True)

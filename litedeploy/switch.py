@@ -94,6 +94,15 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
         if single:  # it answers again before the rollback says so
             session.start_and_wait(verbs.start(), out)
 
+    def put_back() -> None:
+        """The files as they were; a proxy that ran before is recreated where `point` recreated it
+        from this change's block (compose recreates only a container whose definition differs), and
+        rereads its configuration."""
+        session.restore(plan.changes, deploy_id, verbs, check=False)
+        if live:
+            remote.run(runtime.door.up(host, facts), check=False)
+            remote.run(runtime.door.reload(host), check=False)
+
     # Its port is found held before anything changes, not once the files are in and it fails to start.
     holder = started.state_and_port().gateway.held_by_other(runtime.driver.holder(new))
     if holder:
@@ -104,7 +113,7 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
         # What the new instance needs (the service user, a venv, the proxy's program) before it starts.
         Step("prepare", lambda: session.prepare(preparation, out) if preparation else None),
         Step("install", lambda: session.install(plan.changes, deploy_id, verbs) if plan.changes else None,
-             undo=lambda: session.restore(plan.changes, deploy_id, verbs, check=False) if plan.changes else None),
+             undo=put_back if plan.changes else None),
         Step("start", start_new, undo=_quietly(session, new_verbs.remove()), undo_if_failed=True, failed=untouched),
         Step("door config", write_door_config, failed=untouched),
         Step("point", point, undo=point_back, undo_if_failed=True, watched=proxy,

@@ -192,13 +192,16 @@ def _rendered(templates, host, **variables):
 def test_the_instances_are_stopped_with_the_grace_litellms_drain_needs(templates, fox, repo):
     """Docker's default grace (10 s) would cut what LiteLLM finishes in its drain (30 s by default)."""
     service = _rendered(templates, fox).service
-    assert service.count('stop_grace_period: "40s"') == 3  # the proxy and both instances
+    assert service.count('stop_grace_period: "40s"') == 2  # both instances; the proxy keeps its own
     drained = _rendered(templates, fox, env={"GRACEFUL_SHUTDOWN_TIMEOUT": "120"}).service
-    assert drained.count('stop_grace_period: "130s"') == 3
+    assert drained.count('stop_grace_period: "130s"') == 2
     assert _rendered(templates, fox, stop_grace_period="75s").service.count('stop_grace_period: "75s"') == 3
     labsd = load_inventory(repo / "hosts.yaml").host("labsd")
     files = _rendered(templates, labsd, zero_downtime=True)
-    assert "TimeoutStopSec=40s\n" in files.service and "TimeoutStopSec=40s\n" in (files.proxy_service or "")
+    assert "TimeoutStopSec=40s\n" in files.service and "TimeoutStopSec" not in (files.proxy_service or "")
+    # Only the instances' template unit never gives up at boot; a single gateway's unit is as it was.
+    assert "StartLimitIntervalSec=0\n" in files.service and "StartLimitIntervalSec=0\n" in files.proxy_service
+    assert "StartLimitIntervalSec" not in _rendered(templates, labsd).service
     # The single gateway keeps the runtime's own default.
     assert "stop_grace_period" not in _rendered(templates, fox, zero_downtime=False).service
 

@@ -244,9 +244,9 @@ class ComposeDoor(DoorPart):
     def render(self, host: Host, door: FrontDoor, gateways: Sequence[Host],
                rendered: Rendering) -> tuple[str, str | None]:
         """Our block holds the proxy's service and both instances' (the gateway's template for each)."""
-        proxy, *instances = gateways  # their vars hold the grace the door derived (`frontdoor.stop_grace`)
+        proxy, *instances = gateways  # the instances' vars hold the grace the door derived (`frontdoor.stop_grace`)
         pieces = [rendered("compose-proxy.yml.j2", proxy=proxy, proxy_dir=posixpath.dirname(door.config_path),
-                           proxy_config_dir=PROXY_CONFIG_DIR, proxy_image=door.image, vars=proxy.vars)]
+                           proxy_config_dir=PROXY_CONFIG_DIR, proxy_image=door.image)]
         pieces += [rendered(BLOCK.template, host=instance, profile=instance.service_name, vars=instance.vars)
                    for instance in instances]
         return "".join(pieces), None

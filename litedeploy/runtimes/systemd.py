@@ -221,10 +221,10 @@ class UnitDoor(DoorPart):
                rendered: Rendering) -> tuple[str, str | None]:
         """The template unit (listening on loopback at the instance's port, a runtime folder of each
         instance's own) and the proxy's unit."""
-        proxy, instance, _ = gateways  # their vars hold the grace the door derived (`frontdoor.stop_grace`)
+        proxy, instance, _ = gateways  # the instances' vars hold the grace the door derived (`frontdoor.stop_grace`)
         template = rendered(UNIT.template, host=host.with_settings(bind="127.0.0.1"), port="%i", instance_suffix="-%i",
                             vars=instance.vars)
-        proxy_unit = rendered("litellm-proxy.service.j2", proxy=proxy, proxy_config=door.config_path, vars=proxy.vars)
+        proxy_unit = rendered("litellm-proxy.service.j2", proxy=proxy, proxy_config=door.config_path)
         return template, proxy_unit
 
     def service_file(self, host: Host) -> str:
