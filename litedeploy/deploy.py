@@ -141,6 +141,7 @@ def restart(project: Project, host: Host, out: TextIO = sys.stderr, *, break_loc
             recorded(session, project.root, "restart", out, break_lock, lock_timeout) as (facts, record):
         desired = render_host(project.templates, session.as_deployed(facts), secrets, session.runtime)
         plan = Plan((), Verb.SWITCH)
+        _stop_stray(session, facts, out)
         health, models = _switched(session, plan, desired, facts, record.id,
                                    SmokePlan.of(facts.files.config_text or ""),
                                    out)
