@@ -70,15 +70,17 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
         if single:
             out.write(f"{host.name}: stopping {runtime.driver.holder(host)} for the proxy to take port {host.port}\n")
             remote.run(verbs.stop())
-        remote.run(runtime.door.up(host, facts))
-        baseline = session.driving(proxy).run_and_inspect(runtime.door.reload(host))
-
         def proxy_down() -> str | None:
             """A proxy that exited or restarts (its port privileged, its image no HAProxy) is named
-            at once, not after PROXY_TIMEOUT with the port dead."""
+            at once, not after PROXY_TIMEOUT with the port dead; its restarts count from before."""
             state = session.driving(proxy).gateway_state()
-            failed = gateway_failure(state, baseline)
+            failed = gateway_failure(state, facts.gateway.instances.get("proxy"))
             return f"the proxy {runtime.driver.holder(proxy)} is {state.status if state else 'gone'}" if failed else None
+
+        remote.run(runtime.door.up(host, facts))
+        reloaded = remote.run(runtime.door.reload(host), check=False)
+        if reloaded.failed:
+            raise VerifyError(f"{host.name}: {proxy_down() or 'the proxy did not reload: ' + remote.last_line(reloaded)}")
         wait_for_instance(session.gateway, INSTANCE_HEADER, color, PROXY_TIMEOUT, proxy_down)
 
     # How the port stands once `point_back` is done: a proxy that was not there before is gone again.

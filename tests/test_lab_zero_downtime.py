@@ -204,6 +204,22 @@ def test_a_model_timeout_longer_than_the_request_timeout_is_waited_for(host):
     assert json.loads(reply.read())["choices"][0]["message"]["content"]
 
 
+def test_a_proxy_that_a_change_breaks_is_put_back_as_it_was(host):
+    """A new proxy image without HAProxy: the proxy is recreated from it and exits; named at once,
+    and the rollback recreates the proxy from the block put back, forwarding to the live instance."""
+    live = answering(host)
+    proxy = json.loads(subprocess.run([*host.docker, "inspect", f"{host.container}-proxy"], capture_output=True,
+                                      text=True, check=True).stdout)[0]["Config"]["Image"]
+    host.write_inventory(proxy_image=host.entry["image"])
+    failed = host.run("deploy", "--host", host.name)
+    fails_with(failed, f"the proxy container {host.container}-proxy is",
+               f"rolled back: the proxy forwards to litellm-{live} again")
+    assert answering(host) == live
+    assert running(host) == {f"{host.container}-proxy", f"{host.container}-{live}"}
+    assert json.loads(subprocess.run([*host.docker, "inspect", f"{host.container}-proxy"], capture_output=True,
+                                     text=True, check=True).stdout)[0]["Config"]["Image"] == proxy
+
+
 def test_a_stream_in_flight_outlives_the_switch(host):
     """A streamed answer held open by the old instance (mock_delay) finishes whole after the proxy
     switched, before the old instance stops: longer than Docker's default grace (10 s), which
