@@ -37,7 +37,9 @@ APT_PACKAGES = {"/usr/sbin/sshd": "openssh-server", "/usr/bin/ssh-keygen": "open
                 "/usr/sbin/dockerd": "docker.io",
                 "/usr/bin/docker-compose": "docker-compose", "/usr/sbin/debootstrap": "debootstrap",
                 "/usr/bin/sudo": "sudo", "/usr/sbin/ip": "iproute2", "/usr/bin/nsenter": "util-linux",
-                "/usr/bin/docker-registry": "docker-registry", "/usr/bin/redis-server": "redis-server"}
+                "/usr/bin/docker-registry": "docker-registry", "/usr/bin/redis-server": "redis-server",
+                # Let's Encrypt's ACME test server and its DNS server (lab/acme_ca.py).
+                "/usr/bin/pebble": "pebble", "/usr/bin/pebble-challtestsrv": "pebble"}
 # A non-root user with a password and sudo, as many production hosts are reached.
 SUDO_USER = "litedeploy-sudoer"
 

@@ -21,10 +21,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from . import locking, runtimes
+from . import acme_certificate, locking, runtimes
 from .audit import AuditRecord
 from .commands import ServiceCommands, audit, files, script
 from .envfile import env_pairs
@@ -40,7 +41,7 @@ from .releases import SALT_KEY, choose_release, migration_refusal, salt_key_refu
 from .render import render_host
 from .session import Session, host_secrets, opened
 from .steps import Step, run
-from .switch import switch, switch_off
+from .switch import reload_door, switch, switch_off
 from .verify import SmokePlan, check_models, is_draining, liveliness, smoke, wait_until_live
 
 
@@ -64,7 +65,8 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
     ACCEPT_RISK names it (a host that runs it already gets a warning: its config can still change)."""
     runtime = runtimes.of(host)
     secrets = host_secrets(host)
-    render_host(project.templates, host, secrets, runtime)  # every mistake in the inputs before connecting
+    # Every mistake in the inputs before connecting (a certificate that is not valid now among them).
+    render_host(project.templates, host, secrets, runtime, datetime.now(timezone.utc))
     runtime.release.check_local(host, upgrade)
     wanted = runtime.release.wanted(host)
     with opened(host, secrets) as session:
@@ -83,7 +85,9 @@ def deploy(project: Project, host: Host, out: TextIO = sys.stderr, *, check: boo
             record.runs, record.previous_runs = runs, deployed
             pinned = session.layout.pin(runtime, runtime.release.running(host, runs), facts, upgrade,
                                         lambda image: _pulled(session, image, out)[2])
-            desired = render_host(project.templates, pinned, secrets, runtime)
+            issued = acme_certificate.for_deploy(session, project.templates, facts, datetime.now(timezone.utc), out)
+            # Verified as of now, after the CA issued: a certificate is valid from the second it was made.
+            desired = render_host(project.templates, pinned, secrets, runtime, datetime.now(timezone.utc), issued)
             return _apply_recorded(session, desired, facts, record, out)
 
 
@@ -93,8 +97,11 @@ def _preview(project: Project, session: Session, upgrade: bool, accept_risk: tup
     host, runtime = session.host, session.runtime
     facts = session.facts()
     _check_advisories(project, session, runtime.release.wanted(host), facts, accept_risk, out, check=True)
+    held, renewal = acme_certificate.renewal(session, facts, datetime.now(timezone.utc))
     plan = session.plan(render_host(project.templates, session.as_deployed(facts, upgrade), session.secrets,
-                                    runtime), facts)
+                                    runtime, issued=held), facts)
+    if renewal:
+        plan = replace(plan, warnings=(*plan.warnings, f"would ask the ACME CA for a certificate: {renewal}"))
     if runtime.release.pinned(host, facts, upgrade) is None:
         plan = replace(plan, warnings=(*plan.warnings, f"would pull {runtime.release.wanted(host)}"))
     refusal = runtime.driver.refusal(facts, plan.restart)
@@ -285,6 +292,10 @@ def _apply(session: Session, desired: DesiredFiles, facts: HostFacts, deploy_id:
     if plan.restart == Verb.SWITCH:
         health, models = _switched(session, plan, desired, facts, deploy_id, expected, out)
         return DeployResult(host.name, plan, health, models, _diffs(plan, session))
+    if plan.restart == Verb.RELOAD:
+        health = reload_door(session, plan, desired, facts, deploy_id, out)
+        return DeployResult(host.name, plan, health, tuple(check_models(session.gateway, expected)),
+                            _diffs(plan, session))
     verbs = session.verbs(facts)
     verb = plan.restart
     if verb == Verb.UP and not (facts.gateway.state and facts.gateway.state.running):

@@ -71,6 +71,12 @@ class FileFacts:
     # file where it has one (a unit).
     proxy_text: str | None = None
     proxy_service_text: str | None = None
+    # vars.tls: the door's certificate and key (0600), compared, never shown.
+    certificate_text: str | None = None
+    # vars.tls.acme: the HTTP-01 answers the door serves (empty between two requests for a certificate).
+    challenges_text: str | None = None
+    # vars.tls.acme: a certificate the CA issued that no deploy has installed yet (0600), never shown.
+    pending_certificate_text: str | None = None
     # Managed paths that are symlinks -> the file they lead to (which is what gets rewritten).
     real_paths: Mapping[str, str] = field(default_factory=dict)
     # Managed paths that exist but are no regular file (a directory, a device).

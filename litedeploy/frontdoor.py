@@ -35,9 +35,10 @@ from .errors import RenderError
 from .facts import HostFacts
 from .host import COLORS, FrontDoor, Host
 from .plan import DesiredFiles, FileChange, Plan, Verb, changed_files
+from .tls import BUNDLE_NAME, CHALLENGES_NAME, acme_settings
 
 if TYPE_CHECKING:
-    from .runtimes.base import Puller, Rendering, Runtime
+    from .runtimes.base import ProxyNetwork, Puller, Rendering, Runtime
 
 # The proxy where vars.proxy_image names none: the official image's LTS branch (hub.docker.com/_/haproxy,
 # 3.2 is the long-term-support release of 2025, maintained to 2030).
@@ -58,24 +59,59 @@ MAX_PROXY_TIMEOUT = 2_000_000
 
 
 def front_door(host: Host) -> FrontDoor | None:
-    """The host's front door, or None: the one place that reads vars.zero_downtime."""
-    return described(host) if host.vars.get("zero_downtime") else None
+    """The host's front door, or None: the one place that reads vars.zero_downtime, and vars.tls,
+    which the door serves (HTTPS implies it, as Kamal's proxy ends TLS in front of its containers)."""
+    return described(host) if host.vars.get("zero_downtime") or host.vars.get("tls") else None
 
 
 def described(host: Host) -> FrontDoor:
     """The front door as hosts.yaml describes it, on or off (what a door turned off left behind is
     found by it): vars.proxy_image, and vars.instance_ports, by default the two ports after the host's."""
     chosen = host.vars.get("instance_ports") or (host.port + 1, host.port + 2)
+    acme = acme_settings(host.vars.get("tls"))
     return FrontDoor(str(host.vars.get("proxy_image") or DEFAULT_PROXY_IMAGE), (int(chosen[0]), int(chosen[1])),
-                     config_path(host))
+                     config_path(host), certificate_path(host) if host.vars.get("tls") else None,
+                     acme["http_port"] if acme else None, challenges_path(host) if acme else None)
+
+
+def gateway_names(host: Host, neighbours: bool = False) -> tuple[str, ...]:
+    """The Host headers the front door accepts (vars.server_names, and with NEIGHBOURS the service
+    name the compose network's other containers call it by; each alone, then with the host's port,
+    lowercased as HAProxy's `lower` makes the request's), or () where it accepts any."""
+    names = [str(name).lower() for name in host.vars.get("server_names") or ()]
+    if names and neighbours:
+        names.append(host.service_name.lower())
+    return tuple(value for name in names for value in (name, f"{name}:{host.port}"))
+
+
+def https(host: Host, door: FrontDoor | None) -> tuple[str, str | None] | None:
+    """(the name litedeploy's own requests ask the certificate for, the CA file they trust besides
+    the system's: vars.tls.ca_file) where HOST's port serves HTTPS behind DOOR (the host's own, as
+    its topology has it: an instance's own settings would put it on other ports); None where it
+    serves plain HTTP, as the instances behind the door do on loopback, or vars.tls is not a
+    mapping (the render names it)."""
+    settings, names = host.vars.get("tls"), gateway_names(host)
+    if not door or not door.certificate_path or host.port in door.ports or not isinstance(settings, dict) or \
+            not names:
+        return None
+    ca_file = settings.get("ca_file")
+    return names[0], ca_file if isinstance(ca_file, str) else None
+
+
+def host_header(host: Host) -> str:
+    """The Host header litedeploy's own requests to the gateway send: its first name where the door
+    accepts only its names, else the address it connects to."""
+    names = gateway_names(host)
+    return names[1] if names else f"{host.local_address}:{host.port}"
 
 
 def listening(host: Host) -> tuple[tuple[str, str, int], ...]:
     """What HOST binds (`inventory.check_distinct`): its port, and behind a front door its
-    instances' loopback ports too."""
+    instances' loopback ports too, and the door's plain-HTTP port for an ACME CA."""
     door = front_door(host)
     instances = tuple(("vars.instance_ports", "127.0.0.1", port) for port in door.ports) if door else ()
-    return (("port", host.bind, host.port), *instances)
+    acme = (("vars.tls.acme.http_port", host.bind, door.acme_port),) if door and door.acme_port else ()
+    return (("port", host.bind, host.port), *instances, *acme)
 
 
 def door_gateways(runtime: Runtime, host: Host, door: FrontDoor) -> tuple[Host, ...]:
@@ -126,6 +162,29 @@ def config_path(host: Host) -> str:
     return posixpath.join(host.config_dir, "proxy", "haproxy.cfg")
 
 
+def certificate_path(host: Host) -> str:
+    """Where the door's certificate and key are (`tls.BUNDLE_NAME`), beside its configuration."""
+    return posixpath.join(host.config_dir, "proxy", BUNDLE_NAME)
+
+
+def acme_frontend(host: Host, network: ProxyNetwork, port: int | None) -> dict[str, Any]:
+    """haproxy-acme.cfg.j2's context: the HTTP-01 PORT (None: no such frontend), the answers' map as
+    the proxy sees it, the names the CA asks for (vars.server_names, lowercased)."""
+    return {"acme_port": port, "challenges": posixpath.join(network.files, CHALLENGES_NAME),
+            "acme_names": [str(name).lower() for name in host.vars.get("server_names") or ()]}
+
+
+def pending_path(host: Host) -> str:
+    """Where a certificate an ACME CA issued waits until a deploy has installed it (0600, root's): a
+    deploy that fails after the CA issued does not make the next one ask again."""
+    return posixpath.join(host.config_dir, "proxy", f"{BUNDLE_NAME}.pending")
+
+
+def challenges_path(host: Host) -> str:
+    """Where the door's HTTP-01 answers are (`tls.CHALLENGES_NAME`), beside its configuration."""
+    return posixpath.join(host.config_dir, "proxy", CHALLENGES_NAME)
+
+
 def other(color: str | None) -> str:
     """The instance a change starts: the one not live (blue where none is)."""
     return "green" if color == "blue" else "blue"
@@ -165,7 +224,9 @@ class Topology(ABC):
 
     def managed_files(self, runtime: Runtime, host: Host) -> dict[str, str]:
         """The files the facts read: those written, and the door's own where one is left."""
-        return {**self.written(runtime, host), "proxy_file": config_path(host), **runtime.door.extra_files(host)}
+        pending = {"pending_certificate_file": pending_path(host)} if acme_settings(host.vars.get("tls")) else {}
+        return {**self.written(runtime, host), "proxy_file": config_path(host), **runtime.door.extra_files(host),
+                **pending}
 
     @abstractmethod
     def render(self, runtime: Runtime, host: Host, rendered: Rendering,
@@ -206,7 +267,10 @@ class Topology(ABC):
         """The files the topology BEFORE wrote that this one does not: moved among the backups once
         a change between them worked."""
         now = set(self.written(runtime, host).values())
-        return [path for path in before.written(runtime, host).values() if path not in now]
+        # The door's certificate and key too where this topology writes none (HTTPS turned off): the
+        # topology before is worked out from today's settings, which no longer name it.
+        return [path for path in dict.fromkeys((*before.written(runtime, host).values(), certificate_path(host),
+                                                challenges_path(host), pending_path(host))) if path not in now]
 
     def _door_questions(self, runtime: Runtime, host: Host) -> str:
         """The state of the proxy and both instances, by role (proxy, blue, green)."""
@@ -219,6 +283,11 @@ class Topology(ABC):
         (PROGRAMS: the door's, where it is up)."""
         wanted, warnings = runtime.service.files(host, desired, facts, self.service_file(runtime, host),
                                                  self.gateways(runtime, host))
+        if self.door and self.door.certificate_path and desired.certificate is not None:
+            wanted.append(FileChange(self.door.certificate_path, facts.files.certificate_text, desired.certificate,
+                                     "0600", shown=False))
+        if self.door and self.door.challenges_path:  # HAProxy refuses a map file that is not there
+            wanted.append(FileChange(self.door.challenges_path, facts.files.challenges_text, "", "0644"))
         changes = changed_files(wanted, facts)
         restart = verb(changes)
         preparation = runtime.release.preparation(host, facts, runtime.service.served(host, desired.service), restart,
@@ -241,6 +310,9 @@ class OneGateway(Topology):
 
     def render(self, runtime: Runtime, host: Host, rendered: Rendering,
                timeouts: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
+        if host.vars.get("server_names"):
+            raise RenderError(f"hosts.yaml (host {host.name}): vars.server_names are checked by the front door; set "
+                              "vars.zero_downtime: true too (LiteLLM itself answers any name)")
         return rendered(runtime.service.template, host=host), {}, None
 
     def kept_under(self, runtime: Runtime, host: Host, text: str) -> str | None:
@@ -284,25 +356,48 @@ class BehindTheDoor(Topology):
         return runtime.door.service_file(host)
 
     def written(self, runtime: Runtime, host: Host) -> dict[str, str]:
+        certificate = {"certificate_file": self.door.certificate_path} if self.door.certificate_path else {}
+        if self.door.challenges_path:
+            certificate["challenges_file"] = self.door.challenges_path
         return {"proxy_file": self.door.config_path, "service_file": runtime.door.service_file(host),
-                "config_file": host.config_path, "env_file": host.env_path, **runtime.door.extra_files(host)}
+                "config_file": host.config_path, "env_file": host.env_path, **runtime.door.extra_files(host),
+                **certificate}
 
     def render(self, runtime: Runtime, host: Host, rendered: Rendering,
                timeouts: Mapping[str, Any]) -> tuple[str, dict[str, str], str | None]:
         """The runtime's service text with the proxy and both instances, and the proxy's
         configuration for either instance live, waiting as long as LiteLLM may take (`longest_wait`)."""
         where = f"hosts.yaml (host {host.name})"
+        if "use_x_forwarded_for" in (host.vars.get("general_settings") or {}):
+            # LiteLLM takes X-Forwarded-For, whole, as the client's address when this is on (allowed_ips,
+            # spend logs: litellm/proxy/auth/auth_utils.py get_request_ip_address, 1.106.2); behind the
+            # door it is on, the door having set that header to the address it was connected from.
+            raise RenderError(f"{where}: vars.general_settings.use_x_forwarded_for is set by litedeploy behind the "
+                              "front door (vars.zero_downtime), which sets X-Forwarded-For itself; remove it")
+        if self.door.certificate_path and not host.vars.get("server_names"):
+            raise RenderError(f"{where}: vars.tls needs vars.server_names, the names (or addresses) clients reach the "
+                              "gateway by, which its certificate must cover")
+        if self.door.certificate_path and runtime.kind != "container":
+            raise RenderError(f"{where}: vars.tls is built for the docker runtime so far; on systemd put HTTPS in "
+                              "front of the gateway yourself")
         if host.port in self.door.ports:
             raise RenderError(f"{where}: vars.instance_ports must not hold the host's port {host.port}")
+        if self.door.acme_port in (host.port, *self.door.ports):
+            raise RenderError(f"{where}: vars.tls.acme.http_port {self.door.acme_port} is the host's port or an "
+                              "instance's (vars.instance_ports); the door answers the ACME CA on a port of its own")
         if max(self.door.ports) > 65535:
             raise RenderError(f"{where}: the instances' default ports (port + 1, port + 2) pass 65535; set "
                               "vars.instance_ports")
         service, proxy_service = runtime.door.render(host, self.door, self.gateways(runtime, host), rendered)
         timeout = longest_wait(timeouts, where)
+        network = runtime.door.network(host)
         configs = {color: rendered(PROXY_TEMPLATE, live=self.instance(runtime, host, color), color=color,
                                    idle=self.instance(runtime, host, other(color)), idle_color=other(color),
-                                   timeout=int(timeout) + 10, header=INSTANCE_HEADER,
-                                   network=runtime.door.network(host)) for color in COLORS}
+                                   timeout=int(timeout) + 10, header=INSTANCE_HEADER, network=network,
+                                   names=gateway_names(host, neighbours=network.by_name),
+                                   certificate=posixpath.join(network.files, BUNDLE_NAME)
+                                   if self.door.certificate_path else None,
+                                   **acme_frontend(host, network, self.door.acme_port)) for color in COLORS}
         return service, configs, proxy_service
 
     def kept_under(self, runtime: Runtime, host: Host, text: str) -> str | None:
@@ -310,14 +405,18 @@ class BehindTheDoor(Topology):
 
     def plan(self, runtime: Runtime, host: Host, desired: DesiredFiles, facts: HostFacts) -> Plan:
         """A switch where anything changed, where the gateway would need a new process in place (a
-        new venv), or where the live instance, the proxy or its configuration is not as it should be."""
+        new venv), or where the live instance, the proxy or its configuration is not as it should be;
+        a reload of the proxy where only its certificate changed."""
         live = facts.live
         running = [facts.gateway.instances.get(role) for role in (live, "proxy") if role]
         settled = live and all(state and state.running for state in running) and \
             facts.files.proxy_text == desired.proxy.get(live)
 
         def verb(changes: tuple[FileChange, ...]) -> Verb | None:
-            in_place = runtime.service.in_place_verb(host, {change.path for change in changes}, facts, desired)
+            paths = {change.path for change in changes}
+            in_place = runtime.service.in_place_verb(host, paths, facts, desired)
+            if changes and settled and not in_place and paths <= {self.door.certificate_path, self.door.challenges_path}:
+                return Verb.RELOAD  # a certificate the proxy alone reads: LiteLLM goes on as it is
             return Verb.SWITCH if changes or not settled or in_place else None
         return self._planned(runtime, host, desired, facts, verb, runtime.door.program)
 

@@ -117,12 +117,18 @@ COLORS = ("blue", "green")
 @dataclass(frozen=True)
 class FrontDoor:
     """The proxy in front of a host's gateway, as hosts.yaml asks for it (`frontdoor.front_door`):
-    IMAGE (where the runtime runs it as one), the loopback PORTS of blue and green, and CONFIG_PATH,
-    the configuration that names the live instance."""
+    IMAGE (where the runtime runs it as one), the loopback PORTS of blue and green, CONFIG_PATH,
+    the configuration that names the live instance, and with HTTPS (vars.tls) CERTIFICATE_PATH, the
+    certificate and key it serves; with a certificate from an ACME CA (vars.tls.acme) ACME_PORT,
+    the port it answers the CA's HTTP-01 requests on (and redirects plain HTTP to HTTPS), from
+    CHALLENGES_PATH."""
 
     image: str
     ports: tuple[int, int]
     config_path: str
+    certificate_path: str | None = None
+    acme_port: int | None = None
+    challenges_path: str | None = None
 
     def port(self, color: str) -> int:
         return self.ports[COLORS.index(color)]

@@ -285,6 +285,9 @@ def _host(name: str, entry: Any, defaults: dict[str, Any], path: Path) -> Host:
     for key in LOCAL_PATHS:
         if settings[key] is not None:
             settings[key] = str(path.parent / Path(str(settings[key])).expanduser())
+    tls = settings["vars"].get("tls")
+    if isinstance(tls, dict) and isinstance(tls.get("ca_file"), str) and tls["ca_file"]:  # a local file too
+        settings["vars"]["tls"] = {**tls, "ca_file": str(path.parent / Path(tls["ca_file"]).expanduser())}
     own = _fields(record)
     return Host(name=name, runtime_settings=record(**{key: settings[key] for key in own}),
                 **{key: value for key, value in settings.items() if key not in _RUNTIMES_OWN})

@@ -23,6 +23,8 @@ class Verb(str, Enum):
     # Behind the front door, a new instance and the door pointed at it (`switch.switch`); where the
     # door was just turned off, the door stopped and the gateway on the port again (`switch.switch_off`).
     SWITCH = "switch"
+    # Behind the front door, only the door's certificate changed (a renewal): written, HAProxy reloaded.
+    RELOAD = "reload"
     REMOVED = "removed"  # `compose.remove`
 
     def __str__(self) -> str:
@@ -43,6 +45,8 @@ class DesiredFiles:
     # proxy's own service file where the runtime has one apart (the systemd runtime's unit).
     proxy: Mapping[str, str] = field(default_factory=dict)
     proxy_service: str | None = None
+    # With HTTPS (vars.tls): the door's certificate chain and private key, as HAProxy's `crt` reads them.
+    certificate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class FileChange:
     group: str = "root"
     # The file that says what runs the gateway: the runtime validates it before it is moved in.
     validated: bool = False
+    # False for a file no diff may show a line of (it holds a private key): it is named, not shown.
+    shown: bool = True
 
     @property
     def target(self) -> str:
@@ -142,7 +148,11 @@ def file_diff(change: FileChange, redact: Callable[[str], str]) -> str:
     """A unified diff of what the host holds against what we render, every secret value masked.
 
     In the env file each value is masked, old and new alike; a changed value stays visible as a
-    changed line, so the diff says which keys change without saying to what."""
+    changed line, so the diff says which keys change without saying to what. A file not SHOWN is
+    only named."""
+    if not change.shown:
+        return f"--- {change.path} ({'absent' if change.old is None else 'on host'})\n" \
+               f"+++ {change.path} (rendered: holds a private key, not shown)\n"
     if change.secret:
         old, new = masked_env(change.old or "", change.new, "old"), masked_env(change.new, change.old or "", "new")
     else:

@@ -21,7 +21,7 @@ import paramiko
 from fabric import Connection
 
 from .commands import argv, line
-from .commands.transfer import INPUT_READY, receive, relay
+from .commands.transfer import INPUT_READY, pipe, receive, relay
 from .errors import RemoteError
 from .host import Host
 from .secrets import Redactor
@@ -221,10 +221,12 @@ class Remote:
             raise RemoteError(f"{self.host.name}: cannot stage files in /tmp: {said[-1] if said else code}")
         return stage
 
-    def stream_to(self, address: str, port: int, timeout: float) -> paramiko.Channel | RelayStream:
+    def stream_to(self, address: str, port: int, timeout: float,
+                  duplex: bool = False) -> paramiko.Channel | RelayStream:
         """A stream to ADDRESS:PORT as seen from the host, so a firewalled port still answers: a
         direct-tcpip tunnel, or where sshd forbids those (`AllowTcpForwarding no`, refused at once)
-        one exchange relayed by bash through the task's shell."""
+        one exchange relayed by bash through the task's shell; or, DUPLEX (TLS: a handshake is many
+        exchanges), bash piping both ways in a session of its own on the task's connection."""
         if self.tunnels_allowed:
             transport = self.connection.client.get_transport()
             try:
@@ -233,6 +235,16 @@ class Remote:
                 if exc.code != paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED:
                     raise ConnectionRefusedError(f"{address}:{port}: {exc}") from None
                 self.tunnels_allowed = False
+            except paramiko.SSHException as exc:  # no channel at all (the transport busy or closing)
+                raise ConnectionError(f"{address}:{port}: no channel for the stream: {exc}") from None
+        if duplex:
+            try:
+                channel = self.connection.client.get_transport().open_session(timeout=timeout)
+                channel.settimeout(timeout)
+                channel.exec_command(argv(pipe(address, port)))
+            except paramiko.SSHException as exc:  # sshd's MaxSessions reached, say: a stream not had, as a refusal
+                raise ConnectionError(f"{address}:{port}: no session for the stream: {exc}") from None
+            return channel
         return RelayStream(self, address, port, timeout)
 
 
@@ -285,6 +297,9 @@ class Shell:
         def answered() -> bool:
             nonlocal prompts, refused
             if err.kept.count(SUDO_PROMPT.encode()) > prompts:
+                if sudo_password and ("\n" in sudo_password or "\r" in sudo_password):  # a PEM block is let through
+                    refused = "SUDO_PASSWORD holds a line break: the root shell would read its other lines"
+                    return True
                 if prompts or not sudo_password:
                     refused = (f"sudo refused the password for {host.ssh_user}" if prompts else
                                f"sudo asks {host.ssh_user} for a password: set SUDO_PASSWORD in the host's "

@@ -3,6 +3,7 @@ templates), and the checks that catch a bad render before it reaches the host.""
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import json
 import os
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 import yaml
 
+from . import tls
 from .catalog import CATALOG_VARS, anthropic_aliases, load_catalog, resolve_models
 from .enterprise import EnterpriseRules, check_licence, load_enterprise_rules
 from .envfile import Slots, env_pairs, fill
 from .errors import RenderError, parse_yaml
-from .frontdoor import REQUEST_TIMEOUT, topology
+from .frontdoor import REQUEST_TIMEOUT, acme_frontend, topology
 from .host import Host
 from .masterkey import MASTER_KEY, MasterKeyRules, check_master_key, load_master_key_rules
 from .plan import DesiredFiles
@@ -29,9 +31,10 @@ from .settings import SETTINGS_SECTIONS, SETTINGS_VARS, check_env_names, check_s
 from .shared import check_redis, with_redis
 
 if TYPE_CHECKING:
-    from .runtimes.base import Runtime
+    from .runtimes.base import ProxyNetwork, Runtime
 
 CONFIG_TEMPLATE = "config.yaml.j2"
+RESPONDER_TEMPLATE = "acme-responder.cfg.j2"
 ENV_TEMPLATE = "litellm.env.j2"
 
 
@@ -123,9 +126,13 @@ def yaml_block(value: Any, indent: int) -> str:
 AWS_AUTH = ("keys", "iam-role")
 
 
-def render_host(templates: Templates, host: Host, secrets: SecretValues, runtime: Runtime) -> DesiredFiles:
+def render_host(templates: Templates, host: Host, secrets: SecretValues, runtime: Runtime,
+                now: datetime.datetime | None = None, issued: tls.KeyPair | None = None) -> DesiredFiles:
     """Every file HOST should hold, as its RUNTIME and its topology (`frontdoor.topology`) word
-    them. Raises RenderError naming the template or the hosts.yaml key at fault."""
+    them; with NOW (a deploy's), a certificate (vars.tls) not valid then is refused too: without it
+    (status, smoke, a restart) one that expired is still read. With vars.tls.acme the certificate is
+    ISSUED (a deploy's, `acme_certificate.for_deploy`), or left as the host holds it. Raises
+    RenderError naming the template, the hosts.yaml key or the secret at fault."""
     where = f"hosts.yaml (host {host.name})"
     unknown = sorted(set(host.vars) - templates.var_names)
     if unknown:
@@ -143,12 +150,12 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues, runtime
         check_backends_reachable(host, where)
     router, litellm = with_redis(router_settings(host.vars, models, templates.catalog), host.vars.get("litellm_settings") or {},
                                  host.vars)
+    layout = topology(host)
     context = {"host": host, "runtime": runtime, "vars": host.vars, "secrets": secrets, "models": models,
-               "router_settings": router, "litellm_settings": litellm}
+               "router_settings": router, "litellm_settings": litellm, "front_door": layout.door}
     env = _render_env(templates, context, host, secrets)
     check_licence({section: host.vars.get(section) for section in SETTINGS_SECTIONS}, env_pairs(env),
                   templates.enterprise, where)
-    layout = topology(host)
 
     def rendered(template: str, **more: Any) -> str:
         return _render(templates, template, {**context, **more}, host)
@@ -156,9 +163,14 @@ def render_host(templates: Templates, host: Host, secrets: SecretValues, runtime
                 **{f"vars.models {model.name}'s timeout": model.params["timeout"] for model in models
                    if "timeout" in model.params}}
     service, proxy, proxy_service = layout.render(runtime, host, rendered, timeouts)
+    certificate = None
+    if layout.door and layout.door.certificate_path and (issued or not layout.door.acme_port):
+        roots, names = tls.trusted(host.vars["tls"].get("ca_file"), where), host.vars.get("server_names") or ()
+        certificate, _ = tls.checked(issued, names, where, roots, now) if issued else \
+            tls.bundle(secrets, host.vars["tls"], names, secrets.source, roots, now)
     files = DesiredFiles(config=_render(templates, CONFIG_TEMPLATE, context, host), env=env, service=service,
                          secret_names=tuple(name for name in env_pairs(env) if name in secrets), proxy=proxy,
-                         proxy_service=proxy_service)
+                         proxy_service=proxy_service, certificate=certificate)
     check_config(files.config, host)
     check_env_names(files.env, files.config, where)
     runtime.service.check(files.service, host, layout.gateways(runtime, host))
@@ -206,6 +218,13 @@ def _render_env(templates: Templates, context: dict, host: Host, secrets: Secret
         return fill(rendered, slots, origin, f"templates/{ENV_TEMPLATE} (host {host.name})")
     except ValueError as error:
         raise RenderError(str(error)) from None
+
+
+def render_responder(templates: Templates, host: Host, network: ProxyNetwork, port: int) -> str:
+    """The one-off HAProxy configuration that answers HOST's ACME CA on PORT while its door has no
+    certificate yet (`acme_certificate`), the door's own frontend for it (haproxy-acme.cfg.j2)."""
+    return _render(templates, RESPONDER_TEMPLATE, {"host": host, "network": network,
+                                                   **acme_frontend(host, network, port)}, host)
 
 
 def _render(templates: Templates, name: str, context: dict, host: Host) -> str:

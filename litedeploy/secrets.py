@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,27 @@ from .errors import SecretsError
 SOPS_NO_KEY = 128
 # The committed secrets.enc.yaml holds this until a team puts its own values in.
 PLACEHOLDER = "CHANGE-ME"
+# A PEM block's first and last line, and the lines between (RFC 7468: base64, or a header such as Proc-Type).
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]+-----")
+_PEM_END = re.compile(r"-----END [A-Z0-9 ]+-----")
+_PEM_LINE = re.compile(r"[A-Za-z0-9+/=]*|[A-Za-z-]+: [A-Za-z0-9,:-]*")
+
+
+def pem_blocks(text: str) -> bool:
+    """Whether TEXT is one PEM block or more and nothing else (a line at a time: linear time)."""
+    inside = seen = False
+    for line in text.replace("\r\n", "\n").strip().split("\n"):
+        if not inside and not line.strip():  # blocks apart
+            continue
+        if not inside:
+            inside = seen = _PEM_BEGIN.fullmatch(line) is not None
+            if not inside:
+                return False
+        elif _PEM_END.fullmatch(line):
+            inside = False
+        elif not _PEM_LINE.fullmatch(line):
+            return False
+    return seen and not inside
 
 
 class SecretValues(dict):
@@ -100,7 +122,9 @@ def parse_secrets(plaintext: str, source: str) -> SecretValues:
         if text == PLACEHOLDER:
             raise SecretsError(f"{source}: {name} is still the placeholder {PLACEHOLDER}; "
                                f"set the real value with: sops {source}")
-        reason = refusal(text)
+        # A PEM block (vars.tls's certificate and key) goes into a file of its own, lines and all; in
+        # the env file its line breaks are refused by the env file's writer, naming it.
+        reason = None if pem_blocks(text) else refusal(text)
         if reason:
             raise SecretsError(f"{source}: {name} holds {reason}, which compose v1, v2 and systemd would not all "
                                "pass on as written; choose another value")

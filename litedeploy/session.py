@@ -59,7 +59,8 @@ class Session:
 
     @property
     def gateway(self) -> Gateway:
-        return tunnel_gateway(self.remote, self.host.local_address, self.host.port, self.secrets["LITELLM_MASTER_KEY"])
+        return tunnel_gateway(self.remote, self.host.local_address, self.host.port, frontdoor.host_header(self.host),
+                              self.secrets["LITELLM_MASTER_KEY"], frontdoor.https(self.host, self.layout.door))
 
     def facts(self, lock_owner: dict | None = None, break_lock: bool = False) -> HostFacts:
         """One round trip; with an owner it also tries to take the deploy lock in the same script,

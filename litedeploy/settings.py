@@ -15,7 +15,8 @@ from typing import Any
 from .catalog import Deployment
 from .envfile import ENV_NAME, env_names
 from .errors import RenderError
-from .shapes import Rule, check, flag, list_of, matching, whole
+from .shapes import Rule, check, flag, list_of, matching, text, whole
+from .tls import ACME_KEYS, SECRET_KEYS, TLS_KEYS
 
 # LiteLLM's production advice as of 1.110 (docs.litellm.ai/docs/proxy/prod, .../server_tuning,
 # .../redis_requirements, October 2026), as vars the templates read; a host's own vars win, and its
@@ -45,6 +46,8 @@ SETTINGS_SECTIONS = ("litellm_settings", "general_settings", "router_settings")
 MANAGED_GENERAL = ("master_key", "database_url")
 
 
+# A host name as RFC 1123 allows it: labels of letters, digits and inner hyphens, 253 characters at most.
+DNS_NAME = r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # Vars the compose block turns into LiteLLM's command line and the container's limits.
 CONTAINER_VARS: Mapping[str, Rule] = {
     "workers": (whole, "a whole number of worker processes"),
@@ -57,7 +60,31 @@ CONTAINER_VARS: Mapping[str, Rule] = {
     "proxy_image": (matching(r"[a-z0-9][a-z0-9._:/@-]*"), "an image reference such as haproxy:3.2"),
     "instance_ports": (lambda value: list_of(lambda port: whole(port) and port < 65536)(value) and len(value) == 2
                        and value[0] != value[1], "two different ports, such as [4001, 4002]"),
+    # The names the front door answers for (RFC 1123 host names, or IPv4 addresses).
+    "server_names": (lambda value: bool(value) and list_of(matching(DNS_NAME))(value),
+                     "a list of host names such as [llm.example.com]"),
+    # HTTPS at the front door (litedeploy/tls.py): the secrets file's names of the certificate chain
+    # and its key, or `acme` (a certificate from an ACME CA); where the team runs its own CA, the CA
+    # certificate its clients trust.
+    "tls": (lambda value: isinstance(value, dict) and set(value) <= set(TLS_KEYS) and text(value.get("ca_file", "-"))
+            and (_acme_settings(value["acme"]) and not set(value) & set(SECRET_KEYS) if "acme" in value
+                 else all(matching(ENV_NAME.pattern)(value.get(key)) for key in SECRET_KEYS)),
+            "a mapping with certificate_pem and private_key_pem, the secrets file's names of the PEM "
+            "certificate chain and its key, or acme: {email, directory, http_port, renew_before_days} (each "
+            "optional), and optionally ca_file, the team's CA certificate"),
 }
+
+
+def _acme_settings(value: Any) -> bool:
+    """vars.tls.acme: true, {} or a mapping of ACME_KEYS: an https:// directory URL, an email address,
+    a port, a number of days below a 90-day certificate's life."""
+    return value is None or value is True or isinstance(value, dict) and set(value) <= set(ACME_KEYS) \
+        and matching(r"https://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+")(value.get("directory", "https://-")) \
+        and matching(r"[^@\s]+@[^@\s]+")(value.get("email", "a@b")) \
+        and whole(value.get("http_port", 80)) and 0 < value.get("http_port", 80) < 65536 \
+        and type(value.get("renew_before_days", 30)) is int and 0 <= value.get("renew_before_days", 30) < 90
+
+
 # Vars the templates test with `if`: a string there ("false") would switch the feature on.
 FEATURE_VARS: Mapping[str, Rule] = {name: (flag, "true or false") for name in (
     "admin_ui", "database", "migrations", "store_prompts_in_spend_logs", "allow_mock_testing", "offline", "zero_downtime")}
@@ -127,7 +154,7 @@ def grace_warnings(variables: Mapping[str, Any], default_grace: str = "10s") -> 
     runtime's `Runtime.default_grace`, where vars set none) shorter than the request timeout, or a drain
     (GRACEFUL_SHUTDOWN_TIMEOUT) that Docker or systemd kill before it ends."""
     variables = {"stop_grace_period": default_grace, **variables}
-    grace = _seconds(variables.get("stop_grace_period"))
+    grace = grace_seconds(variables, default_grace)
     timeout = (variables.get("litellm_settings") or {}).get("request_timeout")
     drain = (variables.get("env") or {}).get("GRACEFUL_SHUTDOWN_TIMEOUT")
     warnings = []
@@ -138,6 +165,12 @@ def grace_warnings(variables: Mapping[str, Any], default_grace: str = "10s") -> 
         warnings.append(f"vars.stop_grace_period ({variables['stop_grace_period']}) ends LiteLLM's drain "
                         f"(env GRACEFUL_SHUTDOWN_TIMEOUT {drain} s) before it can finish; make it longer")
     return warnings
+
+
+def grace_seconds(variables: Mapping[str, Any], default_grace: str) -> float | None:
+    """vars.stop_grace_period in seconds, DEFAULT_GRACE (the runtime's) where unset; None for a
+    value that is no duration."""
+    return _seconds(variables.get("stop_grace_period", default_grace))
 
 
 def _seconds(duration: Any) -> float | None:

@@ -44,6 +44,9 @@ class Status:
     draining: bool = False  # it answers 503 shutting_down: its graceful shutdown began
     # vars.zero_downtime: the proxy and the instance it forwards to ("litellm-proxy -> litellm-blue ...").
     live: str | None = None
+    # vars.tls: the certificate the door serves, as a client's handshake verified it ("NAMES by
+    # ISSUER, N days left (until DATE)"), or why none was read.
+    certificate: str | None = None
 
     @property
     def ok(self) -> bool:

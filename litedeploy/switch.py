@@ -8,28 +8,35 @@ Docker or systemd stops it (LiteLLM finishes the requests it holds, streams incl
 grace period), then removed. A new instance that fails never receives traffic: it is removed, the
 files go back, and the live one never stopped.
 
-Turning the door on stops the single gateway once the first instance answers and starts the proxy
-on the port (a moment without a listener); turning it off (`switch_off`) stops the proxy and starts
-the single gateway in its place. Either way a failure puts the previous gateway back.
+Turning the door on tells the single gateway to stop once the first instance answers and starts
+the proxy the moment the port is free (on the host's network at once, as LiteLLM closes its listener
+before it drains; a port Docker publishes stays held until the container has stopped); turning it
+off (`switch_off`) stops the proxy and starts the single gateway in its place, which binds the port
+only once LiteLLM has started. Either way a failure puts the previous gateway back.
 """
 
 from __future__ import annotations
 
 import posixpath
+import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .commands import files, line
+from . import tls
+from .commands import detached, files, line
 from .errors import DeployError, VerifyError
 from .facts import HostFacts
 from .frontdoor import INSTANCE_HEADER, ONE_GATEWAY, BehindTheDoor, described, door_gateways, other
 from .plan import DesiredFiles, FileChange, Plan
 from .session import Session
+from .settings import grace_seconds
 from .steps import Step, run
-from .verify import SmokePlan, gateway_failure, smoke, wait_for_instance
+from .verify import SmokePlan, gateway_failure, smoke, wait_for_certificate, wait_for_instance
 
 # How long a reloaded (or started) proxy may take before it forwards to the new instance.
 PROXY_TIMEOUT = 30.0
+# How long a gateway told to stop may hold its port beyond its grace period.
+PORT_FREE_TIMEOUT = 30.0
 
 
 def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: DesiredFiles, facts: HostFacts,
@@ -68,8 +75,14 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
         """The proxy started (or recreated, where our block changed it) and reloaded; done once a
         fresh connection to the port is answered by the new instance."""
         if single:
+            # The stop runs apart and the proxy starts the moment the port is free: LiteLLM closes its
+            # listener at once and then finishes what it holds, which on the host's network frees the
+            # port at once; Docker keeps a published port (bridge) until the container has stopped.
             out.write(f"{host.name}: stopping {runtime.driver.holder(host)} for the proxy to take port {host.port}\n")
-            remote.run(verbs.stop())
+            out.flush()
+            remote.run(detached(verbs.stop()))
+            wait_until_port_free(session, PORT_FREE_TIMEOUT + (grace_seconds(host.vars, runtime.default_grace) or 0))
+
         def proxy_down() -> str | None:
             """A proxy that exited or restarts (its port privileged, its image no HAProxy) is named
             at once, not after PROXY_TIMEOUT with the port dead; its restarts count from before."""
@@ -93,7 +106,8 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
             remote.run(runtime.door.reload(host), check=False)
             return
         remote.run(session.verbs(facts, proxy).remove(), check=False)
-        if single:  # it answers again before the rollback says so
+        if single:  # it answers again before the rollback says so, once the stop begun apart is done
+            remote.run(verbs.stop(), check=False)
             session.start_and_wait(verbs.start(), out)
 
     def put_back() -> None:
@@ -133,6 +147,16 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
     for path in layout.leftovers(runtime, host, before=ONE_GATEWAY):  # done: a leftover stays, at worst
         remote.run(files.take_away(host, path, deploy_id), check=False)
     return done["start"], tuple(expected.models)
+
+
+def wait_until_port_free(session: Session, timeout: float) -> None:
+    """Until nothing listens on the host's port. Raises VerifyError after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while session.state_and_port().gateway.port_holder is not None:
+        if time.monotonic() > deadline:
+            raise VerifyError(f"{session.host.name}: port {session.host.port} was still held {timeout:.0f} s after "
+                              "the single gateway was told to stop")
+        time.sleep(0.1)
 
 
 def switch_off(session: Session, plan: Plan, facts: HostFacts, deploy_id: str, expected: SmokePlan,
@@ -187,3 +211,35 @@ def _quietly(session: Session, command: list[str] | str) -> Callable[[], None]:
     def undo() -> None:
         session.remote.run(command, check=False)
     return undo
+
+
+def reload_door(session: Session, plan: Plan, desired: DesiredFiles, facts: HostFacts, deploy_id: str,
+                out: TextIO) -> float:
+    """Applies PLAN (verb RELOAD: only the door's certificate changed, a renewal): the files written
+    (backed up), HAProxy reloaded (its port never closes), done once a fresh handshake gets the new
+    certificate; returns the seconds that took. A failure puts the files back and reloads again."""
+    host, runtime, remote = session.host, session.runtime, session.remote
+    verbs = session.verbs(facts)
+    wanted = tls.of_bundle(desired.certificate or "")
+    out.write(f"{host.name}: reloading the proxy for the certificate until {wanted.not_after:%Y-%m-%d}; "
+              "the live instance keeps serving\n")
+    out.flush()
+
+    def reload() -> float:
+        started = time.monotonic()
+        reloaded = remote.run(runtime.door.reload(host), check=False)
+        if reloaded.failed:
+            raise VerifyError(f"{host.name}: the proxy did not reload: {remote.last_line(reloaded)}")
+        wait_for_certificate(session.gateway, wanted, PROXY_TIMEOUT)
+        return time.monotonic() - started
+
+    def put_back() -> None:
+        session.restore(plan.changes, deploy_id, verbs, check=False)
+        remote.run(runtime.door.reload(host), check=False)
+
+    done = run(session, [
+        Step("install", lambda: session.install(plan.changes, deploy_id, verbs)),
+        Step("reload", reload, undo=put_back, undo_if_failed=True,
+             failed="the previous certificate is back and the proxy serves it"),
+    ], watched=runtime.door.proxy(host))
+    return float(done["reload"])

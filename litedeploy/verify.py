@@ -9,6 +9,7 @@ LiteLLM's `/health` is never called: it makes a billed call to every model.
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import io
 import json
@@ -26,6 +27,7 @@ import yaml
 
 from .errors import VerifyError
 from .facts import GatewayState
+from .tls import URGENT_DAYS, Certificate, TLSStream, client_context, from_der
 
 if TYPE_CHECKING:
     from .remote import Remote
@@ -61,6 +63,12 @@ class Gateway:
                 headers: dict[str, str] | None = None) -> Response:
         """One request on its own stream, closed only after the whole body is read (http.client's
         connection object would close a channel on `Connection: close` before that)."""
+        return self.exchange(method, path, body, auth=auth, key=key, timeout=timeout, headers=headers)[0]
+
+    def exchange(self, method: str, path: str, body: dict | None = None, *, auth: bool = True,
+                 key: str | None = None, timeout: float = REQUEST_TIMEOUT,
+                 headers: dict[str, str] | None = None) -> tuple[Response, Certificate | None]:
+        """`request`, and the certificate its stream's handshake verified (None: plain HTTP)."""
         payload = json.dumps(body).encode() if body is not None else b""
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}", "Content-Type: application/json",
                  f"Content-Length: {len(payload)}", "Connection: close",
@@ -69,23 +77,51 @@ class Gateway:
             lines.append(f"Authorization: Bearer {key or self.master_key}")
         stream = self.connect(timeout)
         try:
+            certificate = stream.certificate() if isinstance(stream, TLSStream) else \
+                from_der(stream.getpeercert(binary_form=True) or b"") if isinstance(stream, ssl.SSLSocket) else None
             stream.settimeout(timeout)
             stream.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + payload)
             reply = http.client.HTTPResponse(stream)
             reply.begin()
-            return Response(reply.status, reply.read(), {k.lower(): v for k, v in reply.getheaders()})
+            return Response(reply.status, reply.read(), {k.lower(): v for k, v in reply.getheaders()}), certificate
         finally:
             stream.close()
 
 
-def tunnel_gateway(remote: Remote, address: str, port: int, master_key: str) -> Gateway:
-    """The gateway at ADDRESS:PORT as the host sees it, through the task's connection."""
-    return Gateway(remote.host.name, lambda timeout: remote.stream_to(address, port, timeout), f"{address}:{port}",
-                   master_key)
+def served_certificate(gateway: Gateway, timeout: float = REQUEST_TIMEOUT) -> Certificate | None:
+    """The certificate the gateway's port serves, as a handshake verified it, or None where it
+    speaks plain HTTP. Raises OSError (ssl.SSLError among them) where no handshake succeeds. A
+    request (liveliness) goes on the stream and is answered whole: a stream left open after the
+    handshake holds the door's connection for its http-request timeout, and over SSH one of sshd's
+    sessions (MaxSessions, 10 by default: a wait that polls ran out of them)."""
+    return gateway.exchange("GET", "/health/liveliness", auth=False, timeout=timeout)[1]
 
 
-def direct_gateway(name: str, url: str, master_key: str) -> Gateway:
-    """Straight to URL (http or https) from this machine, as the source documents' curl does."""
+def certificate_line(certificate: Certificate, now: datetime.datetime) -> str:
+    """NAMES by ISSUER, N days left (until DATE): what ops.status and ops.smoke say of it."""
+    return (f"{', '.join(certificate.names)} by {certificate.issuer}, {certificate.days_left(now)} days left "
+            f"(until {certificate.not_after:%Y-%m-%d})")
+
+
+def tunnel_gateway(remote: Remote, address: str, port: int, host_header: str, master_key: str,
+                   https: tuple[str, str | None] | None = None) -> Gateway:
+    """The gateway at ADDRESS:PORT as the host sees it, through the task's connection, asked for
+    by HOST_HEADER (`frontdoor.host_header`); over TLS where HTTPS (`frontdoor.https`: the name its
+    certificate must cover, the CA file trusted besides the system's) is given."""
+    if https is None:
+        return Gateway(remote.host.name, lambda timeout: remote.stream_to(address, port, timeout), host_header,
+                       master_key)
+    name, ca_file = https
+    context = client_context(ca_file)
+
+    def connect(timeout: float) -> Stream:
+        return TLSStream(remote.stream_to(address, port, timeout, duplex=True), context, name)
+    return Gateway(remote.host.name, connect, host_header, master_key)
+
+
+def direct_gateway(name: str, url: str, master_key: str, ca_file: str | None = None) -> Gateway:
+    """Straight to URL (http or https) from this machine, as the source documents' curl does; an
+    https URL trusted as `tls.client_context` trusts (the system's CAs and CA_FILE)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise VerifyError(f"{name}: --direct needs an http:// or https:// URL, not {url!r}")
@@ -94,7 +130,7 @@ def direct_gateway(name: str, url: str, master_key: str) -> Gateway:
     def connect(timeout: float) -> Stream:
         stream = socket.create_connection((parts.hostname, port), timeout=timeout)
         if parts.scheme == "https":
-            stream = ssl.create_default_context().wrap_socket(stream, server_hostname=parts.hostname)
+            stream = client_context(ca_file).wrap_socket(stream, server_hostname=parts.hostname)
         return stream
     return Gateway(name, connect, parts.netloc, master_key)
 
@@ -125,6 +161,11 @@ DRAINING = ("503 shutting_down: this instance is draining (it finishes the reque
             "stops); a restart replaces it (inv compose.restart)")
 
 
+def certificate_refused(gateway: Gateway, error: ssl.SSLCertVerificationError) -> VerifyError:
+    """A certificate the door serves that its clients would refuse: no wait mends it."""
+    return VerifyError(f"{gateway.name}: the front door's certificate is refused: {error.verify_message}; see vars.tls")
+
+
 def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
                     watch: Callable[[], str | None] | None = None) -> float:
     """Seconds until /health/liveliness answered 200; a progress line shows the wait. A 503
@@ -140,7 +181,12 @@ def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
             reply = gateway.request("GET", "/health/liveliness", auth=False, timeout=5)
             if reply.status == 200:
                 return waited
+            if reply.status == 421:  # no wait mends it: the door answers other names than ours
+                raise VerifyError(f"{gateway.name}: the front door refused Host {gateway.host_header} (421): it "
+                                  "answers other names than hosts.yaml's vars.server_names; a deploy makes them so")
             old = is_draining(reply)
+        except ssl.SSLCertVerificationError as error:  # no wait mends it either
+            raise certificate_refused(gateway, error) from None
         except (OSError, http.client.HTTPException):
             old = False  # not listening yet: the container is still starting
         if waited > timeout:
@@ -157,6 +203,28 @@ def wait_until_live(gateway: Gateway, timeout: float, out: TextIO = sys.stderr,
             out.flush()
             next_report += 5
         time.sleep(0.5)
+
+
+def wait_for_certificate(gateway: Gateway, wanted: Certificate, timeout: float) -> float:
+    """Seconds until a fresh handshake gets WANTED (a reloaded proxy's new worker takes the next
+    connection) and /health/liveliness answers 200 through it. Raises VerifyError after TIMEOUT
+    seconds, naming what was served, or at once for a certificate clients would refuse."""
+    start, last = time.monotonic(), "no answer"
+    while True:
+        try:
+            reply, served = gateway.exchange("GET", "/health/liveliness", auth=False, timeout=5)
+            if served == wanted and reply.status == 200:
+                return time.monotonic() - start
+            last = f"HTTP {reply.status} with the certificate until {served.not_after:%Y-%m-%d}" if served else \
+                "plain HTTP"
+        except ssl.SSLCertVerificationError as error:
+            raise certificate_refused(gateway, error) from None
+        except (OSError, http.client.HTTPException) as exc:
+            last = f"no answer ({exc})"
+        if time.monotonic() - start > timeout:
+            raise VerifyError(f"{gateway.name}: the proxy did not serve the new certificate within {timeout:.0f} s: "
+                              f"{last}")
+        time.sleep(0.3)
 
 
 def wait_for_instance(gateway: Gateway, header: str, instance: str, timeout: float,
@@ -179,6 +247,8 @@ def wait_for_instance(gateway: Gateway, header: str, instance: str, timeout: flo
             if reply.status == 200 and reply.headers.get(header.lower()) == instance:
                 return time.monotonic() - start
             last = f"HTTP {reply.status} from {reply.headers.get(header.lower()) or 'no instance'}"
+        except ssl.SSLCertVerificationError as error:
+            raise certificate_refused(gateway, error) from None
         except (OSError, http.client.HTTPException) as exc:
             last = f"no answer ({exc})"
         if time.monotonic() - start > timeout:
@@ -340,12 +410,14 @@ class Check:
 
 
 def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str], messages_model: str | None = None,
-          redis_probe: Callable[[str, int], str] | None = None) -> list[Check]:
+          redis_probe: Callable[[str, int], str] | None = None, https: bool = False) -> list[Check]:
     """Each check runs even when an earlier one failed, so the table shows the whole picture.
     With `messages_model`, Anthropic's /v1/messages is proven too (one more model call), and where
     Claude's ids reach the gateway a request shaped like Claude Code's. With `redis_probe` (run
     beside the gateway, with its environment) the Redis of router_settings answers the gateway:
-    LiteLLM falls back to counting limits per instance, silently, when it cannot reach it."""
+    LiteLLM falls back to counting limits per instance, silently, when it cannot reach it. With
+    HTTPS (vars.tls, or an https:// --direct URL) the certificate comes first: its chain and name
+    as a client verifies them, and its expiry (`tls.URGENT_DAYS`)."""
     def liveliness() -> str:
         if draining(gateway):
             raise VerifyError(DRAINING)
@@ -377,8 +449,18 @@ def smoke(gateway: Gateway, plan: SmokePlan, chat_models: list[str], messages_mo
             raise VerifyError("answered without trying a fallback")
         return f"answered by {reply.json().get('model')} after {attempted} fallback(s)"
 
+    def certificate() -> str:
+        served = served_certificate(gateway)
+        if served is None:
+            raise VerifyError("the port speaks plain HTTP: every key and prompt crosses the network readable")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if served.days_left(now) < URGENT_DAYS:
+            raise VerifyError(f"{certificate_line(served, now)}: renew it now")
+        return f"chain and name verified: {certificate_line(served, now)}"
+
     # A window as long as one request may take: on a loaded host a relay alone can take seconds.
-    checks = [("liveliness", liveliness), ("readiness", readiness), ("auth enforced", auth_enforced),
+    checks = [("certificate", certificate)] if https else []
+    checks += [("liveliness", liveliness), ("readiness", readiness), ("auth enforced", auth_enforced),
               ("models", models)]
     checks += [(f"chat {model}", answer(model)) for model in chat_models]
     if messages_model:

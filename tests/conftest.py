@@ -25,6 +25,7 @@ import yaml
 from hypothesis import HealthCheck, settings
 
 from lab import target as local_lab
+from lab.team_ca import encrypt_for_lab  # noqa: F401 (the tests' own name for it)
 from litedeploy.advisories import load_releases
 from litedeploy.inventory import LOCAL_PATHS, load_inventory
 
@@ -285,15 +286,19 @@ _PORTS = itertools.count(20000 + 1000 * _worker_index())
 _PRIVILEGED_PORTS = iter(range(800 + 50 * _worker_index(), 850 + 50 * _worker_index()))
 
 
-def free_port(privileged: bool = False) -> int:
-    """A loopback port of this worker's block that nothing listens on now."""
+def free_port(privileged: bool = False, run: int = 1) -> int:
+    """A loopback port of this worker's block that nothing listens on now; with RUN, the first of
+    that many in a row. No port is handed out twice, so a run's others are kept for its caller."""
+    streak: list[int] = []
     for port in _PRIVILEGED_PORTS if privileged else _PORTS:
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
+                streak.append(port)
             except OSError:
-                continue
-            return port
+                streak = []
+        if len(streak) == run:
+            return streak[0]
     raise AssertionError("no free port is left in this worker's block")
 
 
@@ -401,7 +406,10 @@ def make_lab_host(lab: local_lab.Lab, root: Path, name: str, profile: str = "sta
         if key in entry:
             entry[key] = str(REPO / entry[key])
     entry.update(compose_file=str(root / "compose.yml"), config_dir=str(root / "litellm"),
-                 container_name=f"litedeploy-test-{name}", port=free_port(), ssh_port=lab.port(profile))
+                 container_name=f"litedeploy-test-{name}", ssh_port=lab.port(profile),
+                 # The two after the port are a front door's instances' (vars.instance_ports unset):
+                 # handed to another host, the two gateways' deploys would fight over them.
+                 port=free_port(run=3))
     host = LabHost(name, root, root / "hosts.yaml", entry)
     host.write_inventory()
     return host
@@ -416,17 +424,6 @@ def make_namespace_host(lab: local_lab.Lab, root: Path, name: str, index: int) -
     host.docker = where.docker
     host.write_inventory()
     return host
-
-
-def encrypt_for_lab(values: dict, path: Path) -> Path:
-    """A secrets file the lab key decrypts, made with the real sops binary."""
-    recipient = next(line.split(": ")[1].strip() for line in (REPO / "lab/age-key.lab.txt").read_text().splitlines()
-                     if line.startswith("# public key:"))
-    path.write_text(yaml.safe_dump(values))
-    # From the file's own folder: the repo's .sops.yaml has no rule for a path outside it.
-    subprocess.run(["sops", "--encrypt", "--in-place", "--age", recipient, path.name], check=True,
-                   capture_output=True, cwd=path.parent)
-    return path
 
 
 def lab_secrets(**changes) -> dict:

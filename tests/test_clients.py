@@ -44,3 +44,13 @@ def test_families_come_from_the_models_behind_the_names():
     lines = client_lines("claude-code", "http://fox:4000", "sk-x", ["big", "fast"], {"opus": "big", "haiku": "fast"})
     assert exports(lines)["ANTHROPIC_DEFAULT_OPUS_MODEL"] == "big"
     assert exports(lines)["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == "fast" and "# no sonnet model here" in " ".join(lines)
+
+
+def test_a_team_ca_is_trusted_the_way_each_client_reads_one():
+    ca = "/home/ann/team ca.pem"
+    assert exports(client_lines("claude-code", "https://llm:443", "sk-x", MODELS, ca_file=ca))["NODE_EXTRA_CA_CERTS"] == ca
+    assert exports(client_lines("openai", "https://llm:443", "sk-x", MODELS, ca_file=ca))["SSL_CERT_FILE"] == ca
+    assert "# start VS Code with NODE_EXTRA_CA_CERTS='/home/ann/team ca.pem' (the team's CA)" in \
+        client_lines("cline", "https://llm:443", "sk-x", MODELS, ca_file=ca)
+    for client in CLIENTS:  # a public CA needs nothing
+        assert not any("CERT" in line for line in client_lines(client, "https://llm:443", "sk-x", MODELS))

@@ -4,7 +4,7 @@ a sample of that output, and the value parsed from it. A fact without a row here
 
 import base64
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from operator import attrgetter
 
 import pytest
@@ -43,6 +43,15 @@ DOCKER_STATE = GatewayState("running", True, "2026-11-30T10:00:00.5Z", 1, 0, "he
 UNIT_STATE = GatewayState("running", True, "2026-11-30T10:00:00+00:00", 2, 0, None, "", "", None, kind="service")
 
 
+def with_tls(host):
+    return replace(host, vars={**host.vars, "server_names": ["llm.example.com"],
+                               "tls": {"certificate_pem": "TLS_CERTIFICATE_PEM", "private_key_pem": "TLS_KEY_PEM"}})
+
+
+def with_acme(host):
+    return replace(host, vars={**host.vars, "server_names": ["llm.example.com"], "tls": {"acme": {}}})
+
+
 def commands(host, unit_host):
     """Each fact's command, by the fact's key (the word it prints, written out or formatted)."""
     managed = topology(host).managed_files(runtimes.of(host), host)
@@ -71,6 +80,12 @@ def commands(host, unit_host):
            for key in ("proxy_service_file", "real_proxy_service_file", "notfile_proxy_service_file")},
         **{f"service_{role}": facts_script(unit_host, runtimes.of(unit_host), topology(unit_host))[0]
            for role in ("blue", "green", "proxy")},
+        # vars.tls's: the door's certificate and key; with vars.tls.acme, its HTTP-01 answers.
+        **{key: facts_script(with_tls(host), runtimes.of(host), topology(with_tls(host)))[0]
+           for key in ("certificate_file", "real_certificate_file", "notfile_certificate_file")},
+        **{key: facts_script(with_acme(host), runtimes.of(host), topology(with_acme(host)))[0]
+           for key in ("challenges_file", "real_challenges_file", "notfile_challenges_file", "pending_certificate_file",
+                       "real_pending_certificate_file", "notfile_pending_certificate_file")},
         "venvs": unit.runtime_facts(unit_host),
         "service_user": unit.runtime_facts(unit_host),
     }
@@ -115,6 +130,17 @@ SAMPLES = {
     "real_proxy_service_file": (f"real_proxy_service_file {b64('/srv/u')}",
                                 {"files.real_paths": {"PROXYUNIT": "/srv/u"}}),
     "notfile_proxy_service_file": ("notfile_proxy_service_file 1", {"files.not_files": ("PROXYUNIT",)}),
+    "certificate_file": (f"certificate_file {b64('-----BEGIN')}", {"files.certificate_text": "-----BEGIN"}),
+    "real_certificate_file": (f"real_certificate_file {b64('/srv/c')}", {"files.real_paths": {"CERT": "/srv/c"}}),
+    "notfile_certificate_file": ("notfile_certificate_file 1", {"files.not_files": ("CERT",)}),
+    "challenges_file": (f"challenges_file {b64('')}", {"files.challenges_text": ""}),
+    "real_challenges_file": (f"real_challenges_file {b64('/srv/m')}", {"files.real_paths": {"MAP": "/srv/m"}}),
+    "notfile_challenges_file": ("notfile_challenges_file 1", {"files.not_files": ("MAP",)}),
+    "pending_certificate_file": (f"pending_certificate_file {b64('-----BEGIN')}",
+                                 {"files.pending_certificate_text": "-----BEGIN"}),
+    "real_pending_certificate_file": (f"real_pending_certificate_file {b64('/srv/p')}",
+                                      {"files.real_paths": {"PENDING": "/srv/p"}}),
+    "notfile_pending_certificate_file": ("notfile_pending_certificate_file 1", {"files.not_files": ("PENDING",)}),
     **{f"service_{role}": (f"service_{role} {b64(SHOW)}", {"gateway.instances": {role: UNIT_STATE}})
        for role in ("blue", "green", "proxy")},
     "venvs": ("venvs /opt/litellm/litellm-1-a /opt/litellm/litellm-2-b",
@@ -142,9 +168,15 @@ def test_each_fact_is_printed_by_its_command_and_parsed_from_its_sample(key, hos
     assert printed in command, f"the command of {key} does not print it"
     if "proxy_service" in key:  # a file only the systemd runtime manages
         host = unit_host
+    if "certificate" in key:  # a file only a door with HTTPS has
+        host = with_tls(host)
+    if "challenges" in key or "pending" in key:  # files only a door with a certificate from an ACME CA has
+        host = with_acme(host)
     managed = topology(host).managed_files(runtimes.of(host), host)
     paths = {"SERVICE": managed["service_file"], "CONFIG": host.config_path, "ENV": host.env_path,
-             "PROXY": managed["proxy_file"], "PROXYUNIT": managed.get("proxy_service_file")}
+             "PROXY": managed["proxy_file"], "PROXYUNIT": managed.get("proxy_service_file"),
+             "CERT": managed.get("certificate_file"), "MAP": managed.get("challenges_file"),
+             "PENDING": managed.get("pending_certificate_file")}
     line, fields = SAMPLES[key]
     facts = parse_facts(line, managed)
     for name, value in fields.items():

@@ -2,17 +2,19 @@
 instances and their ports, which one the proxy's configuration makes live, the block of three
 services and the proxy's configuration for either instance, and when a change is a switch."""
 
+import datetime
 from dataclasses import replace
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from litedeploy import runtimes
+from litedeploy import runtimes, tls
 from litedeploy.composefile import Markers, replace_block
 from litedeploy.errors import RenderError
 from litedeploy.facts import GatewayState, HostFacts, live_color
-from litedeploy.frontdoor import INSTANCE_HEADER, front_door, topology
+from litedeploy.frontdoor import INSTANCE_HEADER, ONE_GATEWAY, front_door, host_header, https, topology
 from litedeploy.host import COLORS
 from litedeploy.inventory import load_inventory
 from litedeploy.render import load_templates, render_host
@@ -22,6 +24,8 @@ DOCKER = runtimes.named("docker")
 SECRETS = SecretValues({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1", "AWS_SECRET_ACCESS_KEY": "secret/value+1",
                         "LITELLM_MASTER_KEY": "sk-master-123456", "LITELLM_SALT_KEY": "salt-123456"}, "s.enc.yaml")
 RUNNING = GatewayState("running", True, "t0", 0, 0, "healthy", "x", "sha", "etc")
+# How the proxy watches the live instance (the backup is never checked).
+CHECKED = " check inter 1s observe layer4 error-limit 3 on-error mark-down"
 
 
 @pytest.fixture
@@ -56,16 +60,16 @@ def test_the_block_holds_the_proxy_and_both_instances_and_the_proxy_config_names
         config = files.proxy[color]
         assert live_color(config) == color
         idle, idle_port = ("green", 4002) if color == "blue" else ("blue", 4001)
-        assert "default-server check inter 1s observe layer4 error-limit 3 on-error mark-down resolvers docker " \
-               "init-addr last,libc,none\n" in config
-        assert f"server {color} litellm-{color}:{port}\n    server {idle} litellm-{idle}:{idle_port} backup\n" in config
+        resolve = " resolvers docker init-addr last,libc,none"
+        assert f"server {color} litellm-{color}:{port}{CHECKED}{resolve}\n" \
+               f"    server {idle} litellm-{idle}:{idle_port} backup{resolve}\n" in config
         assert "bind :4000\n" in config and "nameserver docker 127.0.0.11:53" in config
         assert f"set-header {INSTANCE_HEADER} %[srv_name]\n" in config
     # On the host's network: it binds the host's address itself and reaches the instances on loopback.
     hosted = render_host(templates, fox.with_settings(network_mode="host"), SECRETS, runtimes.of(fox))
     assert "network_mode: host" in hosted.service and "aliases" not in hosted.service
     assert "bind 0.0.0.0:4000\n" in hosted.proxy["blue"] and "resolvers" not in hosted.proxy["blue"]
-    assert "server blue 127.0.0.1:4001\n    server green 127.0.0.1:4002 backup\n" in hosted.proxy["blue"]
+    assert f"server blue 127.0.0.1:4001{CHECKED}\n    server green 127.0.0.1:4002 backup\n" in hosted.proxy["blue"]
     # LiteLLM's production request timeout, and the time it may take for an answer's first byte.
     assert "timeout server 6010s" in files.proxy["blue"]
     production = replace(fox, vars={**fox.vars, "litellm_settings": {"request_timeout": 600}})
@@ -87,6 +91,11 @@ def test_a_host_without_it_renders_one_service_and_no_proxy(templates, repo):
     # HAProxy cannot wait that long (its timeouts stop at about 24.8 days): refused, not a traceback.
     ({"litellm_settings": {"request_timeout": float("inf")}}, "request_timeout inf is longer than the proxy"),
     ({"litellm_settings": {"request_timeout": 10 ** 12}}, "request_timeout 1000000000000 is longer than the proxy"),
+    ({"server_names": []}, "vars.server_names must be a list of host names"),
+    ({"server_names": ["llm.example.com }"]}, "vars.server_names must be a list of host names"),
+    ({"server_names": ["llm.example.com\n    http-request allow"]}, "vars.server_names must be a list of host names"),
+    ({"general_settings": {"use_x_forwarded_for": False}}, "vars.general_settings.use_x_forwarded_for is set by "
+                                                           "litedeploy behind the front door"),
 ])
 def test_bad_settings_are_refused_by_key(templates, fox, variables, expected):
     with pytest.raises(RenderError, match=expected):
@@ -108,7 +117,7 @@ def test_on_systemd_a_template_unit_runs_both_instances_and_the_proxy_has_a_unit
     blue = topology(labsd).instance(systemd, labsd, "blue")
     assert (blue.service_name, blue.port, str(systemd.driver.holder(blue))) == ("litellm@4001", 4001,
                                                                                "service litellm@4001")
-    assert "server green 127.0.0.1:4002\n    server blue 127.0.0.1:4001 backup\n" in files.proxy["green"]
+    assert f"server green 127.0.0.1:4002{CHECKED}\n    server blue 127.0.0.1:4001 backup\n" in files.proxy["green"]
 
 
 @given(st.text(max_size=200))
@@ -236,3 +245,189 @@ def test_a_setting_that_needs_litellms_licence_is_named_before_connecting(templa
     allowed = replace(fox, vars={**fox.vars, "general_settings": {"allowed_ips": ["10.0.0.1"]},
                                  "secret_env": ["LITELLM_LICENSE"]})
     assert "allowed_ips" in render_host(templates, allowed, licensed, runtimes.of(allowed)).config
+
+
+def test_the_door_alone_names_the_client_and_litellm_believes_only_it(templates, fox, repo):
+    """The door sets X-Forwarded-For to the address it was connected from (a client's own is
+    replaced, not appended to: LiteLLM reads the header whole), and LiteLLM reads it only behind it."""
+    files = render_host(templates, fox, SECRETS, runtimes.of(fox))
+    for config in files.proxy.values():
+        assert "http-request set-header X-Forwarded-For %[src]\n" in config and "option forwardfor" not in config
+        assert all(f"http-request del-header {header}\n" in config for header in
+                   ("Forwarded", "X-Real-IP", "X-Forwarded-Proto", "X-Forwarded-Host")) and "deny" not in config
+    assert yaml.safe_load(files.config)["general_settings"]["use_x_forwarded_for"] is True
+    single = load_inventory(repo / "hosts.yaml").host("fox")
+    alone = render_host(templates, single, SECRETS, runtimes.of(single))
+    assert "use_x_forwarded_for" not in yaml.safe_load(alone.config)["general_settings"]
+    # Without the door it is the admin's own (behind a proxy of theirs).
+    own = replace(single, vars={**single.vars, "general_settings": {"use_x_forwarded_for": True}})
+    assert yaml.safe_load(render_host(templates, own, SECRETS, runtimes.of(own)).config)["general_settings"] == \
+        {"master_key": "os.environ/LITELLM_MASTER_KEY", "use_x_forwarded_for": True}
+    assert host_header(single) == "127.0.0.1:4000"
+
+
+def test_only_the_gateways_names_pass_the_door(templates, fox):
+    named = replace(fox, vars={**fox.vars, "server_names": ["LLM.example.com", "10.0.0.5"]})
+    files = render_host(templates, named, SECRETS, runtimes.of(named))
+    # One Host header, read whole; on fox's compose network also the service name its neighbours call.
+    deny = "http-request deny deny_status 421 unless { req.hdr_cnt(host) eq 1 } { req.fhdr(host),lower -m str " \
+           "llm.example.com llm.example.com:4000 10.0.0.5 10.0.0.5:4000 litellm litellm:4000 }\n"
+    assert all(deny in config for config in files.proxy.values())
+    hosted = named.with_settings(network_mode="host")
+    assert "10.0.0.5:4000 }\n" in render_host(templates, hosted, SECRETS, runtimes.of(hosted)).proxy["blue"]
+    # litedeploy's own requests (verify, smoke, status) ask for the first name.
+    assert host_header(named) == "llm.example.com:4000"
+    without = replace(named, vars={**named.vars, "zero_downtime": False})
+    with pytest.raises(RenderError, match="vars.server_names are checked by the front door; set vars.zero_downtime"):
+        render_host(templates, without, SECRETS, runtimes.of(without))
+
+
+def tls_secrets():
+    """SECRETS with a certificate for llm.example.com from a CA of its own, and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "llm.example.com")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=60))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName("llm.example.com")]), critical=False)
+                   .sign(key, hashes.SHA256()))
+    return SecretValues({**SECRETS, "TLS_CERTIFICATE_PEM": certificate.public_bytes(serialization.Encoding.PEM).decode(),
+                         "TLS_PRIVATE_KEY_PEM": key.private_bytes(serialization.Encoding.PEM,
+                                                                  serialization.PrivateFormat.PKCS8,
+                                                                  serialization.NoEncryption()).decode()},
+                        SECRETS.source)
+
+
+TLS = {"certificate_pem": "TLS_CERTIFICATE_PEM", "private_key_pem": "TLS_PRIVATE_KEY_PEM"}
+
+
+def test_https_turns_the_door_on_and_serves_the_certificate_from_the_secrets_file_only(templates, repo):
+    plain = load_inventory(repo / "hosts.yaml").host("fox")  # no zero_downtime: vars.tls brings the door
+    host = replace(plain, vars={**plain.vars, "tls": TLS, "server_names": ["llm.example.com"]})
+    secrets = tls_secrets()
+    files = render_host(templates, host, secrets, runtimes.of(host))
+    assert files.certificate == secrets["TLS_CERTIFICATE_PEM"] + secrets["TLS_PRIVATE_KEY_PEM"]
+    config = files.proxy["blue"]
+    assert "    bind :4000 ssl crt /usr/local/etc/haproxy/gateway.pem alpn http/1.1\n" in config
+    assert "ssl-default-bind-options prefer-client-ciphers ssl-min-ver TLSv1.2 no-tls-tickets" in config
+    assert "http-request set-header X-Forwarded-Proto https" in config
+    # The proxy reads the key as root, with no capability but binding a port; its socket where root may write.
+    assert 'user: "0:0"\n    cap_drop: ["ALL"]' in files.service
+    assert "stats socket /tmp/admin.sock" in config
+    for text in (files.service, files.config, files.env, *files.proxy.values()):
+        assert "PRIVATE KEY" not in text and "BEGIN CERTIFICATE" not in text
+    changes = topology(host).plan(DOCKER, host, files, HostFacts()).changes
+    (bundle,) = [change for change in changes if change.path == "/srv/litellm/proxy/gateway.pem"]
+    assert (bundle.mode, bundle.shown) == ("0600", False)
+
+
+@pytest.mark.parametrize("variables, expected", [
+    ({"tls": TLS}, "vars.tls needs vars.server_names"),
+    ({"tls": TLS, "server_names": ["other.example.com"]}, "would be refused by a client asking for other.example.com"),
+    ({"tls": {**TLS, "private_key_pem": "NOT_THERE"}, "server_names": ["llm.example.com"]},
+     "NOT_THERE (vars.tls.private_key_pem) is not in the secrets file"),
+    ({"tls": {"certificate_pem": "TLS_CERTIFICATE_PEM"}, "server_names": ["llm.example.com"]},
+     "vars.tls must be a mapping with certificate_pem and private_key_pem"),
+])
+def test_https_settings_that_cannot_serve_are_refused_by_key(templates, fox, variables, expected):
+    with pytest.raises(RenderError) as raised:
+        render_host(templates, replace(fox, vars={**fox.vars, **variables}), tls_secrets(), runtimes.of(fox),
+                    datetime.datetime.now(datetime.timezone.utc))  # a deploy's: the chain is verified then
+    assert expected in str(raised.value)
+
+
+def test_https_is_refused_on_systemd_for_now(templates, repo):
+    host = load_inventory(repo / "hosts.yaml").host("labsd")
+    host = replace(host, vars={**host.vars, "tls": TLS, "server_names": ["llm.example.com"]})
+    with pytest.raises(RenderError, match="vars.tls is built for the docker runtime so far"):
+        render_host(templates, host, tls_secrets(), runtimes.of(host))
+
+
+def test_litedeploys_own_requests_speak_https_to_the_door_and_plain_http_to_the_instances(repo):
+    """With the instances on their default ports (port + 1, port + 2): an instance's own settings
+    would put a door of its own on other ports, so the host's door decides."""
+    plain = load_inventory(repo / "hosts.yaml").host("fox")
+    host = replace(plain, vars={**plain.vars, "server_names": ["llm.example.com"], "tls": {**TLS, "ca_file": "/ca.pem"}})
+    door = topology(host).door
+    assert https(host, door) == ("llm.example.com", "/ca.pem")
+    for color in COLORS:
+        assert https(topology(host).instance(DOCKER, host, color), door) is None
+    assert https(replace(host, vars={**host.vars, "tls": True}), door) is None  # the render names it
+
+
+def test_turning_https_off_moves_the_key_among_the_backups(repo):
+    plain = load_inventory(repo / "hosts.yaml").host("fox")
+    door_only = replace(plain, vars={**plain.vars, "zero_downtime": True})
+    layout = topology(door_only)  # the settings of today, HTTPS gone: the topology before is worked out from them
+    assert "/srv/litellm/proxy/gateway.pem" in layout.leftovers(DOCKER, door_only, layout)
+    assert "/srv/litellm/proxy/gateway.pem" in ONE_GATEWAY.leftovers(DOCKER, plain, layout)
+
+
+def test_an_acme_certificate_adds_plain_http_for_the_ca_and_a_redirect_and_no_certificate_until_issued(templates, repo):
+    plain = load_inventory(repo / "hosts.yaml").host("fox")  # bridge networking: the HTTP-01 port is published too
+    host = replace(plain, vars={**plain.vars, "tls": {"acme": {"email": "ops@example.com"}},
+                                "server_names": ["LLM.example.com"]})
+    files = render_host(templates, host, SECRETS, runtimes.of(host))
+    assert files.certificate is None  # status, smoke, --check: the certificate is the host's own
+    config = files.proxy["green"]
+    assert "    bind :4000 ssl crt /usr/local/etc/haproxy/gateway.pem alpn http/1.1\n" in config
+    assert "\nfrontend acme\n    #" in config and "    bind :80\n" in config
+    assert "map(/usr/local/etc/haproxy/acme-challenges.map)" in config
+    acme = config[config.index("frontend acme"):]
+    # The answers for any Host (a name being added is asked for before the door lists it), then the names.
+    assert acme.index("acme-challenge/") < acme.index("deny_status 421") < acme.index("redirect location")
+    assert "req.fhdr(host),lower,field(1,:) -m str llm.example.com }" in config
+    assert "redirect location https://%[req.fhdr(host),field(1,:)]:4000%[capture.req.uri] code 301" in config
+    assert '      - "80:80"\n' in files.service and '      - "4000:4000"\n' in files.service
+    changes = topology(host).plan(DOCKER, host, files, HostFacts()).changes
+    assert [(change.new, change.mode) for change in changes if change.path.endswith("/acme-challenges.map")] == \
+        [("", "0644")]
+    assert not [change for change in changes if change.path.endswith("gateway.pem")]
+    own = tls_secrets()
+    issued = tls.from_file(own["TLS_CERTIFICATE_PEM"] + own["TLS_PRIVATE_KEY_PEM"], "x")
+    with_port = replace(host, vars={**host.vars, "tls": {"acme": {"http_port": 8080}}, "server_names": ["llm.example.com"]})
+    files = render_host(templates, with_port, SECRETS, runtimes.of(host), issued=issued)
+    assert files.certificate == issued.text and "    bind :8080\n" in files.proxy["blue"]
+
+
+@pytest.mark.parametrize("acme", [
+    {"directory": "http://acme.example.com/dir"}, {"email": "not an address"}, {"http_port": 0},
+    {"renew_before_days": 90}, {"renew_before_days": True}, {"profile": "shortlived"}, "yes"])
+def test_acme_settings_out_of_shape_are_refused_by_key(templates, fox, acme):
+    host = replace(fox, vars={**fox.vars, "tls": {"acme": acme}, "server_names": ["llm.example.com"]})
+    with pytest.raises(RenderError, match=r"vars.tls must be a mapping with certificate_pem .* or acme:"):
+        render_host(templates, host, SECRETS, runtimes.of(host))
+
+
+def test_the_acme_port_is_the_doors_own(templates, fox):
+    host = replace(fox, vars={**fox.vars, "tls": {"acme": {"http_port": 4000}}, "server_names": ["llm.example.com"]})
+    with pytest.raises(RenderError, match="vars.tls.acme.http_port 4000 is the host's port or an instance's"):
+        render_host(templates, host, SECRETS, runtimes.of(host))
+
+
+def test_an_acme_certificate_is_one_or_the_other_with_an_own_one(templates, fox):
+    host = replace(fox, vars={**fox.vars, "tls": {**TLS, "acme": {}}, "server_names": ["llm.example.com"]})
+    with pytest.raises(RenderError, match="vars.tls must be"):
+        render_host(templates, host, tls_secrets(), runtimes.of(host))
+
+
+def test_a_new_certificate_alone_reloads_the_proxy_and_with_anything_else_is_a_switch(templates, repo):
+    plain = load_inventory(repo / "hosts.yaml").host("fox")
+    host = replace(plain, vars={**plain.vars, "tls": TLS, "server_names": ["llm.example.com"]})
+    old, new = tls_secrets(), tls_secrets()
+    before = render_host(templates, host, old, runtimes.of(host))
+    layout = topology(host)
+    held = settled(host, before, certificate_text=before.certificate)
+    assert layout.plan(DOCKER, host, before, held).restart is None
+    renewed = render_host(templates, host, new, runtimes.of(host))
+    plan = layout.plan(DOCKER, host, renewed, held)
+    assert plan.restart == "reload" and [change.path for change in plan.changes] == ["/srv/litellm/proxy/gateway.pem"]
+    assert layout.plan(DOCKER, host, replace(renewed, config=renewed.config + "# changed\n"), held).restart == "switch"
+    stopped = replace(RUNNING, running=False, status="exited")  # a proxy down is healed by a switch
+    assert layout.plan(DOCKER, host, renewed, settled(host, before, certificate_text=before.certificate,
+                                                      instances={"blue": RUNNING, "proxy": stopped})).restart == "switch"

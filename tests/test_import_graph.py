@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "litedeploy"
 LAYERS = [
     # Records and pure rules everything reads.
     ("errors", "facts", "envfile", "images", "audit", "clients", "shapes", "host", "secrets", "catalog", "settings",
-     "enterprise",
+     "enterprise", "tls",
      "masterkey", "advisories", "composefile", "shared", "plan", "inventory", "sopsfile"),
     # Command builders: every word quoted in one place.
     ("commands", "commands.*"),
@@ -25,7 +25,7 @@ LAYERS = [
     # The shell: the executor, the gateway's API, one task's hold on a host.
     ("remote", "verify", "session", "locking", "fleet"),
     # Changes as steps with their undo.
-    ("steps", "switch", "deploy"),
+    ("steps", "switch", "acme_certificate", "deploy"),
     # Invoke's tasks.
     ("tasks", "tasks.*"),
 ]

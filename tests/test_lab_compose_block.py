@@ -36,6 +36,8 @@ SETTINGS = st.fixed_dictionaries({}, optional={
     "image": st.sampled_from(["registry.example:5000/litellm:v1", "ghcr.io/berriai/litellm@sha256:" + "a" * 64]),
     # vars.zero_downtime: the proxy and both instances in the block, and the proxy's own configuration.
     "zero_downtime": st.booleans(),
+    # The names the door answers for, into HAProxy's configuration (refused without the door).
+    "server_names": st.lists(TRICKY | st.sampled_from(["llm.example.com", "LLM.Example.com", "10.0.0.5"]), max_size=3),
 })
 
 
@@ -53,7 +55,9 @@ def test_block_values_reach_compose_as_written_or_are_refused_by_key(lab, tmp_pa
     root = tmp_path_factory.mktemp("block")
     entry = {"address": "fox.example", "network_mode": "bridge",
              "vars": {"aws_region": "us-east-1", "models": [{"name": "claude-sonnet-4"}]},
-             **{key: value for key, value in chosen.items() if key != "folder"}}
+             **{key: value for key, value in chosen.items() if key not in ("folder", "server_names")}}
+    if "server_names" in chosen:
+        entry["vars"]["server_names"] = chosen["server_names"]
     if "folder" in chosen:
         entry["config_dir"] = f"{root}/{chosen['folder']}"
     if chosen.get("zero_downtime"):

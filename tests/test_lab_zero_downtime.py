@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -57,11 +58,12 @@ def compose_clis(lab) -> tuple[tuple[list[str], dict[str, str]], ...]:
     return ((["docker", "compose"], {"DOCKER_CONFIG": str(lab.compose_v2_config)}), (["docker-compose"], {}))
 
 
-def answering(host) -> str:
-    """The instance that answers a fresh connection to the host's port, as the proxy names it."""
+def answering(host, name: str | None = None) -> str:
+    """The instance that answers a fresh connection to the host's port (asked for by NAME, else by
+    its address), as the proxy names it."""
     connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=10)
     try:
-        connection.request("GET", "/health/liveliness")
+        connection.request("GET", "/health/liveliness", headers={"Host": name} if name else {})
         reply = connection.getresponse()
         reply.read()
         assert reply.status == 200
@@ -95,6 +97,18 @@ def test_the_proxy_holds_the_port_and_forwards_to_one_live_instance(host, lab):
     assert status.returncode == 0, status.stderr
     assert (f"proxy   container {host.container}-proxy (running) on 127.0.0.1:{host.port} forwards to container "
             f"{host.container}-{live}") in status.stdout
+    # A client that names another address as its own is known by the one it connected from (127.0.0.7,
+    # not the proxy's 127.0.0.1): LiteLLM logs a refused key with the address it took as the client's
+    # (400 "No connected db.": a key other than the master key, on a gateway without a database).
+    client = http.client.HTTPConnection("127.0.0.1", host.port, timeout=10, source_address=("127.0.0.7", 0))
+    client.request("GET", "/v1/models", headers={"Authorization": "Bearer sk-not-a-key",
+                                                  "X-Forwarded-For": "203.0.113.9", "Forwarded": "for=203.0.113.9"})
+    refused = client.getresponse()
+    assert (refused.status, b"No connected db" in refused.read()) == (400, True)
+    client.close()
+    logs = subprocess.run([*host.docker, "logs", f"{host.container}-{live}"], capture_output=True, text=True)
+    seen = re.findall(r"Requester IP Address:([^\s\\\",]*)", logs.stdout + logs.stderr)
+    assert seen and seen[-1] == "127.0.0.7", seen[-3:]
     # Both compose CLIs accept the file with the three services beside the team's own (the instances
     # under their profiles: a plain `up -d` starts neither, see below).
     for argv, env in compose_clis(lab):
@@ -191,6 +205,7 @@ def test_a_new_instance_that_fails_never_takes_traffic(host):
     assert {name: (host.root / name).read_bytes() for name in files} == files
 
 
+@pytest.mark.compose_flavours("v2")  # HAProxy's timeouts and LiteLLM's: compose plays no part
 def test_a_model_timeout_longer_than_the_request_timeout_is_waited_for(host):
     """LiteLLM lets the model's own timeout (120 s) outlast request_timeout (3 s): the proxy waits
     as long, where a wait sized by request_timeout alone answers 504 first."""
@@ -220,6 +235,7 @@ def test_a_proxy_that_a_change_breaks_is_put_back_as_it_was(host):
                                      text=True, check=True).stdout)[0]["Config"]["Image"] == proxy
 
 
+@pytest.mark.compose_flavours("v2")  # the grace both compose CLIs write the same; v1 switches above
 def test_a_stream_in_flight_outlives_the_switch(host):
     """A streamed answer held open by the old instance (mock_delay) finishes whole after the proxy
     switched, before the old instance stops: longer than Docker's default grace (10 s), which
@@ -275,11 +291,19 @@ def test_turning_it_off_and_on_again(host):
                f"rolled back: the proxy is removed, container {host.container} serves the port again")
     assert "forwards to" not in failed.stderr.strip().splitlines()[-1]
     assert running(host) == {host.container} and answering(host) is None
-    host.write_inventory()
+    # On again, answering only its own name: litedeploy's own requests (verify) ask for it.
+    host.write_inventory(server_names=["gw.lab.test"])
     on = host.run("deploy", "--host", host.name)
     assert on.returncode == 0, on.stderr
-    live = answering(host)
+    live = answering(host, f"gw.lab.test:{host.port}")
     assert running(host) == {f"{host.container}-proxy", f"{host.container}-{live}"}
+    for other in (f"127.0.0.1:{host.port}", "evil.example", "gw.lab.test.evil.example", "evil.example,gw.lab.test"):
+        refused = http.client.HTTPConnection("127.0.0.1", host.port, timeout=10)
+        refused.request("GET", "/health/liveliness", headers={"Host": other})
+        assert refused.getresponse().status == 421, other
+        refused.close()
+    endpoints = host.run("ops.endpoints", "--host", host.name)
+    assert f"base URL  http://gw.lab.test:{host.port}  (listens on 127.0.0.1 only" in endpoints.stdout, endpoints.stderr
 
 
 def test_a_release_of_the_other_shape_is_refused_by_rollback(host):

@@ -70,3 +70,13 @@ def test_streamed_lines_are_masked_even_when_a_value_is_split_across_chunks():
         stream.write(chunk)
     stream.close()
     assert out.getvalue() == "GET /a key=********\nGET /c done\n"
+
+
+def test_pem_blocks_pass_and_nothing_else_does():
+    from litedeploy.secrets import pem_blocks
+    block = "-----BEGIN CERTIFICATE-----\nMIIB/+=\n-----END CERTIFICATE-----\n"
+    assert pem_blocks(block * 3) and pem_blocks(block + "\n" + block)
+    assert pem_blocks("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\nAA==\n-----END RSA PRIVATE KEY-----")
+    for text in ("x\n" + block, block + "!", "-----BEGIN X-----\nAA", "", "a\nb", block + "PATH=/tmp/evil"):
+        assert not pem_blocks(text), text
+    assert not pem_blocks(block * 20000 + "!")  # read a line at a time: a backtracking pattern never ends here

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -70,6 +71,15 @@ def test_a_draining_instance_is_named_as_draining_not_as_down(litellm):
                                           r"instance is draining"):
         wait_until_live(gateway_of(litellm), 1, out)
     assert "an old instance is still draining (503 shutting_down)" in out.getvalue()
+
+
+def test_a_door_that_answers_other_names_is_named_at_once(litellm):
+    litellm.answers["/health/liveliness"] = (421, b"", "text/html")
+    started = time.monotonic()
+    with pytest.raises(VerifyError, match=r"^fox: the front door refused Host 127\.0\.0\.1:\d+ \(421\): it answers "
+                                          r"other names than hosts.yaml's vars.server_names"):
+        wait_until_live(gateway_of(litellm), 30, io.StringIO())
+    assert time.monotonic() - started < 5
 
 
 def test_the_smoke_says_draining_at_once(litellm):
@@ -143,3 +153,25 @@ def test_the_redis_probe_runs_only_where_the_config_names_redis(litellm):
         [(False, "AuthenticationError: invalid username-password pair")]
     assert all(c.name != "redis 127.0.0.1:6390" for c in smoke(gateway_of(litellm), SmokePlan(["m"], None, False), [],
                                                                   redis_probe=probe))
+
+
+@pytest.mark.parametrize("tunnels", [True, False])
+def test_a_stream_sshd_will_not_open_is_a_refused_connection_which_every_wait_takes(tunnels):
+    """sshd's MaxSessions reached while a wait polls, say: paramiko's SSHException would end the task
+    with a traceback; as a ConnectionError it is one more answer not had yet."""
+    import paramiko
+
+    from litedeploy.remote import Remote
+
+    class Transport:
+        def open_channel(self, *args, **kwargs):
+            raise paramiko.SSHException("Unable to open channel.")
+
+        def open_session(self, *args, **kwargs):
+            raise paramiko.ChannelException(1, "Administratively prohibited")
+
+    remote = Remote.__new__(Remote)
+    remote.tunnels_allowed = tunnels
+    remote.connection = type("C", (), {"client": type("S", (), {"get_transport": lambda self: Transport()})()})()
+    with pytest.raises(ConnectionError, match="127.0.0.1:4000: no (channel|session) for the stream"):
+        remote.stream_to("127.0.0.1", 4000, 5, duplex=True)

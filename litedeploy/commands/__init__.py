@@ -45,6 +45,13 @@ def script(*lines: str | Iterable[str] | None) -> str:
 Command = list[str] | str
 
 
+def detached(command: Command) -> str:
+    """COMMAND started in a session of its own, its output dropped: the task goes on at once, and
+    the command runs to its end even once the task's shell is gone."""
+    text = command if isinstance(command, str) else argv(command)
+    return f"setsid nohup sh -c {shlex.quote(text)} >/dev/null 2>&1 </dev/null &"
+
+
 class ServiceCommands(Protocol):
     """The one set of verbs for a gateway (the gateway itself, an instance, the front door's proxy),
     whichever the runtime: each an argv list or a shell script."""

@@ -120,6 +120,14 @@ def remove_all(names: Sequence[str]) -> list[str]:
     return ["docker", "rm", "-f", *names]
 
 
+def run_detached(name: str, image: str, folder: str, mounted_at: str, network: Sequence[str],
+                 command: Sequence[str]) -> list[str]:
+    """A one-off container NAME of IMAGE, removed when it stops: root in it with no capability but
+    binding a privileged port, FOLDER read-only at MOUNTED_AT, NETWORK its docker run options."""
+    return ["docker", "run", "-d", "--rm", "--name", name, "--user", "0:0", "--cap-drop", "ALL",
+            "--cap-add", "NET_BIND_SERVICE", *network, "-v", f"{folder}:{mounted_at}:ro", image, *command]
+
+
 def reload(host: Host) -> list[str]:
     """SIGUSR2 to HAProxy's master process: it starts a worker on the configuration as it is now,
     hands it the listening socket, and lets the old worker finish the connections it holds."""

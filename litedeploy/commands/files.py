@@ -118,6 +118,13 @@ def take_away(host: Host, path: str, deploy_id: str) -> str:
                   f"if [ -f {line(path)} ]; then mv -f {line(path)} {backup} && chmod 0600 {backup}; fi")
 
 
+def place(staged: str, target: str, mode: str) -> str:
+    """A staged file written over TARGET at once (a rename), root's with MODE: a file of state, not
+    of configuration, so no backup (the door's HTTP-01 answers)."""
+    return script(line("install", "-D", "-m", mode, "-o", "root", "-g", "root", staged, f"{target}.new"),
+                  line("mv", "-f", f"{target}.new", target))
+
+
 def restore(host: Host, changes: Sequence[FileChange], deploy_id: str) -> str:
     return script("set -e", "umask 077", _restore(host, changes, deploy_id))
 
@@ -169,7 +176,9 @@ def contents(host: Host, managed: Mapping[str, str]) -> str:
 # The managed files by fact name: the one that says what runs the gateway (a compose file, a unit), LiteLLM's
 # config, the env file; each fact's value is the file's text.
 FILE_FACTS = {"service_file": "service_text", "config_file": "config_text", "env_file": "env_text",
-              "proxy_file": "proxy_text", "proxy_service_file": "proxy_service_text"}
+              "proxy_file": "proxy_text", "proxy_service_file": "proxy_service_text",
+              "certificate_file": "certificate_text", "challenges_file": "challenges_text",
+              "pending_certificate_file": "pending_certificate_text"}
 
 
 def _text(name: str) -> Fact:

@@ -19,6 +19,13 @@ def relay(address: str, port: int, length: int) -> list[str]:
                           f"head -c {int(length)} >&3; cat <&3"]
 
 
+def pipe(address: str, port: int) -> list[str]:
+    """Both ways between stdin/stdout and ADDRESS:PORT through bash's /dev/tcp, for as long as
+    either side keeps it open: what a TLS handshake needs, which is no single exchange."""
+    target = f"/dev/tcp/{address}/{int(port)}"
+    return ["bash", "-c", f"exec 3<>{line(target)} || exit 1; cat <&3 & cat >&3; wait"]
+
+
 def receive(folder: str, sizes: list[int], names: list[str] | None = None) -> list[str]:
     """A private folder (0700) holding files of the given sizes, read in turn from stdin, named
     0, 1, ... or by NAMES."""

@@ -194,10 +194,12 @@ class ProxyNetwork:
     """How the front door's proxy meets the network: BIND, the address it binds the host's port on
     as its own network namespace sees it ("" for all of them); BY_NAME, whether it reaches the
     instances by their service names through Docker's DNS (on a compose network) rather than on
-    loopback; ADMIN_SOCKET, its runtime API socket, as the proxy sees its file system."""
+    loopback; ADMIN_SOCKET, its runtime API socket, and FILES, the folder of its configuration and
+    certificate, as the proxy sees its file system."""
 
     bind: str
     admin_socket: str
+    files: str
     by_name: bool = False
 
 
@@ -253,6 +255,11 @@ class DoorPart(ABC):
     @abstractmethod
     def reload(self, host: Host) -> Command:
         """Has the running proxy read its configuration again, without closing its port."""
+
+    def responder(self, host: Host, image: str, folder: str, port: int) -> tuple[Command, Command]:
+        """(start, stop): a one-off of the proxy (IMAGE) answering on PORT from FOLDER's haproxy.cfg, where
+        the door has no certificate yet to start with (`acme_certificate`)."""
+        raise DeployError(f"{host.name}: vars.tls.acme is built for the docker runtime so far")
 
 
 @dataclass(frozen=True)

@@ -246,7 +246,8 @@ class ComposeDoor(DoorPart):
         """Our block holds the proxy's service and both instances' (the gateway's template for each)."""
         proxy, *instances = gateways  # the instances' vars hold the grace the door derived (`frontdoor.stop_grace`)
         pieces = [rendered("compose-proxy.yml.j2", proxy=proxy, proxy_dir=posixpath.dirname(door.config_path),
-                           proxy_config_dir=PROXY_CONFIG_DIR, proxy_image=door.image)]
+                           proxy_config_dir=PROXY_CONFIG_DIR, proxy_image=door.image, as_root=proxy_as_root(host),
+                           acme_port=door.acme_port)]
         pieces += [rendered(BLOCK.template, host=instance, profile=instance.service_name, vars=instance.vars)
                    for instance in instances]
         return "".join(pieces), None
@@ -263,11 +264,11 @@ class ComposeDoor(DoorPart):
         team's services that call the gateway by name still reach it), its port published by Docker
         as the gateway's was, the instances reached by their names. Its socket is in the official
         image's state folder, its user's; /tmp where the proxy is root without the capability to
-        write there (a privileged port on the host's network, compose-proxy.yml.j2)."""
-        state = "/var/lib/haproxy/admin.sock"
+        write there (`proxy_as_root`)."""
+        state = "/tmp/admin.sock" if proxy_as_root(host) else "/var/lib/haproxy/admin.sock"
         if host.docker.network_mode == "host":
-            return ProxyNetwork(host.bind, "/tmp/admin.sock" if host.port < 1024 else state)
-        return ProxyNetwork("", state, by_name=True)
+            return ProxyNetwork(host.bind, state, PROXY_CONFIG_DIR)
+        return ProxyNetwork("", state, PROXY_CONFIG_DIR, by_name=True)
 
     def questions(self, host: Host, door: FrontDoor) -> list[str]:
         return [container.wanted_image(door.image, prefix="proxy_")]
@@ -288,6 +289,25 @@ class ComposeDoor(DoorPart):
 
     def reload(self, host: Host) -> list[str]:
         return container.reload(self.proxy(host))
+
+    def responder(self, host: Host, image: str, folder: str, port: int) -> tuple[list[str], list[str]]:
+        """A container of the proxy's image beside the door's, on the network the door's would be
+        on: the host's, or its own with PORT published."""
+        name = f"{host.docker.container_name}-acme"
+        published = f"{'' if host.bind == '0.0.0.0' else host.bind + ':'}{port}:{port}"
+        network = ["--network", "host"] if host.docker.network_mode == "host" else ["-p", published]
+        return (container.run_detached(name, image, folder, PROXY_CONFIG_DIR, network,
+                                       ["haproxy", "-db", "-f", f"{PROXY_CONFIG_DIR}/haproxy.cfg"]),
+                container.remove_all([name]))
+
+
+def proxy_as_root(host: Host) -> bool:
+    """Whether the proxy runs as root in its container, with no capability but binding a privileged
+    port, rather than as the official image's user `haproxy`: to bind a port below 1024 on the host's
+    network (in a container's own network namespace Docker lets any user bind one:
+    net.ipv4.ip_unprivileged_port_start=0), and to read the certificate and key of vars.tls, which
+    are root's alone (0600)."""
+    return (host.port < 1024 and host.docker.network_mode == "host") or bool(host.vars.get("tls"))
 
 
 BLOCK = ComposeBlock()

@@ -4,6 +4,7 @@ a unit as its own system user. What runs is the venv the unit's ExecStart names
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -239,7 +240,8 @@ class UnitDoor(DoorPart):
 
     def network(self, host: Host) -> ProxyNetwork:
         """The host's own: its bind, the instances on loopback, the socket in the unit's RuntimeDirectory."""
-        return ProxyNetwork(host.bind, f"/run/{self.proxy(host).service_name}/admin.sock")
+        return ProxyNetwork(host.bind, f"/run/{self.proxy(host).service_name}/admin.sock",
+                            posixpath.join(host.config_dir, "proxy"))  # the folder of frontdoor.config_path
 
     def up(self, host: Host, facts: HostFacts) -> str:
         name = unit_name(self.proxy(host))

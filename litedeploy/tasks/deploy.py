@@ -205,7 +205,8 @@ def report_of(result: "DeployResult", check: bool, diff: bool) -> str:
             lines.append(f"{name}: would create the system user {preparation.user}")
         if preparation and preparation.venv:
             lines.append(f"{name}: would install a venv at {preparation.venv}")
-        restart = {Verb.UP: "create or recreate litellm", Verb.RESTART: "restart litellm"}.get(plan.restart) if plan.restart else None
+        restart = {Verb.UP: "create or recreate litellm", Verb.RESTART: "restart litellm",
+                   Verb.RELOAD: "reload the front door"}.get(plan.restart) if plan.restart else None
         lines.append(f"{name}: check: {'would ' + restart if restart else 'would not restart'}; "
                      f"{'nothing would change' if not plan.changes else ''}".rstrip("; "))
     else:
@@ -217,7 +218,8 @@ def summary(result: "DeployResult") -> str:
     preparation = result.plan.preparation
     names = [change.name for change in result.plan.changes] + (["venv"] if preparation and preparation.venv else [])
     changed = f"changed {', '.join(names)}" if names else "nothing changed"
-    verb = {Verb.UP: "; recreated litellm", Verb.RESTART: "; restarted litellm"}.get(result.plan.restart, "") if result.plan.restart else ""
+    verb = {Verb.UP: "; recreated litellm", Verb.RESTART: "; restarted litellm",
+            Verb.RELOAD: "; reloaded the front door"}.get(result.plan.restart, "") if result.plan.restart else ""
     image = f"; runs {result.runs}" if result.runs else ""
     return (f"{result.host}: ok, {changed}{verb}{image}; answering after {result.health_seconds:.1f} s; "
             f"{len(result.models)} models listed")

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from invoke import task
 
-from .. import runtimes
+from .. import frontdoor, runtimes
 from ..commands import audit as audit_log
 from ..envfile import env_pairs
 from ..errors import CommandFailed, DeployError
@@ -54,10 +54,11 @@ def status(c, host=None, json_=False):
     from ..render import render_host
     from ..session import host_secrets, opened
     from ..status import describe, runs_line, uptime
-    from ..verify import draining, wait_until_live
+    from ..verify import certificate_line, draining, served_certificate, wait_until_live
 
     def show(project, target):
         secrets = host_secrets(target)
+        now = datetime.now(timezone.utc)
         with opened(target, secrets) as session:
             facts = session.facts()
             try:
@@ -65,11 +66,18 @@ def status(c, host=None, json_=False):
             except (VerifyError, OSError):
                 answering = False
             drains = not answering and facts.gateway.state is not None and draining(session.gateway)
+            certificate = None
+            if frontdoor.https(target, frontdoor.topology(target).door):
+                try:
+                    served = served_certificate(session.gateway, 5)
+                    certificate = certificate_line(served, now) if served else "plain HTTP"
+                except OSError as error:
+                    certificate = f"no handshake: {error}"
         session = session.for_host(running_profile(project, target, facts))
         target, runtime, layout = session.host, session.runtime, session.layout
         desired = render_host(project.templates, session.as_deployed(facts), secrets, runtime)
-        report = replace(describe(target, runtime, layout, facts, desired, answering, datetime.now(timezone.utc),
-                                  project.releases), draining=drains)
+        report = replace(describe(target, runtime, layout, facts, desired, answering, now, project.releases),
+                         draining=drains, certificate=certificate)
         if json_:
             print(json.dumps(asdict(report)))
         else:
@@ -82,6 +90,8 @@ def status(c, host=None, json_=False):
             print(f"  ports   {', '.join(report.ports) or '-'}")
             if report.live:
                 print(f"  proxy   {report.live}")
+            if report.certificate:
+                print(f"  tls     {report.certificate}")
             if report.advisories:
                 print(f"  exposed {'; '.join(report.advisories)} (litellm.yaml; upgrade to a fixed release)")
             drift = f"drift in {', '.join(report.drift)}: run deploy" if report.drift else "no drift"
@@ -266,13 +276,16 @@ def smoke(c, host=None, model=None, all_models=False, json_=False, direct=None, 
     def check(project, target):
         secrets = host_secrets(target)
 
-        def run(gateway, deployed, redis_probe=None):
+        def run(gateway, deployed, redis_probe=None, https=False):
             expected = SmokePlan.of(render_host(project.templates, deployed, secrets, runtimes.of(deployed)).config)
             chosen = expected.models if all_models else [model or expected.models[0]]
-            return run_smoke(gateway, expected, chosen, messages_model=chosen[0], redis_probe=redis_probe)
+            return run_smoke(gateway, expected, chosen, messages_model=chosen[0], redis_probe=redis_probe,
+                             https=https or frontdoor.https(deployed, frontdoor.topology(deployed).door) is not None)
         if direct:  # from here: Redis is the host's business, not asked
-            gateway = direct_gateway(target.name, direct, secrets["LITELLM_MASTER_KEY"])
-            checks = run(gateway, project.inventory.with_profile(target, profile or target.profile))
+            trusts = frontdoor.https(target, frontdoor.topology(target).door)
+            gateway = direct_gateway(target.name, direct, secrets["LITELLM_MASTER_KEY"], trusts[1] if trusts else None)
+            checks = run(gateway, project.inventory.with_profile(target, profile or target.profile),
+                         https=direct.startswith("https:"))
         else:
             with opened(target, secrets) as session:
                 checks = run(session.gateway, running_profile(project, target, session.facts(), profile),
@@ -308,19 +321,29 @@ def endpoints(c, host=None, show_key=False, client=None, profile=None):
         secrets = host_secrets(target)
         config = render_host(project.templates, target, secrets, runtimes.of(target)).config
         models = SmokePlan.of(config).models
+        # Behind a door that answers only the gateway's names (name, name:port, ...), a client asks for the first.
+        named = frontdoor.gateway_names(target)
+        https = frontdoor.https(target, frontdoor.topology(target).door)
+        scheme = "https" if https else "http"
         if target.bind in ("0.0.0.0", "::", ""):
-            base = f"http://{target.address}:{target.port}"
+            base = f"{scheme}://{named[1] if named else f'{target.address}:{target.port}'}"
             reach = ""
         else:
-            base = f"http://127.0.0.1:{target.port}"
+            base = f"{scheme}://{named[1] if named else f'127.0.0.1:{target.port}'}"
+            resolving = f", with {named[0]} as 127.0.0.1 where the client runs (/etc/hosts)" if named else ""
             reach = (f"  (listens on {target.bind} only; from elsewhere: ssh -N -L {target.port}:"
-                     f"{target.local_address}:{target.port} -p {target.ssh_port} {target.ssh_user}@{target.address})")
+                     f"{target.local_address}:{target.port} -p {target.ssh_port} {target.ssh_user}@{target.address}"
+                     f"{resolving})")
         key = secrets["LITELLM_MASTER_KEY"] if show_key else REDACTED
+        ca_file = https[1] if https else None
         if client:
             print(f"# {target.name}{reach}")
-            print("\n".join(client_lines(client, base, key, models, families_of(config))))
+            print("\n".join(client_lines(client, base, key, models, families_of(config), ca_file)))
             return
         print(f"{target.name}: base URL  {base}{reach}")
+        if ca_file:
+            print(f"{target.name}: trust     the team's CA, {ca_file}: NODE_EXTRA_CA_CERTS={ca_file} for Claude Code "
+                  f"and Cline (Node), SSL_CERT_FILE={ca_file} for the Python SDKs (it replaces their CAs)")
         print(f"{target.name}: OpenAI SDK base_url  {base}/v1")
         print(f"{target.name}: API key   {key if show_key else key + ' (--show-key prints it)'}")
         print(f"{target.name}: model IDs {', '.join(models)}")
