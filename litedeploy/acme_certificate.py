@@ -201,6 +201,9 @@ def _through_door(session: Session, templates: Templates, answers: Mapping[str, 
     finally:
         _put(session, "", door.challenges_path)
         session.remote.run(session.runtime.door.reload(session.host), check=False)
+    # Served no more before the deploy goes on: the certificate's own reload follows within a
+    # second, and HAProxy's master loses a USR2 that comes while it still loads the last one.
+    _until_served(session, answers, served=False)
 
 
 @contextmanager
@@ -235,9 +238,9 @@ def _put(session: Session, text: str, path: str, mode: str = "0644") -> None:
     session.remote.run(script("set -e", place(f"{stage}/map", path, mode), line("rm", "-rf", stage)))
 
 
-def _until_served(session: Session, answers: Mapping[str, str]) -> None:
-    """Waits until the host's port answers each token as the CA will ask it; raises DeployError
-    after SERVING_TIMEOUT seconds, saying what it answered."""
+def _until_served(session: Session, answers: Mapping[str, str], served: bool = True) -> None:
+    """Waits until the host's port answers each token as the CA will ask it (SERVED false: until it
+    answers it no more); raises DeployError after SERVING_TIMEOUT seconds, saying what it answered."""
     host, door = session.host, session.layout.door
     assert door is not None and door.acme_port is not None
     name = (_names(host) or [host.local_address])[0]
@@ -247,12 +250,13 @@ def _until_served(session: Session, answers: Mapping[str, str]) -> None:
         while True:
             try:
                 reply = gateway.request("GET", f"/.well-known/acme-challenge/{token}", auth=False, timeout=5)
-                if reply.status == 200 and reply.body.decode(errors="replace").strip() == answer:
+                if (reply.status == 200 and reply.body.decode(errors="replace").strip() == answer) == served:
                     break
                 said = f"HTTP {reply.status}"
             except (OSError, http.client.HTTPException, paramiko.SSHException) as error:
                 said = str(error) or type(error).__name__
             if time.monotonic() > deadline:
-                raise DeployError(f"{host.name}: port {door.acme_port} (vars.tls.acme.http_port) does not serve the "
-                                  f"HTTP-01 answer after {SERVING_TIMEOUT} s: {said}")
+                raise DeployError(f"{host.name}: port {door.acme_port} (vars.tls.acme.http_port) "
+                                  f"{'does not serve' if served else 'still serves'} the HTTP-01 answer "
+                                  f"after {SERVING_TIMEOUT} s: {said}")
             time.sleep(0.3)

@@ -130,7 +130,9 @@ def run_detached(name: str, image: str, folder: str, mounted_at: str, network: S
 
 def reload(host: Host) -> list[str]:
     """SIGUSR2 to HAProxy's master process: it starts a worker on the configuration as it is now,
-    hands it the listening socket, and lets the old worker finish the connections it holds."""
+    hands it the listening socket, and lets the old worker finish the connections it holds. A USR2
+    that comes while the master still loads the last one is lost (Debian's haproxy 2.6: of two sent
+    50 ms apart, one starts a worker): a caller sees one reload's effect before it sends the next."""
     return ["docker", "kill", "--signal", "USR2", host.docker.container_name]
 
 
