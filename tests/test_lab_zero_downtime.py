@@ -119,15 +119,42 @@ def test_the_proxy_holds_the_port_and_forwards_to_one_live_instance(host, lab):
             {"litellm-proxy", "litellm-blue", "litellm-green", "web"}
 
 
+def idle_once_answering(host, color: str) -> tuple[threading.Thread, list[http.client.HTTPConnection]]:
+    """A thread that, once COLOR's instance answers on its own port, opens a kept-alive connection
+    through the door (answered by the instance still live) and leaves it idle. Opened then rather
+    than before the change: the instance's start may outlast the proxy's 60 s keep-alive timeout on
+    a slow machine, and what is proven is the proxy's reload under the connection."""
+    port = dict(zip(("blue", "green"), host.entry["vars"]["instance_ports"]))[color]
+    opened: list[http.client.HTTPConnection] = []
+
+    def wait_then_open() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                probe.request("GET", "/health/liveliness")
+                answered = probe.getresponse().status == 200
+                probe.close()
+            except OSError:
+                answered = False
+            if answered:
+                idle = http.client.HTTPConnection("127.0.0.1", host.port, timeout=30)
+                idle.request("GET", "/health/liveliness")
+                idle.getresponse().read()
+                opened.append(idle)
+                return
+            time.sleep(0.2)
+    thread = threading.Thread(target=wait_then_open, daemon=True)
+    thread.start()
+    return thread, opened
+
+
 @pytest.mark.parametrize("change", ["env", "compose.restart"])
 def test_a_change_under_load_fails_no_request_nor_an_idle_connection(host, change):
-    """Under load, and with a plain client's connection idle across the change (http.client neither
+    """Under load, and with a plain client's connection idle across the switch (http.client neither
     retries nor checks a kept connection before it sends again): answered, not reset."""
     before = answering(host)
-    idle = http.client.HTTPConnection("127.0.0.1", host.port, timeout=30)
-    idle.request("GET", "/health/liveliness")
-    idle.getresponse().read()
-    kept = idle.sock
+    waiting, opened = idle_once_answering(host, "green" if before == "blue" else "blue")
     argv = ("compose.restart", "--host", host.name) if change == "compose.restart" else ("deploy", "--host", host.name)
     if change == "env":
         host.write_inventory(env={"LITEDEPLOY_ZERO_DOWNTIME_TEST": str(time.time())})
@@ -138,7 +165,10 @@ def test_a_change_under_load_fails_no_request_nor_an_idle_connection(host, chang
     after = answering(host)
     assert after != before
     assert running(host) == {f"{host.container}-proxy", f"{host.container}-{after}"}
-    assert idle.sock is kept, "the client opened another connection: the test proves nothing"
+    waiting.join(timeout=1)
+    assert opened, "the new instance was never seen answering on its port: the test proves nothing"
+    idle = opened[0]
+    assert idle.sock is not None, "http.client would open another connection: the test proves nothing"
     idle.request("GET", "/health/liveliness")
     reply = idle.getresponse()
     reply.read()
