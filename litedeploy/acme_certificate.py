@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import http.client
 import ipaddress
+import posixpath
 import re
 import threading
 import time
@@ -37,10 +38,11 @@ from .commands import line, script
 from .commands.files import place
 from .errors import DeployError, RenderError
 from .facts import HostFacts
-from .frontdoor import pending_path
+from .frontdoor import pending_path, proxy_dir
 from .host import Host
 from .render import Templates, render_responder
 from .session import Session
+from .shapes import ip_address
 from .tls import KeyPair
 from .verify import tunnel_gateway
 
@@ -126,8 +128,8 @@ def issue(settings: Mapping[str, object], names: Sequence[str], publish: Publish
     directory = str(settings["directory"])
     key_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    addresses = [ipaddress.ip_address(name) for name in names if tls.is_ip(name)]
-    csr = crypto_util.make_csr(key_pem, [name for name in names if not tls.is_ip(name)], ipaddrs=addresses or None)
+    addresses = [ipaddress.ip_address(name) for name in names if ip_address(name)]
+    csr = crypto_util.make_csr(key_pem, [name for name in names if not ip_address(name)], ipaddrs=addresses or None)
     try:
         with _ACCOUNTS_LOCK:
             account, registration = _ACCOUNTS.get(directory, (josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1())),
@@ -215,7 +217,7 @@ def _one_off(session: Session, templates: Templates, answers: Mapping[str, str])
     (`DoorPart.responder`), removed after, whatever happened."""
     host, door = session.host, session.layout.door
     assert door is not None and door.acme_port is not None
-    folder = f"{host.config_dir}/proxy/acme-responder"
+    folder = posixpath.join(proxy_dir(host), "acme-responder")
     network = session.runtime.door.network(host)
     config = render_responder(templates, host, network, door.acme_port)
     start, stop = session.runtime.door.responder(host, door.image, folder, door.acme_port)

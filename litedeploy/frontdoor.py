@@ -157,14 +157,19 @@ def longest_wait(timeouts: Mapping[str, Any], where: str) -> float:
     return max({**unset, **given}.values())
 
 
+def proxy_dir(host: Host) -> str:
+    """The folder of the proxy's files (its configuration, certificate, HTTP-01 answers)."""
+    return posixpath.join(host.config_dir, "proxy")
+
+
 def config_path(host: Host) -> str:
     """Where the proxy's configuration is (also read where the door is off: one may be left)."""
-    return posixpath.join(host.config_dir, "proxy", "haproxy.cfg")
+    return posixpath.join(proxy_dir(host), "haproxy.cfg")
 
 
 def certificate_path(host: Host) -> str:
     """Where the door's certificate and key are (`tls.BUNDLE_NAME`), beside its configuration."""
-    return posixpath.join(host.config_dir, "proxy", BUNDLE_NAME)
+    return posixpath.join(proxy_dir(host), BUNDLE_NAME)
 
 
 def acme_frontend(host: Host, network: ProxyNetwork, port: int | None) -> dict[str, Any]:
@@ -177,12 +182,12 @@ def acme_frontend(host: Host, network: ProxyNetwork, port: int | None) -> dict[s
 def pending_path(host: Host) -> str:
     """Where a certificate an ACME CA issued waits until a deploy has installed it (0600, root's): a
     deploy that fails after the CA issued does not make the next one ask again."""
-    return posixpath.join(host.config_dir, "proxy", f"{BUNDLE_NAME}.pending")
+    return f"{certificate_path(host)}.pending"
 
 
 def challenges_path(host: Host) -> str:
     """Where the door's HTTP-01 answers are (`tls.CHALLENGES_NAME`), beside its configuration."""
-    return posixpath.join(host.config_dir, "proxy", CHALLENGES_NAME)
+    return posixpath.join(proxy_dir(host), CHALLENGES_NAME)
 
 
 def other(color: str | None) -> str:

@@ -29,6 +29,7 @@ from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
 from .errors import RenderError, VerifyError
+from .shapes import ip_address
 
 # vars.tls's keys: the secrets file's names of the PEM certificate chain (the server's first) and of
 # its private key, as Kamal's proxy names them (kamal-deploy.org/docs/configuration/proxy, ssl);
@@ -258,20 +259,12 @@ def _verify(chain: list[x509.Certificate], names: Sequence[str], roots: list[x50
     policy = PolicyBuilder().store(Store(roots)).time(now.replace(tzinfo=None)) \
         .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
     for name in names:
-        subject = x509.IPAddress(ipaddress.ip_address(name)) if is_ip(name) else x509.DNSName(name)
+        subject = x509.IPAddress(ipaddress.ip_address(name)) if ip_address(name) else x509.DNSName(name)
         try:
             policy.build_server_verifier(subject).verify(chain[0], chain[1:])
         except VerificationError as error:
             raise RenderError(f"{what} would be refused by a client asking for {name} (vars.server_names): "
                               f"{error}") from None
-
-
-def is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
