@@ -197,7 +197,7 @@ def check_unmanaged_service(text: str, service: str, markers: Markers, source: s
                                f"{markers.begin!r} block; remove it, wrap it in the markers, or set service_name")
 
 
-def _service(text: str, service: str) -> dict:
+def service_definition(text: str, service: str) -> dict:
     """A service's definition, or {} when the text does not parse or lacks it."""
     try:
         parsed = _parsed(text, "")
@@ -211,7 +211,7 @@ def _service(text: str, service: str) -> dict:
 def served_port(text: str, service: str) -> int | None:
     """The host port a compose service answers on: its first published port, else the `--port` of
     its command (host networking); None when the file does not say."""
-    definition = _service(text, service)
+    definition = service_definition(text, service)
     ports = definition.get("ports") or []
     command = definition.get("command") or []
     try:
@@ -225,7 +225,7 @@ def served_port(text: str, service: str) -> int | None:
 
 
 def served_image(text: str, service: str) -> str | None:
-    image = _service(text, service).get("image")
+    image = service_definition(text, service).get("image")
     return image if isinstance(image, str) else None
 
 

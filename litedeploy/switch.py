@@ -57,6 +57,8 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
     untouched = f"{new.service_name} never took traffic, the previous files are back, {serving} still serves"
     proxy = runtime.door.proxy(host)
     proxy_change = FileChange(layout.door.config_path, facts.files.proxy_text, desired.proxy[color], "0644")
+    # The service file as the change leaves it: `up` recreates a proxy whose service it alters.
+    service_change = next((change for change in plan.changes if change.path == runtime.door.service_file(host)), None)
 
     def start_new() -> float:
         out.write(f"{host.name}: starting {new.service_name} on 127.0.0.1:{new.port}; {serving} keeps serving\n")
@@ -90,7 +92,7 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
             failed = gateway_failure(state, facts.gateway.instances.get("proxy"))
             return f"the proxy {runtime.driver.holder(proxy)} is {state.status if state else 'gone'}" if failed else None
 
-        remote.run(runtime.door.up(host, facts))
+        remote.run(runtime.door.up(host, facts, service_change.new if service_change else None))
         reloaded = remote.run(runtime.door.reload(host), check=False)
         if reloaded.failed:
             raise VerifyError(f"{host.name}: {proxy_down() or 'the proxy did not reload: ' + remote.last_line(reloaded)}")

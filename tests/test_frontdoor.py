@@ -3,6 +3,7 @@ instances and their ports, which one the proxy's configuration makes live, the b
 services and the proxy's configuration for either instance, and when a change is a switch."""
 
 import datetime
+import subprocess
 from dataclasses import replace
 
 import pytest
@@ -177,6 +178,36 @@ def test_the_proxy_image_is_pinned_as_the_gateway_is(templates, fox):
     pulled.clear()
     layout.pin(DOCKER, fox, deployed, True, pull)
     assert pulled == ["haproxy:3.2"]
+
+
+def test_a_change_that_recreates_the_proxy_keeps_a_second_one_on_its_port_on_the_hosts_network(templates, fox):
+    """Only where compose recreates a running proxy (its service changed) on the host's network: a
+    relief of the running image, as its user, on its files, listening before and stopped softly after."""
+    host = fox.with_settings(network_mode="host", port=443)
+    files = render_host(templates, host, SECRETS, DOCKER)
+    facts = settled(host, files)
+    markers = Markers.from_template(host.docker.marker)
+    changed = render_host(templates, replace(host, vars={**host.vars, "stop_grace_period": "50s"}), SECRETS, DOCKER)
+    after = replace_block(facts.files.service_text, changed.service, markers, "f")
+    up = DOCKER.door.up(host, facts, after)
+    assert isinstance(up, str)
+    relief = next(line for line in up.splitlines() if line.startswith("docker run"))
+    assert relief.startswith("docker run -d --rm --name litellm-proxy-relief --user 0:0 --cap-drop ALL "
+                             "--cap-add NET_BIND_SERVICE --network host -v /srv/litellm/proxy:/usr/local/etc/haproxy:ro "
+                             "haproxy:3.2 haproxy -db -f /usr/local/etc/haproxy/haproxy.cfg")
+    assert "sport = :443" in up and "docker kill --signal USR1 litellm-proxy-relief" in up
+    assert up.index("docker run") < up.index("up -d") < up.index("docker kill")
+    assert subprocess.run(["sh", "-n", "-c", up]).returncode == 0  # what the host's shell will parse
+    compose_up = DOCKER.driver.verbs(DOCKER.door.proxy(host), facts).up()
+    unchanged = replace_block(facts.files.service_text, files.service, markers, "f")
+    assert DOCKER.door.up(host, facts, unchanged) == compose_up
+    assert DOCKER.door.up(host, facts, None) == compose_up
+    # Docker publishes a bridge network's port for one container: nothing can share it.
+    bridged = render_host(templates, fox, SECRETS, DOCKER)
+    bridge_facts = settled(fox, bridged)
+    moved = render_host(templates, replace(fox, vars={**fox.vars, "stop_grace_period": "50s"}), SECRETS, DOCKER)
+    assert DOCKER.door.up(fox, bridge_facts, replace_block(bridge_facts.files.service_text, moved.service, markers, "f")) \
+        == DOCKER.driver.verbs(DOCKER.door.proxy(fox), bridge_facts).up()
 
 
 def test_a_kept_service_text_says_whether_it_ran_instances(templates, fox, repo):

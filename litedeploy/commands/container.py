@@ -4,11 +4,12 @@ removal, and pruning the images no kept release runs."""
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Mapping, Sequence
 
 from ..facts import DockerFacts, Fact, GatewayFacts, GatewayState, Holder, decode, flag
 from ..host import Host
-from . import Raw, line, script
+from . import Raw, argv, line, script
 
 # Only these parts of `docker inspect`: its full output holds the container's secret environment.
 INSPECT_FORMAT = ('{"state": {{json .State}}, "restart_count": {{json .RestartCount}}, '
@@ -120,12 +121,46 @@ def remove_all(names: Sequence[str]) -> list[str]:
     return ["docker", "rm", "-f", *names]
 
 
-def run_detached(name: str, image: str, folder: str, mounted_at: str, network: Sequence[str],
-                 command: Sequence[str]) -> list[str]:
-    """A one-off container NAME of IMAGE, removed when it stops: root in it with no capability but
-    binding a privileged port, FOLDER read-only at MOUNTED_AT, NETWORK its docker run options."""
-    return ["docker", "run", "-d", "--rm", "--name", name, "--user", "0:0", "--cap-drop", "ALL",
-            "--cap-add", "NET_BIND_SERVICE", *network, "-v", f"{folder}:{mounted_at}:ro", image, *command]
+def run_detached(name: str, image: str, volumes: Sequence[str], network: Sequence[str],
+                 command: Sequence[str], user: str | None = "0:0") -> list[str]:
+    """A one-off container NAME of IMAGE, removed when it stops: USER in it (None: the image's own)
+    with no capability but binding a privileged port, VOLUMES as `docker run -v` takes them,
+    NETWORK its docker run options."""
+    return ["docker", "run", "-d", "--rm", "--name", name, *(["--user", user] if user else []), "--cap-drop", "ALL",
+            "--cap-add", "NET_BIND_SERVICE", *network, *(word for volume in volumes for word in ("-v", volume)),
+            image, *command]
+
+
+def listening_beside(run: Sequence[str], name: str, port: int, timeout: float) -> str:
+    """RUN (a `run_detached` of container NAME), then a wait of up to TIMEOUT seconds until one more
+    socket listens on PORT than before: HAProxy binds with SO_REUSEPORT, so a second one listens
+    beside the first. One that never does is removed, and the script fails naming it."""
+    count = f"$(ss -Hltn 'sport = :{int(port)}' 2>/dev/null | wc -l)"
+    return script(
+        line("docker", "rm", "-f", name) + " >/dev/null 2>&1",  # one an interrupted change left
+        f"before={count}",
+        argv(run) + " >/dev/null",
+        f"tries={int(timeout * 10)}",
+        f'while [ "{count}" -le "$before" ]; do',
+        "  tries=$((tries - 1))",
+        f"  if [ \"$tries\" -le 0 ]; then {line('docker', 'rm', '-f', name)} >/dev/null 2>&1;"
+        f" echo {shlex.quote(f'{name} did not listen on port {int(port)} within {timeout:.0f} s')} >&2; exit 1; fi",
+        "  sleep 0.1",
+        "done",
+    )
+
+
+def soft_stop_once_listening(name: str, port: int, listeners: int, beside: str, timeout: float) -> str:
+    """HAProxy's soft stop (SIGUSR1) to container NAME, which closes its listener, finishes the
+    connections it holds and exits: once LISTENERS sockets listen on PORT, or container BESIDE (the
+    one it stood in for) no longer runs, or after TIMEOUT seconds."""
+    return script(
+        f"tries={int(timeout * 10)}",
+        f'while [ "$(ss -Hltn \'sport = :{int(port)}\' 2>/dev/null | wc -l)" -lt {int(listeners)} ]'
+        f' && [ "$({line("docker", "inspect", "--format", "{{.State.Status}}", beside)} 2>/dev/null)" = running ]'
+        ' && [ "$tries" -gt 0 ]; do tries=$((tries - 1)); sleep 0.1; done',
+        line("docker", "kill", "--signal", "USR1", name) + " >/dev/null 2>&1 || true",
+    )
 
 
 def reload(host: Host) -> list[str]:

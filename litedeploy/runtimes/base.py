@@ -249,12 +249,15 @@ class DoorPart(ABC):
         return image
 
     @abstractmethod
-    def up(self, host: Host, facts: HostFacts) -> Command:
-        """Starts the proxy where it does not run (as its service file now says); else leaves it."""
+    def up(self, host: Host, facts: HostFacts, after: str | None = None) -> Command:
+        """Starts the proxy where it does not run (as its service file now says, AFTER where the change
+        wrote it); else leaves it, or recreates it where the change altered it, keeping its port
+        answering where the runtime can."""
 
     @abstractmethod
     def reload(self, host: Host) -> Command:
         """Has the running proxy read its configuration again, without closing its port."""
+
 
     def responder(self, host: Host, image: str, folder: str, port: int) -> tuple[Command, Command]:
         """(start, stop): a one-off of the proxy (IMAGE) answering on PORT from FOLDER's haproxy.cfg, where

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from packaging.version import Version
 
 from ..advisories import release_version
-from ..commands import container, files, line, script
+from ..commands import Command, argv, container, files, line, script
 from ..commands.compose import FLAVOUR, ComposeCommands, compose_commands
 from ..composefile import (
     Markers,
@@ -25,6 +25,7 @@ from ..composefile import (
     replace_block,
     served_image,
     served_port,
+    service_definition,
 )
 from ..errors import ComposeFileError, DeployError, RenderError, parse_yaml
 from ..facts import GatewayState, Holder, HostFacts
@@ -41,6 +42,8 @@ V1_LAST_ENGINE = 24
 # Where the official HAProxy image reads its configuration; the proxy's folder on the host is mounted there.
 PROXY_CONFIG_DIR = "/usr/local/etc/haproxy"
 DEFAULT_GRACE = "10s"  # docker stop's default
+# How long a proxy started beside another (the relief, the recreated proxy) may take to listen, in seconds.
+RELIEF_LISTEN_TIMEOUT = 30.0
 
 
 class ComposeBlock(ServiceFile):
@@ -283,9 +286,33 @@ class ComposeDoor(DoorPart):
             pinned = resolve_image(image, None, pull(image))
         return pinned or image
 
-    def up(self, host: Host, facts: HostFacts) -> list[str]:
-        """Creates the proxy's container, or recreates it where our block changed it; else leaves it."""
-        return compose_commands(self.proxy(host), facts).up()
+    def up(self, host: Host, facts: HostFacts, after: str | None = None) -> Command:
+        """Creates the proxy's container, or recreates it where our block changed it; else leaves it.
+        A recreate on the host's network keeps the port answering: a container of the running
+        proxy's image, user and files (the relief) listens beside it first, takes the connections
+        while the old proxy finishes its own and the new one starts, and stops softly once the new
+        one listens. HAProxy binds with SO_REUSEPORT, and Linux lets sockets of one user that all
+        ask for it share a port. Not on a bridge network: Docker forwards a published port to one
+        container (and its userland proxy binds the port without SO_REUSEPORT)."""
+        proxy = self.proxy(host)
+        compose_up = compose_commands(proxy, facts).up()
+        running = service_definition(facts.files.service_text or "", proxy.service_name)
+        image, volumes = running.get("image"), running.get("volumes")
+        if host.docker.network_mode != "host" or after is None or not isinstance(image, str) or \
+                not isinstance(volumes, list) or running == service_definition(after, proxy.service_name):
+            return compose_up
+        name = f"{proxy.docker.container_name}-relief"
+        user = running.get("user")
+        relief = container.run_detached(name, image, [str(volume) for volume in volumes], ["--network", "host"],
+                                        ["haproxy", "-db", "-f", f"{PROXY_CONFIG_DIR}/haproxy.cfg"],
+                                        user=str(user) if user else None)
+        return script(
+            # A relief that does not listen leaves the recreate as it was without one: a gap, not a failure.
+            "(", container.listening_beside(relief, name, host.port, RELIEF_LISTEN_TIMEOUT), ") || true",
+            argv(compose_up) + "; status=$?",
+            container.soft_stop_once_listening(name, host.port, 2, proxy.docker.container_name, RELIEF_LISTEN_TIMEOUT),
+            'exit "$status"',
+        )
 
     def reload(self, host: Host) -> list[str]:
         return container.reload(self.proxy(host))
@@ -296,7 +323,7 @@ class ComposeDoor(DoorPart):
         name = f"{host.docker.container_name}-acme"
         published = f"{'' if host.bind == '0.0.0.0' else host.bind + ':'}{port}:{port}"
         network = ["--network", "host"] if host.docker.network_mode == "host" else ["-p", published]
-        return (container.run_detached(name, image, folder, PROXY_CONFIG_DIR, network,
+        return (container.run_detached(name, image, [f"{folder}:{PROXY_CONFIG_DIR}:ro"], network,
                                        ["haproxy", "-db", "-f", f"{PROXY_CONFIG_DIR}/haproxy.cfg"]),
                 container.remove_all([name]))
 

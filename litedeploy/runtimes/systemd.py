@@ -243,7 +243,7 @@ class UnitDoor(DoorPart):
         return ProxyNetwork(host.bind, f"/run/{self.proxy(host).service_name}/admin.sock",
                             posixpath.join(host.config_dir, "proxy"))  # the folder of frontdoor.config_path
 
-    def up(self, host: Host, facts: HostFacts) -> str:
+    def up(self, host: Host, facts: HostFacts, after: str | None = None) -> str:
         name = unit_name(self.proxy(host))
         return script("set -e", "systemctl daemon-reload", line("systemctl", "enable", "--quiet", name),
                       f"systemctl is-active --quiet {line(name)} || {line('systemctl', 'start', name)}")
