@@ -70,6 +70,7 @@ SYSTEMD_WIPE = ("systemctl stop 'litellm@*' 2>/dev/null; systemctl disable --now
                 " /etc/litellm /run/lock/litedeploy*; systemctl daemon-reload; true")
 # The certificate's key in the secrets file, the HTTPS host's vars, and what a renewal re-signs.
 TLS_SECRETS = ("TLS_CERTIFICATE_PEM", "TLS_PRIVATE_KEY_PEM")
+SETTINGS = ("restart in place", "zero_downtime", "zero_downtime+tls")
 ROW = "{:<9}{:<20}{:<17}{:>6}{:>8}{:>8}{:>9}{:>7}{:>6}{:>8}"
 
 
@@ -92,15 +93,21 @@ def remove() -> None:
 
 def measure(runtime: str, setting: str, inventory: Path, entry: dict, data: dict, address: str, port: int,
             model: str, changes: tuple[tuple[str, dict, tuple[str, ...]], ...], key: str, load: dict,
-            tls: ssl.SSLContext | None = None, renew: Path | None = None) -> None:
+            tls: ssl.SSLContext | None = None, renew: Path | None = None, only: frozenset[str] = frozenset()) -> None:
     """The first deploy, then each change under LOAD (Load's counts), a line each. RENEW: the team
-    CA's folder, whose certificate is renewed (re-signed and put in the secrets file) as a change."""
+    CA's folder, whose certificate is renewed (re-signed and put in the secrets file) as a change.
+    ONLY: the changes measured (all when empty); the others are made unmeasured, as what follows
+    builds on them."""
     write_inventory(inventory, entry, data)
     run(inventory, "deploy")
     variables: dict = {}
     for change, sets, argv in changes:
         variables.update(sets)
         write_inventory(inventory, entry, data, **variables)
+        if only and change not in only:
+            if sets:
+                run(inventory, *argv)
+            continue
         if change == "certificate" and renew:
             renewed(renew, Path(entry["secrets_file"]))
         running = Load(address, port, key, model, tls=tls, **load).start()
@@ -130,7 +137,10 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--idle", type=int, default=4)
     parser.add_argument("--runtimes", default="docker,systemd")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="of " + ", ".join(SETTINGS))
+    parser.add_argument("--changes", default="", help="only these changes (comma-separated names; default: all)")
     arguments = parser.parse_args()
+    only = frozenset(arguments.changes.split(",")) - {""}
     load = {"clients": arguments.clients, "streams": arguments.streams, "idle": arguments.idle}
     lab = local_lab.Lab(REPO / ".lab", load_inventory(REPO / "hosts.yaml").host("lab"))
     started = local_lab.up(lab, print, hosts=1 if "systemd" in arguments.runtimes else 0)
@@ -142,7 +152,7 @@ def main() -> None:
                      "wall s"))
     first_answer: dict[str, float] = {}  # by setting: ms to a new connection's first answer
     try:
-        for setting in ("restart in place", "zero_downtime", "zero_downtime+tls"):
+        for setting in arguments.settings.split(","):
             for runtime in arguments.runtimes.split(","):
                 if runtime == "systemd" and setting.endswith("tls"):
                     continue
@@ -155,7 +165,7 @@ def main() -> None:
                         entry["vars"] = {**entry["vars"], "zero_downtime": zero_downtime}
                         on_systemd_host(SYSTEMD_WIPE)
                         measure(runtime, setting, inventory, entry, data, entry["address"], entry["port"],
-                                "phi3-3.8b", SYSTEMD_CHANGES, key, {**load, "streams": 0})
+                                "phi3-3.8b", SYSTEMD_CHANGES, key, {**load, "streams": 0}, only=only)
                         on_systemd_host(SYSTEMD_WIPE)
                         continue
                     entry.update(compose_file=f"{folder}/compose.yml", config_dir=f"{folder}/litellm",
@@ -176,7 +186,7 @@ def main() -> None:
                         changes = CHANGES + DOOR_CHANGES[:1] + (("certificate", {}, ("deploy",)),)
                     remove()
                     measure(runtime, setting, inventory, entry, data, "127.0.0.1", PORT, MODEL, changes, key, load,
-                            tls, renew)
+                            tls, renew, only)
                     if zero_downtime:
                         run(inventory, "deploy")  # the door on again where the last change turned it off
                         first_answer[setting] = handshake_cost("127.0.0.1", PORT, tls)

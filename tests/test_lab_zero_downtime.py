@@ -149,6 +149,7 @@ def idle_once_answering(host, color: str) -> tuple[threading.Thread, list[http.c
     return thread, opened
 
 
+@pytest.mark.compose_flavours("v2")  # HAProxy's reload decides it; v1 starts and switches in the first deploy
 @pytest.mark.parametrize("change", ["env", "compose.restart"])
 def test_a_change_under_load_fails_no_request_nor_an_idle_connection(host, change):
     """Under load, and with a plain client's connection idle across the switch (http.client neither
@@ -173,6 +174,30 @@ def test_a_change_under_load_fails_no_request_nor_an_idle_connection(host, chang
     reply = idle.getresponse()
     reply.read()
     assert reply.status == 200 and reply.getheader(HEADER) == after
+
+
+def container_id(host, name: str) -> str:
+    return subprocess.run([*host.docker, "inspect", "--format", "{{.Id}}", name], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.compose_flavours("v2")  # compose v1 recreates a changed service as v2 does
+def test_a_change_that_recreates_the_proxy_fails_no_request(host):
+    """A grace period of its own changes the proxy's service, which compose recreates: a second
+    HAProxy of its image holds the port meanwhile (both bind with SO_REUSEPORT) and goes once the
+    new proxy listens."""
+    proxy = f"{host.container}-proxy"
+    before = container_id(host, proxy)
+    host.write_inventory(stop_grace_period="50s")
+    result, load, started, ended = under_load(host, "deploy", "--host", host.name)
+    assert result.returncode == 0, result.stderr
+    assert container_id(host, proxy) != before, "the proxy was not recreated: the test proves nothing"
+    sent, failed, p99 = summary(load.during(started, ended))
+    assert sent > 50 and failed == 0, [o.error for o in load.outcomes if o.error][:5]
+    deadline = time.monotonic() + 15
+    while f"{proxy}-relief" in running(host) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert running(host) == {proxy, f"{host.container}-{answering(host)}"}
 
 
 def test_an_admins_own_up_starts_no_idle_instance_and_a_stray_is_stopped(host, lab):
@@ -201,6 +226,7 @@ def test_an_admins_own_up_starts_no_idle_instance_and_a_stray_is_stopped(host, l
     compose("rm", "-sf", "web")
 
 
+@pytest.mark.compose_flavours("v2")  # found before compose is asked
 def test_an_instance_port_held_by_another_is_refused_before_anything_changes(host):
     """The port the next instance would take is held by another program: named before a file is
     written or a container made, not after a start that cannot bind."""
@@ -220,6 +246,7 @@ def test_an_instance_port_held_by_another_is_refused_before_anything_changes(hos
     assert running(host) == {f"{host.container}-proxy", f"{host.container}-{live}"}
 
 
+@pytest.mark.compose_flavours("v2")  # the proxy's configuration decides it; v1 starts instances above
 def test_a_new_instance_that_fails_never_takes_traffic(host):
     before = answering(host)
     files = {name: (host.root / name).read_bytes() for name in ("compose.yml", "litellm/config.yaml",
@@ -249,6 +276,7 @@ def test_a_model_timeout_longer_than_the_request_timeout_is_waited_for(host):
     assert json.loads(reply.read())["choices"][0]["message"]["content"]
 
 
+@pytest.mark.compose_flavours("v2")  # the proxy's exit found and undone; both CLIs recreate alike
 def test_a_proxy_that_a_change_breaks_is_put_back_as_it_was(host):
     """A new proxy image without HAProxy: the proxy is recreated from it and exits; named at once,
     and the rollback recreates the proxy from the block put back, forwarding to the live instance."""
@@ -306,6 +334,7 @@ def test_a_stream_in_flight_outlives_the_switch(host):
     assert streamed["body"].rstrip().endswith("data: [DONE]")
 
 
+@pytest.mark.compose_flavours("v2")  # the single gateway's own up, as every v1 deploy does
 def test_turning_it_off_and_on_again(host):
     """Off, then on with a proxy that never starts (an image without HAProxy): named at once, and
     the single gateway serves again; then on."""
@@ -336,6 +365,7 @@ def test_turning_it_off_and_on_again(host):
     assert f"base URL  http://gw.lab.test:{host.port}  (listens on 127.0.0.1 only" in endpoints.stdout, endpoints.stderr
 
 
+@pytest.mark.compose_flavours("v2")  # refused before compose is asked
 def test_a_release_of_the_other_shape_is_refused_by_rollback(host):
     """The release the single gateway left (the setting off, before the last test turned it on
     again) has no proxy to switch: refused by name before anything changes."""
