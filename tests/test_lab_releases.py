@@ -173,6 +173,7 @@ def test_rollback_to_an_earlier_release_brings_back_its_image_and_config(lab_hos
     assert any(first_id in line and " kept " in line for line in lines)
 
 
+@pytest.mark.compose_flavours("v2")  # what LiteLLM reads, not compose
 def test_pass_through_and_the_production_preset_are_what_litellm_runs(fresh_lab_host):
     host = fresh_lab_host()
     secrets = encrypt_for_lab(lab_secrets(EXTRA_TOKEN="extra-token-value-1"), host.root / "secrets.enc.yaml")

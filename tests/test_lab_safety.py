@@ -80,6 +80,7 @@ def test_a_crash_looping_gateway_is_rolled_back_to_the_previous_files_and_contai
     assert lab_secrets()["LITELLM_MASTER_KEY"] not in json.dumps(last)
 
 
+@pytest.mark.compose_flavours("v2")  # our wait and our rollback; v1 rolls back above
 def test_a_tight_health_timeout_fails_the_deploy_but_not_the_rollback_of_a_working_gateway(host):
     """Half a second is too short for any LiteLLM to start: the deploy fails; the previous config,
     restored, gets the time LiteLLM takes, so no false "ROLLBACK FAILED"."""
@@ -106,6 +107,7 @@ def test_an_image_that_cannot_be_pulled_leaves_the_running_container_alone(host)
     assert smoke_ok(host)
 
 
+@pytest.mark.compose_flavours("v2")  # the lock is ours; compose is never asked
 def test_a_held_lock_makes_a_deploy_wait_then_fail_and_break_lock_clears_it(host):
     lock = f"/run/lock/litedeploy{str(host.root / 'litellm').replace('/', '_')}"
     os.mkdir(lock)
@@ -125,6 +127,7 @@ def test_a_held_lock_makes_a_deploy_wait_then_fail_and_break_lock_clears_it(host
     assert not os.path.exists(lock)
 
 
+@pytest.mark.compose_flavours("v2")  # the lock is ours; the block edit is compose-blind
 def test_two_deploys_at_once_take_turns_and_the_compose_file_stays_whole(host):
     host.write_inventory(models=added_model(host, "claude-concurrent"))
     runs = [None, None]
@@ -147,6 +150,7 @@ def test_two_deploys_at_once_take_turns_and_the_compose_file_stays_whole(host):
     assert set(yaml.safe_load(compose)["services"]) == {"web", "litellm"}
 
 
+@pytest.mark.compose_flavours("v2")  # the audit log is ours
 def test_each_deploy_appends_one_audit_line_to_a_0640_log(host):
     count = len(audit_lines(host))
     assert host.run("deploy", "--host", host.name).returncode == 0
