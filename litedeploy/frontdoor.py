@@ -115,11 +115,11 @@ def listening(host: Host) -> tuple[tuple[str, str, int], ...]:
 
 
 def door_gateways(runtime: Runtime, host: Host, door: FrontDoor) -> tuple[Host, ...]:
-    """The proxy, then the instances blue and green, as gateways of their own; the instances stopped
-    with the grace LiteLLM's drain needs (`stop_grace`). (The proxy keeps its own: a switch never
-    stops it, and a new grace would recreate it.)"""
+    """The proxy, then the instances blue and green, as gateways of their own, each stopped with the
+    grace LiteLLM's drain needs (`stop_grace`): the proxy, stopped (turned off, recreated), holds
+    the same streams as the instance behind it."""
     graced = replace(host, vars={"stop_grace_period": stop_grace(host), **host.vars})
-    return (runtime.door.proxy(host), *(runtime.door.instance(graced, color, door.port(color)) for color in COLORS))
+    return (runtime.door.proxy(graced), *(runtime.door.instance(graced, color, door.port(color)) for color in COLORS))
 
 
 def stop_grace(host: Host) -> str:

@@ -8,11 +8,13 @@ Docker or systemd stops it (LiteLLM finishes the requests it holds, streams incl
 grace period), then removed. A new instance that fails never receives traffic: it is removed, the
 files go back, and the live one never stopped.
 
-Turning the door on tells the single gateway to stop once the first instance answers and starts
-the proxy the moment the port is free (on the host's network at once, as LiteLLM closes its listener
-before it drains; a port Docker publishes stays held until the container has stopped); turning it
-off (`switch_off`) stops the proxy and starts the single gateway in its place, which binds the port
-only once LiteLLM has started. Either way a failure puts the previous gateway back.
+Turning the door on makes the proxy (not started), tells the single gateway to stop once the first
+instance answers, and starts the proxy the moment the port is free, in one script on the host (on
+the host's network at once, as LiteLLM closes its listener before it drains; a port Docker
+publishes stays held until the container has stopped); turning it off (`switch_off`) has the proxy
+stop softly apart (its listener closes at once, what it holds finishes) and starts the single
+gateway in its place, which binds the port only once LiteLLM has started. Either way a failure puts
+the previous gateway back.
 """
 
 from __future__ import annotations
@@ -23,20 +25,18 @@ from collections.abc import Callable
 from typing import TextIO
 
 from . import tls
-from .commands import detached, files, line
+from .commands import detached, files, line, once_port_free
 from .errors import DeployError, VerifyError
 from .facts import HostFacts
 from .frontdoor import INSTANCE_HEADER, ONE_GATEWAY, BehindTheDoor, described, door_gateways, other
 from .plan import DesiredFiles, FileChange, Plan
+from .runtimes.base import port_free_within
 from .session import Session
-from .settings import grace_seconds
 from .steps import Step, run
 from .verify import SmokePlan, gateway_failure, smoke, wait_for_certificate, wait_for_instance
 
 # How long a reloaded (or started) proxy may take before it forwards to the new instance.
 PROXY_TIMEOUT = 30.0
-# How long a gateway told to stop may hold its port beyond its grace period.
-PORT_FREE_TIMEOUT = 30.0
 
 
 def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: DesiredFiles, facts: HostFacts,
@@ -77,13 +77,12 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
         """The proxy started (or recreated, where our block changed it) and reloaded; done once a
         fresh connection to the port is answered by the new instance."""
         if single:
-            # The stop runs apart and the proxy starts the moment the port is free: LiteLLM closes its
-            # listener at once and then finishes what it holds, which on the host's network frees the
-            # port at once; Docker keeps a published port (bridge) until the container has stopped.
+            # The stop runs apart and the proxy starts the moment the port is free, in one script with
+            # the proxy made before: LiteLLM closes its listener at once and then finishes what it holds,
+            # which on the host's network frees the port at once; Docker keeps a published port
+            # (bridge) until the container has stopped.
             out.write(f"{host.name}: stopping {runtime.driver.holder(host)} for the proxy to take port {host.port}\n")
             out.flush()
-            remote.run(detached(verbs.stop()))
-            wait_until_port_free(session, PORT_FREE_TIMEOUT + (grace_seconds(host.vars, runtime.default_grace) or 0))
 
         def proxy_down() -> str | None:
             """A proxy that exited or restarts (its port privileged, its image no HAProxy) is named
@@ -92,10 +91,14 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
             failed = gateway_failure(state, facts.gateway.instances.get("proxy"))
             return f"the proxy {runtime.driver.holder(proxy)} is {state.status if state else 'gone'}" if failed else None
 
-        remote.run(runtime.door.up(host, facts, service_change.new if service_change else None))
-        reloaded = remote.run(runtime.door.reload(host), check=False)
-        if reloaded.failed:
-            raise VerifyError(f"{host.name}: {proxy_down() or 'the proxy did not reload: ' + remote.last_line(reloaded)}")
+        started_up = remote.run(runtime.door.up(host, facts, service_change.new if service_change else None,
+                                                stopping=verbs.stop() if single else None), check=False)
+        if started_up.failed:
+            raise VerifyError(f"{host.name}: {proxy_down() or 'the proxy did not start: ' + remote.last_line(started_up)}")
+        if not single:  # a proxy started now has read its configuration
+            reloaded = remote.run(runtime.door.reload(host), check=False)
+            if reloaded.failed:
+                raise VerifyError(f"{host.name}: {proxy_down() or 'the proxy did not reload: ' + remote.last_line(reloaded)}")
         wait_for_instance(session.gateway, INSTANCE_HEADER, color, PROXY_TIMEOUT, proxy_down)
 
     # How the port stands once `point_back` is done: a proxy that was not there before is gone again.
@@ -151,16 +154,6 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
     return done["start"], tuple(expected.models)
 
 
-def wait_until_port_free(session: Session, timeout: float) -> None:
-    """Until nothing listens on the host's port. Raises VerifyError after TIMEOUT seconds."""
-    deadline = time.monotonic() + timeout
-    while session.state_and_port().gateway.port_holder is not None:
-        if time.monotonic() > deadline:
-            raise VerifyError(f"{session.host.name}: port {session.host.port} was still held {timeout:.0f} s after "
-                              "the single gateway was told to stop")
-        time.sleep(0.1)
-
-
 def switch_off(session: Session, plan: Plan, facts: HostFacts, deploy_id: str, expected: SmokePlan,
                out: TextIO) -> tuple[float, tuple[str, ...]]:
     """Applies PLAN (verb SWITCH, the door turned off): the proxy stops (its port is free for a
@@ -173,7 +166,12 @@ def switch_off(session: Session, plan: Plan, facts: HostFacts, deploy_id: str, e
 
     def take_the_port() -> float:
         out.write(f"{host.name}: stopping the proxy; the single gateway takes port {host.port}\n")
-        remote.run(proxy_verbs.stop(), check=False)
+        # The proxy's soft stop runs apart: it closes its listener at once and finishes what it holds
+        # (streams included) while the single gateway starts; a port Docker publishes (bridge) stays
+        # held until the proxy has stopped.
+        remote.run(detached(proxy_verbs.stop()))
+        remote.run(once_port_free(host.port, port_free_within(proxy, runtime.default_grace), "true",
+                                  "the proxy was told to stop"))
         health = session.start_and_wait(verbs.up(), out)
         _prove(session, expected)
         return health
@@ -183,6 +181,7 @@ def switch_off(session: Session, plan: Plan, facts: HostFacts, deploy_id: str, e
         live instance (which never stopped) behind it."""
         remote.run(verbs.remove(), check=False)
         session.restore(plan.changes, deploy_id, verbs, check=False)
+        remote.run(proxy_verbs.stop(), check=False)  # the stop begun apart, waited for
         remote.run(proxy_verbs.start(), check=False)
 
     preparation = plan.preparation
@@ -192,7 +191,9 @@ def switch_off(session: Session, plan: Plan, facts: HostFacts, deploy_id: str, e
         Step("take the port", take_the_port, undo=give_it_back, undo_if_failed=True,
              failed="the proxy and its live instance are back, the previous files too"),
     ], watched=host)
-    for gateway in (*instances, proxy):
+    # Stopped before they go, the proxy first: what it still holds (streams) needs its live instance.
+    for gateway in (proxy, *instances):
+        remote.run(session.verbs(facts, gateway).stop(), check=False)
         remote.run(session.verbs(facts, gateway).remove(), check=False)
     for path in ONE_GATEWAY.leftovers(runtime, host, before=BehindTheDoor(door)):
         remote.run(files.take_away(host, path, deploy_id), check=False)

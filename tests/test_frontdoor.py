@@ -210,6 +210,22 @@ def test_a_change_that_recreates_the_proxy_keeps_a_second_one_on_its_port_on_the
         == DOCKER.driver.verbs(DOCKER.door.proxy(fox), bridge_facts).up()
 
 
+@pytest.mark.parametrize("runtime", ["docker", "systemd"])
+def test_turning_it_on_makes_the_proxy_first_and_starts_it_the_moment_the_gateway_frees_the_port(templates, fox,
+                                                                                                runtime):
+    host = fox.with_settings(runtime=runtime) if runtime == "systemd" else fox
+    chosen = runtimes.named(runtime)
+    facts = HostFacts.of(compose_flavour="v2", state=RUNNING)
+    up = chosen.door.up(host, facts, None, stopping=["docker", "stop", "litellm"])
+    assert isinstance(up, str) and subprocess.run(["sh", "-n", "-c", up]).returncode == 0
+    made = up.index("up --no-start") if runtime == "docker" else up.index("systemctl enable")
+    stop, free = up.index("setsid nohup sh -c 'docker stop litellm'"), up.index("sport = :4000")
+    start = up.index("docker start litellm-proxy" if runtime == "docker" else "systemctl start litellm-proxy")
+    assert made < stop < free < start
+    # Within the gateway's grace period (Docker's 10 s, systemd's 90 s) and 30 s more, in 0.05 s tries.
+    assert f"tries={(40 if runtime == 'docker' else 120) * 20}" in up
+
+
 def test_a_kept_service_text_says_whether_it_ran_instances(templates, fox, repo):
     inventory = load_inventory(repo / "hosts.yaml")
     for single in (inventory.host("fox"), inventory.host("labsd")):
@@ -230,15 +246,16 @@ def _rendered(templates, host, **variables):
 
 
 def test_the_instances_are_stopped_with_the_grace_litellms_drain_needs(templates, fox, repo):
-    """Docker's default grace (10 s) would cut what LiteLLM finishes in its drain (30 s by default)."""
+    """Docker's default grace (10 s) would cut what LiteLLM finishes in its drain (30 s by default);
+    the proxy, which holds the same streams, stops with the same grace."""
     service = _rendered(templates, fox).service
-    assert service.count('stop_grace_period: "40s"') == 2  # both instances; the proxy keeps its own
+    assert service.count('stop_grace_period: "40s"') == 3  # the proxy and both instances
     drained = _rendered(templates, fox, env={"GRACEFUL_SHUTDOWN_TIMEOUT": "120"}).service
-    assert drained.count('stop_grace_period: "130s"') == 2
+    assert drained.count('stop_grace_period: "130s"') == 3
     assert _rendered(templates, fox, stop_grace_period="75s").service.count('stop_grace_period: "75s"') == 3
     labsd = load_inventory(repo / "hosts.yaml").host("labsd")
     files = _rendered(templates, labsd, zero_downtime=True)
-    assert "TimeoutStopSec=40s\n" in files.service and "TimeoutStopSec" not in (files.proxy_service or "")
+    assert "TimeoutStopSec=40s\n" in files.service and "TimeoutStopSec=40s\n" in (files.proxy_service or "")
     # Only the instances' template unit never gives up at boot; a single gateway's unit is as it was.
     assert "StartLimitIntervalSec=0\n" in files.service and "StartLimitIntervalSec=0\n" in files.proxy_service
     assert "StartLimitIntervalSec" not in _rendered(templates, labsd).service

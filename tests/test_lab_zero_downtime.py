@@ -336,11 +336,18 @@ def test_a_stream_in_flight_outlives_the_switch(host):
 
 @pytest.mark.compose_flavours("v2")  # the single gateway's own up, as every v1 deploy does
 def test_turning_it_off_and_on_again(host):
-    """Off, then on with a proxy that never starts (an image without HAProxy): named at once, and
-    the single gateway serves again; then on."""
+    """Off under load, a stream held across it finishing whole; then on with a proxy that never
+    starts (an image without HAProxy): named at once, and the single gateway serves again; then on."""
     host.write_inventory(zero_downtime=False)
+    load = Load("127.0.0.1", host.port, lab_secrets()["LITELLM_MASTER_KEY"], MODEL, streams=1,
+                stream_seconds=20).start()
+    time.sleep(1)
+    began = time.monotonic()
     off = host.run("deploy", "--host", host.name)
+    load.stop()
     assert off.returncode == 0, off.stderr
+    held = [outcome.error for outcome in load.stream_outcomes if outcome.started < began]
+    assert held == [None], "the stream held by the proxy as it stopped was cut"
     assert running(host) == {host.container}
     assert not (host.root / "litellm/proxy/haproxy.cfg").exists()
     assert answering(host) is None  # the single gateway: no proxy adds the header

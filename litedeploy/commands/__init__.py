@@ -52,6 +52,24 @@ def detached(command: Command) -> str:
     return f"setsid nohup sh -c {shlex.quote(text)} >/dev/null 2>&1 </dev/null &"
 
 
+def once_port_free(port: int, timeout: float, command: Command, held: str) -> str:
+    """A script: waits until nothing listens on PORT, then runs COMMAND, again every 0.1 s until it
+    succeeds (a port Docker publishes without its userland proxy shows no listener while Docker
+    still holds it); fails after TIMEOUT seconds in all, saying HELD (what held the port) or, once
+    the port is free, COMMAND's own last error."""
+    port, tries = int(port), int(timeout * 20)
+    give_up = f"{{ echo {shlex.quote(f'port {port} was still held {timeout:.0f} s after {held}')} >&2; exit 1; }}"
+    return script(
+        f"tries={tries}",
+        f"while ss -Hltn 'sport = :{port}' 2>/dev/null | grep -q .; do",
+        f'  tries=$((tries - 1)); [ "$tries" -gt 0 ] || {give_up}; sleep 0.05',
+        "done",
+        f"until failed=$({command if isinstance(command, str) else argv(command)} 2>&1); do",
+        '  tries=$((tries - 2)); [ "$tries" -gt 0 ] || { printf \'%s\\n\' "$failed" >&2; exit 1; }; sleep 0.1',
+        "done",
+    )
+
+
 class ServiceCommands(Protocol):
     """The one set of verbs for a gateway (the gateway itself, an instance, the front door's proxy),
     whichever the runtime: each an argv list or a shell script."""

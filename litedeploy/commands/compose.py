@@ -48,6 +48,10 @@ class ComposeCommands:
         """Creates or recreates the service alone: the only verb that applies compose and env changes."""
         return self._base() + ["up", "-d", "--no-deps", self.service]
 
+    def create(self) -> list[str]:
+        """Creates or recreates the service's container without starting it."""
+        return self._base() + ["up", "--no-start", "--no-deps", self.service]
+
     def restart(self) -> list[str]:
         return self._base() + ["restart", self.service]
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ..commands import Command, ServiceCommands
 from ..errors import DeployError
+from ..settings import grace_seconds
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -249,10 +250,12 @@ class DoorPart(ABC):
         return image
 
     @abstractmethod
-    def up(self, host: Host, facts: HostFacts, after: str | None = None) -> Command:
+    def up(self, host: Host, facts: HostFacts, after: str | None = None, stopping: Command | None = None) -> Command:
         """Starts the proxy where it does not run (as its service file now says, AFTER where the change
         wrote it); else leaves it, or recreates it where the change altered it, keeping its port
-        answering where the runtime can."""
+        answering where the runtime can. STOPPING: where the door is turned on, the single gateway's
+        stop, sent apart once the proxy is ready to start; the proxy starts the moment the port is
+        free (`once_port_free`: within the gateway's grace period and 30 s more)."""
 
     @abstractmethod
     def reload(self, host: Host) -> Command:
@@ -263,6 +266,12 @@ class DoorPart(ABC):
         """(start, stop): a one-off of the proxy (IMAGE) answering on PORT from FOLDER's haproxy.cfg, where
         the door has no certificate yet to start with (`acme_certificate`)."""
         raise DeployError(f"{host.name}: vars.tls.acme is built for the docker runtime so far")
+
+
+def port_free_within(host: Host, default_grace: str) -> float:
+    """Seconds a single gateway told to stop may hold its port: its grace period (DEFAULT_GRACE, the
+    runtime's, where vars set none) and 30 s more."""
+    return 30.0 + (grace_seconds(host.vars, default_grace) or 0)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from packaging.version import Version
 
 from ..advisories import release_version
-from ..commands import Command, argv, container, files, line, script
+from ..commands import Command, argv, container, detached, files, line, once_port_free, script
 from ..commands.compose import FLAVOUR, ComposeCommands, compose_commands
 from ..composefile import (
     Markers,
@@ -33,7 +33,18 @@ from ..host import COLORS, FrontDoor, Host
 from ..images import ImageRef, resolve_image
 from ..plan import DesiredFiles, FileChange, Verb
 from ..settings import grace_warnings
-from .base import DoorPart, Driver, ProxyNetwork, Puller, Removal, Rendering, Runtime, ServiceFile, WhatRuns
+from .base import (
+    DoorPart,
+    Driver,
+    ProxyNetwork,
+    Puller,
+    Removal,
+    Rendering,
+    Runtime,
+    ServiceFile,
+    WhatRuns,
+    port_free_within,
+)
 
 # The first Docker Engine whose image inspect lacks the ContainerConfig key docker-compose v1 reads
 # when it recreates a container (docker/compose#11742: `KeyError: 'ContainerConfig'`, the old
@@ -247,8 +258,8 @@ class ComposeDoor(DoorPart):
     def render(self, host: Host, door: FrontDoor, gateways: Sequence[Host],
                rendered: Rendering) -> tuple[str, str | None]:
         """Our block holds the proxy's service and both instances' (the gateway's template for each)."""
-        proxy, *instances = gateways  # the instances' vars hold the grace the door derived (`frontdoor.stop_grace`)
-        pieces = [rendered("compose-proxy.yml.j2", proxy=proxy, proxy_dir=posixpath.dirname(door.config_path),
+        proxy, *instances = gateways  # their vars hold the grace the door derived (`frontdoor.stop_grace`)
+        pieces = [rendered("compose-proxy.yml.j2", proxy=proxy, vars=proxy.vars, proxy_dir=posixpath.dirname(door.config_path),
                            proxy_config_dir=PROXY_CONFIG_DIR, proxy_image=door.image, as_root=proxy_as_root(host),
                            acme_port=door.acme_port)]
         pieces += [rendered(BLOCK.template, host=instance, profile=instance.service_name, vars=instance.vars)
@@ -286,7 +297,7 @@ class ComposeDoor(DoorPart):
             pinned = resolve_image(image, None, pull(image))
         return pinned or image
 
-    def up(self, host: Host, facts: HostFacts, after: str | None = None) -> Command:
+    def up(self, host: Host, facts: HostFacts, after: str | None = None, stopping: Command | None = None) -> Command:
         """Creates the proxy's container, or recreates it where our block changed it; else leaves it.
         A recreate on the host's network keeps the port answering: a container of the running
         proxy's image, user and files (the relief) listens beside it first, takes the connections
@@ -295,7 +306,13 @@ class ComposeDoor(DoorPart):
         ask for it share a port. Not on a bridge network: Docker forwards a published port to one
         container (and its userland proxy binds the port without SO_REUSEPORT)."""
         proxy = self.proxy(host)
-        compose_up = compose_commands(proxy, facts).up()
+        commands = compose_commands(proxy, facts)
+        compose_up = commands.up()
+        if stopping is not None:  # the container made while the gateway still serves: only its start is left
+            return script(argv(commands.create()), detached(stopping),
+                          once_port_free(host.port, port_free_within(host, DEFAULT_GRACE),
+                                         ["docker", "start", proxy.docker.container_name],
+                                         "the single gateway was told to stop"))
         running = service_definition(facts.files.service_text or "", proxy.service_name)
         image, volumes = running.get("image"), running.get("volumes")
         if host.docker.network_mode != "host" or after is None or not isinstance(image, str) or \

@@ -12,14 +12,14 @@ from pathlib import Path
 from packaging.version import Version
 
 from ..advisories import release_version
-from ..commands import files, line, script, unit
+from ..commands import Command, detached, files, line, once_port_free, script, unit
 from ..commands.unit import UnitCommands, template_path, unit_name, unit_path
 from ..errors import DeployError, RenderError
 from ..facts import GatewayState, Holder, HostFacts
 from ..host import FrontDoor, Host
 from ..plan import DesiredFiles, FileChange, Preparation, Verb
 from ..settings import grace_warnings
-from .base import DoorPart, Driver, ProxyNetwork, Removal, Rendering, Runtime, ServiceFile, WhatRuns
+from .base import DoorPart, Driver, ProxyNetwork, Removal, Rendering, Runtime, ServiceFile, WhatRuns, port_free_within
 
 # The venv's name says which LiteLLM it holds: litellm-VERSION-DIGEST (SystemdSettings.venv_dir).
 _VENV = re.compile(r"litellm-(?P<version>[^/]+)-[0-9a-f]{8}")
@@ -222,10 +222,10 @@ class UnitDoor(DoorPart):
                rendered: Rendering) -> tuple[str, str | None]:
         """The template unit (listening on loopback at the instance's port, a runtime folder of each
         instance's own) and the proxy's unit."""
-        proxy, instance, _ = gateways  # the instances' vars hold the grace the door derived (`frontdoor.stop_grace`)
+        proxy, instance, _ = gateways  # their vars hold the grace the door derived (`frontdoor.stop_grace`)
         template = rendered(UNIT.template, host=host.with_settings(bind="127.0.0.1"), port="%i", instance_suffix="-%i",
                             vars=instance.vars)
-        proxy_unit = rendered("litellm-proxy.service.j2", proxy=proxy, proxy_config=door.config_path)
+        proxy_unit = rendered("litellm-proxy.service.j2", proxy=proxy, vars=proxy.vars, proxy_config=door.config_path)
         return template, proxy_unit
 
     def service_file(self, host: Host) -> str:
@@ -243,10 +243,14 @@ class UnitDoor(DoorPart):
         return ProxyNetwork(host.bind, f"/run/{self.proxy(host).service_name}/admin.sock",
                             posixpath.join(host.config_dir, "proxy"))  # the folder of frontdoor.config_path
 
-    def up(self, host: Host, facts: HostFacts, after: str | None = None) -> str:
+    def up(self, host: Host, facts: HostFacts, after: str | None = None, stopping: Command | None = None) -> str:
         name = unit_name(self.proxy(host))
-        return script("set -e", "systemctl daemon-reload", line("systemctl", "enable", "--quiet", name),
-                      f"systemctl is-active --quiet {line(name)} || {line('systemctl', 'start', name)}")
+        enabled = ("set -e", "systemctl daemon-reload", line("systemctl", "enable", "--quiet", name))
+        if stopping is not None:
+            return script(*enabled, detached(stopping),
+                          once_port_free(host.port, port_free_within(host, DEFAULT_GRACE), ["systemctl", "start", name],
+                                         "the single gateway was told to stop"))
+        return script(*enabled, f"systemctl is-active --quiet {line(name)} || {line('systemctl', 'start', name)}")
 
     def reload(self, host: Host) -> list[str]:
         return ["systemctl", "reload", unit_name(self.proxy(host))]
