@@ -30,7 +30,7 @@ from .errors import DeployError, VerifyError
 from .facts import HostFacts
 from .frontdoor import INSTANCE_HEADER, ONE_GATEWAY, BehindTheDoor, described, door_gateways, other
 from .plan import DesiredFiles, FileChange, Plan
-from .runtimes.base import port_free_within
+from .runtimes.base import STOP_SENT, port_free_within
 from .session import Session
 from .steps import Step, run
 from .verify import SmokePlan, gateway_failure, smoke, wait_for_certificate, wait_for_instance
@@ -73,9 +73,12 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
         remote.run(line("install", "-d", "-m", "0755", posixpath.dirname(proxy_change.path)))
         session.install([proxy_change], deploy_id, verbs)
 
+    # Whether the single gateway was told to stop (`point`'s way back restarts it only then).
+    stop_sent = [single]
+
     def point() -> None:
-        """The proxy started (or recreated, where our block changed it) and reloaded; done once a
-        fresh connection to the port is answered by the new instance."""
+        """The proxy started (or made anew, where our block changed it) and, where it ran before,
+        reloaded; done once a fresh connection to the port is answered by the new instance."""
         if single:
             # The stop runs apart and the proxy starts the moment the port is free, in one script with
             # the proxy made before: LiteLLM closes its listener at once and then finishes what it holds,
@@ -93,6 +96,7 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
 
         started_up = remote.run(runtime.door.up(host, facts, service_change.new if service_change else None,
                                                 stopping=verbs.stop() if single else None), check=False)
+        stop_sent[0] = single and STOP_SENT in started_up.stdout
         if started_up.failed:
             raise VerifyError(f"{host.name}: {proxy_down() or 'the proxy did not start: ' + remote.last_line(started_up)}")
         if not single:  # a proxy started now has read its configuration
@@ -111,7 +115,7 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
             remote.run(runtime.door.reload(host), check=False)
             return
         remote.run(session.verbs(facts, proxy).remove(), check=False)
-        if single:  # it answers again before the rollback says so, once the stop begun apart is done
+        if stop_sent[0]:  # it answers again before the rollback says so, once the stop begun apart is done
             remote.run(verbs.stop(), check=False)
             session.start_and_wait(verbs.start(), out)
 

@@ -180,34 +180,81 @@ def test_the_proxy_image_is_pinned_as_the_gateway_is(templates, fox):
     assert pulled == ["haproxy:3.2"]
 
 
-def test_a_change_that_recreates_the_proxy_keeps_a_second_one_on_its_port_on_the_hosts_network(templates, fox):
-    """Only where compose recreates a running proxy (its service changed) on the host's network: a
-    relief of the running image, as its user, on its files, listening before and stopped softly after."""
+# Stand-ins for the host's `ss` and `docker` (each call logged, the port's listeners counted in a
+# file): what a generated script does, run by the real shell.
+STAND_INS = {
+    "ss": 'for i in $(seq 1 "$(cat "$STATE/listeners")"); do echo LISTEN; done\n',
+    "docker": """echo "$*" >> "$STATE/calls"
+n=$(cat "$STATE/listeners")
+case "$1 $2" in
+  "run -d") [ -z "$RELIEF_FAILS" ] && echo $((n + 1)) > "$STATE/listeners"; echo id;;
+  "stop litellm-proxy"|"stop litellm") echo $((n - 1)) > "$STATE/listeners";;
+  "compose -f") case "$*" in *--no-start*) ;; *) echo $((n + 1)) > "$STATE/listeners";; esac; exit "${UP_EXIT:-0}";;
+  "inspect --format") echo running;;
+esac
+exit 0
+""",
+}
+
+
+def run_on_stand_ins(tmp_path, script: str, listeners: int = 1, **env: str) -> tuple[int, list[str]]:
+    """SCRIPT run by sh with the stand-ins first on PATH; its exit status and the docker calls made."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in STAND_INS.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body)
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "listeners").write_text(str(listeners))
+    (tmp_path / "calls").write_text("")
+    done = subprocess.run(["sh", "-c", script], env={"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE": str(tmp_path), **env},
+                          capture_output=True, text=True, timeout=60)
+    return done.returncode, [call.split(" ")[0] + " " + call.split(" ")[-1] if call.startswith("compose") else call
+                             for call in (tmp_path / "calls").read_text().splitlines()]
+
+
+def test_a_change_that_makes_the_proxy_anew_keeps_a_second_one_on_its_port_on_the_hosts_network(templates, fox,
+                                                                                              tmp_path):
+    """Where the proxy's service changes on the host's network: a relief of the running image, as its
+    user, on its files, listening before the old proxy stops and stopped softly once the new one
+    listens; the old one stopped and removed, not recreated (compose v1 cannot on newer engines)."""
     host = fox.with_settings(network_mode="host", port=443)
-    files = render_host(templates, host, SECRETS, DOCKER)
-    facts = settled(host, files)
+    facts = settled(host, render_host(templates, host, SECRETS, DOCKER))
     markers = Markers.from_template(host.docker.marker)
-    changed = render_host(templates, replace(host, vars={**host.vars, "stop_grace_period": "50s"}), SECRETS, DOCKER)
-    after = replace_block(facts.files.service_text, changed.service, markers, "f")
-    up = DOCKER.door.up(host, facts, after)
+
+    def after(**variables) -> str:
+        changed = render_host(templates, replace(host, vars={**host.vars, **variables}), SECRETS, DOCKER)
+        return replace_block(facts.files.service_text, changed.service, markers, "f")
+    up = DOCKER.door.up(host, facts, after(stop_grace_period="50s"))
     assert isinstance(up, str)
-    relief = next(line for line in up.splitlines() if line.startswith("docker run"))
-    assert relief.startswith("docker run -d --rm --name litellm-proxy-relief --user 0:0 --cap-drop ALL "
-                             "--cap-add NET_BIND_SERVICE --network host -v /srv/litellm/proxy:/usr/local/etc/haproxy:ro "
-                             "haproxy:3.2 haproxy -db -f /usr/local/etc/haproxy/haproxy.cfg")
-    assert "sport = :443" in up and "docker kill --signal USR1 litellm-proxy-relief" in up
-    assert up.index("docker run") < up.index("up -d") < up.index("docker kill")
-    assert subprocess.run(["sh", "-n", "-c", up]).returncode == 0  # what the host's shell will parse
+    relief = ("run -d --rm --name litellm-proxy-relief --user 0:0 --cap-drop ALL --cap-add NET_BIND_SERVICE --network "
+              "host -v /srv/litellm/proxy:/usr/local/etc/haproxy:ro haproxy:3.2 haproxy -db -f "
+              "/usr/local/etc/haproxy/haproxy.cfg")
+    status, calls = run_on_stand_ins(tmp_path, up)
+    assert (status, calls) == (0, ["rm -f litellm-proxy-relief", relief, "stop litellm-proxy", "rm -f litellm-proxy",
+                                   "compose litellm-proxy", "kill --signal USR1 litellm-proxy-relief"])
+    # The new proxy fails: the relief goes at once, and the failure is the script's.
+    status, calls = run_on_stand_ins(tmp_path, up, UP_EXIT="3")
+    assert status == 3 and calls[-2:] == ["compose litellm-proxy", "kill --signal USR1 litellm-proxy-relief"]
+    # A relief that never listens is removed and the proxy made anew without it (a gap, not a failure).
+    status, calls = run_on_stand_ins(tmp_path, up.replace("tries=300", "tries=3"), RELIEF_FAILS="1")
+    assert status == 0 and calls[2:] == ["rm -f litellm-proxy-relief", "stop litellm-proxy", "rm -f litellm-proxy",
+                                         "compose litellm-proxy"]
+    # Nothing changed, or nothing ran before: compose alone.
     compose_up = DOCKER.driver.verbs(DOCKER.door.proxy(host), facts).up()
-    unchanged = replace_block(facts.files.service_text, files.service, markers, "f")
-    assert DOCKER.door.up(host, facts, unchanged) == compose_up
-    assert DOCKER.door.up(host, facts, None) == compose_up
+    assert DOCKER.door.up(host, facts, after()) == DOCKER.door.up(host, facts, None) == compose_up
+    # Another user (root for port 443, the image's own for 8443) cannot share the port.
+    unprivileged = host.with_settings(port=8443)
+    moved_up = replace_block(facts.files.service_text, render_host(templates, unprivileged, SECRETS, DOCKER).service,
+                             markers, "f")
+    assert "relief" not in str(DOCKER.door.up(unprivileged, facts, moved_up))
     # Docker publishes a bridge network's port for one container: nothing can share it.
-    bridged = render_host(templates, fox, SECRETS, DOCKER)
-    bridge_facts = settled(fox, bridged)
+    bridge_facts = settled(fox, render_host(templates, fox, SECRETS, DOCKER))
     moved = render_host(templates, replace(fox, vars={**fox.vars, "stop_grace_period": "50s"}), SECRETS, DOCKER)
-    assert DOCKER.door.up(fox, bridge_facts, replace_block(bridge_facts.files.service_text, moved.service, markers, "f")) \
-        == DOCKER.driver.verbs(DOCKER.door.proxy(fox), bridge_facts).up()
+    bridged = DOCKER.door.up(fox, bridge_facts, replace_block(bridge_facts.files.service_text, moved.service, markers,
+                                                              "f"))
+    assert "relief" not in str(bridged)
+    assert run_on_stand_ins(tmp_path, str(bridged))[1] == ["stop litellm-proxy", "rm -f litellm-proxy",
+                                                           "compose litellm-proxy"]
 
 
 @pytest.mark.parametrize("runtime", ["docker", "systemd"])
@@ -224,6 +271,18 @@ def test_turning_it_on_makes_the_proxy_first_and_starts_it_the_moment_the_gatewa
     assert made < stop < free < start
     # Within the gateway's grace period (Docker's 10 s, systemd's 90 s) and 30 s more, in 0.05 s tries.
     assert f"tries={(40 if runtime == 'docker' else 120) * 20}" in up
+
+
+def test_turning_it_on_stops_the_gateway_only_once_the_proxy_is_made(fox, tmp_path):
+    facts = HostFacts.of(compose_flavour="v2", state=RUNNING)
+    up = DOCKER.door.up(fox, facts, None, stopping=["docker", "stop", "litellm"])
+    assert isinstance(up, str)
+    # compose could not make it: the gateway is never told to stop, and the way back knows it.
+    status, calls = run_on_stand_ins(tmp_path, up, UP_EXIT="1")
+    assert (status, calls) == (1, ["compose litellm-proxy"])
+    status, calls = run_on_stand_ins(tmp_path, up)
+    assert status == 0 and calls[0] == "compose litellm-proxy" and calls[-1] == "start litellm-proxy"
+    assert "stop litellm" in calls
 
 
 def test_a_kept_service_text_says_whether_it_ran_instances(templates, fox, repo):

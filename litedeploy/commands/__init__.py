@@ -53,15 +53,17 @@ def detached(command: Command) -> str:
 
 
 def once_port_free(port: int, timeout: float, command: Command, held: str) -> str:
-    """A script: waits until nothing listens on PORT, then runs COMMAND, again every 0.1 s until it
-    succeeds (a port Docker publishes without its userland proxy shows no listener while Docker
-    still holds it); fails after TIMEOUT seconds in all, saying HELD (what held the port) or, once
-    the port is free, COMMAND's own last error."""
+    """A script: waits until nothing listens on PORT and no running container publishes it, then
+    runs COMMAND, again every 0.1 s until it succeeds (Docker may still hold a port it frees);
+    fails after TIMEOUT seconds in all, saying HELD (what held the port) or, once the port is free,
+    COMMAND's own last error."""
     port, tries = int(port), int(timeout * 20)
     give_up = f"{{ echo {shlex.quote(f'port {port} was still held {timeout:.0f} s after {held}')} >&2; exit 1; }}"
     return script(
         f"tries={tries}",
-        f"while ss -Hltn 'sport = :{port}' 2>/dev/null | grep -q .; do",
+        # A listener, or a running container that publishes the port (Docker without its userland
+        # proxy holds a published port with no listener of its own).
+        f"while {{ ss -Hltn 'sport = :{port}'; docker ps -q --filter publish={port}; }} 2>/dev/null | grep -q .; do",
         f'  tries=$((tries - 1)); [ "$tries" -gt 0 ] || {give_up}; sleep 0.05',
         "done",
         f"until failed=$({command if isinstance(command, str) else argv(command)} 2>&1); do",

@@ -131,35 +131,39 @@ def run_detached(name: str, image: str, volumes: Sequence[str], network: Sequenc
             image, *command]
 
 
-def listening_beside(run: Sequence[str], name: str, port: int, timeout: float) -> str:
-    """RUN (a `run_detached` of container NAME), then a wait of up to TIMEOUT seconds until one more
-    socket listens on PORT than before: HAProxy binds with SO_REUSEPORT, so a second one listens
-    beside the first. One that never does is removed, and the script fails naming it."""
-    count = f"$(ss -Hltn 'sport = :{int(port)}' 2>/dev/null | wc -l)"
+def replaced_beside(relief: Sequence[str], name: str, port: int, proxy: str, up: Sequence[str], timeout: float) -> str:
+    """A script that stops and removes container PROXY, then runs UP (which makes it anew), while a
+    relief (RELIEF, a `run_detached` of container NAME) listens beside it on PORT: HAProxy binds with
+    SO_REUSEPORT, so the relief's socket shares the port. The relief counts once one more socket
+    listens than before it started (within TIMEOUT seconds; else it is removed and the replace goes
+    on without it: a gap, not a failure); it stops softly (SIGUSR1: it finishes what it holds) once
+    the new PROXY listens too, or runs no more, or UP failed, or TIMEOUT seconds have passed, or
+    the script is interrupted. Exits with UP's status. Removed and made anew rather than recreated
+    by compose: docker-compose v1 cannot recreate on newer engines (`compose_v1_refusal`)."""
+    port, tries = int(port), int(timeout * 10)
+    count = f"$(ss -Hltn 'sport = :{port}' 2>/dev/null | wc -l)"
+    removed = line("docker", "rm", "-f", name) + " >/dev/null 2>&1"
+    soft_stop = line("docker", "kill", "--signal", "USR1", name) + " >/dev/null 2>&1"
+    status = f'"$({line("docker", "inspect", "--format", "{{.State.Status}}", proxy)} 2>/dev/null)"'
     return script(
-        line("docker", "rm", "-f", name) + " >/dev/null 2>&1",  # one an interrupted change left
-        f"before={count}",
-        argv(run) + " >/dev/null",
-        f"tries={int(timeout * 10)}",
-        f'while [ "{count}" -le "$before" ]; do',
-        "  tries=$((tries - 1))",
-        f"  if [ \"$tries\" -le 0 ]; then {line('docker', 'rm', '-f', name)} >/dev/null 2>&1;"
-        f" echo {shlex.quote(f'{name} did not listen on port {int(port)} within {timeout:.0f} s')} >&2; exit 1; fi",
-        "  sleep 0.1",
-        "done",
-    )
-
-
-def soft_stop_once_listening(name: str, port: int, listeners: int, beside: str, timeout: float) -> str:
-    """HAProxy's soft stop (SIGUSR1) to container NAME, which closes its listener, finishes the
-    connections it holds and exits: once LISTENERS sockets listen on PORT, or container BESIDE (the
-    one it stood in for) no longer runs, or after TIMEOUT seconds."""
-    return script(
-        f"tries={int(timeout * 10)}",
-        f'while [ "$(ss -Hltn \'sport = :{int(port)}\' 2>/dev/null | wc -l)" -lt {int(listeners)} ]'
-        f' && [ "$({line("docker", "inspect", "--format", "{{.State.Status}}", beside)} 2>/dev/null)" = running ]'
-        ' && [ "$tries" -gt 0 ]; do tries=$((tries - 1)); sleep 0.1; done',
-        line("docker", "kill", "--signal", "USR1", name) + " >/dev/null 2>&1 || true",
+        removed,  # one an interrupted change left
+        f"base={count}",
+        "relief=no",
+        f"if {argv(relief)} >/dev/null; then",
+        f"  tries={tries}",
+        f'  while [ "{count}" -le "$base" ] && [ "$tries" -gt 0 ]; do tries=$((tries - 1)); sleep 0.1; done',
+        f'  if [ "{count}" -gt "$base" ]; then relief=yes; trap {shlex.quote(soft_stop)} HUP INT TERM;'
+        f" else {removed}; fi",
+        "fi",
+        line("docker", "stop", proxy) + " >/dev/null 2>&1",
+        line("docker", "rm", "-f", proxy) + " >/dev/null 2>&1",
+        argv(up) + "; status=$?",
+        'if [ "$relief" = yes ]; then',
+        f'  if [ "$status" -eq 0 ]; then tries={tries}; while [ "{count}" -le "$base" ] && [ {status} = running ]'
+        ' && [ "$tries" -gt 0 ]; do tries=$((tries - 1)); sleep 0.1; done; fi',
+        f"  {soft_stop}",
+        "fi",
+        'exit "$status"',
     )
 
 

@@ -254,8 +254,9 @@ class DoorPart(ABC):
         """Starts the proxy where it does not run (as its service file now says, AFTER where the change
         wrote it); else leaves it, or recreates it where the change altered it, keeping its port
         answering where the runtime can. STOPPING: where the door is turned on, the single gateway's
-        stop, sent apart once the proxy is ready to start; the proxy starts the moment the port is
-        free (`once_port_free`: within the gateway's grace period and 30 s more)."""
+        stop, sent apart (and STOP_SENT printed) once the proxy is ready to start; the proxy starts
+        the moment the port is free (`once_port_free`: within the gateway's grace period and 30 s
+        more)."""
 
     @abstractmethod
     def reload(self, host: Host) -> Command:
@@ -266,6 +267,11 @@ class DoorPart(ABC):
         """(start, stop): a one-off of the proxy (IMAGE) answering on PORT from FOLDER's haproxy.cfg, where
         the door has no certificate yet to start with (`acme_certificate`)."""
         raise DeployError(f"{host.name}: vars.tls.acme is built for the docker runtime so far")
+
+
+# What `DoorPart.up` prints once it has told the single gateway to stop (STOPPING): a way back that
+# finds it missing knows the gateway never stopped.
+STOP_SENT = "litedeploy-stop-sent"
 
 
 def port_free_within(host: Host, default_grace: str) -> float:

@@ -34,6 +34,7 @@ from ..images import ImageRef, resolve_image
 from ..plan import DesiredFiles, FileChange, Verb
 from ..settings import grace_warnings
 from .base import (
+    STOP_SENT,
     DoorPart,
     Driver,
     ProxyNetwork,
@@ -298,38 +299,37 @@ class ComposeDoor(DoorPart):
         return pinned or image
 
     def up(self, host: Host, facts: HostFacts, after: str | None = None, stopping: Command | None = None) -> Command:
-        """Creates the proxy's container, or recreates it where our block changed it; else leaves it.
-        A recreate on the host's network keeps the port answering: a container of the running
+        """Creates the proxy's container, or makes it anew where our block changed it; else leaves it.
+        Made anew on the host's network, it keeps the port answering: a container of the running
         proxy's image, user and files (the relief) listens beside it first, takes the connections
         while the old proxy finishes its own and the new one starts, and stops softly once the new
-        one listens. HAProxy binds with SO_REUSEPORT, and Linux lets sockets of one user that all
-        ask for it share a port. Not on a bridge network: Docker forwards a published port to one
-        container (and its userland proxy binds the port without SO_REUSEPORT)."""
+        one listens (`container.replaced_beside`). HAProxy binds with SO_REUSEPORT, and Linux lets
+        sockets of one user that all ask for it share a port: so not where the change moves the
+        proxy to another user or network, and not on a bridge network, where Docker forwards a
+        published port to one container (its userland proxy binds without SO_REUSEPORT)."""
         proxy = self.proxy(host)
         commands = compose_commands(proxy, facts)
-        compose_up = commands.up()
-        if stopping is not None:  # the container made while the gateway still serves: only its start is left
-            return script(argv(commands.create()), detached(stopping),
+        if stopping is not None:  # made while the gateway still serves: once it is, only its start is left
+            return script(argv(commands.create()) + " || exit 1", detached(stopping), f"echo {STOP_SENT}",
                           once_port_free(host.port, port_free_within(host, DEFAULT_GRACE),
                                          ["docker", "start", proxy.docker.container_name],
                                          "the single gateway was told to stop"))
         running = service_definition(facts.files.service_text or "", proxy.service_name)
-        image, volumes = running.get("image"), running.get("volumes")
-        if host.docker.network_mode != "host" or after is None or not isinstance(image, str) or \
-                not isinstance(volumes, list) or running == service_definition(after, proxy.service_name):
-            return compose_up
+        wanted = service_definition(after or "", proxy.service_name)
+        if not running or not wanted or running == wanted:
+            return commands.up()
+        image, volumes, user = running.get("image"), running.get("volumes"), running.get("user")
+        if not isinstance(image, str) or not isinstance(volumes, list) or user != wanted.get("user") or \
+                not running.get("network_mode") == wanted.get("network_mode") == "host":
+            return script(line("docker", "stop", proxy.docker.container_name) + " >/dev/null 2>&1",
+                          line("docker", "rm", "-f", proxy.docker.container_name) + " >/dev/null 2>&1",
+                          argv(commands.up()))
         name = f"{proxy.docker.container_name}-relief"
-        user = running.get("user")
         relief = container.run_detached(name, image, [str(volume) for volume in volumes], ["--network", "host"],
                                         ["haproxy", "-db", "-f", f"{PROXY_CONFIG_DIR}/haproxy.cfg"],
                                         user=str(user) if user else None)
-        return script(
-            # A relief that does not listen leaves the recreate as it was without one: a gap, not a failure.
-            "(", container.listening_beside(relief, name, host.port, RELIEF_LISTEN_TIMEOUT), ") || true",
-            argv(compose_up) + "; status=$?",
-            container.soft_stop_once_listening(name, host.port, 2, proxy.docker.container_name, RELIEF_LISTEN_TIMEOUT),
-            'exit "$status"',
-        )
+        return container.replaced_beside(relief, name, host.port, proxy.docker.container_name, commands.up(),
+                                         RELIEF_LISTEN_TIMEOUT)
 
     def reload(self, host: Host) -> list[str]:
         return container.reload(self.proxy(host))
