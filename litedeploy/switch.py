@@ -74,11 +74,12 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
         session.install([proxy_change], deploy_id, verbs)
 
     # Whether the single gateway was told to stop (`point`'s way back restarts it only then).
-    stop_sent = [single]
+    stop_sent = single
 
     def point() -> None:
         """The proxy started (or made anew, where our block changed it) and, where it ran before,
         reloaded; done once a fresh connection to the port is answered by the new instance."""
+        nonlocal stop_sent
         if single:
             # The stop runs apart and the proxy starts the moment the port is free, in one script with
             # the proxy made before: LiteLLM closes its listener at once and then finishes what it holds,
@@ -96,7 +97,7 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
 
         started_up = remote.run(runtime.door.up(host, facts, service_change.new if service_change else None,
                                                 stopping=verbs.stop() if single else None), check=False)
-        stop_sent[0] = single and STOP_SENT in started_up.stdout
+        stop_sent = single and STOP_SENT in started_up.stdout
         if started_up.failed:
             raise VerifyError(f"{host.name}: {proxy_down() or 'the proxy did not start: ' + remote.last_line(started_up)}")
         if not single:  # a proxy started now has read its configuration
@@ -115,7 +116,7 @@ def switch(session: Session, layout: BehindTheDoor, plan: Plan, desired: Desired
             remote.run(runtime.door.reload(host), check=False)
             return
         remote.run(session.verbs(facts, proxy).remove(), check=False)
-        if stop_sent[0]:  # it answers again before the rollback says so, once the stop begun apart is done
+        if stop_sent:  # it answers again before the rollback says so, once the stop begun apart is done
             remote.run(verbs.stop(), check=False)
             session.start_and_wait(verbs.start(), out)
 

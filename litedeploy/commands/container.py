@@ -131,6 +131,12 @@ def run_detached(name: str, image: str, volumes: Sequence[str], network: Sequenc
             image, *command]
 
 
+def stop_and_remove(name: str) -> str:
+    """Container NAME stopped as Docker stops it (its stop signal, then its grace), then removed;
+    quietly where there is none."""
+    return f"{line('docker', 'stop', name)} >/dev/null 2>&1; {line('docker', 'rm', '-f', name)} >/dev/null 2>&1"
+
+
 def replaced_beside(relief: Sequence[str], name: str, port: int, proxy: str, up: Sequence[str], timeout: float) -> str:
     """A script that stops and removes container PROXY, then runs UP (which makes it anew), while a
     relief (RELIEF, a `run_detached` of container NAME) listens beside it on PORT: HAProxy binds with
@@ -155,8 +161,7 @@ def replaced_beside(relief: Sequence[str], name: str, port: int, proxy: str, up:
         f'  if [ "{count}" -gt "$base" ]; then relief=yes; trap {shlex.quote(soft_stop)} HUP INT TERM;'
         f" else {removed}; fi",
         "fi",
-        line("docker", "stop", proxy) + " >/dev/null 2>&1",
-        line("docker", "rm", "-f", proxy) + " >/dev/null 2>&1",
+        stop_and_remove(proxy),
         argv(up) + "; status=$?",
         'if [ "$relief" = yes ]; then',
         f'  if [ "$status" -eq 0 ]; then tries={tries}; while [ "{count}" -le "$base" ] && [ {status} = running ]'

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from ..commands import Command, ServiceCommands
+from ..commands import Command, ServiceCommands, detached, once_port_free, script
 from ..errors import DeployError
 from ..settings import grace_seconds
 
@@ -262,7 +262,6 @@ class DoorPart(ABC):
     def reload(self, host: Host) -> Command:
         """Has the running proxy read its configuration again, without closing its port."""
 
-
     def responder(self, host: Host, image: str, folder: str, port: int) -> tuple[Command, Command]:
         """(start, stop): a one-off of the proxy (IMAGE) answering on PORT from FOLDER's haproxy.cfg, where
         the door has no certificate yet to start with (`acme_certificate`)."""
@@ -272,6 +271,15 @@ class DoorPart(ABC):
 # What `DoorPart.up` prints once it has told the single gateway to stop (STOPPING): a way back that
 # finds it missing knows the gateway never stopped.
 STOP_SENT = "litedeploy-stop-sent"
+
+
+def handover(host: Host, default_grace: str, stopping: Command, start: Command) -> str:
+    """The turn-on's script once the proxy is ready to start: STOPPING (the single gateway's stop,
+    DEFAULT_GRACE the runtime's where vars set none) sent apart and STOP_SENT printed, then START
+    the moment the port is free (`once_port_free`)."""
+    return script(detached(stopping), f"echo {STOP_SENT}",
+                  once_port_free(host.port, port_free_within(host, default_grace), start,
+                                 "the single gateway was told to stop"))
 
 
 def port_free_within(host: Host, default_grace: str) -> float:

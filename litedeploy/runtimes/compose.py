@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from packaging.version import Version
 
 from ..advisories import release_version
-from ..commands import Command, argv, container, detached, files, line, once_port_free, script
+from ..commands import Command, argv, container, files, line, script
 from ..commands.compose import FLAVOUR, ComposeCommands, compose_commands
 from ..composefile import (
     Markers,
@@ -34,7 +34,6 @@ from ..images import ImageRef, resolve_image
 from ..plan import DesiredFiles, FileChange, Verb
 from ..settings import grace_warnings
 from .base import (
-    STOP_SENT,
     DoorPart,
     Driver,
     ProxyNetwork,
@@ -44,7 +43,7 @@ from .base import (
     Runtime,
     ServiceFile,
     WhatRuns,
-    port_free_within,
+    handover,
 )
 
 # The first Docker Engine whose image inspect lacks the ContainerConfig key docker-compose v1 reads
@@ -310,10 +309,8 @@ class ComposeDoor(DoorPart):
         proxy = self.proxy(host)
         commands = compose_commands(proxy, facts)
         if stopping is not None:  # made while the gateway still serves: once it is, only its start is left
-            return script(argv(commands.create()) + " || exit 1", detached(stopping), f"echo {STOP_SENT}",
-                          once_port_free(host.port, port_free_within(host, DEFAULT_GRACE),
-                                         ["docker", "start", proxy.docker.container_name],
-                                         "the single gateway was told to stop"))
+            return script(argv(commands.create()) + " || exit 1",
+                          handover(host, DEFAULT_GRACE, stopping, ["docker", "start", proxy.docker.container_name]))
         running = service_definition(facts.files.service_text or "", proxy.service_name)
         wanted = service_definition(after or "", proxy.service_name)
         if not running or not wanted or running == wanted:
@@ -321,9 +318,7 @@ class ComposeDoor(DoorPart):
         image, volumes, user = running.get("image"), running.get("volumes"), running.get("user")
         if not isinstance(image, str) or not isinstance(volumes, list) or user != wanted.get("user") or \
                 not running.get("network_mode") == wanted.get("network_mode") == "host":
-            return script(line("docker", "stop", proxy.docker.container_name) + " >/dev/null 2>&1",
-                          line("docker", "rm", "-f", proxy.docker.container_name) + " >/dev/null 2>&1",
-                          argv(commands.up()))
+            return script(container.stop_and_remove(proxy.docker.container_name), argv(commands.up()))
         name = f"{proxy.docker.container_name}-relief"
         relief = container.run_detached(name, image, [str(volume) for volume in volumes], ["--network", "host"],
                                         ["haproxy", "-db", "-f", f"{PROXY_CONFIG_DIR}/haproxy.cfg"],

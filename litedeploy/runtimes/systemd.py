@@ -12,25 +12,14 @@ from pathlib import Path
 from packaging.version import Version
 
 from ..advisories import release_version
-from ..commands import Command, detached, files, line, once_port_free, script, unit
+from ..commands import Command, files, line, script, unit
 from ..commands.unit import UnitCommands, template_path, unit_name, unit_path
 from ..errors import DeployError, RenderError
 from ..facts import GatewayState, Holder, HostFacts
 from ..host import FrontDoor, Host
 from ..plan import DesiredFiles, FileChange, Preparation, Verb
 from ..settings import grace_warnings
-from .base import (
-    STOP_SENT,
-    DoorPart,
-    Driver,
-    ProxyNetwork,
-    Removal,
-    Rendering,
-    Runtime,
-    ServiceFile,
-    WhatRuns,
-    port_free_within,
-)
+from .base import DoorPart, Driver, ProxyNetwork, Removal, Rendering, Runtime, ServiceFile, WhatRuns, handover
 
 # The venv's name says which LiteLLM it holds: litellm-VERSION-DIGEST (SystemdSettings.venv_dir).
 _VENV = re.compile(r"litellm-(?P<version>[^/]+)-[0-9a-f]{8}")
@@ -258,9 +247,7 @@ class UnitDoor(DoorPart):
         name = unit_name(self.proxy(host))
         enabled = ("set -e", "systemctl daemon-reload", line("systemctl", "enable", "--quiet", name))
         if stopping is not None:
-            return script(*enabled, detached(stopping), f"echo {STOP_SENT}",
-                          once_port_free(host.port, port_free_within(host, DEFAULT_GRACE), ["systemctl", "start", name],
-                                         "the single gateway was told to stop"))
+            return script(*enabled, handover(host, DEFAULT_GRACE, stopping, ["systemctl", "start", name]))
         return script(*enabled, f"systemctl is-active --quiet {line(name)} || {line('systemctl', 'start', name)}")
 
     def reload(self, host: Host) -> list[str]:
